@@ -1,0 +1,139 @@
+//! Published normalisation and hashing vectors.
+//!
+//! Source: IAB Tech Lab UID2 documentation, "Normalization and Encoding"
+//! (uid2docs, docs/getting-started/gs-normalization-encoding.md): the email hash encoding table,
+//! the phone hash encoding table, "Normalization Examples for Email", and the phone
+//! normalisation examples.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+use tandem_identity::{IdKind, Normaliser};
+
+/// (raw inputs, normalised, SHA-256 hex, SHA-256 Base64) for emails.
+const EMAIL_VECTORS: &[(&[&str], &str, &str, &str)] = &[
+    (
+        &["user@example.com"],
+        "user@example.com",
+        "b4c9a289323b21a01c3e940f150eb9b8c542587f1abfd8f0e1cc1ffc5e475514",
+        "tMmiiTI7IaAcPpQPFQ65uMVCWH8av9jw4cwf/F5HVRQ=",
+    ),
+    (
+        &["MyEmail@example.com", "MYEMAIL@example.com"],
+        "myemail@example.com",
+        "16c18d336f0b250f0e2d907452ceb9658a74ecdae8bc94864c23122a72cc27a5",
+        "FsGNM28LJQ8OLZB0Us65ZYp07NrovJSGTCMSKnLMJ6U=",
+    ),
+    (
+        &["My.Email@example.com"],
+        "my.email@example.com",
+        "e22b53bc6f871274f3a62ab37a3caed7214fc14d676215a96a242fcfada1c81f",
+        "4itTvG+HEnTzpiqzejyu1yFPwU1nYhWpaiQvz62hyB8=",
+    ),
+    (
+        &["JANESAOIRSE@example.com", "JaneSaoirse@example.com"],
+        "janesaoirse@example.com",
+        "d6670e7a92007f1b5ff785f1fc81e53aa6d3d7bd06bdf5c473cdc7286c284b6d",
+        "1mcOepIAfxtf94Xx/IHlOqbT170GvfXEc83HKGwoS20=",
+    ),
+    (
+        &["jane.saoirse@example.com", "Jane.Saoirse@example.com"],
+        "jane.saoirse@example.com",
+        "b196432c7b989a2ca91c83799957c515da53e6c13abf20b78fea94f117e90bf8",
+        "sZZDLHuYmiypHIN5mVfFFdpT5sE6vyC3j+qU8RfpC/g=",
+    ),
+    (
+        &["JaneSaoirse+Work@example.com"],
+        "janesaoirse+work@example.com",
+        "28aaee4815230cd3b4ebd88c515226550666e91ac019929e3adac3f66c288180",
+        "KKruSBUjDNO069iMUVImVQZm6RrAGZKeOtrD9mwogYA=",
+    ),
+    (
+        &[
+            "JANE.SAOIRSE@gmail.com",
+            "Jane.Saoirse@gmail.com",
+            "JaneSaoirse+Work@gmail.com",
+            "JANESaoirse@gmail.com",
+        ],
+        "janesaoirse@gmail.com",
+        "92ee26057ed9dea2535d6c8b141d48373932476599196e00352254896db5888f",
+        "ku4mBX7Z3qJTXWyLFB1INzkyR2WZGW4ANSJUiW21iI8=",
+    ),
+];
+
+#[test]
+fn uid2_email_vectors() {
+    let n = Normaliser::default();
+    for (raws, normalised, hex_digest, b64_digest) in EMAIL_VECTORS {
+        for raw in *raws {
+            assert_eq!(n.normalise(IdKind::Email, raw).unwrap(), *normalised);
+            let digest = n.digest(IdKind::Email, raw).unwrap();
+            assert_eq!(hex::encode(digest), *hex_digest, "{raw}");
+            assert_eq!(STANDARD.encode(digest), *b64_digest, "{raw}");
+            // A partner that sends the UID2 hash (hex or Base64) matches the raw identifier.
+            assert_eq!(n.digest(IdKind::Sha256, hex_digest).unwrap(), digest);
+            assert_eq!(n.digest(IdKind::Sha256, b64_digest).unwrap(), digest);
+        }
+    }
+}
+
+#[test]
+fn uid2_unnormalised_counter_example() {
+    // UID2 shows that hashing `JANESaoirse@gmail.com` without normalising gives a different
+    // value; our digest must be the normalised one.
+    let unnormalised: [u8; 32] = Sha256::digest(b"JANESaoirse@gmail.com").into();
+    assert_eq!(
+        STANDARD.encode(unnormalised),
+        "VpLXEp5N1bj/V1WzjgZsC+FfuYdntAOywSVIO00FD/E="
+    );
+    let ours = Normaliser::default()
+        .digest(IdKind::Email, "JANESaoirse@gmail.com")
+        .unwrap();
+    assert_ne!(ours, unnormalised);
+    assert_eq!(
+        STANDARD.encode(ours),
+        "ku4mBX7Z3qJTXWyLFB1INzkyR2WZGW4ANSJUiW21iI8="
+    );
+}
+
+#[test]
+fn uid2_phone_vector() {
+    let n = Normaliser::default();
+    let digest = n.digest(IdKind::Phone, "+12345678901").unwrap();
+    assert_eq!(
+        hex::encode(digest),
+        "10e6f0b47054a83359477dcb35231db6de5c69fb1816e1a6b98e192de9e5b9ee"
+    );
+    assert_eq!(
+        STANDARD.encode(digest),
+        "EObwtHBUqDNZR33LNSMdtt5cafsYFuGmuY4ZLenlue4="
+    );
+}
+
+#[test]
+fn uid2_phone_normalisation_examples() {
+    let us = Normaliser {
+        default_country_code: Some(1),
+    };
+    assert_eq!(
+        us.normalise(IdKind::Phone, "1 (234) 567-8901").unwrap(),
+        "+12345678901"
+    );
+    assert_eq!(
+        us.digest(IdKind::Phone, "1 (234) 567-8901").unwrap(),
+        us.digest(IdKind::Phone, "+12345678901").unwrap()
+    );
+    let au = Normaliser {
+        default_country_code: Some(61),
+    };
+    assert_eq!(
+        au.normalise(IdKind::Phone, "(02) 1234 5678").unwrap(),
+        "+61212345678"
+    );
+    assert_eq!(
+        Normaliser::default()
+            .normalise(IdKind::Phone, "+65 1234 5678")
+            .unwrap(),
+        "+6512345678"
+    );
+}
