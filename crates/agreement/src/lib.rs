@@ -1,1 +1,24 @@
-//! tandem-agreement
+//! `tandem-agreement`: the signed agreement both nodes act under.
+//!
+//! Humans write the [`Terms`] in `agreement.toml` (see `examples/agreement.toml`); both parties
+//! sign the canonical JSON of the terms with their node's ed25519 key; a node acts only when
+//! [`Agreement::check_active`] passes. The [`AgreementId`] names one exact version of the terms.
+
+mod agreement;
+mod canonical;
+mod error;
+mod id;
+mod terms;
+mod time;
+mod validate;
+
+pub use agreement::Agreement;
+pub use error::AgreementError;
+pub use id::AgreementId;
+pub use terms::{Budget, Party, Terms};
+pub use validate::{MAX_COLUMN_VALUES, OTHER_LABEL};
+
+/// Lower-case hex of the 32 public-key bytes: how a node's signing key is written in the terms.
+pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
+    hex::encode(key.to_bytes())
+}

@@ -1,0 +1,165 @@
+//! The terms both parties sign, as written in `agreement.toml`.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{AgreementError, AgreementId, canonical, time};
+
+/// Domain-separation tag hashed (and signed) before the canonical bytes.
+pub(crate) const ID_DOMAIN: &[u8] = b"tandem-agreement-v1\n";
+
+/// What the two parties agree to, as humans write it in `agreement.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terms {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Purpose of the processing (PIPL Art. 6, 17; GDPR Art. 5(1)(b)); non-empty.
+    pub purpose: String,
+    /// Legal basis, e.g. `PIPL Art. 13(1) consent; GDPR Art. 6(1)(a)`; non-empty.
+    pub legal_basis: String,
+    /// End of the agreement, RFC 3339 UTC (`2027-06-30T00:00:00Z`), kept as written.
+    pub expires_at: String,
+    /// Identifier kinds joined on: `email`, `phone`, `device_id`, `sha256`; non-empty, distinct.
+    pub join_keys: Vec<String>,
+    /// Noised cells below this are reported as `< threshold` instead of a number.
+    #[serde(default)]
+    pub min_reporting_threshold: u64,
+    /// How many days results and audiences may be kept (GDPR Art. 5(1)(e)); at least 1.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Cross-border transfer mechanism (PIPL Art. 38), required when the parties' regions
+    /// differ. Left out of the canonical bytes when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_mechanism: Option<String>,
+    /// The two parties.
+    pub parties: Vec<Party>,
+}
+
+/// One of the two parties.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Party {
+    /// Short name, `[a-z0-9_-]{1,64}`.
+    pub name: String,
+    /// Base URL of the party's node, `https://host:port`.
+    pub url: String,
+    /// Lower-case hex of the party's ed25519 public key (32 bytes).
+    pub signing_key: String,
+    /// Lower-case hex SHA-256 of the DER TLS certificate the node serves (pinned by the peer).
+    pub tls_cert_sha256: String,
+    /// Data-residency region, e.g. `CN`, `EU`, `US-CA`.
+    pub region: String,
+    /// Group-by columns this party may use, each with its public value set (non-empty, distinct
+    /// values; `other` is reserved for values outside the set).
+    #[serde(default)]
+    pub columns: BTreeMap<String, Vec<String>>,
+    /// The party's differential-privacy budget.
+    pub budget: Budget,
+}
+
+/// A party's differential-privacy budget.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// ε spent by one query; > 0.
+    pub epsilon_per_query: f64,
+    /// ε for the life of the agreement; ≥ `epsilon_per_query`.
+    pub epsilon_total: f64,
+    /// δ spent by one query; in [0, 1).
+    pub delta_per_query: f64,
+    /// δ for the life of the agreement; in [0, 1) and ≥ `delta_per_query`.
+    pub delta_total: f64,
+}
+
+fn default_retention_days() -> u32 {
+    365
+}
+
+impl Terms {
+    /// Parses `agreement.toml` and validates it.
+    pub fn from_toml(text: &str) -> Result<Terms, AgreementError> {
+        let terms: Terms =
+            toml::from_str(text).map_err(|e| AgreementError::Parse(e.to_string()))?;
+        terms.validate()?;
+        Ok(terms)
+    }
+
+    /// The bytes both parties sign: canonical JSON of the terms (keys sorted, no whitespace,
+    /// floats as serde_json prints them; see the `canonical` module).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Serialising `Terms` cannot fail: every map key is a string and every field has an
+        // infallible `Serialize`. Non-finite floats become `null` (and fail validation).
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        canonical::to_canonical_json(&value)
+    }
+
+    /// SHA-256 of `b"tandem-agreement-v1\n"` followed by [`Terms::canonical_bytes`].
+    pub fn id(&self) -> AgreementId {
+        AgreementId(Sha256::digest(self.signed_message()).into())
+    }
+
+    /// The message each party signs: the id's preimage (domain tag, then canonical bytes).
+    pub(crate) fn signed_message(&self) -> Vec<u8> {
+        let mut message = ID_DOMAIN.to_vec();
+        message.extend_from_slice(&self.canonical_bytes());
+        message
+    }
+
+    /// The party called `name`.
+    pub fn party(&self, name: &str) -> Option<&Party> {
+        self.parties.iter().find(|p| p.name == name)
+    }
+
+    /// The other party, seen from party `name` (`None` if `name` is not a party).
+    pub fn peer_of(&self, name: &str) -> Option<&Party> {
+        self.party(name)?;
+        self.parties.iter().find(|p| p.name != name)
+    }
+
+    /// `expires_at` as seconds since the Unix epoch.
+    pub fn expires_at_unix(&self) -> Result<i64, AgreementError> {
+        time::parse_rfc3339_utc(&self.expires_at).map_err(AgreementError::Parse)
+    }
+}
+
+impl Party {
+    /// The party's ed25519 public key, parsed from `signing_key`.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, AgreementError> {
+        let bytes = decode_hex32(&self.signing_key).ok_or_else(|| {
+            AgreementError::Invalid(format!(
+                "party {}: signing_key must be 64 lower-case hex characters",
+                self.name
+            ))
+        })?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| {
+            AgreementError::Invalid(format!(
+                "party {}: signing_key is not an ed25519 public key",
+                self.name
+            ))
+        })
+    }
+
+    /// The pinned TLS certificate digest, parsed from `tls_cert_sha256`.
+    pub fn tls_cert_digest(&self) -> Result<[u8; 32], AgreementError> {
+        decode_hex32(&self.tls_cert_sha256).ok_or_else(|| {
+            AgreementError::Invalid(format!(
+                "party {}: tls_cert_sha256 must be 64 lower-case hex characters",
+                self.name
+            ))
+        })
+    }
+}
+
+/// Decodes exactly 64 lower-case hex characters.
+pub(crate) fn decode_hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}

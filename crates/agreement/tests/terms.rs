@@ -1,0 +1,216 @@
+//! Parsing, canonical form and id of the terms.
+
+mod common;
+
+use common::*;
+use tandem_agreement::{AgreementError, Terms};
+
+#[test]
+fn example_is_a_template_that_fails_until_keys_are_filled_in() {
+    let raw: Terms = toml::from_str(EXAMPLE).unwrap();
+    let err = raw.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("signing_key is the all-zero placeholder"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tls_cert_sha256 is the all-zero placeholder"),
+        "{err}"
+    );
+    assert!(matches!(
+        Terms::from_toml(EXAMPLE),
+        Err(AgreementError::Invalid(_))
+    ));
+}
+
+#[test]
+fn example_with_keys_parses() {
+    let t = terms();
+    assert_eq!(t.version, 1);
+    assert_eq!(t.join_keys, ["email", "phone"]);
+    assert_eq!(t.min_reporting_threshold, 50);
+    assert_eq!(t.retention_days, 90);
+    assert_eq!(t.expires_at, "2027-06-30T00:00:00Z");
+    assert_eq!(t.expires_at_unix().unwrap(), 1_814_313_600);
+    assert_eq!(t.transfer_mechanism, None);
+    let acme = t.party("acme").unwrap();
+    assert_eq!(acme.url, "https://127.0.0.1:7401");
+    assert_eq!(acme.region, "CN");
+    assert_eq!(acme.columns["age_band"], ["18-24", "25-34", "35-44", "45+"]);
+    assert_eq!(acme.columns["region"], ["north", "south", "east", "west"]);
+    assert_eq!(acme.budget.delta_per_query, 1e-9);
+    let shopx = t.party("shopx").unwrap();
+    assert_eq!(shopx.columns["tier"], ["bronze", "silver", "gold"]);
+    assert_eq!(t.peer_of("acme").unwrap().name, "shopx");
+    assert_eq!(t.peer_of("shopx").unwrap().name, "acme");
+    assert!(t.peer_of("nobody").is_none());
+    assert!(t.party("nobody").is_none());
+    assert_eq!(acme.verifying_key().unwrap(), acme_key().verifying_key());
+    assert_eq!(acme.tls_cert_digest().unwrap().len(), 32);
+}
+
+#[test]
+fn defaults_apply_when_fields_are_left_out() {
+    let text = example_toml()
+        .replace("min_reporting_threshold = 50", "")
+        .replace("retention_days = 90", "");
+    let t = Terms::from_toml(&text).unwrap();
+    assert_eq!(t.min_reporting_threshold, 0);
+    assert_eq!(t.retention_days, 365);
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    let text = example_toml().replace("retention_days = 90", "retention_day = 90");
+    let err = Terms::from_toml(&text).unwrap_err();
+    assert!(matches!(err, AgreementError::Parse(_)), "{err}");
+    assert!(err.to_string().contains("retention_day"), "{err}");
+}
+
+#[test]
+fn toml_round_trip() {
+    let t = terms();
+    let text = toml::to_string(&t).unwrap();
+    let back = Terms::from_toml(&text).unwrap();
+    assert_eq!(back, t);
+    assert_eq!(back.id(), t.id());
+    assert_eq!(back.canonical_bytes(), t.canonical_bytes());
+}
+
+#[test]
+fn json_round_trip_keeps_the_id() {
+    let t = terms();
+    let back: Terms = serde_json::from_str(&serde_json::to_string_pretty(&t).unwrap()).unwrap();
+    assert_eq!(back, t);
+    assert_eq!(back.id(), t.id());
+}
+
+#[test]
+fn canonical_bytes_are_sorted_compact_json() {
+    let t = terms();
+    let text = String::from_utf8(t.canonical_bytes()).unwrap();
+    assert!(
+        text.starts_with(
+            r#"{"expires_at":"2027-06-30T00:00:00Z","join_keys":["email","phone"],"legal_basis":"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#""budget":{"delta_per_query":1e-9,"delta_total":1e-7,"epsilon_per_query":1.0,"epsilon_total":10.0}"#), "{text}");
+    assert!(text.contains(r#""columns":{"age_band":["18-24","25-34","35-44","45+"],"region":["north","south","east","west"]}"#), "{text}");
+    assert!(
+        !text.contains("transfer_mechanism"),
+        "absent option is left out: {text}"
+    );
+    assert!(
+        !text.contains('\n') && !text.contains("\": ") && !text.contains(", \""),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(r#""retention_days":90,"version":1}"#),
+        "{text}"
+    );
+    // Re-parsing the canonical JSON gives the same terms.
+    let back: Terms = serde_json::from_slice(&t.canonical_bytes()).unwrap();
+    assert_eq!(back, t);
+}
+
+#[test]
+fn id_is_sha256_of_domain_tag_and_canonical_bytes() {
+    use sha2::{Digest, Sha256};
+    let t = terms();
+    let mut preimage = b"tandem-agreement-v1\n".to_vec();
+    preimage.extend(t.canonical_bytes());
+    assert_eq!(t.id().0, <[u8; 32]>::from(Sha256::digest(&preimage)));
+    assert_eq!(
+        t.id()
+            .to_string()
+            .parse::<tandem_agreement::AgreementId>()
+            .unwrap(),
+        t.id()
+    );
+}
+
+#[test]
+fn id_changes_with_every_field() {
+    let base = terms();
+    type Edit = fn(&mut Terms);
+    let edits: Vec<(&str, Edit)> = vec![
+        ("version", |t| t.version = 2),
+        ("purpose", |t| t.purpose.push('.')),
+        ("legal_basis", |t| t.legal_basis.push('.')),
+        ("expires_at", |t| {
+            t.expires_at = "2027-06-30T00:00:01Z".into()
+        }),
+        ("join_keys order", |t| t.join_keys.reverse()),
+        ("join_keys", |t| t.join_keys.push("device_id".into())),
+        ("min_reporting_threshold", |t| {
+            t.min_reporting_threshold += 1
+        }),
+        ("retention_days", |t| t.retention_days += 1),
+        ("transfer_mechanism", |t| {
+            t.transfer_mechanism = Some("SCC".into())
+        }),
+        ("parties order", |t| t.parties.reverse()),
+        ("name", |t| t.parties[0].name = "acme2".into()),
+        ("url", |t| {
+            t.parties[0].url = "https://127.0.0.1:7409".into()
+        }),
+        ("signing_key", |t| {
+            t.parties[0].signing_key = "ab".repeat(32)
+        }),
+        ("tls_cert_sha256", |t| {
+            t.parties[1].tls_cert_sha256 = "cd".repeat(32)
+        }),
+        ("region", |t| t.parties[1].region = "EU".into()),
+        ("column added", |t| {
+            t.parties[1]
+                .columns
+                .insert("city".into(), vec!["sh".into()]);
+        }),
+        ("column value order", |t| {
+            if let Some(v) = t.parties[1].columns.get_mut("tier") {
+                v.swap(0, 1);
+            }
+        }),
+        ("column value", |t| {
+            if let Some(v) = t.parties[1].columns.get_mut("tier") {
+                v.push("platinum".into());
+            }
+        }),
+        ("epsilon_per_query", |t| {
+            t.parties[0].budget.epsilon_per_query = 0.5
+        }),
+        ("epsilon_total", |t| {
+            t.parties[0].budget.epsilon_total = 10.5
+        }),
+        ("delta_per_query", |t| {
+            t.parties[1].budget.delta_per_query = 2e-9
+        }),
+        ("delta_total", |t| t.parties[1].budget.delta_total = 2e-7),
+    ];
+    let mut seen = std::collections::BTreeSet::from([base.id()]);
+    for (what, edit) in edits {
+        let mut t = base.clone();
+        edit(&mut t);
+        assert!(seen.insert(t.id()), "changing {what} did not change the id");
+    }
+}
+
+#[test]
+fn expires_at_unix_reports_parse_errors() {
+    let mut t = terms();
+    t.expires_at = "30/06/2027".into();
+    assert!(matches!(t.expires_at_unix(), Err(AgreementError::Parse(_))));
+}
+
+#[test]
+fn toml_syntax_errors_are_parse_errors() {
+    assert!(matches!(
+        Terms::from_toml("version = "),
+        Err(AgreementError::Parse(_))
+    ));
+    assert!(matches!(
+        Terms::from_toml("version = 1"),
+        Err(AgreementError::Parse(_))
+    ));
+}
