@@ -1,1 +1,31 @@
-//! tandem-psi
+//! `psi-ca-v1`: grouped private-set-intersection cardinality with differential privacy over
+//! Ristretto255 (normative text: `protocols/psi-ca-v1.md`).
+//!
+//! The querier A holds item digests in `nA` buckets, the responder B in `nB` buckets. A learns,
+//! for every cell `(gA, gB)`, `|A_gA ∩ B_gB|` plus discrete-Laplace noise that B chose (B
+//! injects dummy matches), and B's bucket sizes plus noise; B learns A's bucket sizes plus
+//! noise that A chose. Nobody learns which items match.
+//!
+//! The crate is sans-IO: [`Querier::start`] makes the query bytes, [`respond`] turns them into
+//! the reply bytes, [`Querier::finish`] turns the reply into [`CellCounts`]. Moving bytes,
+//! persisting state and charging budgets ([`accounting`]) are the caller's job.
+
+pub mod accounting;
+pub mod bench;
+mod ec;
+mod error;
+mod hash;
+mod input;
+mod message;
+mod params;
+mod querier;
+mod responder;
+
+pub use error::PsiError;
+pub use message::{MAGIC, MessageHeader, MessageType, VERSION, peek_header};
+pub use params::{Limits, RunParams};
+pub use querier::{CellCounts, Querier, TRUNCATED_LEN};
+pub use responder::respond;
+
+#[cfg(test)]
+mod tests;

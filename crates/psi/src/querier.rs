@@ -1,0 +1,256 @@
+//! The querier (party A): builds the query, then counts matches in the reply (spec §4.1, §4.3).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tandem_dp::NoiseSource;
+
+use crate::ec::{self, CHUNK};
+use crate::hash::Domain;
+use crate::input::{check_items, draw};
+use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
+use crate::{Limits, PsiError, RunParams};
+
+/// Bytes of a returned (truncated) value.
+pub const TRUNCATED_LEN: usize = 12;
+
+/// The querier's state between its query and the responder's reply. Holds the secret `α`
+/// (as `α/2`); dropping it ends the run.
+pub struct Querier {
+    params: RunParams,
+    alpha_half: Scalar,
+    sent: Vec<u64>,
+    query_digest: [u8; 32],
+}
+
+impl fmt::Debug for Querier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Querier")
+            .field("params", &self.params)
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One slot of a querier bucket in the query.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    Item(&'a [u8; 32]),
+    Junk,
+}
+
+/// The querier's output: a noised intersection count for every cell `(gA, gB)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellCounts {
+    /// `nA`.
+    pub querier_buckets: u32,
+    /// `nB`.
+    pub responder_buckets: u32,
+    /// Row-major `[gA · nB + gB]`: matches − `T`, an unbiased DP estimate of
+    /// `|A_gA ∩ B_gB|` (may be negative).
+    pub noised: Vec<i64>,
+    /// What the querier saw of the responder's bucket sizes, `n_B[gB] + J_B[gB]` (DP).
+    pub responder_bucket_sizes_noised: Vec<u64>,
+}
+
+impl CellCounts {
+    /// The noised count of cell `(ga, gb)`.
+    ///
+    /// # Panics
+    /// If `ga >= querier_buckets` or `gb >= responder_buckets`.
+    pub fn get(&self, ga: u32, gb: u32) -> i64 {
+        assert!(
+            ga < self.querier_buckets && gb < self.responder_buckets,
+            "cell out of range"
+        );
+        self.noised[ga as usize * self.responder_buckets as usize + gb as usize]
+    }
+}
+
+impl Querier {
+    /// Starts a run: `items[g]` are the querier's digests in bucket `g`
+    /// (`items.len() == querier_buckets`, no digest twice). Draws the junk counts from
+    /// `noise` and a fresh secret `α`; returns the state to keep and the encoded query.
+    pub fn start(
+        params: RunParams,
+        items: &[Vec<[u8; 32]>],
+        noise: &mut dyn NoiseSource,
+    ) -> Result<(Querier, Vec<u8>), PsiError> {
+        let alpha = ec::random_nonzero_scalar(&mut rand::rng());
+        Self::start_with_scalar(params, items, noise, alpha)
+    }
+
+    /// [`Querier::start`] with a given `α` (test vectors).
+    pub(crate) fn start_with_scalar(
+        params: RunParams,
+        items: &[Vec<[u8; 32]>],
+        noise: &mut dyn NoiseSource,
+        alpha: Scalar,
+    ) -> Result<(Querier, Vec<u8>), PsiError> {
+        params.validate()?;
+        check_items(params.querier_buckets, items)?;
+        let domain = Domain::new(&params)?;
+        let junk = draw(noise, &params.querier_bucket_noise, items.len())?;
+
+        let mut rng = rand::rng();
+        let total: usize = items.iter().map(Vec::len).sum::<usize>()
+            + junk.iter().map(|&j| j as usize).sum::<usize>();
+        let mut slots = Vec::with_capacity(total);
+        let mut sent = Vec::with_capacity(items.len());
+        for (bucket, &j) in items.iter().zip(&junk) {
+            let start = slots.len();
+            slots.extend(bucket.iter().map(Slot::Item));
+            slots.extend(std::iter::repeat_n(Slot::Junk, j as usize));
+            slots[start..].shuffle(&mut rng);
+            sent.push((slots.len() - start) as u64);
+        }
+
+        let q = (alpha * domain.dummy_base(&params.run_id)).compress();
+        let alpha_half = ec::half(&alpha);
+
+        let mut msg = Vec::with_capacity(160 + 8 * items.len() + 32 * total);
+        MessageHeader::encode(&params, MessageType::Query, &mut msg);
+        msg.extend_from_slice(q.as_bytes());
+        write_table(&sent, &mut msg)?;
+        let body = msg.len();
+        msg.resize(body + 32 * total, 0);
+        msg[body..]
+            .par_chunks_mut(32 * CHUNK)
+            .zip(slots.par_chunks(CHUNK))
+            .for_each_init(rand::rng, |rng, (out, slots)| {
+                let points: Vec<RistrettoPoint> = slots
+                    .iter()
+                    .map(|slot| match slot {
+                        Slot::Item(x) => alpha_half * domain.item(x),
+                        // Uniform, and stays uniform after the doubling below.
+                        Slot::Junk => RistrettoPoint::random(rng),
+                    })
+                    .collect();
+                ec::write_doubled::<32>(&points, out);
+            });
+
+        let mut query_digest = [0u8; 32];
+        query_digest.copy_from_slice(&Sha256::digest(&msg));
+        Ok((
+            Querier {
+                params,
+                alpha_half,
+                sent,
+                query_digest,
+            },
+            msg,
+        ))
+    }
+
+    /// Checks the responder's `reply` and counts the matches of every cell. Rejects replies
+    /// of another session or query, wrong counts, invalid, identity or repeated points and
+    /// repeated returned values.
+    pub fn finish(self, reply: &[u8], limits: &Limits) -> Result<CellCounts, PsiError> {
+        let params = &self.params;
+        let (na, nb) = (params.querier_buckets, params.responder_buckets);
+        let slots = params.slots_per_cell();
+
+        let mut r = Reader::new(reply);
+        MessageHeader::decode(&mut r)?.check(params, MessageType::Reply)?;
+        if r.array::<32>()? != self.query_digest {
+            return Err(PsiError::WrongBinding {
+                field: "query_digest",
+            });
+        }
+        let a_counts = r.table(na)?;
+        for (bucket, (&found, &sent)) in (0u32..).zip(a_counts.iter().zip(&self.sent)) {
+            let expected = sent.saturating_add(slots * u64::from(nb));
+            if found != expected {
+                return Err(PsiError::WrongCount {
+                    bucket,
+                    expected,
+                    found,
+                });
+            }
+        }
+        let minimum = slots * u64::from(na);
+        let b_counts = r.table(nb)?;
+        for (bucket, &found) in (0u32..).zip(&b_counts) {
+            if found < minimum {
+                return Err(PsiError::TooFewPoints {
+                    bucket,
+                    minimum,
+                    found,
+                });
+            }
+        }
+        let (a_total, b_total) = (a_counts.iter().sum::<u64>(), b_counts.iter().sum::<u64>());
+        r.expect_body(
+            &[(a_total, TRUNCATED_LEN as u64), (b_total, 32)],
+            limits.max_points,
+        )?;
+        let (returned, _) = r
+            .take(a_total as usize * TRUNCATED_LEN)?
+            .as_chunks::<TRUNCATED_LEN>();
+        let (b_points, _) = r.take(b_total as usize * 32)?.as_chunks::<32>();
+
+        let a_off = Offsets::new(&a_counts);
+        let mut owner: HashMap<[u8; TRUNCATED_LEN], u32> = HashMap::with_capacity(returned.len());
+        for ga in 0..na {
+            for (index, value) in returned[a_off.range(ga as usize)].iter().enumerate() {
+                if owner.insert(*value, ga).is_some() {
+                    return Err(PsiError::DuplicateValue { bucket: ga, index });
+                }
+            }
+        }
+
+        let b_off = Offsets::new(&b_counts);
+        if let Some(i) = ec::find_duplicate(b_points, None) {
+            let (bucket, index) = b_off.locate(i);
+            return Err(PsiError::DuplicatePoint { bucket, index });
+        }
+
+        let cells = params.cells();
+        let matches = b_points
+            .par_chunks(CHUNK)
+            .enumerate()
+            .try_fold(
+                || vec![0u64; cells],
+                |mut acc, (c, chunk)| {
+                    let base = c * CHUNK;
+                    let mut points = Vec::with_capacity(chunk.len());
+                    for (j, bytes) in chunk.iter().enumerate() {
+                        let p =
+                            ec::decode_point(bytes).map_err(|f| f.at(b_off.locate(base + j)))?;
+                        points.push(self.alpha_half * p);
+                    }
+                    let compressed = RistrettoPoint::double_and_compress_batch(&points);
+                    for (j, c) in compressed.iter().enumerate() {
+                        let mut key = [0u8; TRUNCATED_LEN];
+                        key.copy_from_slice(&c.as_bytes()[..TRUNCATED_LEN]);
+                        if let Some(&ga) = owner.get(&key) {
+                            let gb = b_off.locate(base + j).0;
+                            acc[ga as usize * nb as usize + gb as usize] += 1;
+                        }
+                    }
+                    Ok::<_, PsiError>(acc)
+                },
+            )
+            .try_reduce(
+                || vec![0u64; cells],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    Ok(a)
+                },
+            )?;
+
+        let t = i64::from(params.cell_noise.offset);
+        Ok(CellCounts {
+            querier_buckets: na,
+            responder_buckets: nb,
+            noised: matches.iter().map(|&m| m as i64 - t).collect(),
+            responder_bucket_sizes_noised: b_counts.iter().map(|&n| n - minimum).collect(),
+        })
+    }
+}

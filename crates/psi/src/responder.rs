@@ -1,0 +1,185 @@
+//! The responder (party B): validates the query, re-blinds it, blinds its own items and
+//! injects the noised dummy matches (spec §4.2).
+
+use curve25519_dalek::ristretto::{RistrettoBasepointTable, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use tandem_dp::NoiseSource;
+
+use crate::ec::{self, CHUNK};
+use crate::hash::Domain;
+use crate::input::{check_items, draw};
+use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
+use crate::querier::TRUNCATED_LEN;
+use crate::{Limits, PsiError, RunParams};
+
+/// One slot of a querier bucket in the reply.
+#[derive(Clone, Copy)]
+enum Returned {
+    /// The querier's point at this flat index, times `β`.
+    Query(usize),
+    /// `r·Q` for the injected slot at this index.
+    Dummy(usize),
+}
+
+/// One slot of a responder bucket in the reply.
+#[derive(Clone, Copy)]
+enum Own<'a> {
+    Item(&'a [u8; 32]),
+    Junk,
+    /// `r·D` for the injected slot at this index.
+    Dummy(usize),
+}
+
+/// Answers an encoded `query` for the session `params` with the responder's `items`
+/// (`items[g]` = digests of responder bucket `g`, no digest twice). Draws the junk counts and
+/// the injected matches from `noise` and a fresh secret `β`; returns the encoded reply.
+pub fn respond(
+    params: &RunParams,
+    items: &[Vec<[u8; 32]>],
+    query: &[u8],
+    limits: &Limits,
+    noise: &mut dyn NoiseSource,
+) -> Result<Vec<u8>, PsiError> {
+    let beta = ec::random_nonzero_scalar(&mut rand::rng());
+    respond_with_scalar(params, items, query, limits, noise, beta)
+}
+
+/// [`respond`] with a given `β` (test vectors).
+pub(crate) fn respond_with_scalar(
+    params: &RunParams,
+    items: &[Vec<[u8; 32]>],
+    query: &[u8],
+    limits: &Limits,
+    noise: &mut dyn NoiseSource,
+    beta: Scalar,
+) -> Result<Vec<u8>, PsiError> {
+    params.validate()?;
+    let item_counts = check_items(params.responder_buckets, items)?;
+    let (na, nb) = (
+        params.querier_buckets as usize,
+        params.responder_buckets as usize,
+    );
+
+    // Parse and bound the query before any allocation that depends on it.
+    let mut r = Reader::new(query);
+    MessageHeader::decode(&mut r)?.check(params, MessageType::Query)?;
+    let q_bytes = r.array::<32>()?;
+    let a_counts = r.table(params.querier_buckets)?;
+    let a_total = a_counts.iter().sum::<u64>();
+    r.expect_body(&[(a_total, 32)], limits.max_points)?;
+    let (a_points, _) = r.take(a_total as usize * 32)?.as_chunks::<32>();
+    let q = ec::decode_point(&q_bytes).map_err(|_| PsiError::InvalidDummyCommitment)?;
+    let a_off = Offsets::new(&a_counts);
+    if let Some(i) = ec::find_duplicate(a_points, Some(&q_bytes)) {
+        let (bucket, index) = a_off.locate(i);
+        return Err(PsiError::DuplicatePoint { bucket, index });
+    }
+
+    let slots = params.slots_per_cell() as usize;
+    let junk = draw(noise, &params.responder_bucket_noise, nb)?;
+    let kept = draw(noise, &params.cell_noise, na * nb)?;
+    let injected = slots * na * nb;
+    let b_total = item_counts.iter().sum::<u64>()
+        + junk.iter().map(|&j| u64::from(j)).sum::<u64>()
+        + injected as u64;
+    let reply_points = a_total + injected as u64 + b_total;
+    if reply_points > limits.max_points as u64 {
+        return Err(PsiError::TooLarge {
+            declared: reply_points,
+            limit: limits.max_points,
+        });
+    }
+
+    // Injected slot i of cell c = i / 2T: (r1/2, r_A/2) where r_A = r1 for the first K_c slots
+    // and an independent r2 otherwise. Both scalars are always drawn and the choice is
+    // arithmetic (r2 + m·(r1 − r2), m ∈ {0, 1}), so the work does not depend on K_c.
+    let dummy: Vec<(Scalar, Scalar)> = (0..injected)
+        .into_par_iter()
+        .map_init(rand::rng, |rng, i| {
+            let r1 = ec::random_nonzero_scalar(rng);
+            let r2 = ec::random_nonzero_scalar(rng);
+            let m = Scalar::from(u64::from((i % slots) < kept[i / slots] as usize));
+            let ra = r2 + m * (r1 - r2);
+            (ec::half(&r1), ec::half(&ra))
+        })
+        .collect();
+
+    let mut rng = rand::rng();
+    let mut returned = Vec::with_capacity(a_total as usize + injected);
+    let mut returned_counts = Vec::with_capacity(na);
+    for ga in 0..na {
+        let start = returned.len();
+        returned.extend(a_off.range(ga).map(Returned::Query));
+        returned.extend((ga * nb * slots..(ga + 1) * nb * slots).map(Returned::Dummy));
+        returned[start..].shuffle(&mut rng);
+        returned_counts.push((returned.len() - start) as u64);
+    }
+    let mut own = Vec::with_capacity(b_total as usize);
+    let mut own_counts = Vec::with_capacity(nb);
+    for (gb, (bucket, &j)) in items.iter().zip(&junk).enumerate() {
+        let start = own.len();
+        own.extend(bucket.iter().map(Own::Item));
+        own.extend(std::iter::repeat_n(Own::Junk, j as usize));
+        for ga in 0..na {
+            let cell = ga * nb + gb;
+            own.extend((cell * slots..(cell + 1) * slots).map(Own::Dummy));
+        }
+        own[start..].shuffle(&mut rng);
+        own_counts.push((own.len() - start) as u64);
+    }
+
+    let domain = Domain::new(params)?;
+    let d_table = RistrettoBasepointTable::create(&domain.dummy_base(&params.run_id));
+    let q_table = RistrettoBasepointTable::create(&q);
+    let beta_half = ec::half(&beta);
+
+    let mut msg =
+        Vec::with_capacity(200 + 8 * (na + nb) + TRUNCATED_LEN * returned.len() + 32 * own.len());
+    MessageHeader::encode(params, MessageType::Reply, &mut msg);
+    msg.extend_from_slice(&Sha256::digest(query));
+    write_table(&returned_counts, &mut msg)?;
+    write_table(&own_counts, &mut msg)?;
+    let body = msg.len();
+    let own_start = body + TRUNCATED_LEN * returned.len();
+    msg.resize(own_start + 32 * own.len(), 0);
+    let (ret_out, own_out) = msg[body..].split_at_mut(own_start - body);
+
+    ret_out
+        .par_chunks_mut(TRUNCATED_LEN * CHUNK)
+        .zip(returned.par_chunks(CHUNK))
+        .try_for_each(|(out, slots)| {
+            let mut points = Vec::with_capacity(slots.len());
+            for slot in slots {
+                points.push(match *slot {
+                    Returned::Query(i) => {
+                        let p =
+                            ec::decode_point(&a_points[i]).map_err(|f| f.at(a_off.locate(i)))?;
+                        beta_half * p
+                    }
+                    Returned::Dummy(i) => &q_table * &dummy[i].1,
+                });
+            }
+            ec::write_doubled::<TRUNCATED_LEN>(&points, out);
+            Ok::<_, PsiError>(())
+        })?;
+
+    own_out
+        .par_chunks_mut(32 * CHUNK)
+        .zip(own.par_chunks(CHUNK))
+        .for_each_init(rand::rng, |rng, (out, slots)| {
+            let points: Vec<RistrettoPoint> = slots
+                .iter()
+                .map(|slot| match *slot {
+                    Own::Item(x) => beta_half * domain.item(x),
+                    // Uniform, and stays uniform after the doubling.
+                    Own::Junk => RistrettoPoint::random(rng),
+                    Own::Dummy(i) => &d_table * &dummy[i].0,
+                })
+                .collect();
+            ec::write_doubled::<32>(&points, out);
+        });
+    Ok(msg)
+}

@@ -1,0 +1,129 @@
+//! Unit tests: round trips, noise statistics, malformed messages, spec test vectors.
+
+mod accounting;
+mod malformed;
+mod noise;
+mod roundtrip;
+mod vectors;
+
+use std::collections::HashSet;
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
+use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
+
+use crate::{CellCounts, Limits, PsiError, Querier, RunParams, respond};
+
+/// Every draw is exactly `T`: no noise.
+pub(crate) struct NoNoise;
+
+impl NoiseSource for NoNoise {
+    fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
+        Ok(vec![dist.offset; count])
+    }
+}
+
+/// Seeded discrete Laplace: `Z = G1 − G2` with `G ~ Geometric(1 − e^{−1/scale})`, clamped.
+pub(crate) struct SeededLaplace(pub StdRng);
+
+impl SeededLaplace {
+    pub(crate) fn new(seed: u64) -> Self {
+        SeededLaplace(StdRng::seed_from_u64(seed))
+    }
+
+    fn geometric(&mut self, q: f64) -> i64 {
+        let u = 1.0 - self.0.random::<f64>(); // (0, 1]
+        (u.ln() / q.ln()).floor() as i64
+    }
+}
+
+impl NoiseSource for SeededLaplace {
+    fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
+        let q = (-1.0 / dist.scale).exp();
+        let t = i64::from(dist.offset);
+        Ok((0..count)
+            .map(|_| {
+                let z = self.geometric(q) - self.geometric(q);
+                (t + z).clamp(0, 2 * t) as u32
+            })
+            .collect())
+    }
+}
+
+/// Parameters with the given shape and noise offsets (scales are arbitrary for [`NoNoise`]).
+pub(crate) fn params(na: u32, nb: u32, t_qb: u32, t_rb: u32, t_cell: u32) -> RunParams {
+    RunParams {
+        agreement_id: [0x11; 32],
+        join_key: "email_sha256_v1".into(),
+        run_id: [0x22; 16],
+        querier_buckets: na,
+        responder_buckets: nb,
+        querier_bucket_noise: ShiftedLaplace {
+            scale: 2.0,
+            offset: t_qb,
+        },
+        responder_bucket_noise: ShiftedLaplace {
+            scale: 2.0,
+            offset: t_rb,
+        },
+        cell_noise: ShiftedLaplace {
+            scale: 2.0,
+            offset: t_cell,
+        },
+    }
+}
+
+/// Distinct pseudo-random digests from a seed.
+pub(crate) fn digests(seed: u64, n: usize) -> Vec<[u8; 32]> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let mut d = [0u8; 32];
+            rng.fill_bytes(&mut d);
+            d
+        })
+        .collect()
+}
+
+/// Splits `items` into `buckets` buckets by `assign(i)`.
+pub(crate) fn split(
+    items: &[[u8; 32]],
+    buckets: u32,
+    assign: impl Fn(usize) -> u32,
+) -> Vec<Vec<[u8; 32]>> {
+    let mut out = vec![Vec::new(); buckets as usize];
+    for (i, d) in items.iter().enumerate() {
+        out[assign(i) as usize].push(*d);
+    }
+    out
+}
+
+/// One full run in-process.
+pub(crate) fn run(
+    params: &RunParams,
+    a: &[Vec<[u8; 32]>],
+    b: &[Vec<[u8; 32]>],
+    noise: &mut dyn NoiseSource,
+) -> Result<CellCounts, PsiError> {
+    let limits = Limits::default();
+    let (querier, query) = Querier::start(params.clone(), a, noise)?;
+    let reply = respond(params, b, &query, &limits, noise)?;
+    querier.finish(&reply, &limits)
+}
+
+/// The plain intersection sizes, row-major.
+pub(crate) fn plain(a: &[Vec<[u8; 32]>], b: &[Vec<[u8; 32]>]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for ba in a {
+        let set: HashSet<&[u8; 32]> = ba.iter().collect();
+        for bb in b {
+            out.push(bb.iter().filter(|d| set.contains(d)).count() as i64);
+        }
+    }
+    out
+}
+
+/// Header length for `params`.
+pub(crate) fn header_len(params: &RunParams) -> usize {
+    4 + 1 + 1 + 32 + 16 + 4 + 4 + 1 + params.join_key.len() + 3 * 12
+}
