@@ -38,7 +38,7 @@ pub enum VerifyError {
         seq: u64,
     },
     /// The entry's `prev_hash` is not the hash of the entry before it.
-    #[error("entry {seq}: prev_hash does not match the hash of entry {} (one of the two was altered or replaced)", seq - 1)]
+    #[error("entry {seq}: prev_hash does not match the hash of entry {} (one of the two was altered or replaced)", seq.saturating_sub(1))]
     BrokenLink {
         /// Entry that does not verify.
         seq: u64,
@@ -47,7 +47,9 @@ pub enum VerifyError {
     #[error("entry 0: prev_hash of the genesis entry must be 32 zero bytes")]
     BadGenesis,
     /// A seq is missing: entries were deleted.
-    #[error("entry {expected} is missing: after entry {} comes entry {found} (entries were deleted)", expected - 1)]
+    #[error(
+        "entry {expected} is missing: the next entry present is {found} (entries were deleted)"
+    )]
     Missing {
         /// First missing seq.
         expected: u64,
@@ -163,6 +165,7 @@ pub struct Verifier<'k> {
     checkpoints: u64,
     last_checkpoint_seq: Option<u64>,
     keys: BTreeSet<String>,
+    require_genesis: bool,
 }
 
 impl<'k> Verifier<'k> {
@@ -177,7 +180,15 @@ impl<'k> Verifier<'k> {
             checkpoints: 0,
             last_checkpoint_seq: None,
             keys: BTreeSet::new(),
+            require_genesis: false,
         }
+    }
+
+    /// Requires the log to start at seq 0 (a whole log, not a partial export): a first entry
+    /// with a higher seq fails with [`VerifyError::Missing`] for entry 0.
+    pub fn require_genesis(mut self) -> Self {
+        self.require_genesis = true;
+        self
     }
 
     /// Checks the next entry: seq continuity, link to the previous entry, own hash, and any
@@ -185,6 +196,12 @@ impl<'k> Verifier<'k> {
     pub fn entry(&mut self, e: &Entry) -> Result<(), VerifyError> {
         let link = match self.last {
             None => {
+                if self.require_genesis && e.seq != 0 {
+                    return Err(VerifyError::Missing {
+                        expected: 0,
+                        found: e.seq,
+                    });
+                }
                 if e.seq == 0 && e.prev_hash != GENESIS_PREV_HASH {
                     return Err(VerifyError::BadGenesis);
                 }
