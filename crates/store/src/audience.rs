@@ -1,0 +1,185 @@
+//! Reading audiences, opt-out deletion and the audience version counter.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+use tandem_audit::AuditEvent;
+use tandem_identity::IdKind;
+
+use crate::{Store, StoreError, audit_log, now_ms};
+
+/// One member: identifier digest and the requested attribute value.
+pub type Member = ([u8; 32], Option<String>);
+
+/// Members per audience and identifier kind, for `tandem status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudienceSummary {
+    /// Audience name.
+    pub audience: String,
+    /// Identifier kind.
+    pub id_kind: IdKind,
+    /// Current members (opted-out identifiers excluded).
+    pub members: u64,
+    /// Attribute columns available to [`Store::members`].
+    pub attributes: Vec<String>,
+    /// Time of the last import into this audience and kind.
+    pub imported_at_ms: i64,
+}
+
+pub(crate) fn parse_attributes(json_text: &str) -> Result<BTreeSet<String>, StoreError> {
+    serde_json::from_str(json_text)
+        .map_err(|e| StoreError::Corrupt(format!("audiences.attributes_json: {e}")))
+}
+
+pub(crate) fn bump_version(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'audience_version'",
+        [],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Digests of an audience's members of `id_kind`, sorted, with the value of attribute
+    /// `column` when asked for (`None` where the cell was empty). Opted-out digests are never
+    /// returned. Fails with [`StoreError::NotFound`] if the audience has no such members or the
+    /// column was not imported.
+    pub fn members(
+        &self,
+        audience: &str,
+        id_kind: IdKind,
+        column: Option<&str>,
+    ) -> Result<Vec<Member>, StoreError> {
+        let kind = id_kind.as_str();
+        let attributes = self
+            .conn
+            .query_row(
+                "SELECT attributes_json FROM audiences WHERE audience = ?1 AND id_kind = ?2",
+                params![audience, kind],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("audience {audience:?} has no {kind} members"))
+            })?;
+        if let Some(c) = column {
+            let attributes = parse_attributes(&attributes)?;
+            if !attributes.contains(c) {
+                let have = attributes.into_iter().collect::<Vec<_>>().join(", ");
+                return Err(StoreError::NotFound(format!(
+                    "attribute column {c:?} was not imported into audience {audience:?} (available: {have})"
+                )));
+            }
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT m.digest, m.attrs FROM audience_members m
+             WHERE m.audience = ?1 AND m.id_kind = ?2
+               AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)
+             ORDER BY m.digest",
+        )?;
+        let mut rows = stmt.query(params![audience, kind])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let digest: [u8; 32] = row.get(0)?;
+            let value = match column {
+                None => None,
+                Some(c) => match row.get::<_, Option<String>>(1)? {
+                    None => None,
+                    Some(text) => match serde_json::from_str::<Value>(&text) {
+                        Ok(Value::Object(mut map)) => match map.remove(c) {
+                            Some(Value::String(s)) => Some(s),
+                            _ => None,
+                        },
+                        _ => {
+                            return Err(StoreError::Corrupt(
+                                "audience_members.attrs is not a JSON object".into(),
+                            ));
+                        }
+                    },
+                },
+            };
+            out.push((digest, value));
+        }
+        Ok(out)
+    }
+
+    /// Member counts per audience and identifier kind.
+    pub fn audience_summary(&self) -> Result<Vec<AudienceSummary>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.audience, a.id_kind, a.attributes_json, a.imported_at_ms,
+                    (SELECT COUNT(*) FROM audience_members m WHERE m.audience = a.audience AND m.id_kind = a.id_kind)
+             FROM audiences a ORDER BY a.audience, a.id_kind",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let kind: String = r.get(1)?;
+            out.push(AudienceSummary {
+                audience: r.get(0)?,
+                id_kind: kind
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("audiences.id_kind: {e}")))?,
+                attributes: parse_attributes(&r.get::<_, String>(2)?)?
+                    .into_iter()
+                    .collect(),
+                imported_at_ms: r.get(3)?,
+                members: r.get::<_, i64>(4)? as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opt-out: deletes these digests from every audience and adds them to the suppression
+    /// list, so later imports drop them too. Returns the number of member rows deleted.
+    /// Audited as `optout.applied` (counts only).
+    pub fn delete_digests(&mut self, digests: &[[u8; 32]], actor: &str) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let tx = self.write_tx()?;
+        let (mut deleted, mut newly_suppressed) = (0u64, 0u64);
+        {
+            // Delete by full primary key, one (audience, kind) at a time: no index on digest alone.
+            let mut pairs = tx.prepare("SELECT audience, id_kind FROM audiences")?;
+            let pairs: Vec<(String, String)> = pairs
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut del = tx.prepare(
+                "DELETE FROM audience_members WHERE audience = ?1 AND id_kind = ?2 AND digest = ?3",
+            )?;
+            let mut sup = tx.prepare(
+                "INSERT OR IGNORE INTO suppressed (digest, added_at_ms) VALUES (?1, ?2)",
+            )?;
+            for d in digests {
+                for (audience, kind) in &pairs {
+                    deleted += del.execute(params![audience, kind, d])? as u64;
+                }
+                newly_suppressed += sup.execute(params![d, now])? as u64;
+            }
+        }
+        if deleted > 0 {
+            bump_version(&tx)?;
+        }
+        audit_log::append(
+            &tx,
+            AuditEvent::now(
+                actor,
+                "optout.applied",
+                json!({"requested": digests.len(), "deleted_members": deleted, "newly_suppressed": newly_suppressed}),
+            ),
+        )?;
+        tx.commit()?;
+        self.truncate_wal();
+        Ok(deleted)
+    }
+
+    /// Counter bumped by every import, opt-out deletion and purge that changes audience data;
+    /// include it in query fingerprints so cached results are reused only on unchanged data.
+    pub fn audience_version(&self) -> Result<u64, StoreError> {
+        let v: i64 = self.conn.query_row(
+            "SELECT value FROM meta WHERE key = 'audience_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v as u64)
+    }
+}

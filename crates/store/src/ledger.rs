@@ -1,0 +1,566 @@
+//! Runs and the write-ahead privacy-budget ledger.
+//!
+//! A run reserves its cost before any data is touched (`begin_run`), inside one
+//! `BEGIN IMMEDIATE` transaction that also checks the cap, so concurrent callers — threads or
+//! processes — can never overspend. The charge is then consumed (`finish_run`, or
+//! `fail_run(.., true)`) or released (`fail_run(.., false)`). Amounts are kept in integer units
+//! (ε and ρ in 1e-9, δ in 1e-18) so that sums are exact: with cost `c` and cap `C`, exactly
+//! ⌊C/c⌋ runs fit (after rounding both to those units).
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+use tandem_audit::AuditEvent;
+
+use crate::{Store, StoreError, audit_log, now_ms};
+
+const EPSILON_UNIT: f64 = 1e9;
+const DELTA_UNIT: f64 = 1e18;
+const RHO_UNIT: f64 = 1e9;
+
+/// A run about to start, with its privacy cost and the agreement's caps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewRun {
+    /// Unique id (never reused on this node, in any role or agreement).
+    pub run_id: String,
+    /// Agreement the run is under; must be stored here with status `active`.
+    pub agreement_id: String,
+    /// `querier` or `responder`.
+    pub role: String,
+    /// Principal that asked (e.g. `token:alice(analyst)`, `peer:shopx`).
+    pub actor: String,
+    /// Template and parameters (JSON; no identifiers), recorded in the audit log.
+    pub params_json: String,
+    /// ε this run spends (ε-DP, or the ε-equivalent of its ρ at the agreement's δ).
+    pub epsilon: f64,
+    /// δ this run spends.
+    pub delta: f64,
+    /// ρ (zCDP) this run spends, for reporting; the cap is enforced on ε and δ.
+    pub rho: f64,
+    /// The agreement's ε cap for this party.
+    pub cap_epsilon: f64,
+    /// The agreement's δ cap for this party.
+    pub cap_delta: f64,
+    /// Query fingerprint (agreement, template, parameters, [`Store::audience_version`], …);
+    /// when set, `finish_run` makes the result available to [`Store::cached_result`].
+    pub fingerprint: Option<String>,
+}
+
+/// A run as recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: String,
+    /// Agreement.
+    pub agreement_id: String,
+    /// `querier` or `responder`.
+    pub role: String,
+    /// Who asked.
+    pub actor: String,
+    /// Template and parameters.
+    pub params_json: String,
+    /// `started`, `finished`, `failed` or `refused`.
+    pub status: String,
+    /// ε cost.
+    pub epsilon: f64,
+    /// δ cost.
+    pub delta: f64,
+    /// ρ cost.
+    pub rho: f64,
+    /// Query fingerprint, if given.
+    pub fingerprint: Option<String>,
+    /// Budget charge: `reserved`, `spent`, `released`, or `None` (refused runs charge nothing).
+    pub charge: Option<String>,
+    /// Start (or refusal) time.
+    pub started_at_ms: i64,
+    /// End time.
+    pub ended_at_ms: Option<i64>,
+    /// Result (JSON), until purged.
+    pub result_json: Option<String>,
+    /// SHA-256 (hex) of the output.
+    pub output_sha256: Option<String>,
+    /// Failure or refusal reason.
+    pub error: Option<String>,
+}
+
+/// Budget of one agreement for this party (both roles together).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetStatus {
+    /// Agreement.
+    pub agreement_id: String,
+    /// ε cap given.
+    pub cap_epsilon: f64,
+    /// δ cap given.
+    pub cap_delta: f64,
+    /// ε charged: consumed plus reserved by started runs.
+    pub spent_epsilon: f64,
+    /// δ charged.
+    pub spent_delta: f64,
+    /// ρ charged.
+    pub spent_rho: f64,
+    /// Part of `spent_epsilon` reserved by runs still started.
+    pub reserved_epsilon: f64,
+    /// ε left (never negative).
+    pub left_epsilon: f64,
+    /// δ left (never negative).
+    pub left_delta: f64,
+    /// Runs holding a charge (started, finished, or failed after data left).
+    pub runs: u64,
+}
+
+/// A stored result that an identical query may return instead of running again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedResult {
+    /// Run that produced it.
+    pub run_id: String,
+    /// Its agreement.
+    pub agreement_id: String,
+    /// The result JSON.
+    pub result_json: String,
+    /// SHA-256 (hex) of the output.
+    pub output_sha256: String,
+    /// When the run finished.
+    pub finished_at_ms: i64,
+}
+
+fn units(x: f64, unit: f64, what: &str) -> Result<i64, StoreError> {
+    let u = (x * unit).round();
+    if !x.is_finite() || x < 0.0 || u > 4e18 {
+        return Err(StoreError::Invalid(format!(
+            "{what} must be a finite number ≥ 0 (and sane), got {x}"
+        )));
+    }
+    Ok(u as i64)
+}
+
+struct Charged {
+    epsilon: i64,
+    delta: i64,
+    rho: i64,
+    reserved_epsilon: i64,
+    runs: u64,
+}
+
+fn charged(conn: &Connection, agreement_id: &str) -> Result<Charged, StoreError> {
+    Ok(conn.prepare_cached(
+        "SELECT COALESCE(SUM(epsilon_units), 0), COALESCE(SUM(delta_units), 0), COALESCE(SUM(rho_units), 0),
+                COALESCE(SUM(CASE WHEN state = 'reserved' THEN epsilon_units END), 0), COUNT(*)
+         FROM budget_ledger WHERE agreement_id = ?1 AND state IN ('reserved', 'spent')",
+    )?
+    .query_row([agreement_id], |r| {
+        Ok(Charged {
+            epsilon: r.get(0)?,
+            delta: r.get(1)?,
+            rho: r.get(2)?,
+            reserved_epsilon: r.get(3)?,
+            runs: r.get::<_, i64>(4)? as u64,
+        })
+    })?)
+}
+
+fn status(agreement_id: &str, c: &Charged, cap_epsilon: i64, cap_delta: i64) -> BudgetStatus {
+    BudgetStatus {
+        agreement_id: agreement_id.to_owned(),
+        cap_epsilon: cap_epsilon as f64 / EPSILON_UNIT,
+        cap_delta: cap_delta as f64 / DELTA_UNIT,
+        spent_epsilon: c.epsilon as f64 / EPSILON_UNIT,
+        spent_delta: c.delta as f64 / DELTA_UNIT,
+        spent_rho: c.rho as f64 / RHO_UNIT,
+        reserved_epsilon: c.reserved_epsilon as f64 / EPSILON_UNIT,
+        left_epsilon: (cap_epsilon - c.epsilon).max(0) as f64 / EPSILON_UNIT,
+        left_delta: (cap_delta - c.delta).max(0) as f64 / DELTA_UNIT,
+        runs: c.runs,
+    }
+}
+
+const RUN_COLUMNS: &str = "r.run_id, r.agreement_id, r.role, r.actor, r.params_json, r.status, r.epsilon, r.delta,
+    r.rho, r.fingerprint, l.state, r.started_at_ms, r.ended_at_ms, r.result_json, r.output_sha256, r.error";
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        run_id: r.get(0)?,
+        agreement_id: r.get(1)?,
+        role: r.get(2)?,
+        actor: r.get(3)?,
+        params_json: r.get(4)?,
+        status: r.get(5)?,
+        epsilon: r.get(6)?,
+        delta: r.get(7)?,
+        rho: r.get(8)?,
+        fingerprint: r.get(9)?,
+        charge: r.get(10)?,
+        started_at_ms: r.get(11)?,
+        ended_at_ms: r.get(12)?,
+        result_json: r.get(13)?,
+        output_sha256: r.get(14)?,
+        error: r.get(15)?,
+    })
+}
+
+fn check_json(text: &str, what: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Invalid(format!("{what} is not JSON: {e}")))
+}
+
+impl Store {
+    /// Reserves the run's budget and records it as `started` — before any data is touched.
+    ///
+    /// In one `BEGIN IMMEDIATE` transaction: refuses a reused run id ([`StoreError::Replay`]),
+    /// a missing or non-active agreement ([`StoreError::AgreementNotActive`]), and a run that
+    /// would take the agreement's ε or δ (summed over both roles) past its cap
+    /// ([`StoreError::BudgetExceeded`]; the refused run is recorded with status `refused` and
+    /// charges nothing). Every refusal is audited as `query.refused`. On success the run and a
+    /// `reserved` ledger charge are inserted and `run.started` + `budget.charged` audited;
+    /// returns the budget after the charge.
+    pub fn begin_run(&mut self, run: &NewRun) -> Result<BudgetStatus, StoreError> {
+        if run.run_id.is_empty() || run.agreement_id.is_empty() {
+            return Err(StoreError::Invalid(
+                "run_id and agreement_id must not be empty".into(),
+            ));
+        }
+        if run.role != "querier" && run.role != "responder" {
+            return Err(StoreError::Invalid(format!(
+                "role {:?}; expected querier or responder",
+                run.role
+            )));
+        }
+        let params = check_json(&run.params_json, "params_json")?;
+        let cost_e = units(run.epsilon, EPSILON_UNIT, "epsilon")?;
+        let cost_d = units(run.delta, DELTA_UNIT, "delta")?;
+        let cost_r = units(run.rho, RHO_UNIT, "rho")?;
+        let cap_e = units(run.cap_epsilon, EPSILON_UNIT, "cap_epsilon")?;
+        let cap_d = units(run.cap_delta, DELTA_UNIT, "cap_delta")?;
+        let now = now_ms();
+        let tx = self.write_tx()?;
+        let refusal = |details: Value| {
+            AuditEvent::now(&run.actor, "query.refused", details).with_agreement(&run.agreement_id)
+        };
+
+        let seen = tx
+            .query_row(
+                "SELECT 1 FROM runs WHERE run_id = ?1",
+                [&run.run_id],
+                |_| Ok(()),
+            )
+            .optional()?;
+        if seen.is_some() {
+            audit_log::append(
+                &tx,
+                refusal(json!({"run_id": run.run_id, "role": run.role, "reason": "replay"})),
+            )?;
+            tx.commit()?;
+            return Err(StoreError::Replay {
+                run_id: run.run_id.clone(),
+            });
+        }
+
+        let agreement_status: Option<String> = tx
+            .query_row(
+                "SELECT status FROM agreements WHERE id = ?1",
+                [&run.agreement_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if agreement_status.as_deref() != Some("active") {
+            audit_log::append(
+                &tx,
+                refusal(json!({
+                    "run_id": run.run_id, "role": run.role, "reason": "agreement_not_active",
+                    "agreement_status": agreement_status,
+                })),
+            )?;
+            tx.commit()?;
+            return Err(StoreError::AgreementNotActive {
+                id: run.agreement_id.clone(),
+                status: agreement_status,
+            });
+        }
+
+        let before = charged(&tx, &run.agreement_id)?;
+        let over = if before.epsilon + cost_e > cap_e {
+            Some(("epsilon", before.epsilon, cost_e, cap_e, EPSILON_UNIT))
+        } else if before.delta + cost_d > cap_d {
+            Some(("delta", before.delta, cost_d, cap_d, DELTA_UNIT))
+        } else {
+            None
+        };
+        if let Some((what, spent, cost, cap, unit)) = over {
+            let (spent, cost, cap) = (spent as f64 / unit, cost as f64 / unit, cap as f64 / unit);
+            let reason = format!("budget exceeded: {what} spent {spent} + cost {cost} > cap {cap}");
+            tx.execute(
+                "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
+                                   fingerprint, started_at_ms, ended_at_ms, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                params![
+                    run.run_id, run.agreement_id, run.role, run.actor, run.params_json, run.epsilon, run.delta,
+                    run.rho, run.fingerprint, now, reason
+                ],
+            )?;
+            audit_log::append(
+                &tx,
+                refusal(json!({
+                    "run_id": run.run_id, "role": run.role, "reason": "budget_exceeded", "what": what,
+                    "spent": spent, "cost": cost, "cap": cap, "params": params,
+                })),
+            )?;
+            tx.commit()?;
+            return Err(StoreError::BudgetExceeded {
+                spent,
+                cost,
+                cap,
+                what,
+            });
+        }
+
+        tx.execute(
+            "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
+                               fingerprint, started_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'started', ?6, ?7, ?8, ?9, ?10)",
+            params![
+                run.run_id, run.agreement_id, run.role, run.actor, run.params_json, run.epsilon, run.delta, run.rho,
+                run.fingerprint, now
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO budget_ledger (agreement_id, run_id, at_ms, epsilon_units, delta_units, rho_units, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'reserved')",
+            params![run.agreement_id, run.run_id, now, cost_e, cost_d, cost_r],
+        )?;
+        let after = charged(&tx, &run.agreement_id)?;
+        let budget = status(&run.agreement_id, &after, cap_e, cap_d);
+        let event = |action: &str, details: Value| {
+            AuditEvent::now(&run.actor, action, details).with_agreement(&run.agreement_id)
+        };
+        audit_log::append(
+            &tx,
+            event(
+                "run.started",
+                json!({
+                    "run_id": run.run_id, "role": run.role, "params": params, "epsilon": run.epsilon,
+                    "delta": run.delta, "rho": run.rho, "fingerprint": run.fingerprint,
+                }),
+            ),
+        )?;
+        audit_log::append(
+            &tx,
+            event(
+                "budget.charged",
+                json!({
+                    "run_id": run.run_id, "epsilon": run.epsilon, "delta": run.delta, "rho": run.rho,
+                    "spent_epsilon": budget.spent_epsilon, "spent_delta": budget.spent_delta,
+                    "cap_epsilon": budget.cap_epsilon, "cap_delta": budget.cap_delta,
+                    "left_epsilon": budget.left_epsilon, "left_delta": budget.left_delta,
+                }),
+            ),
+        )?;
+        tx.commit()?;
+        Ok(budget)
+    }
+
+    /// Looks up a started run inside `tx`; errors if unknown or already ended.
+    fn started_run(conn: &Connection, run_id: &str) -> Result<String, StoreError> {
+        let row: Option<(String, String)> = conn
+            .query_row(
+                "SELECT status, agreement_id FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => Err(StoreError::NotFound(format!("run {run_id:?}"))),
+            Some((status, agreement)) if status == "started" => Ok(agreement),
+            Some((status, _)) => Err(StoreError::Conflict(format!(
+                "run {run_id:?} is {status}, not started"
+            ))),
+        }
+    }
+
+    /// Marks a started run `finished`, stores its result (served by [`Store::cached_result`]
+    /// for the run's fingerprint until purged) and consumes its budget charge. Audited as
+    /// `run.finished` with the output hash. `output_sha256` is 64 hex digits.
+    pub fn finish_run(
+        &mut self,
+        run_id: &str,
+        result_json: &str,
+        output_sha256: &str,
+    ) -> Result<(), StoreError> {
+        check_json(result_json, "result_json")?;
+        if output_sha256.len() != 64 || !output_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::Invalid(
+                "output_sha256 must be 64 hex digits".into(),
+            ));
+        }
+        let output_sha256 = output_sha256.to_ascii_lowercase();
+        let now = now_ms();
+        let tx = self.write_tx()?;
+        let agreement = Self::started_run(&tx, run_id)?;
+        tx.execute(
+            "UPDATE runs SET status = 'finished', ended_at_ms = ?2, result_json = ?3, output_sha256 = ?4
+             WHERE run_id = ?1",
+            params![run_id, now, result_json, output_sha256],
+        )?;
+        tx.execute(
+            "UPDATE budget_ledger SET state = 'spent' WHERE run_id = ?1",
+            [run_id],
+        )?;
+        let fingerprint: Option<String> = tx.query_row(
+            "SELECT fingerprint FROM runs WHERE run_id = ?1",
+            [run_id],
+            |r| r.get(0),
+        )?;
+        audit_log::append(
+            &tx,
+            AuditEvent::now(
+                "node",
+                "run.finished",
+                json!({"run_id": run_id, "output_sha256": output_sha256, "fingerprint": fingerprint}),
+            )
+            .with_agreement(agreement),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a started run `failed`. `budget_spent` says whether its charge is consumed.
+    ///
+    /// Pass `true` once any noised value of this run may have left the node — sent to the peer,
+    /// returned to a caller, written to a file or log — or when that cannot be ruled out (e.g. a
+    /// timeout after sending): an observed noisy answer has spent its privacy budget whether or
+    /// not the run completes. Pass `false` only when the run failed before any noise was drawn
+    /// for its output (peer unreachable or refused, input validation, PSI exchange error); the
+    /// reservation is then released (`budget.released` audited).
+    pub fn fail_run(
+        &mut self,
+        run_id: &str,
+        reason: &str,
+        budget_spent: bool,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let tx = self.write_tx()?;
+        let agreement = Self::started_run(&tx, run_id)?;
+        tx.execute(
+            "UPDATE runs SET status = 'failed', ended_at_ms = ?2, error = ?3 WHERE run_id = ?1",
+            params![run_id, now, reason],
+        )?;
+        let (state, released_at) = if budget_spent {
+            ("spent", None)
+        } else {
+            ("released", Some(now))
+        };
+        tx.execute(
+            "UPDATE budget_ledger SET state = ?2, released_at_ms = ?3 WHERE run_id = ?1",
+            params![run_id, state, released_at],
+        )?;
+        audit_log::append(
+            &tx,
+            AuditEvent::now(
+                "node",
+                "run.failed",
+                json!({"run_id": run_id, "reason": reason, "budget_spent": budget_spent}),
+            )
+            .with_agreement(&agreement),
+        )?;
+        if !budget_spent {
+            let (e, d, r): (f64, f64, f64) = tx.query_row(
+                "SELECT epsilon, delta, rho FROM runs WHERE run_id = ?1",
+                [run_id],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?;
+            audit_log::append(
+                &tx,
+                AuditEvent::now(
+                    "node",
+                    "budget.released",
+                    json!({"run_id": run_id, "epsilon": e, "delta": d, "rho": r}),
+                )
+                .with_agreement(&agreement),
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Fails every run still `started`, keeping its charge (`budget_spent = true`: whether its
+    /// output left cannot be known). For the node at startup only — never while it serves runs.
+    /// Returns how many runs were failed.
+    pub fn fail_interrupted_runs(&mut self) -> Result<u64, StoreError> {
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT run_id FROM runs WHERE status = 'started'")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for id in &ids {
+            self.fail_run(
+                id,
+                "interrupted: the node stopped before the run ended",
+                true,
+            )?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Runs, oldest first, optionally of one agreement (refused runs included).
+    pub fn runs(&self, agreement: Option<&str>) -> Result<Vec<RunRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN budget_ledger l ON l.run_id = r.run_id
+             WHERE ?1 IS NULL OR r.agreement_id = ?1 ORDER BY r.started_at_ms, r.rowid"
+        ))?;
+        let rows = stmt.query_map([agreement], run_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One run.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN budget_ledger l ON l.run_id = r.run_id
+                     WHERE r.run_id = ?1"
+                ),
+                [run_id],
+                run_from_row,
+            )
+            .optional()?)
+    }
+
+    /// The agreement's budget for this party (both roles) against the given caps.
+    pub fn budget(
+        &self,
+        agreement_id: &str,
+        cap_epsilon: f64,
+        cap_delta: f64,
+    ) -> Result<BudgetStatus, StoreError> {
+        let cap_e = units(cap_epsilon, EPSILON_UNIT, "cap_epsilon")?;
+        let cap_d = units(cap_delta, DELTA_UNIT, "cap_delta")?;
+        Ok(status(
+            agreement_id,
+            &charged(&self.conn, agreement_id)?,
+            cap_e,
+            cap_d,
+        ))
+    }
+
+    /// The newest unpurged result of a finished run with this fingerprint. Serving it instead of
+    /// re-running keeps repeated identical queries from averaging the noise away.
+    pub fn cached_result(&self, fingerprint: &str) -> Result<Option<CachedResult>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT run_id, agreement_id, result_json, output_sha256, ended_at_ms FROM runs
+                 WHERE fingerprint = ?1 AND status = 'finished' AND result_json IS NOT NULL
+                 ORDER BY ended_at_ms DESC, rowid DESC LIMIT 1",
+                [fingerprint],
+                |r| {
+                    Ok(CachedResult {
+                        run_id: r.get(0)?,
+                        agreement_id: r.get(1)?,
+                        result_json: r.get(2)?,
+                        output_sha256: r.get(3)?,
+                        finished_at_ms: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}

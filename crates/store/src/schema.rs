@@ -1,0 +1,182 @@
+//! Connection settings and schema migrations (`PRAGMA user_version`).
+
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+use tandem_audit::AuditEvent;
+
+use crate::StoreError;
+use crate::audit_log;
+
+/// How long a connection waits for another writer before failing with "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+const V1: &str = r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+INSERT INTO meta (key, value) VALUES ('audience_version', 0);
+
+-- One row per (audience, identifier kind) that holds members.
+CREATE TABLE audiences (
+    audience        TEXT NOT NULL,
+    id_kind         TEXT NOT NULL,
+    imported_at_ms  INTEGER NOT NULL,
+    attributes_json TEXT NOT NULL,
+    PRIMARY KEY (audience, id_kind)
+) STRICT;
+
+-- Only SHA-256 digests of normalised identifiers; raw identifiers are never stored.
+CREATE TABLE audience_members (
+    audience TEXT NOT NULL,
+    id_kind  TEXT NOT NULL,
+    digest   BLOB NOT NULL CHECK (length(digest) = 32),
+    attrs    TEXT,
+    PRIMARY KEY (audience, id_kind, digest)
+) WITHOUT ROWID, STRICT;
+
+-- Opt-outs (PIPL Art. 24, GDPR Art. 21): never imported again, never returned.
+CREATE TABLE suppressed (
+    digest      BLOB PRIMARY KEY CHECK (length(digest) = 32),
+    added_at_ms INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE agreements (
+    id            TEXT PRIMARY KEY,
+    doc_json      TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('proposed', 'active', 'revoked')),
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE runs (
+    run_id              TEXT PRIMARY KEY,
+    agreement_id        TEXT NOT NULL REFERENCES agreements (id),
+    role                TEXT NOT NULL CHECK (role IN ('querier', 'responder')),
+    actor               TEXT NOT NULL,
+    params_json         TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('started', 'finished', 'failed', 'refused')),
+    epsilon             REAL NOT NULL,
+    delta               REAL NOT NULL,
+    rho                 REAL NOT NULL,
+    fingerprint         TEXT,
+    started_at_ms       INTEGER NOT NULL,
+    ended_at_ms         INTEGER,
+    result_json         TEXT,
+    output_sha256       TEXT,
+    error               TEXT,
+    result_purged_at_ms INTEGER
+) STRICT;
+CREATE INDEX runs_by_agreement ON runs (agreement_id, started_at_ms);
+CREATE INDEX runs_by_fingerprint ON runs (fingerprint) WHERE fingerprint IS NOT NULL;
+
+-- Budget in integer units (epsilon and rho in 1e-9, delta in 1e-18) so that sums are exact.
+CREATE TABLE budget_ledger (
+    id             INTEGER PRIMARY KEY,
+    agreement_id   TEXT NOT NULL REFERENCES agreements (id),
+    run_id         TEXT NOT NULL UNIQUE REFERENCES runs (run_id),
+    at_ms          INTEGER NOT NULL,
+    epsilon_units  INTEGER NOT NULL CHECK (epsilon_units >= 0),
+    delta_units    INTEGER NOT NULL CHECK (delta_units >= 0),
+    rho_units      INTEGER NOT NULL CHECK (rho_units >= 0),
+    state          TEXT NOT NULL CHECK (state IN ('reserved', 'spent', 'released')),
+    released_at_ms INTEGER
+) STRICT;
+CREATE INDEX ledger_by_agreement ON budget_ledger (agreement_id, state);
+
+CREATE TABLE tokens (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL CHECK (role IN ('admin', 'analyst', 'auditor')),
+    secret_sha256 BLOB NOT NULL UNIQUE CHECK (length(secret_sha256) = 32),
+    created_at_ms INTEGER NOT NULL,
+    created_by    TEXT NOT NULL,
+    revoked_at_ms INTEGER
+) STRICT;
+
+-- protocols/audit-log-v1.md; details_json holds the canonical JSON text.
+CREATE TABLE audit_log (
+    seq          INTEGER PRIMARY KEY CHECK (seq >= 0),
+    at_ms        INTEGER NOT NULL,
+    actor        TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    agreement_id TEXT,
+    details_json TEXT NOT NULL,
+    prev_hash    BLOB NOT NULL,
+    hash         BLOB NOT NULL
+) STRICT;
+CREATE INDEX audit_by_time ON audit_log (at_ms);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+
+CREATE TABLE checkpoints (
+    id         INTEGER PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    head_hash  BLOB NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    node_key   TEXT NOT NULL,
+    signature  TEXT NOT NULL
+) STRICT;
+"#;
+
+/// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
+pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "could not switch to WAL (journal_mode is {mode})"
+            )));
+        }
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // FULL: a committed budget charge survives power loss, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Deleted audience rows are overwritten, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]; the first migration also writes the genesis audit entry.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version =
+        |c: &Connection| c.pragma_query_value(None, "user_version", |r| r.get::<_, u32>(0));
+    if version(conn)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let from = version(&tx)?;
+    if from > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {from} is newer than this build supports ({SCHEMA_VERSION})"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as u32 + 1)?;
+    }
+    let event = AuditEvent::now(
+        "node",
+        if from == 0 {
+            "store.created"
+        } else {
+            "store.migrated"
+        },
+        json!({"from_schema_version": from, "schema_version": SCHEMA_VERSION}),
+    );
+    audit_log::append(&tx, event)?;
+    tx.commit()?;
+    Ok(())
+}
