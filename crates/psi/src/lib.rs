@@ -23,7 +23,7 @@ mod responder;
 
 pub use error::PsiError;
 pub use message::{MAGIC, MessageHeader, MessageType, VERSION, peek_header};
-pub use params::{Limits, RunParams};
+pub use params::{Limits, MAX_CELLS, RunParams};
 pub use querier::{CellCounts, Querier, TRUNCATED_LEN};
 pub use responder::respond;
 

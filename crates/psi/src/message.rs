@@ -253,9 +253,9 @@ impl<'a> Reader<'a> {
                 limit: max_points,
             });
         }
-        // Each count is below 2^32 and there are at most a few tables of them, so with
-        // `declared <= max_points` nothing here overflows on 64-bit lengths.
-        let needed: u64 = units.iter().map(|&(count, size)| count * size).sum();
+        let needed = units.iter().fold(0u64, |acc, &(count, size)| {
+            acc.saturating_add(count.saturating_mul(size))
+        });
         let available = self.buf.len();
         if needed > available as u64 {
             return Err(PsiError::Truncated { needed, available });

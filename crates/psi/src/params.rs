@@ -5,6 +5,9 @@ use tandem_dp::ShiftedLaplace;
 
 use crate::PsiError;
 
+/// Largest number of cells `nA · nB` a run may have.
+pub const MAX_CELLS: u64 = 1 << 20;
+
 /// The public parameters of one run, agreed by both parties before it starts and bound into
 /// every message header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,7 +31,8 @@ pub struct RunParams {
 }
 
 impl RunParams {
-    /// Checks the parameters are usable: at least one bucket per side, a join key of at most
+    /// Checks the parameters are usable: at least one bucket per side and at most
+    /// [`MAX_CELLS`] cells, a join key of at most
     /// 255 bytes, finite positive noise scales, and a number of injected slots that fits
     /// in 64 bits.
     pub fn validate(&self) -> Result<(), PsiError> {
@@ -36,6 +40,11 @@ impl RunParams {
             return Err(PsiError::InvalidParams(
                 "bucket counts must be at least 1".into(),
             ));
+        }
+        if u64::from(self.querier_buckets) * u64::from(self.responder_buckets) > MAX_CELLS {
+            return Err(PsiError::InvalidParams(format!(
+                "more than {MAX_CELLS} cells"
+            )));
         }
         if self.join_key.len() > usize::from(u8::MAX) {
             return Err(PsiError::InvalidParams(

@@ -477,6 +477,12 @@ fn local_input_faults() {
         Querier::start(zero, &[vec![], vec![]], &mut NoNoise),
         Err(PsiError::InvalidParams(_))
     ));
+    let mut wide = p.clone();
+    (wide.querier_buckets, wide.responder_buckets) = (1 << 11, 1 << 10);
+    assert!(matches!(
+        respond(&wide, &[], &[], &Limits::default(), &mut NoNoise),
+        Err(PsiError::InvalidParams(_))
+    ));
     let mut nan = p.clone();
     nan.cell_noise.scale = f64::NAN;
     assert!(matches!(

@@ -1,0 +1,11 @@
+//! Runs `tandem_psi::bench::run(N)` and prints the report: `cargo run --release -p tandem-psi
+//! --example psi_bench -- 100000`.
+
+fn main() -> Result<(), tandem_psi::PsiError> {
+    let n = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    println!("{:#?}", tandem_psi::bench::run(n)?);
+    Ok(())
+}
