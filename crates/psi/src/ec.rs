@@ -1,5 +1,7 @@
 //! Group operations shared by both roles, on flat buffers and in batches.
 
+use std::sync::LazyLock;
+
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
@@ -24,8 +26,11 @@ pub(crate) fn random_nonzero_scalar<R: CryptoRng + ?Sized>(rng: &mut R) -> Scala
 /// `k / 2 (mod ℓ)`: multiplying by it and then doubling (inside
 /// [`RistrettoPoint::double_and_compress_batch`]) gives exactly `k·P`.
 pub(crate) fn half(k: &Scalar) -> Scalar {
-    k * Scalar::from(2u8).invert()
+    k * *INV2
 }
+
+/// `2⁻¹ mod ℓ`, computed once (a scalar inversion costs as much as a hundred multiplications).
+static INV2: LazyLock<Scalar> = LazyLock::new(|| Scalar::from(2u8).invert());
 
 /// Writes the first `W` bytes of `compress(2·P)` for every point into consecutive `W`-byte
 /// records of `out`.

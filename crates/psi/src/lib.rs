@@ -10,6 +10,8 @@
 //! the reply bytes, [`Querier::finish`] turns the reply into [`CellCounts`]. Moving bytes,
 //! persisting state and charging budgets ([`accounting`]) are the caller's job.
 
+#![deny(missing_docs)]
+
 pub mod accounting;
 pub mod bench;
 mod ec;
