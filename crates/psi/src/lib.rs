@@ -27,7 +27,7 @@ pub use error::PsiError;
 pub use message::{MAGIC, MessageHeader, MessageType, VERSION, peek_header};
 pub use params::{Limits, MAX_CELLS, RunParams};
 pub use querier::{CellCounts, Querier, TRUNCATED_LEN};
-pub use responder::respond;
+pub use responder::{query_bucket_sizes, respond};
 
 #[cfg(test)]
 mod tests;

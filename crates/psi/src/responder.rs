@@ -33,6 +33,46 @@ enum Own<'a> {
     Dummy(usize),
 }
 
+/// A query, parsed and bounded but not yet validated point by point.
+struct Query<'a> {
+    q_bytes: [u8; 32],
+    a_counts: Vec<u64>,
+    a_points: &'a [[u8; 32]],
+}
+
+/// Parses and bounds a query of the session `params` before any allocation sized by it.
+fn parse_query<'a>(
+    params: &RunParams,
+    query: &'a [u8],
+    limits: &Limits,
+) -> Result<Query<'a>, PsiError> {
+    let mut r = Reader::new(query);
+    MessageHeader::decode(&mut r)?.check(params, MessageType::Query)?;
+    let q_bytes = r.array::<32>()?;
+    let a_counts = r.table(params.querier_buckets)?;
+    let a_total = a_counts.iter().sum::<u64>();
+    r.expect_body(&[(a_total, 32)], limits.max_points)?;
+    let (a_points, _) = r.take(a_total as usize * 32)?.as_chunks::<32>();
+    Ok(Query {
+        q_bytes,
+        a_counts,
+        a_points,
+    })
+}
+
+/// The querier's noised bucket sizes `|A_g| + J_A[g]` declared by `query` — all the responder
+/// learns about the querier's data — after checking the header and framing. A node can log
+/// them and refuse a run whose buckets are below the agreement's minimum size before calling
+/// [`respond`].
+pub fn query_bucket_sizes(
+    params: &RunParams,
+    query: &[u8],
+    limits: &Limits,
+) -> Result<Vec<u64>, PsiError> {
+    params.validate()?;
+    Ok(parse_query(params, query, limits)?.a_counts)
+}
+
 /// Answers an encoded `query` for the session `params` with the responder's `items`
 /// (`items[g]` = digests of responder bucket `g`, no digest twice). Draws the junk counts and
 /// the injected matches from `noise` and a fresh secret `β`; returns the encoded reply.
@@ -63,14 +103,12 @@ pub(crate) fn respond_with_scalar(
         params.responder_buckets as usize,
     );
 
-    // Parse and bound the query before any allocation that depends on it.
-    let mut r = Reader::new(query);
-    MessageHeader::decode(&mut r)?.check(params, MessageType::Query)?;
-    let q_bytes = r.array::<32>()?;
-    let a_counts = r.table(params.querier_buckets)?;
+    let Query {
+        q_bytes,
+        a_counts,
+        a_points,
+    } = parse_query(params, query, limits)?;
     let a_total = a_counts.iter().sum::<u64>();
-    r.expect_body(&[(a_total, 32)], limits.max_points)?;
-    let (a_points, _) = r.take(a_total as usize * 32)?.as_chunks::<32>();
     let q = ec::decode_point(&q_bytes).map_err(|_| PsiError::InvalidDummyCommitment)?;
     let a_off = Offsets::new(&a_counts);
     if let Some(i) = ec::find_duplicate(a_points, Some(&q_bytes)) {

@@ -70,8 +70,12 @@ fn header_and_sizes() {
     assert_eq!(header.params(), p);
 
     let reply = respond(&p, &b, &query, &Limits::default(), &mut NoNoise).unwrap();
-    // Reply: header, query digest, tables, returned (24 + 2T·nB per... in total 24 + 2·2·3)
-    // values of 12 bytes, responder points (40 items + 3·3 junk + 2T·nA·nB = 12).
+    assert_eq!(
+        crate::query_bucket_sizes(&p, &query, &Limits::default()).unwrap(),
+        vec![12, 12]
+    );
+    // Reply: header, query digest, two tables, returned values (24 sent + 2T·nA·nB = 12
+    // injected) of 12 bytes, responder points (40 items + 3·3 junk + 12 injected) of 32 bytes.
     assert_eq!(
         reply.len(),
         h + 32 + 8 * 5 + 12 * (24 + 12) + 32 * (40 + 9 + 12)
