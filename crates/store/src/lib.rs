@@ -44,6 +44,14 @@ pub struct Store {
     path: PathBuf,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// Opens (creating and migrating if needed) the store at `path`. If `path` is an existing
     /// directory, the database is `path/tandem.sqlite`. A new file is created with mode 0600.
