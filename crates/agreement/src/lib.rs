@@ -22,3 +22,8 @@ pub use validate::{MAX_COLUMN_VALUES, OTHER_LABEL};
 pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
     hex::encode(key.to_bytes())
 }
+
+/// Unix seconds of an RFC 3339 UTC timestamp (`Z` suffix), as agreements use.
+pub fn parse_rfc3339(text: &str) -> Result<i64, AgreementError> {
+    time::parse_rfc3339_utc(text).map_err(AgreementError::Parse)
+}

@@ -46,7 +46,7 @@ pub struct NewRun {
 }
 
 /// A run as recorded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RunRecord {
     /// Run id.
     pub run_id: String,

@@ -1,0 +1,243 @@
+//! Agreement life cycle on a node: propose (sign and deliver to the peer), receive a proposal,
+//! accept (countersign and deliver back), import a signed file when the peer is offline.
+//! A node acts only under an agreement that both parties signed and that has not expired.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::SigningKey;
+use tandem_agreement::{Agreement, Terms};
+use tandem_store::Store;
+
+use crate::home::Home;
+
+/// Placeholder for a key or fingerprint that `propose` fills in from the proposing node.
+const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How a signed document reached (or did not reach) the peer.
+pub enum Delivery {
+    /// The peer's node received it.
+    Delivered,
+    /// The peer was not reachable: the file to hand over instead, and why.
+    Written(PathBuf, String),
+}
+
+/// Fills this node's own keys into its party entry where the terms hold placeholders, and
+/// checks them where they do not.
+fn fill_own_party(terms: &mut Terms, home: &Home) -> Result<()> {
+    let me = &home.config.name;
+    let party = terms
+        .parties
+        .iter_mut()
+        .find(|p| &p.name == me)
+        .with_context(|| format!("this node ({me}) is not one of the agreement's parties"))?;
+    for (field, mine) in [
+        (&mut party.signing_key, home.key_fingerprint()),
+        (&mut party.tls_cert_sha256, home.tls_fingerprint()),
+    ] {
+        if field.is_empty() || field == PLACEHOLDER {
+            *field = mine;
+        } else if *field != mine {
+            bail!("the agreement names key {field} for {me}, but this node's is {mine}");
+        }
+    }
+    Ok(())
+}
+
+/// Checks that this node's party entry names this node's key and certificate.
+fn check_own_party(agreement: &Agreement, home: &Home) -> Result<()> {
+    let me = &home.config.name;
+    let party = agreement
+        .terms
+        .party(me)
+        .with_context(|| format!("this node ({me}) is not a party"))?;
+    if party.signing_key != home.key_fingerprint() {
+        bail!(
+            "the agreement names signing key {} for {me}, not this node's",
+            party.signing_key
+        );
+    }
+    if party.tls_cert_sha256 != home.tls_fingerprint() {
+        bail!(
+            "the agreement names TLS certificate {} for {me}, not this node's",
+            party.tls_cert_sha256
+        );
+    }
+    Ok(())
+}
+
+/// Signs `terms` as this node, stores the proposal and delivers it to the peer.
+pub async fn propose(
+    home: &Home,
+    toml_text: &str,
+    peer_url: Option<&str>,
+) -> Result<(Agreement, Delivery)> {
+    let mut terms: Terms = toml::from_str(toml_text).context("agreement file does not parse")?;
+    fill_own_party(&mut terms, home)?;
+    if let Some(url) = peer_url {
+        let me = home.config.name.clone();
+        if let Some(peer) = terms.parties.iter_mut().find(|p| p.name != me) {
+            peer.url = url.to_string();
+        }
+    }
+    terms.validate()?;
+    let mut agreement = Agreement::new(terms);
+    agreement.sign(&home.config.name, &home.key)?;
+    let id = agreement.id().to_string();
+    let json = serde_json::to_string(&agreement)?;
+    home.store()?
+        .put_agreement(&id, &json, "proposed", "cli:admin")?;
+    let delivery = deliver(home, &agreement, crate::server::PROPOSE_PATH).await?;
+    Ok((agreement, delivery))
+}
+
+/// Countersigns a proposal (from the store, or from a file) and delivers it to the proposer.
+pub async fn accept(
+    home: &Home,
+    id: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<(Agreement, Delivery)> {
+    let mut store = home.store()?;
+    let agreement: Agreement = match (id, file) {
+        (_, Some(path)) => serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .context("agreement file does not parse")?,
+        (Some(id), None) => {
+            let stored = store
+                .agreement(id)?
+                .with_context(|| format!("no proposal {id} on this node"))?;
+            serde_json::from_str(&stored.doc_json)?
+        }
+        (None, None) => bail!("name the agreement id or --file"),
+    };
+    let mut agreement = agreement;
+    agreement.terms.validate()?;
+    agreement.verify_signatures()?;
+    check_own_party(&agreement, home)?;
+    agreement.sign(&home.config.name, &home.key)?;
+    if !agreement.is_fully_signed() {
+        bail!("the proposer's signature is missing: ask them to run `tandem agreement propose`");
+    }
+    agreement.check_active(crate::wire::now_ms() / 1000)?;
+    let id = agreement.id().to_string();
+    store.put_agreement(
+        &id,
+        &serde_json::to_string(&agreement)?,
+        "active",
+        "cli:admin",
+    )?;
+    let delivery = deliver(home, &agreement, crate::server::COUNTERSIGN_PATH).await?;
+    Ok((agreement, delivery))
+}
+
+/// Imports a signed agreement file (a proposal, or the countersigned agreement when the peer
+/// could not deliver it).
+pub fn import(home: &Home, path: &std::path::Path) -> Result<Agreement> {
+    let agreement: Agreement = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .context("agreement file does not parse")?;
+    let mut store = home.store()?;
+    if agreement.is_fully_signed() {
+        check_own_party(&agreement, home)?;
+        receive_countersigned(&mut store, &home.config.name, &agreement)?;
+    } else {
+        receive_proposal(&mut store, &home.config.name, &home.key, &agreement)?;
+    }
+    Ok(agreement)
+}
+
+/// Stores a proposal delivered by the peer, after checking its signature and that this node
+/// is a party.
+pub fn receive_proposal(
+    store: &mut Store,
+    me: &str,
+    key: &SigningKey,
+    agreement: &Agreement,
+) -> Result<()> {
+    agreement.terms.validate()?;
+    agreement.verify_signatures()?;
+    let mine = agreement
+        .terms
+        .party(me)
+        .with_context(|| format!("this node ({me}) is not a party"))?;
+    if mine.signing_key != hex::encode(key.verifying_key().to_bytes()) {
+        bail!("the proposal names another signing key for {me}");
+    }
+    let peer = agreement
+        .terms
+        .peer_of(me)
+        .context("no peer in the agreement")?;
+    if !agreement.signatures.contains_key(&peer.name) {
+        bail!("the proposal is not signed by {}", peer.name);
+    }
+    let id = agreement.id().to_string();
+    if store
+        .agreement(&id)?
+        .is_some_and(|existing| existing.status == "active")
+    {
+        return Ok(());
+    }
+    store.put_agreement(
+        &id,
+        &serde_json::to_string(agreement)?,
+        "proposed",
+        &format!("peer:{}", peer.name),
+    )?;
+    Ok(())
+}
+
+/// Stores the fully signed agreement delivered back by the peer.
+pub fn receive_countersigned(store: &mut Store, me: &str, agreement: &Agreement) -> Result<()> {
+    agreement.terms.validate()?;
+    agreement.verify_signatures()?;
+    if !agreement.is_fully_signed() {
+        bail!("the agreement is not signed by both parties");
+    }
+    let peer = agreement
+        .terms
+        .peer_of(me)
+        .with_context(|| format!("this node ({me}) is not a party"))?;
+    let id = agreement.id().to_string();
+    store.put_agreement(
+        &id,
+        &serde_json::to_string(agreement)?,
+        "active",
+        &format!("peer:{}", peer.name),
+    )?;
+    Ok(())
+}
+
+/// Sends a signed document to the peer's node; on failure writes it to `<dir>/outbox/`.
+async fn deliver(home: &Home, agreement: &Agreement, path: &str) -> Result<Delivery> {
+    let peer = agreement
+        .terms
+        .peer_of(&home.config.name)
+        .context("no peer in the agreement")?;
+    let target = crate::client::Peer {
+        url: peer.url.clone(),
+        cert_sha256: crate::tls::parse_fingerprint(&peer.tls_cert_sha256)?,
+    };
+    let body = serde_json::to_vec(agreement)?;
+    let outcome = target
+        .post(path, &[], body.clone(), Duration::from_secs(30), 1 << 20)
+        .await;
+    let reason = match outcome {
+        Ok(resp) if resp.status.is_success() => return Ok(Delivery::Delivered),
+        Ok(resp) => format!(
+            "{} answered {}: {}",
+            peer.name,
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        ),
+        Err(e) => e.to_string(),
+    };
+    let dir = home.dir.join("outbox");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("{}.agreement.json", agreement.id()));
+    std::fs::write(&file, body)?;
+    Ok(Delivery::Written(file, reason))
+}

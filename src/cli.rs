@@ -1,0 +1,354 @@
+//! Command-line interface (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Tandem: learn about the audience you share with a partner without either side handing over
+/// a customer list. Private set intersection over Ristretto255, differential privacy end to end.
+#[derive(Parser, Debug)]
+#[command(name = "tandem", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format: human on a terminal, or JSON lines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "TANDEM_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The node directory every command works on.
+#[derive(Args, Debug, Clone)]
+pub struct DirArg {
+    /// The node's directory (created by `tandem init`).
+    #[arg(long, env = "TANDEM_DIR")]
+    pub dir: PathBuf,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a node: identity key, TLS certificate, config.toml and the embedded store.
+    Init(InitArgs),
+    /// Print this node's `[[parties]]` block (keys and fingerprints) for an agreement.
+    Card(DirArg),
+    /// What this node holds: audiences (counts only), agreements, runs.
+    Status(DirArg),
+    /// Import an audience from CSV: identifiers are normalised and hashed, never stored raw.
+    Import(ImportArgs),
+    /// Propose, accept and inspect agreements.
+    #[command(subcommand)]
+    Agreement(AgreementCmd),
+    /// Run the node's HTTPS server for its peer.
+    Serve(DirArg),
+    /// Ask questions of the shared audience.
+    #[command(subcommand)]
+    Query(QueryCmd),
+    /// Privacy budget spent and left, per agreement.
+    Budget(ListArgs),
+    /// History of runs on this node.
+    Runs(ListArgs),
+    /// Verify or export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Create, list and revoke API tokens (roles: admin, analyst, auditor).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Delete results and audiences past the agreements' retention (the audit log is kept).
+    Purge(PurgeArgs),
+    /// Compliance reports.
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Opt-out and deletion: suppress people (by identifier) from every audience and every run.
+    Suppress(SuppressArgs),
+    /// Two nodes on loopback with synthetic audiences: an overlap report next to the truth.
+    Demo(DemoArgs),
+    /// Benchmarks that print one JSON line.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+/// `tandem init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Directory to create the node in.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The node's party name (a-z, 0-9, '-', '_').
+    #[arg(long)]
+    pub name: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    pub listen: String,
+    /// URL the peer uses to reach this node (default: https://<listen>).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Data-residency region of this node's data.
+    #[arg(long, default_value = "CN")]
+    pub region: String,
+    /// Country calling code for phone numbers written without one (e.g. 86).
+    #[arg(long)]
+    pub default_country_code: Option<u16>,
+}
+
+/// `tandem import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// CSV file with a header row.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Column holding the identifier.
+    #[arg(long)]
+    pub id_column: String,
+    /// Identifier kind: email, phone, device_id or sha256 (already normalised and hashed).
+    #[arg(long)]
+    pub id_kind: String,
+    /// Attribute columns to keep for grouping (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub attributes: Vec<String>,
+    /// Audience name (an import replaces that audience).
+    #[arg(long, default_value = "default")]
+    pub audience: String,
+}
+
+/// `tandem agreement …`.
+#[derive(Subcommand, Debug)]
+pub enum AgreementCmd {
+    /// Sign an agreement (TOML) and deliver it to the peer named in it.
+    Propose {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The agreement terms (TOML; see examples/agreement.toml).
+        #[arg(long)]
+        file: PathBuf,
+        /// Override the peer's URL from the file.
+        #[arg(long)]
+        peer_url: Option<String>,
+    },
+    /// Countersign a proposal received from the peer (by id) or from a file.
+    Accept {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Agreement id.
+        id: Option<String>,
+        /// A proposal file handed over by the peer.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Import a signed agreement file (when the peer could not deliver it).
+    Import {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List agreements and their status.
+    List(ListArgs),
+    /// Show one agreement.
+    Show {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Agreement id.
+        id: String,
+    },
+}
+
+/// Listing options.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Only this agreement.
+    #[arg(long)]
+    pub agreement: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tandem query …`.
+#[derive(Subcommand, Debug)]
+pub enum QueryCmd {
+    /// Noised overlap with the peer's audience, by segment, with 95% intervals.
+    Overlap(OverlapArgs),
+}
+
+/// `tandem query overlap`.
+#[derive(Args, Debug)]
+pub struct OverlapArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Agreement id.
+    #[arg(long)]
+    pub agreement: String,
+    /// This node's column to group by.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// The peer's column to group by.
+    #[arg(long)]
+    pub peer_group_by: Option<String>,
+    /// Privacy loss ε of the query (the peer spends ε, this node ε/4).
+    #[arg(long, default_value_t = 1.0)]
+    pub epsilon: f64,
+    /// Join key kind (default: the agreement's first).
+    #[arg(long)]
+    pub join_key: Option<String>,
+    /// Spend budget on a fresh answer even if this exact query was answered before.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Only show what the query would cost and how precise it would be (free).
+    #[arg(long)]
+    pub preview: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tandem audit …`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check the whole hash chain and the signed checkpoints; names the first entry that fails.
+    Verify {
+        /// The node whose log to verify (its key checks the checkpoints).
+        #[arg(long, env = "TANDEM_DIR")]
+        dir: Option<PathBuf>,
+        /// Verify an exported JSON-lines file offline instead.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Hex ed25519 key of the node that signed the checkpoints (with --file).
+        #[arg(long)]
+        node_key: Option<String>,
+    },
+    /// Write the audit log (JSON lines or CSV) for an auditor.
+    Export {
+        #[command(flatten)]
+        dir: DirArg,
+        /// From (Unix milliseconds or RFC 3339 date `YYYY-MM-DD`).
+        #[arg(long)]
+        from: Option<String>,
+        /// To (Unix milliseconds or `YYYY-MM-DD`, exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormatArg::Jsonl)]
+        format: ExportFormatArg,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Audit export formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormatArg {
+    /// One JSON object per line, verifiable offline.
+    Jsonl,
+    /// Flattened, for spreadsheets.
+    Csv,
+}
+
+/// `tandem token …`.
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token; its secret is printed once.
+    Create {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Who holds it.
+        #[arg(long)]
+        name: String,
+        /// admin, analyst or auditor.
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke a token.
+    Revoke {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// `tandem purge`.
+#[derive(Args, Debug)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+/// `tandem report …`.
+#[derive(Subcommand, Debug)]
+pub enum ReportCmd {
+    /// GDPR Art. 30 / PIPL record of processing, per agreement.
+    Processing {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `tandem suppress`.
+#[derive(Args, Debug)]
+pub struct SuppressArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// CSV file (with a header row) of people who withdrew consent or asked for deletion.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Column holding the identifier.
+    #[arg(long)]
+    pub id_column: String,
+    /// Identifier kind: email, phone, device_id or sha256.
+    #[arg(long)]
+    pub id_kind: String,
+}
+
+/// `tandem demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Customers of the querier (a cosmetics maker).
+    #[arg(long, default_value_t = 200_000)]
+    pub querier_size: usize,
+    /// Customers of the responder (an e-commerce platform).
+    #[arg(long, default_value_t = 500_000)]
+    pub responder_size: usize,
+    /// Customers the two share.
+    #[arg(long, default_value_t = 60_000)]
+    pub overlap: usize,
+    /// ε of the query.
+    #[arg(long, default_value_t = 1.0)]
+    pub epsilon: f64,
+    /// Keep the two node directories here instead of a temporary directory.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tandem bench …`.
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Both PSI roles in one process on N × N items; prints one JSON line.
+    Psi {
+        /// Items per side.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+    },
+}

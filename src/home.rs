@@ -1,0 +1,253 @@
+//! A node's home directory: its configuration, its ed25519 identity key, its TLS material and
+//! its store. `tandem init` creates it; every other command opens it.
+//!
+//! Layout:
+//! ```text
+//! <dir>/config.toml     name, listen address, public URL, region, identifier rules
+//! <dir>/node.key        ed25519 secret key (hex, mode 0600)
+//! <dir>/tls/cert.der    self-signed TLS certificate (its SHA-256 is pinned by the peer)
+//! <dir>/tls/key.der     TLS private key (PKCS#8, mode 0600)
+//! <dir>/tandem.sqlite   the embedded store (audiences, agreements, runs, ledger, audit log)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The node's configuration file (`config.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Config {
+    /// The node's party name in agreements (`[a-z0-9_-]`).
+    pub name: String,
+    /// Address `tandem serve` listens on.
+    pub listen: String,
+    /// URL under which the peer reaches this node.
+    pub public_url: String,
+    /// Data-residency region of this node's data (e.g. `CN`, `EU`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Country code for phone numbers written without one.
+    #[serde(default)]
+    pub default_country_code: Option<u16>,
+    /// Largest protocol message accepted, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+}
+
+fn default_region() -> String {
+    "CN".to_string()
+}
+
+fn default_max_message() -> usize {
+    1 << 30
+}
+
+/// An opened node home.
+#[derive(Clone)]
+pub struct Home {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Parsed `config.toml`.
+    pub config: Config,
+    /// The node's ed25519 identity key.
+    pub key: SigningKey,
+    /// DER of the TLS certificate the node serves.
+    pub tls_cert: Vec<u8>,
+    /// DER (PKCS#8) of the TLS private key.
+    pub tls_key: Vec<u8>,
+}
+
+/// What `init` created, for printing.
+pub struct InitSummary {
+    /// Hex of the ed25519 public key.
+    pub key_fingerprint: String,
+    /// Hex SHA-256 of the TLS certificate.
+    pub tls_fingerprint: String,
+}
+
+impl Home {
+    /// Creates a new node home. Refuses to overwrite an existing one.
+    pub fn init(dir: &Path, config: Config) -> Result<InitSummary> {
+        if dir.join("config.toml").exists() {
+            bail!(
+                "{} already holds a node (config.toml exists); refusing to overwrite",
+                dir.display()
+            );
+        }
+        validate_name(&config.name)?;
+        std::fs::create_dir_all(dir.join("tls"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let key = SigningKey::generate(&mut rand::rng());
+        let host = host_of(&config.public_url)?;
+        let cert = rcgen::generate_simple_self_signed(vec![host, "localhost".to_string()])
+            .context("generating the TLS certificate")?;
+        let cert_der = cert.cert.der().to_vec();
+        write_secret(
+            &dir.join("node.key"),
+            hex::encode(key.to_bytes()).as_bytes(),
+        )?;
+        write_secret(&dir.join("tls/key.der"), &cert.signing_key.serialize_der())?;
+        std::fs::write(dir.join("tls/cert.der"), &cert_der)?;
+        let text = toml::to_string_pretty(&config)?;
+        std::fs::write(dir.join("config.toml"), text)?;
+        Ok(InitSummary {
+            key_fingerprint: hex::encode(key.verifying_key().to_bytes()),
+            tls_fingerprint: sha256_hex(&cert_der),
+        })
+    }
+
+    /// Opens an existing node home.
+    pub fn open(dir: &Path) -> Result<Home> {
+        let cfg_path = dir.join("config.toml");
+        let text = std::fs::read_to_string(&cfg_path).with_context(|| {
+            format!(
+                "no node at {} (missing config.toml; run `tandem init` first)",
+                dir.display()
+            )
+        })?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
+        let key_hex = std::fs::read_to_string(dir.join("node.key")).context("reading node.key")?;
+        let key_bytes: [u8; 32] = hex::decode(key_hex.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("node.key does not hold a 32-byte hex key")?;
+        Ok(Home {
+            dir: dir.to_path_buf(),
+            config,
+            key: SigningKey::from_bytes(&key_bytes),
+            tls_cert: std::fs::read(dir.join("tls/cert.der")).context("reading tls/cert.der")?,
+            tls_key: std::fs::read(dir.join("tls/key.der")).context("reading tls/key.der")?,
+        })
+    }
+
+    /// Path of the node's SQLite store.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.join("tandem.sqlite")
+    }
+
+    /// Opens the node's store.
+    pub fn store(&self) -> Result<tandem_store::Store> {
+        tandem_store::Store::open(self.store_path()).context("opening the store")
+    }
+
+    /// Hex of the node's ed25519 public key.
+    pub fn key_fingerprint(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
+    }
+
+    /// Hex SHA-256 of the node's TLS certificate.
+    pub fn tls_fingerprint(&self) -> String {
+        sha256_hex(&self.tls_cert)
+    }
+
+    /// The identifier rules this node applies on import.
+    pub fn normaliser(&self) -> tandem_identity::Normaliser {
+        tandem_identity::Normaliser {
+            default_country_code: self.config.default_country_code,
+        }
+    }
+
+    /// The `[[parties]]` block for this node, to paste into an agreement.
+    pub fn party_card(&self) -> String {
+        format!(
+            "[[parties]]\nname = \"{}\"\nurl = \"{}\"\nsigning_key = \"{}\"\ntls_cert_sha256 = \"{}\"\nregion = \"{}\"\n",
+            self.config.name,
+            self.config.public_url,
+            self.key_fingerprint(),
+            self.tls_fingerprint(),
+            self.config.region
+        )
+    }
+}
+
+/// Hex SHA-256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        bail!("node name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'");
+    }
+    Ok(())
+}
+
+/// The host part of an `https://host:port` URL.
+pub fn host_of(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .with_context(|| format!("URL {url:?} must start with https://"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = if let Some(stripped) = authority.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or(stripped)
+    } else {
+        authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority)
+    };
+    if host.is_empty() {
+        bail!("URL {url:?} has no host");
+    }
+    Ok(host.to_string())
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(host_of("https://127.0.0.1:7401").unwrap(), "127.0.0.1");
+        assert_eq!(
+            host_of("https://node.example.com:443/x").unwrap(),
+            "node.example.com"
+        );
+        assert_eq!(host_of("https://[::1]:7401").unwrap(), "::1");
+        assert!(host_of("http://127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn init_then_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            name: "acme".into(),
+            listen: "127.0.0.1:0".into(),
+            public_url: "https://127.0.0.1:7401".into(),
+            region: "CN".into(),
+            default_country_code: Some(86),
+            max_message_bytes: 1 << 20,
+        };
+        let summary = Home::init(dir.path(), cfg.clone()).unwrap();
+        let home = Home::open(dir.path()).unwrap();
+        assert_eq!(home.key_fingerprint(), summary.key_fingerprint);
+        assert_eq!(home.tls_fingerprint(), summary.tls_fingerprint);
+        assert!(Home::init(dir.path(), cfg).is_err());
+    }
+}

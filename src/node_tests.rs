@@ -1,0 +1,444 @@
+//! Node-level tests with real HTTPS servers on loopback, in process, so that a test can replay
+//! or tamper with exactly the bytes a node sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use tandem_agreement::{Agreement, Terms};
+use tower::ServiceExt;
+
+use crate::home::{Config, Home};
+use crate::overlap::{OverlapQuery, Prepared};
+use crate::server::{NodeState, PSI_PATH, PSI_REQUEST};
+use crate::wire::Envelope;
+
+struct Fixture {
+    _root: tempfile::TempDir,
+    acme: Home,
+    shopx: Home,
+    agreement_id: String,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+fn home(root: &std::path::Path, name: &str, addr: std::net::SocketAddr) -> Home {
+    let cfg = Config {
+        name: name.into(),
+        listen: addr.to_string(),
+        public_url: format!("https://{addr}"),
+        region: "CN".into(),
+        default_country_code: None,
+        max_message_bytes: 1 << 26,
+    };
+    Home::init(&root.join(name), cfg).expect("init");
+    Home::open(&root.join(name)).expect("open")
+}
+
+fn import(home: &Home, rows: &str, attrs: &[&str]) {
+    let file = home.dir.join("people.csv");
+    std::fs::write(&file, rows).expect("write csv");
+    let opts = tandem_store::ImportOptions {
+        audience: "default".into(),
+        id_column: "email".into(),
+        id_kind: tandem_identity::IdKind::Email,
+        attributes: attrs.iter().map(|s| s.to_string()).collect(),
+        normaliser: home.normaliser(),
+        replace: true,
+        actor: "cli:admin".into(),
+    };
+    home.store()
+        .expect("store")
+        .import_csv(&file, &opts, None)
+        .expect("import");
+}
+
+async fn fixture() -> Fixture {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (acme_l, acme_addr) = crate::server::bind("127.0.0.1:0").await.expect("bind");
+    let (shop_l, shop_addr) = crate::server::bind("127.0.0.1:0").await.expect("bind");
+    let acme = home(root.path(), "acme", acme_addr);
+    let shopx = home(root.path(), "shopx", shop_addr);
+    let mut a = String::from("email,seg\n");
+    let mut b = String::from("email,tier\n");
+    for i in 0..300 {
+        a += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
+    }
+    for i in 150..500 {
+        b += &format!(
+            "p{i}@example.com,{}\n",
+            if i % 3 == 0 { "gold" } else { "silver" }
+        );
+    }
+    import(&acme, &a, &["seg"]);
+    import(&shopx, &b, &["tier"]);
+    let toml = format!(
+        r#"version = 1
+purpose = "node tests"
+legal_basis = "test"
+expires_at = "2099-01-01T00:00:00Z"
+join_keys = ["email"]
+min_reporting_threshold = 0
+retention_days = 30
+[[parties]]
+name = "acme"
+url = "{}"
+signing_key = "{}"
+tls_cert_sha256 = "{}"
+region = "CN"
+[parties.columns]
+seg = ["x", "y"]
+[parties.budget]
+epsilon_per_query = 2.0
+epsilon_total = 50.0
+delta_per_query = 1e-9
+delta_total = 1e-6
+[[parties]]
+name = "shopx"
+url = "{}"
+signing_key = "{}"
+tls_cert_sha256 = "{}"
+region = "CN"
+[parties.columns]
+tier = ["silver", "gold"]
+[parties.budget]
+epsilon_per_query = 2.0
+epsilon_total = 50.0
+delta_per_query = 1e-9
+delta_total = 1e-6
+"#,
+        acme.config.public_url,
+        acme.key_fingerprint(),
+        acme.tls_fingerprint(),
+        shopx.config.public_url,
+        shopx.key_fingerprint(),
+        shopx.tls_fingerprint()
+    );
+    let mut agreement = Agreement::new(Terms::from_toml(&toml).expect("terms"));
+    agreement.sign("acme", &acme.key).expect("sign");
+    agreement.sign("shopx", &shopx.key).expect("sign");
+    let id = agreement.id().to_string();
+    for h in [&acme, &shopx] {
+        h.store()
+            .expect("store")
+            .put_agreement(
+                &id,
+                &serde_json::to_string(&agreement).expect("json"),
+                "active",
+                "test",
+            )
+            .expect("put");
+    }
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    for (h, l) in [(acme.clone(), acme_l), (shopx.clone(), shop_l)] {
+        let mut rx = rx.clone();
+        tokio::spawn(async move {
+            let _ = crate::server::serve(&h, l, async move {
+                let _ = rx.changed().await;
+            })
+            .await;
+        });
+    }
+    Fixture {
+        _root: root,
+        acme,
+        shopx,
+        agreement_id: id,
+        _stop: stop,
+    }
+}
+
+fn query(f: &Fixture) -> OverlapQuery {
+    OverlapQuery {
+        agreement_id: f.agreement_id.clone(),
+        join_key: None,
+        group_by: Some("seg".into()),
+        peer_group_by: Some("tier".into()),
+        epsilon: 1.0,
+        fresh: true,
+    }
+}
+
+/// Builds acme's signed first message of a fresh run.
+fn signed_request(f: &Fixture) -> (Envelope, Vec<u8>, Vec<(&'static str, String)>) {
+    let prepared = crate::overlap::prepare_query(&f.acme.store_path(), "acme", &query(f), "test")
+        .expect("prepare");
+    let Prepared::Fresh(p) = prepared else {
+        panic!("fresh run expected")
+    };
+    let env = Envelope {
+        agreement_id: f.agreement_id.clone(),
+        run_id: hex::encode(p.run_id),
+        sender: "acme".into(),
+        timestamp_ms: crate::wire::now_ms(),
+    };
+    let body = crate::wire::frame(&serde_json::to_value(&p.request).expect("json"), &p.message);
+    let headers = env.sign(PSI_REQUEST, &body, &f.acme.key);
+    (env, body, headers)
+}
+
+fn peer(f: &Fixture) -> crate::client::Peer {
+    crate::client::Peer {
+        url: f.shopx.config.public_url.clone(),
+        cert_sha256: crate::tls::parse_fingerprint(&f.shopx.tls_fingerprint()).expect("fp"),
+    }
+}
+
+async fn post(
+    f: &Fixture,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let r = peer(f)
+        .post(PSI_PATH, headers, body, Duration::from_secs(60), 1 << 26)
+        .await
+        .expect("call");
+    let text = if r.status.is_success() {
+        String::new()
+    } else {
+        String::from_utf8_lossy(&r.body).into_owned()
+    };
+    (r.status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_runs_over_https() {
+    let f = fixture().await;
+    let report = crate::overlap::run_query(&f.acme, &query(&f), "test")
+        .await
+        .expect("query");
+    assert_eq!(report.cells.len(), 3 * 3);
+    // Truth: p150..p299 are shared; x = even, y = odd; gold = multiple of 3.
+    let truth = |seg: usize, gold: bool| {
+        (150..300)
+            .filter(|i| i % 2 == seg && (i % 3 == 0) == gold)
+            .count() as i64
+    };
+    for c in &report.cells {
+        let t = match (c.querier_group.as_str(), c.responder_group.as_str()) {
+            ("x", "gold") => truth(0, true),
+            ("x", "silver") => truth(0, false),
+            ("y", "gold") => truth(1, true),
+            ("y", "silver") => truth(1, false),
+            _ => 0,
+        };
+        assert!((c.estimate - t).abs() <= 25, "{c:?} vs {t}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_message_is_rejected() {
+    let f = fixture().await;
+    let (_, body, headers) = signed_request(&f);
+    let (status, _) = post(&f, &headers, body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, text) = post(&f, &headers, body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("replay"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_or_foreign_messages_are_rejected() {
+    let f = fixture().await;
+    // Tampered body, original signature.
+    let (_, mut body, headers) = signed_request(&f);
+    let last = body.len() - 1;
+    body[last] ^= 1;
+    let (status, text) = post(&f, &headers, body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    // Signed by a key that is not acme's.
+    let (env, body, _) = signed_request(&f);
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &stranger), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    // A run's message re-sent under another run id (validly signed): the PSI header binds it.
+    let (mut env, body, _) = signed_request(&f);
+    env.run_id = hex::encode([0xAB; 16]);
+    let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    // A stale timestamp.
+    let (mut env, body, _) = signed_request(&f);
+    env.timestamp_ms -= crate::wire::MAX_SKEW_MS + 1000;
+    let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    // The sender claims to be shopx itself.
+    let (mut env, body, _) = signed_request(&f);
+    env.sender = "shopx".into();
+    let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.shopx.key), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinning_refuses_another_certificate() {
+    let f = fixture().await;
+    let wrong = crate::client::Peer {
+        url: f.shopx.config.public_url.clone(),
+        cert_sha256: [0; 32],
+    };
+    let err = wrong
+        .post("/v1/health", &[], vec![], Duration::from_secs(5), 1024)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, crate::client::CallError::Unreachable { .. }),
+        "{err}"
+    );
+}
+
+async fn api(
+    state: &Arc<NodeState>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> StatusCode {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req.body(Body::from(body.to_string())).expect("request");
+    crate::server::router(state.clone())
+        .oneshot(req)
+        .await
+        .expect("response")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_are_enforced() {
+    let f = fixture().await;
+    let state = Arc::new(NodeState::new(&f.acme));
+    let mut store = f.acme.store().expect("store");
+    let admin = store.create_token("root", "admin", "test").expect("token");
+    let analyst = store
+        .create_token("alice", "analyst", "test")
+        .expect("token");
+    let auditor = store
+        .create_token("carol", "auditor", "test")
+        .expect("token");
+    let q = serde_json::to_value(query(&f)).expect("json");
+    let none = serde_json::Value::Null;
+
+    assert_eq!(
+        api(&state, "GET", "/api/v1/budget", None, none.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api(&state, "GET", "/api/v1/budget", Some("bogus"), none.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Analysts query and preview; they may not read the audit log or manage tokens.
+    assert_eq!(
+        api(
+            &state,
+            "POST",
+            "/api/v1/queries/overlap/preview",
+            Some(&analyst),
+            q.clone()
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api(
+            &state,
+            "POST",
+            "/api/v1/queries/overlap",
+            Some(&analyst),
+            q.clone()
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api(&state, "GET", "/api/v1/audit", Some(&analyst), none.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    let new_token = serde_json::json!({"name": "mallory", "role": "admin"});
+    assert_eq!(
+        api(
+            &state,
+            "POST",
+            "/api/v1/tokens",
+            Some(&analyst),
+            new_token.clone()
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    // Auditors read the ledger and the log; they may not query.
+    assert_eq!(
+        api(&state, "GET", "/api/v1/audit", Some(&auditor), none.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api(
+            &state,
+            "GET",
+            "/api/v1/budget",
+            Some(&auditor),
+            none.clone()
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api(
+            &state,
+            "POST",
+            "/api/v1/queries/overlap",
+            Some(&auditor),
+            q.clone()
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    // Admins manage tokens, but do not query.
+    assert_eq!(
+        api(
+            &state,
+            "POST",
+            "/api/v1/queries/overlap",
+            Some(&admin),
+            q.clone()
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api(&state, "POST", "/api/v1/tokens", Some(&admin), new_token).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api(
+            &state,
+            "DELETE",
+            "/api/v1/tokens/alice",
+            Some(&admin),
+            none.clone()
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    // A revoked token is refused.
+    assert_eq!(
+        api(
+            &state,
+            "POST",
+            "/api/v1/queries/overlap/preview",
+            Some(&analyst),
+            q
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Every use and refusal is in the audit log, which still verifies.
+    let report = store
+        .verify_audit(Some(&f.acme.key.verifying_key()))
+        .expect("verifies");
+    assert!(report.entries > 10);
+}

@@ -1,0 +1,230 @@
+//! End-to-end: two real `tandem serve` processes on loopback HTTPS, driven through the CLI as a
+//! user would (init, import, propose, accept, serve, query, budget, runs).
+
+mod common;
+
+use common::{Pair, Server, fails, ok, overlap, s, tandem};
+
+/// RFC 3339 (UTC) of `secs` after the Unix epoch.
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+fn budget_spent(dir: &std::path::Path, id: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "budget",
+        "--dir",
+        s(dir),
+        "--agreement",
+        id,
+        "--json",
+    ]))
+    .expect("json");
+    v[0]["budget"]["spent_epsilon"].as_f64().expect("spent")
+}
+
+#[test]
+fn walkthrough_overlap_budget_and_refusals() {
+    let pair = Pair::new(3000, 4000, 1200);
+    let acme = Server::start(&pair.acme, pair.acme_port);
+    let shopx = Server::start(&pair.shopx, pair.shopx_port);
+
+    // An agreement only proposed (not yet countersigned) is refused by both sides.
+    let file = pair.agreement_file("2099-01-01T00:00:00Z", 1.0, 2.5);
+    let out = ok(&[
+        "agreement",
+        "propose",
+        "--dir",
+        s(&pair.acme),
+        "--file",
+        s(&file),
+    ]);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("proposed agreement "))
+        .expect("id")
+        .trim()
+        .to_string();
+    let err = overlap(&pair, &id, "1.0", false).expect_err("unsigned agreement must be refused");
+    assert!(err.contains("proposed"), "{err}");
+
+    // Countersign: now both signatures are on record on both nodes.
+    let out = ok(&["agreement", "accept", "--dir", s(&pair.shopx), &id]);
+    assert!(out.contains("delivered"), "{out}");
+    assert!(ok(&["agreement", "list", "--dir", s(&pair.acme)]).contains("active"));
+
+    // The overlap by segment, with intervals that cover the truth (ε = 1: 95% intervals, so
+    // allow one miss of twelve).
+    let report = overlap(&pair, &id, "1.0", false).expect("query runs");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 5 * 4, "age bands + other × tiers + other");
+    let mut misses = 0;
+    for c in cells {
+        let key = (
+            c["querier_group"].as_str().unwrap().to_string(),
+            c["responder_group"].as_str().unwrap().to_string(),
+        );
+        let truth = pair.truth.get(&key).copied().unwrap_or(0);
+        let (lo, hi) = (
+            c["ci_low"].as_i64().unwrap(),
+            c["ci_high"].as_i64().unwrap(),
+        );
+        assert!(lo <= c["estimate"].as_i64().unwrap() && c["estimate"].as_i64().unwrap() <= hi);
+        assert!(
+            (c["estimate"].as_i64().unwrap() - truth).abs() < 40,
+            "cell {key:?} far from truth"
+        );
+        if !(lo <= truth && truth <= hi) {
+            misses += 1;
+        }
+    }
+    assert!(misses <= 3, "{misses} intervals miss the truth");
+    assert!(
+        (report["responder_budget"]["epsilon_spent"]
+            .as_f64()
+            .unwrap()
+            - 1.0)
+            .abs()
+            < 1e-9
+    );
+    assert!((report["querier_budget"]["epsilon_spent"].as_f64().unwrap() - 0.25).abs() < 1e-9);
+
+    // The same query again: the stored answer, no budget spent, no fresh noise.
+    let again = overlap(&pair, &id, "1.0", false).expect("cached");
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["cells"], report["cells"]);
+    assert!((budget_spent(&pair.shopx, &id) - 1.0).abs() < 1e-9);
+
+    // Second fresh run: shopx at 2.0 of 2.5, acme at 0.5 of 1.0.
+    overlap(&pair, &id, "1.0", true).expect("second run");
+    // Third: shopx would spend 3.0 > 2.5 and refuses; acme's message reached shopx, so its
+    // charge (0.25) stands; shopx's does not move.
+    let err = overlap(&pair, &id, "1.0", true).expect_err("shopx must refuse");
+    assert!(err.contains("shopx") && err.contains("budget"), "{err}");
+    assert!((budget_spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
+    assert!((budget_spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
+    // Fourth, at ε = 2: acme would spend 1.25 > 1.0 and refuses before sending anything.
+    let err = overlap(&pair, &id, "2.0", true).expect_err("acme must refuse");
+    assert!(err.contains("acme") && err.contains("budget"), "{err}");
+    assert!((budget_spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
+    assert!((budget_spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
+
+    // A query outside the agreement's columns is refused with the reason.
+    let err = fails(&[
+        "query",
+        "overlap",
+        "--dir",
+        s(&pair.acme),
+        "--agreement",
+        &id,
+        "--group-by",
+        "income",
+        "--epsilon",
+        "0.1",
+    ]);
+    assert!(err.contains("income"), "{err}");
+
+    // The history shows every run, including the failed one.
+    let runs = ok(&["runs", "--dir", s(&pair.acme), "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs).expect("json");
+    assert!(runs.as_array().expect("runs").len() >= 3);
+
+    // The peer goes down: a clear error, and nothing charged for a message that never left.
+    shopx.kill();
+    let before = budget_spent(&pair.acme, &id);
+    let err = overlap(&pair, &id, "0.1", true).expect_err("peer down");
+    assert!(err.contains("not reachable"), "{err}");
+    assert!(
+        (budget_spent(&pair.acme, &id) - before).abs() < 1e-12,
+        "a failed connection must not spend budget"
+    );
+    drop(acme);
+}
+
+#[test]
+fn expired_agreement_is_refused() {
+    let pair = Pair::new(200, 200, 50);
+    let _acme = Server::start(&pair.acme, pair.acme_port);
+    let _shopx = Server::start(&pair.shopx, pair.shopx_port);
+    let file = pair.agreement_file(&rfc3339(now() + 4), 5.0, 5.0);
+    let id = pair.pair(&file);
+    overlap(&pair, &id, "1.0", true).expect("runs before expiry");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let err = overlap(&pair, &id, "1.0", true).expect_err("expired");
+    assert!(err.contains("expired"), "{err}");
+}
+
+#[test]
+fn malformed_csv_reports_the_line_and_changes_nothing() {
+    let pair = Pair::new(100, 100, 10);
+    let before = ok(&["status", "--dir", s(&pair.acme)]);
+    let bad = pair.root.path().join("bad.csv");
+    std::fs::write(&bad, "email,age_band\nok1@example.com,18-24\nok2@example.com,25-34\nnot-an-email,18-24\nok3@example.com,45+\n")
+        .expect("write");
+    let err = fails(&[
+        "import",
+        "--dir",
+        s(&pair.acme),
+        "--file",
+        s(&bad),
+        "--id-column",
+        "email",
+        "--id-kind",
+        "email",
+        "--attributes",
+        "age_band",
+    ]);
+    assert!(err.contains("line 4"), "{err}");
+    assert_eq!(
+        ok(&["status", "--dir", s(&pair.acme)]),
+        before,
+        "the store must be unchanged"
+    );
+    // A missing column is named too.
+    let err = fails(&[
+        "import",
+        "--dir",
+        s(&pair.acme),
+        "--file",
+        s(&bad),
+        "--id-column",
+        "mail",
+        "--id-kind",
+        "email",
+    ]);
+    assert!(err.contains("mail"), "{err}");
+}
+
+#[test]
+fn help_is_useful() {
+    let out = tandem(&["query", "overlap", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("--peer-group-by") && text.contains("--epsilon"),
+        "{text}"
+    );
+}
