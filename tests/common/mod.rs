@@ -202,7 +202,7 @@ region = "CN"
 [parties.columns]
 age_band = ["18-24", "25-34", "35-44", "45+"]
 [parties.budget]
-epsilon_per_query = 2.0
+epsilon_per_query = {acme_pq}
 epsilon_total = {acme_total}
 delta_per_query = 1e-9
 delta_total = 1e-6
@@ -216,12 +216,14 @@ region = "CN"
 [parties.columns]
 tier = ["bronze", "silver", "gold"]
 [parties.budget]
-epsilon_per_query = 2.0
+epsilon_per_query = {shopx_pq}
 epsilon_total = {shopx_total}
 delta_per_query = 1e-9
 delta_total = 1e-6
 "#,
             ap = self.acme_port,
+            acme_pq = acme_total.min(2.0),
+            shopx_pq = shopx_total.min(2.0),
             bp = self.shopx_port,
             key = field("signing_key"),
             tls = field("tls_cert_sha256"),

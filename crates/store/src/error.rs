@@ -8,7 +8,7 @@ use tandem_audit::VerifyError;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A CSV import was rejected; nothing was imported.
-    #[error("{}:{line}{}: {reason} (nothing was imported)", file.display(), column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
+    #[error("{}: line {line}{}: {reason} (nothing was imported)", file.display(), column.as_ref().map(|c| format!(", column {c:?}")).unwrap_or_default())]
     Import {
         /// File being imported.
         file: PathBuf,
