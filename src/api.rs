@@ -49,6 +49,7 @@ pub fn routes() -> Router<Arc<NodeState>> {
         .route("/api/v1/agreements", get(agreements))
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/tokens/{name}", delete(revoke_token))
+        .route("/api/v1/suppressions", post(suppress))
 }
 
 /// Authenticates the bearer token and checks that its role is one of `allowed`; the use (or the
@@ -287,6 +288,41 @@ async fn revoke_token(
         let admin = authorize(&mut store, &headers, "revoke a token", &[Role::Admin])?;
         store.revoke_token(&name, &admin.actor())?;
         Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct Suppression {
+    id_kind: String,
+    identifiers: Vec<String>,
+}
+
+/// Opt-out / deletion (PIPL Arts. 15, 24, 47; GDPR Arts. 17, 21): identifiers are normalised and
+/// hashed on arrival, removed from every audience and suppressed from future imports.
+async fn suppress(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Json(req): Json<Suppression>,
+) -> Result<Response, ApiError> {
+    crate::server::blocking(move || {
+        let mut store = Store::open(&state.store_path)?;
+        let admin = authorize(&mut store, &headers, "suppress people", &[Role::Admin])?;
+        let bad = |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_identifier", e);
+        let kind: tandem_identity::IdKind = req.id_kind.parse().map_err(|e| bad(format!("{e}")))?;
+        let normaliser = state.home.normaliser();
+        let digests = req
+            .identifiers
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                normaliser
+                    .digest(kind, raw)
+                    .map_err(|e| bad(format!("identifier #{}: {e}", i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let removed = store.delete_digests(&digests, &admin.actor())?;
+        Ok(Json(json!({"requested": digests.len(), "deleted_members": removed})).into_response())
     })
     .await
 }

@@ -306,10 +306,21 @@ fn runs(a: ListArgs) -> Result<()> {
 
 async fn serve(dir: &std::path::Path) -> Result<()> {
     let home = Home::open(dir)?;
-    home.store()?;
+    let interrupted = crate::maintenance::recover(&home)?;
+    if interrupted > 0 {
+        tracing::warn!(
+            runs = interrupted,
+            "runs interrupted by a crash are recorded as failed; their budget stays charged"
+        );
+    }
     let (listener, addr) = crate::server::bind(&home.config.listen).await?;
     tracing::info!(node = %home.config.name, %addr, key = %home.key_fingerprint(), "serving");
-    crate::server::serve(&home, listener, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(crate::maintenance::run(home.clone(), stop_rx));
+    let served = crate::server::serve(&home, listener, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    let _ = maintenance.await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

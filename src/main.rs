@@ -8,6 +8,7 @@ mod commands;
 mod compliance;
 mod demo;
 mod home;
+mod maintenance;
 #[cfg(test)]
 mod node_tests;
 mod overlap;

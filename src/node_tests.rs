@@ -161,8 +161,9 @@ fn query(f: &Fixture) -> OverlapQuery {
 
 /// Builds acme's signed first message of a fresh run.
 fn signed_request(f: &Fixture) -> (Envelope, Vec<u8>, Vec<(&'static str, String)>) {
-    let prepared = crate::overlap::prepare_query(&f.acme.store_path(), "acme", &query(f), "test")
-        .expect("prepare");
+    let prepared =
+        crate::overlap::prepare_query(&f.acme.store_path(), &f.acme.key, "acme", &query(f), "test")
+            .expect("prepare");
     let Prepared::Fresh(p) = prepared else {
         panic!("fresh run expected")
     };
@@ -172,7 +173,7 @@ fn signed_request(f: &Fixture) -> (Envelope, Vec<u8>, Vec<(&'static str, String)
         sender: "acme".into(),
         timestamp_ms: crate::wire::now_ms(),
     };
-    let body = crate::wire::frame(&serde_json::to_value(&p.request).expect("json"), &p.message);
+    let body = crate::wire::frame(&p.opening, &p.message);
     let headers = env.sign(PSI_REQUEST, &body, &f.acme.key);
     (env, body, headers)
 }
@@ -251,11 +252,24 @@ async fn tampered_or_foreign_messages_are_rejected() {
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &stranger), body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
-    // A run's message re-sent under another run id (validly signed): the PSI header binds it.
+    // A run's message re-sent under another run id, every signature valid: the ledger head and
+    // the PSI header inside still name the first run.
     let (mut env, body, _) = signed_request(&f);
     env.run_id = hex::encode([0xAB; 16]);
+    let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    let (opening, message) = crate::wire::unframe(&body, 1 << 20).expect("frame");
+    let mut opening: crate::overlap::RunOpening = serde_json::from_value(opening).expect("opening");
+    opening.querier_head = crate::overlap::SignedHead::sign(
+        opening.querier_head.budget,
+        &env.agreement_id,
+        &env.run_id,
+        &f.acme.key,
+    );
+    let body = crate::wire::frame(&serde_json::to_value(&opening).expect("json"), message);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("binding") || text.contains("run"), "{text}");
     // A stale timestamp.
     let (mut env, body, _) = signed_request(&f);
     env.timestamp_ms -= crate::wire::MAX_SKEW_MS + 1000;
@@ -424,6 +438,27 @@ async fn roles_are_enforced() {
         .await,
         StatusCode::NO_CONTENT
     );
+    // Opt-out through the API: admins only; the person leaves the audience.
+    let gone = serde_json::json!({"id_kind": "email", "identifiers": ["P0@Example.com"]});
+    assert_eq!(
+        api(
+            &state,
+            "POST",
+            "/api/v1/suppressions",
+            Some(&auditor),
+            gone.clone()
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api(&state, "POST", "/api/v1/suppressions", Some(&admin), gone).await,
+        StatusCode::OK
+    );
+    let members = store
+        .members("default", tandem_identity::IdKind::Email, None)
+        .expect("members");
+    assert_eq!(members.len(), 299);
     // A revoked token is refused.
     assert_eq!(
         api(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
 use tandem_dp::{OpenDpNoise, PrivacyLoss};
 use tandem_psi::{Limits, RunParams};
-use tandem_store::{NewRun, Store, StoreError};
+use tandem_store::{AuditEvent, NewRun, Store, StoreError};
 
 use crate::home::Home;
 
@@ -76,13 +76,74 @@ impl RunRequest {
     }
 }
 
+/// What the querier sends beside its first PSI message (the JSON part of the frame).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunOpening {
+    /// The query.
+    pub request: RunRequest,
+    /// The querier's ledger after reserving this run, signed.
+    pub querier_head: SignedHead,
+}
+
 /// What the responder returns beside its PSI reply.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Receipt {
     /// ε/δ the responder charged for this run.
     pub charged: PrivacyLoss,
-    /// The responder's budget after the run.
+    /// The responder's ledger after the run, signed.
+    pub head: SignedHead,
+}
+
+/// A party's ledger after a run, signed with its node key, so that each side keeps offline
+/// evidence of what the other charged (stored in its audit log as `peer.ledger`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignedHead {
+    /// The ledger view.
     pub budget: BudgetView,
+    /// Hex ed25519 signature over [`SignedHead::signing_bytes`].
+    pub signature: String,
+}
+
+impl SignedHead {
+    /// `"tandem-ledger-head-v1" LF agreement LF run LF json(budget)`.
+    fn signing_bytes(budget: &BudgetView, agreement: &str, run: &str) -> Vec<u8> {
+        let json = serde_json::to_string(budget).unwrap_or_default();
+        format!("tandem-ledger-head-v1\n{agreement}\n{run}\n{json}").into_bytes()
+    }
+
+    /// Signs `budget` for one run.
+    pub fn sign(
+        budget: BudgetView,
+        agreement: &str,
+        run: &str,
+        key: &ed25519_dalek::SigningKey,
+    ) -> SignedHead {
+        use ed25519_dalek::Signer;
+        let signature = hex::encode(
+            key.sign(&Self::signing_bytes(&budget, agreement, run))
+                .to_bytes(),
+        );
+        SignedHead { budget, signature }
+    }
+
+    /// Verifies the signature with the party's key.
+    pub fn verify(
+        &self,
+        agreement: &str,
+        run: &str,
+        key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<()> {
+        use ed25519_dalek::Verifier;
+        let bytes: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("ledger head signature is not 64 hex bytes")?;
+        key.verify(
+            &Self::signing_bytes(&self.budget, agreement, run),
+            &ed25519_dalek::Signature::from_bytes(&bytes),
+        )
+        .map_err(|_| anyhow!("the ledger head of {} does not verify", self.budget.party))
+    }
 }
 
 /// One side's budget, as shown in a report.
@@ -356,8 +417,9 @@ pub async fn run_query(home: &Home, query: &OverlapQuery, actor: &str) -> Result
     let actor_s = actor.to_string();
     let me2 = me.clone();
     // Everything up to the first message runs off the async runtime (opendp is not Send).
+    let key = home.key.clone();
     let prepared =
-        tokio::task::spawn_blocking(move || prepare_query(&store_path, &me2, &q, &actor_s))
+        tokio::task::spawn_blocking(move || prepare_query(&store_path, &key, &me2, &q, &actor_s))
             .await
             .context("query task panicked")??;
     let prepared = match prepared {
@@ -380,7 +442,7 @@ pub async fn run_query(home: &Home, query: &OverlapQuery, actor: &str) -> Result
         sender: me.clone(),
         timestamp_ms: crate::wire::now_ms(),
     };
-    let body = crate::wire::frame(&serde_json::to_value(&prepared.request)?, &prepared.message);
+    let body = crate::wire::frame(&prepared.opening, &prepared.message);
     let headers = envelope.sign(crate::server::PSI_REQUEST, &body, &home.key);
     let call = peer
         .post(
@@ -409,6 +471,8 @@ pub(crate) struct PendingQuery {
     params: RunParams,
     querier: tandem_psi::Querier,
     pub(crate) message: Vec<u8>,
+    /// The JSON sent beside the first message ([`RunOpening`]).
+    pub(crate) opening: serde_json::Value,
     loss: PrivacyLoss,
 }
 
@@ -506,93 +570,137 @@ pub fn preview(store: &Store, me: &str, q: &OverlapQuery) -> Result<Preview> {
 
 pub(crate) fn prepare_query(
     store_path: &std::path::Path,
+    home_key: &ed25519_dalek::SigningKey,
     me: &str,
     q: &OverlapQuery,
     actor: &str,
 ) -> Result<Prepared> {
     let mut store = Store::open(store_path)?;
+    let checked = check_query(&store, me, q, actor);
+    let (plan, params, run) = match checked {
+        Ok(x) => x,
+        Err(e) => {
+            // Refusals before any charge are recorded too (the store records its own).
+            let event = AuditEvent::now(
+                actor,
+                "query.refused",
+                serde_json::json!({"role": "querier", "reason": format!("{e:#}"), "query": q}),
+            )
+            .with_agreement(&q.agreement_id);
+            store.append_audit(event)?;
+            return Err(e);
+        }
+    };
     let Plan {
         agreement,
         peer,
         request,
-    } = plan(&store, me, q)?;
+    } = plan;
     let id = agreement.id().to_string();
-    let fingerprint = query_fingerprint(&store, &request, &id)?;
+    let fingerprint = run.fingerprint.clone().unwrap_or_default();
     if !q.fresh
         && let Some(cached) = store.cached_result(&fingerprint)?
     {
         let mut report: OverlapReport =
             serde_json::from_str(&cached.result_json).context("cached result does not parse")?;
-        store.append_audit(
-                tandem_store::AuditEvent::now(
-                    actor,
-                    "result.read",
-                    serde_json::json!({"run_id": cached.run_id, "cached": true, "output_sha256": cached.output_sha256}),
-                )
-                .with_agreement(&id),
-            )?;
+        let details = serde_json::json!({"run_id": cached.run_id, "cached": true, "output_sha256": cached.output_sha256});
+        store.append_audit(AuditEvent::now(actor, "result.read", details).with_agreement(&id))?;
         report.cached = true;
-        report.querier_budget.epsilon_spent = 0.0;
-        report.querier_budget.delta_spent = 0.0;
-        report.responder_budget.epsilon_spent = 0.0;
-        report.responder_budget.delta_spent = 0.0;
+        for b in [&mut report.querier_budget, &mut report.responder_budget] {
+            b.epsilon_spent = 0.0;
+            b.delta_spent = 0.0;
+        }
         return Ok(Prepared::Cached(Box::new(report)));
     }
-    let run_id: [u8; 16] = rand::random();
-    let params = request.params(&agreement, run_id, me, &peer)?;
-    let loss = tandem_psi::accounting::querier_loss(&params)?;
-    // The peer must be able to afford its side under its per-query cap before we spend ours.
-    let peer_loss = tandem_psi::accounting::responder_loss(&params)?;
-    let peer_budget = agreement.terms.party(&peer).context("peer missing")?.budget;
-    if peer_loss.epsilon > peer_budget.epsilon_per_query + 1e-12 {
-        bail!(
-            "{peer} would spend ε = {:.4} on this query, over its per-query cap of {} in the agreement",
-            peer_loss.epsilon,
-            peer_budget.epsilon_per_query
-        );
-    }
-    let mut run = new_run(
-        &agreement,
-        me,
-        "querier",
-        &hex::encode(run_id),
-        actor,
-        &request,
-        loss,
-    )?;
-    run.fingerprint = Some(fingerprint.clone());
+    let loss = PrivacyLoss {
+        epsilon: run.epsilon,
+        delta: run.delta,
+    };
     store.begin_run(&run).map_err(|e| explain(e, me))?;
-    let items = load_buckets(
-        &store,
-        &agreement,
-        me,
-        &request.join_key,
-        request.querier_column.as_deref(),
-    );
-    let started = items.and_then(|items| {
-        Ok(tandem_psi::Querier::start(
-            params.clone(),
-            &items,
-            &mut OpenDpNoise,
-        )?)
-    });
-    let (querier, message) = match started {
+    let started = (|| -> Result<_> {
+        let items = load_buckets(
+            &store,
+            &agreement,
+            me,
+            &request.join_key,
+            request.querier_column.as_deref(),
+        )?;
+        let (querier, message) =
+            tandem_psi::Querier::start(params.clone(), &items, &mut OpenDpNoise)?;
+        let head = SignedHead::sign(
+            budget_view(&store, &agreement, me, loss)?,
+            &id,
+            &run.run_id,
+            home_key,
+        );
+        let opening = serde_json::to_value(RunOpening {
+            request: request.clone(),
+            querier_head: head,
+        })?;
+        Ok((querier, message, opening))
+    })();
+    let (querier, message, opening) = match started {
         Ok(x) => x,
         Err(e) => {
-            store.fail_run(&hex::encode(run_id), &e.to_string(), false)?;
+            store.fail_run(&run.run_id, &format!("{e:#}"), false)?;
             return Err(e);
         }
     };
     Ok(Prepared::Fresh(Box::new(PendingQuery {
         agreement,
         peer,
-        run_id,
+        run_id: params.run_id,
         request,
         params,
         querier,
         message,
+        opening,
         loss,
     })))
+}
+
+/// Checks a query against the agreement and both parties' per-query caps, and prepares its
+/// ledger entry (with a fresh run id and the cache fingerprint).
+fn check_query(
+    store: &Store,
+    me: &str,
+    q: &OverlapQuery,
+    actor: &str,
+) -> Result<(Plan, RunParams, NewRun)> {
+    let plan = plan(store, me, q)?;
+    let fingerprint = query_fingerprint(store, &plan.request, &plan.agreement.id().to_string())?;
+    let run_id: [u8; 16] = rand::random();
+    let params = plan
+        .request
+        .params(&plan.agreement, run_id, me, &plan.peer)?;
+    let loss = tandem_psi::accounting::querier_loss(&params)?;
+    // The peer must be able to afford its side under its per-query cap before we spend ours.
+    let peer_loss = tandem_psi::accounting::responder_loss(&params)?;
+    let peer_budget = plan
+        .agreement
+        .terms
+        .party(&plan.peer)
+        .context("peer missing")?
+        .budget;
+    if peer_loss.epsilon > peer_budget.epsilon_per_query + 1e-12 {
+        bail!(
+            "{} would spend ε = {:.4} on this query, over its per-query cap of {} in the agreement",
+            plan.peer,
+            peer_loss.epsilon,
+            peer_budget.epsilon_per_query
+        );
+    }
+    let mut run = new_run(
+        &plan.agreement,
+        me,
+        "querier",
+        &hex::encode(run_id),
+        actor,
+        &plan.request,
+        loss,
+    )?;
+    run.fingerprint = Some(fingerprint);
+    Ok((plan, params, run))
 }
 
 fn complete_query(
@@ -646,6 +754,17 @@ fn complete_query(
         let (receipt, reply) = crate::wire::unframe(&resp.body, 1 << 20)?;
         let receipt: Receipt =
             serde_json::from_value(receipt).context("peer receipt does not parse")?;
+        receipt
+            .head
+            .verify(&env.agreement_id, &env.run_id, peer_key)?;
+        store.append_audit(
+            AuditEvent::now(
+                format!("peer:{peer}"),
+                "peer.ledger",
+                serde_json::to_value(&receipt.head)?,
+            )
+            .with_agreement(&env.agreement_id),
+        )?;
         let counts = querier.finish(reply, &Limits::default())?;
         let q_labels = bucket_labels(&agreement, &me, request.querier_column.as_deref())?;
         let r_labels = bucket_labels(&agreement, &peer, request.responder_column.as_deref())?;
@@ -664,7 +783,7 @@ fn complete_query(
             threshold: agreement.terms.min_reporting_threshold,
             cells: cells(&agreement, &params, &counts, &q_labels, &r_labels)?,
             querier_budget: BudgetView::default(),
-            responder_budget: receipt.budget,
+            responder_budget: receipt.head.budget,
             wall_s: started.elapsed().as_secs_f64(),
         })
     })();

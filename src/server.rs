@@ -18,7 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tandem_agreement::Agreement;
 use tandem_dp::OpenDpNoise;
 use tandem_psi::Limits;
-use tandem_store::{Store, StoreError};
+use tandem_store::{AuditEvent, Store, StoreError};
 use tokio::net::TcpListener;
 
 use crate::home::Home;
@@ -61,7 +61,8 @@ impl NodeState {
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
-    message: String,
+    /// The reason, as the caller sees it.
+    pub message: String,
 }
 
 impl ApiError {
@@ -189,65 +190,124 @@ async fn psi_run(
     Ok(resp)
 }
 
-/// The responder's side of a run.
-fn respond(
+/// A run the responder has authenticated and checked against the agreement, not yet charged.
+struct CheckedRun {
+    agreement: Agreement,
+    peer: String,
+    request: RunRequest,
+    params: tandem_psi::RunParams,
+    loss: tandem_dp::PrivacyLoss,
+    querier_head: crate::overlap::SignedHead,
+}
+
+/// Authenticates the caller and checks the run against the agreement and the caps.
+fn check_run(
     state: &NodeState,
-    headers: &HeaderMap,
+    store: &Store,
+    env: &Envelope,
+    sig: &ed25519_dalek::Signature,
     body: &[u8],
-) -> Result<(Envelope, Vec<u8>), ApiError> {
-    let (env, sig) = Envelope::from_headers(headers).map_err(bad_request)?;
-    let mut store = Store::open(&state.store_path)?;
-    let (agreement, peer) =
-        crate::overlap::active_agreement(&store, &env.agreement_id, &state.name)
-            .map_err(forbidden)?;
+) -> Result<(CheckedRun, usize), ApiError> {
+    let (agreement, peer) = crate::overlap::active_agreement(store, &env.agreement_id, &state.name)
+        .map_err(forbidden)?;
     if env.sender != peer {
         return Err(forbidden(format!(
             "{} is not the peer in this agreement",
             env.sender
         )));
     }
-    let peer_key = wire::verifying_key(
-        &agreement
-            .terms
-            .party(&peer)
-            .ok_or_else(|| forbidden("peer missing"))?
-            .signing_key,
-    )
-    .map_err(forbidden)?;
-    env.verify(PSI_REQUEST, body, &sig, &peer_key, wire::now_ms())
+    let peer_key = agreement
+        .terms
+        .party(&peer)
+        .ok_or_else(|| forbidden("peer missing"))?
+        .verifying_key()
+        .map_err(forbidden)?;
+    env.verify(PSI_REQUEST, body, sig, &peer_key, wire::now_ms())
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e))?;
-    let (req, query) = wire::unframe(body, 1 << 20).map_err(bad_request)?;
-    let req: RunRequest = serde_json::from_value(req).map_err(bad_request)?;
-    crate::overlap::check_columns(&agreement, &peer, &state.name, &req).map_err(forbidden)?;
+    let (opening, query) = wire::unframe(body, 1 << 20).map_err(bad_request)?;
+    let opening: crate::overlap::RunOpening =
+        serde_json::from_value(opening).map_err(bad_request)?;
+    opening
+        .querier_head
+        .verify(&env.agreement_id, &env.run_id, &peer_key)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e))?;
+    let request = opening.request;
+    crate::overlap::check_columns(&agreement, &peer, &state.name, &request).map_err(forbidden)?;
     let run_id = crate::overlap::parse_run_id(&env.run_id).map_err(bad_request)?;
-    let params = req
+    let params = request
         .params(&agreement, run_id, &peer, &state.name)
         .map_err(bad_request)?;
     let loss = tandem_psi::accounting::responder_loss(&params).map_err(bad_request)?;
-    let run = crate::overlap::new_run(
-        &agreement,
+    let query_offset = body.len() - query.len();
+    Ok((
+        CheckedRun {
+            agreement,
+            peer,
+            request,
+            params,
+            loss,
+            querier_head: opening.querier_head,
+        },
+        query_offset,
+    ))
+}
+
+/// The responder's side of a run.
+fn respond(
+    state: &NodeState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Envelope, Vec<u8>), ApiError> {
+    let mut store = Store::open(&state.store_path)?;
+    let (env, sig) = Envelope::from_headers(headers).map_err(bad_request)?;
+    let (run, query_offset) = match check_run(state, &store, &env, &sig, body) {
+        Ok(checked) => checked,
+        Err(e) => {
+            // Refusals before any charge are recorded too (the store records its own).
+            let event = AuditEvent::now(
+                format!("peer:{}", env.sender),
+                "query.refused",
+                serde_json::json!({"run_id": env.run_id, "role": "responder", "reason": e.message}),
+            )
+            .with_agreement(&env.agreement_id);
+            store.append_audit(event)?;
+            return Err(e);
+        }
+    };
+    let query = &body[query_offset..];
+    let actor = format!("peer:{}", run.peer);
+    let new_run = crate::overlap::new_run(
+        &run.agreement,
         &state.name,
         "responder",
         &env.run_id,
-        &format!("peer:{peer}"),
-        &req,
-        loss,
+        &actor,
+        &run.request,
+        run.loss,
     )
     .map_err(forbidden)?;
-    store.begin_run(&run)?;
+    store.begin_run(&new_run)?;
+    store.append_audit(
+        AuditEvent::now(
+            &actor,
+            "peer.ledger",
+            serde_json::to_value(&run.querier_head).map_err(bad_request)?,
+        )
+        .with_agreement(&env.agreement_id),
+    )?;
     let answer = (|| -> anyhow::Result<Vec<u8>> {
         let items = crate::overlap::load_buckets(
             &store,
-            &agreement,
+            &run.agreement,
             &state.name,
-            &req.join_key,
-            req.responder_column.as_deref(),
+            &run.request.join_key,
+            run.request.responder_column.as_deref(),
         )?;
         let limits = Limits {
             max_points: state.home.config.max_message_bytes / 32,
         };
         Ok(tandem_psi::respond(
-            &params,
+            &run.params,
             &items,
             query,
             &limits,
@@ -262,10 +322,16 @@ fn respond(
             return Err(bad_request(e));
         }
     };
+    let budget = crate::overlap::budget_view(&store, &run.agreement, &state.name, run.loss)
+        .map_err(bad_request)?;
     let receipt = Receipt {
-        charged: loss,
-        budget: crate::overlap::budget_view(&store, &agreement, &state.name, loss)
-            .map_err(bad_request)?,
+        charged: run.loss,
+        head: crate::overlap::SignedHead::sign(
+            budget,
+            &env.agreement_id,
+            &env.run_id,
+            &state.home.key,
+        ),
     };
     let payload = wire::frame(
         &serde_json::to_value(&receipt).map_err(bad_request)?,

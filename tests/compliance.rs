@@ -1,0 +1,229 @@
+//! End-to-end compliance properties with real nodes: a node killed mid-run restarts with a
+//! consistent ledger and an audit log that verifies; tampering with the stored log or with an
+//! export is detected at the right entry; records of processing and budgets are reported.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Pair, Server, fails, ok, overlap, s};
+
+fn runs(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = ok(&["runs", "--dir", s(dir), "--json"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .expect("json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn spent(dir: &std::path::Path, id: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "budget",
+        "--dir",
+        s(dir),
+        "--agreement",
+        id,
+        "--json",
+    ]))
+    .expect("json");
+    v[0]["epsilon_spent"].as_f64().expect("spent")
+}
+
+#[test]
+fn responder_killed_mid_run_restarts_consistent() {
+    let pair = Pair::new(30_000, 30_000, 8_000);
+    let _acme = Server::start(&pair.acme, pair.acme_port);
+    let shopx = Server::start(&pair.shopx, pair.shopx_port);
+    let id = pair.pair(&pair.agreement_file("2099-01-01T00:00:00Z", 10.0, 10.0));
+
+    let querier = {
+        let (acme, id) = (pair.acme.clone(), id.clone());
+        std::thread::spawn(move || {
+            common::tandem(&[
+                "query",
+                "overlap",
+                "--dir",
+                s(&acme),
+                "--agreement",
+                &id,
+                "--group-by",
+                "age_band",
+                "--peer-group-by",
+                "tier",
+                "--epsilon",
+                "1.0",
+                "--json",
+            ])
+        })
+    };
+    // Wait until shopx has charged its ledger for the run and is computing, then SIGKILL it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !runs(&pair.shopx).iter().any(|r| r["status"] == "started") {
+        assert!(
+            Instant::now() < deadline,
+            "the responder never started the run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    shopx.kill();
+    let out = querier.join().expect("querier thread");
+    assert!(
+        !out.status.success(),
+        "the query cannot succeed without its responder"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shopx") || err.contains("failed"), "{err}");
+
+    // Restart: the interrupted run is recorded as failed and its charge stays (noised data may
+    // have been on its way); the ledger and the audit log are consistent.
+    let _shopx = Server::start(&pair.shopx, pair.shopx_port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs(&pair.shopx).iter().any(|r| r["status"] == "started") {
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted run was not recovered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shop_runs = runs(&pair.shopx);
+    assert_eq!(shop_runs.len(), 1);
+    assert_eq!(shop_runs[0]["status"], "failed");
+    assert!(
+        (spent(&pair.shopx, &id) - 1.0).abs() < 1e-9,
+        "the charge of the interrupted run stays"
+    );
+    // The querier's message reached shopx: its charge stays too, recorded once.
+    let acme_runs = runs(&pair.acme);
+    assert_eq!(acme_runs.len(), 1);
+    assert_eq!(acme_runs[0]["status"], "failed");
+    assert!((spent(&pair.acme, &id) - 0.25).abs() < 1e-9);
+    for dir in [&pair.acme, &pair.shopx] {
+        assert!(ok(&["audit", "verify", "--dir", s(dir)]).contains("verifies"));
+    }
+    // And the pair works again.
+    overlap(&pair, &id, "1.0", true).expect("a new run after the restart");
+}
+
+#[test]
+fn tampering_with_the_audit_log_is_detected() {
+    let pair = Pair::new(500, 500, 100);
+    let out = ok(&["audit", "verify", "--dir", s(&pair.acme)]);
+    assert!(out.contains("verifies"), "{out}");
+
+    // An export verifies offline, with the node's key; one changed byte does not.
+    let export = pair.root.path().join("audit.jsonl");
+    ok(&[
+        "audit",
+        "export",
+        "--dir",
+        s(&pair.acme),
+        "--out",
+        s(&export),
+    ]);
+    let card = ok(&["card", "--dir", s(&pair.acme)]);
+    let key = card
+        .lines()
+        .find_map(|l| l.strip_prefix("signing_key = "))
+        .expect("key")
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        ok(&["audit", "verify", "--file", s(&export), "--node-key", &key]).contains("verifies")
+    );
+    let text = std::fs::read_to_string(&export).expect("export");
+    let import_seq = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.to_string().contains("import.done"))
+        .and_then(|v| v["seq"].as_u64())
+        .expect("import entry in the export");
+    let tampered = text.replacen("\"rows\":500", "\"rows\":499", 1);
+    assert_ne!(text, tampered, "the export names the import's row count");
+    std::fs::write(&export, tampered).expect("write");
+    let err = fails(&["audit", "verify", "--file", s(&export), "--node-key", &key]);
+    assert!(err.contains(&format!("entry {import_seq}:")), "{err}");
+
+    // Someone with file access edits the stored log: verify names the entry.
+    let db = pair.acme.join("tandem.sqlite");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let seq: i64 = conn
+        .query_row(
+            "SELECT seq FROM audit_log WHERE action = 'import.done'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("import entry");
+    conn.execute_batch("DROP TRIGGER audit_log_no_update")
+        .expect("drop trigger");
+    conn.execute(
+        "UPDATE audit_log SET details_json = replace(details_json, '\"rows\":500', '\"rows\":400') WHERE seq = ?1",
+        [seq],
+    )
+    .expect("tamper");
+    drop(conn);
+    let err = fails(&["audit", "verify", "--dir", s(&pair.acme)]);
+    assert!(err.contains(&format!("entry {seq}:")), "{err}");
+}
+
+#[test]
+fn processing_record_and_budget_views() {
+    let pair = Pair::new(300, 300, 100);
+    let _acme = Server::start(&pair.acme, pair.acme_port);
+    let _shopx = Server::start(&pair.shopx, pair.shopx_port);
+    let id = pair.pair(&pair.agreement_file("2099-01-01T00:00:00Z", 5.0, 5.0));
+    // A free preview spends nothing.
+    let preview = ok(&[
+        "query",
+        "overlap",
+        "--dir",
+        s(&pair.acme),
+        "--agreement",
+        &id,
+        "--group-by",
+        "age_band",
+        "--peer-group-by",
+        "tier",
+        "--epsilon",
+        "1.0",
+        "--preview",
+        "--json",
+    ]);
+    let preview: serde_json::Value = serde_json::from_str(&preview).expect("json");
+    assert!((preview["responder_cost"]["epsilon"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(preview["half_width_95"].as_u64().unwrap() > 0);
+    assert_eq!(spent(&pair.acme, &id), 0.0);
+    overlap(&pair, &id, "1.0", false).expect("query");
+    let text = ok(&["report", "processing", "--dir", s(&pair.acme)]);
+    for needle in [
+        "purpose",
+        "legal basis",
+        "acme",
+        "shopx",
+        "retention",
+        "runs on this node:         1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let budget = ok(&["budget", "--dir", s(&pair.shopx)]);
+    assert!(
+        budget.contains("about 4 more queries like the last"),
+        "{budget}"
+    );
+    // Tokens: created once, refused once revoked (through the CLI).
+    let out = ok(&[
+        "token",
+        "create",
+        "--dir",
+        s(&pair.acme),
+        "--name",
+        "alice",
+        "--role",
+        "analyst",
+    ]);
+    assert!(out.contains("tdm_"), "{out}");
+    ok(&["token", "revoke", "--dir", s(&pair.acme), "--name", "alice"]);
+    // Purge keeps the audit log verifiable.
+    ok(&["purge", "--dir", s(&pair.acme)]);
+    assert!(ok(&["audit", "verify", "--dir", s(&pair.acme)]).contains("verifies"));
+}
