@@ -3,6 +3,9 @@
 //! Humans write the [`Terms`] in `agreement.toml` (see `examples/agreement.toml`); both parties
 //! sign the canonical JSON of the terms with their node's ed25519 key; a node acts only when
 //! [`Agreement::check_active`] passes. The [`AgreementId`] names one exact version of the terms.
+//!
+//! The format (terms, canonical bytes, id, signatures, life cycle) is specified normatively in
+//! `protocols/agreement-v1.md`, whose test vector `tests/spec_vector.rs` checks.
 
 mod agreement;
 mod canonical;

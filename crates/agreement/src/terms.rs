@@ -35,6 +35,12 @@ pub struct Terms {
     /// differ. Left out of the canonical bytes when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_mechanism: Option<String>,
+    /// Reference to the personal-information protection impact assessment (PIPL Arts. 55–56)
+    /// made for this processing, e.g. `PIA-2026-014 (filed 2026-10-02)`; non-empty when given.
+    /// Recorded, not required. Left out of the canonical bytes when absent, so terms written
+    /// without it keep the id they had before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact_assessment: Option<String>,
     /// The two parties.
     pub parties: Vec<Party>,
 }
@@ -88,8 +94,9 @@ impl Terms {
         Ok(terms)
     }
 
-    /// The bytes both parties sign: canonical JSON of the terms (keys sorted, no whitespace,
-    /// floats as serde_json prints them; see the `canonical` module).
+    /// The canonical bytes of the terms (`protocols/agreement-v1.md` §3): JSON with object keys
+    /// sorted by UTF-8 bytes, no whitespace, shortest round-trip floats, absent options left out.
+    /// The id and both signatures are computed over `b"tandem-agreement-v1\n"` followed by them.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         // Serialising `Terms` cannot fail: every map key is a string and every field has an
         // infallible `Serialize`. Non-finite floats become `null` (and fail validation).

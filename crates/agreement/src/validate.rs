@@ -57,6 +57,14 @@ impl Terms {
         {
             problems.push("transfer_mechanism is empty: name the mechanism or leave it out".into());
         }
+        if let Some(assessment) = &self.impact_assessment
+            && assessment.trim().is_empty()
+        {
+            problems.push(
+                "impact_assessment is empty: name the assessment (PIPL Art. 55) or leave it out"
+                    .into(),
+            );
+        }
     }
 
     fn check_parties(&self, problems: &mut Vec<String>) {

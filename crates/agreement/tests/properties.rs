@@ -54,20 +54,24 @@ fn terms() -> impl Strategy<Value = Terms> {
         any::<u64>(),
         1u32..,
         prop::option::of("\\PC{1,20}"),
+        prop::option::of("\\PC{1,20}"),
         party("acme"),
         party("shopx"),
     )
         .prop_map(
-            |(purpose, legal_basis, keys, threshold, retention, transfer, a, b)| Terms {
-                version: 1,
-                purpose,
-                legal_basis,
-                expires_at: "2027-06-30T00:00:00Z".into(),
-                join_keys: keys.into_iter().map(String::from).collect(),
-                min_reporting_threshold: threshold,
-                retention_days: retention,
-                transfer_mechanism: transfer,
-                parties: vec![a, b],
+            |(purpose, legal_basis, keys, threshold, retention, transfer, assessment, a, b)| {
+                Terms {
+                    version: 1,
+                    purpose,
+                    legal_basis,
+                    expires_at: "2027-06-30T00:00:00Z".into(),
+                    join_keys: keys.into_iter().map(String::from).collect(),
+                    min_reporting_threshold: threshold,
+                    retention_days: retention,
+                    transfer_mechanism: transfer,
+                    impact_assessment: assessment,
+                    parties: vec![a, b],
+                }
             },
         )
 }

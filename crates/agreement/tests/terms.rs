@@ -33,6 +33,10 @@ fn example_with_keys_parses() {
     assert_eq!(t.expires_at, "2027-06-30T00:00:00Z");
     assert_eq!(t.expires_at_unix().unwrap(), 1_814_313_600);
     assert_eq!(t.transfer_mechanism, None);
+    assert_eq!(
+        t.impact_assessment.as_deref(),
+        Some("PIA-2026-014 (filed 2026-10-02)")
+    );
     let acme = t.party("acme").unwrap();
     assert_eq!(acme.url, "https://127.0.0.1:7401");
     assert_eq!(acme.region, "CN");
@@ -91,7 +95,7 @@ fn canonical_bytes_are_sorted_compact_json() {
     let text = String::from_utf8(t.canonical_bytes()).unwrap();
     assert!(
         text.starts_with(
-            r#"{"expires_at":"2027-06-30T00:00:00Z","join_keys":["email","phone"],"legal_basis":"#
+            r#"{"expires_at":"2027-06-30T00:00:00Z","impact_assessment":"PIA-2026-014 (filed 2026-10-02)","join_keys":["email","phone"],"legal_basis":"#
         ),
         "{text}"
     );
@@ -150,6 +154,10 @@ fn id_changes_with_every_field() {
         ("transfer_mechanism", |t| {
             t.transfer_mechanism = Some("SCC".into())
         }),
+        ("impact_assessment", |t| {
+            t.impact_assessment = Some("PIA-2026-015".into())
+        }),
+        ("impact_assessment removed", |t| t.impact_assessment = None),
         ("parties order", |t| t.parties.reverse()),
         ("name", |t| t.parties[0].name = "acme2".into()),
         ("url", |t| {
@@ -194,6 +202,55 @@ fn id_changes_with_every_field() {
         edit(&mut t);
         assert!(seen.insert(t.id()), "changing {what} did not change the id");
     }
+}
+
+/// Id of the example (with the fixture keys) as computed before `impact_assessment` existed.
+const EXAMPLE_ID_WITHOUT_IMPACT_ASSESSMENT: &str =
+    "d4151ec3e1e2f3c7cfbcae41558f5c34009684f6bb880c1d6a2fc014ff917aac";
+
+/// The example with its `impact_assessment` line taken out.
+fn example_without_impact_assessment() -> String {
+    let text = example_toml();
+    let line = "impact_assessment = \"PIA-2026-014 (filed 2026-10-02)\"\n";
+    assert!(
+        text.contains(line),
+        "the example names an impact assessment"
+    );
+    text.replace(line, "")
+}
+
+#[test]
+fn absent_impact_assessment_keeps_the_earlier_id() {
+    let t = Terms::from_toml(&example_without_impact_assessment()).unwrap();
+    assert_eq!(t.impact_assessment, None);
+    assert_eq!(t.id().to_string(), EXAMPLE_ID_WITHOUT_IMPACT_ASSESSMENT);
+    let text = String::from_utf8(t.canonical_bytes()).unwrap();
+    assert!(!text.contains("impact_assessment"), "{text}");
+    // An explicit JSON null reads as absent and gives the same id.
+    let mut value = serde_json::to_value(&t).unwrap();
+    value["impact_assessment"] = serde_json::Value::Null;
+    let from_null: Terms = serde_json::from_value(value).unwrap();
+    assert_eq!(from_null.id(), t.id());
+}
+
+#[test]
+fn impact_assessment_is_signed_when_present() {
+    let without = Terms::from_toml(&example_without_impact_assessment()).unwrap();
+    let with = terms();
+    assert_ne!(with.id(), without.id());
+    // The only difference in the canonical bytes is the member, at its sorted place.
+    let with_text = String::from_utf8(with.canonical_bytes()).unwrap();
+    let without_text = String::from_utf8(without.canonical_bytes()).unwrap();
+    assert_eq!(
+        with_text.replace(
+            r#""impact_assessment":"PIA-2026-014 (filed 2026-10-02)","#,
+            ""
+        ),
+        without_text
+    );
+    let mut edited = with.clone();
+    edited.impact_assessment = Some("PIA-2026-014 (filed 2026-10-03)".into());
+    assert_ne!(edited.id(), with.id());
 }
 
 #[test]

@@ -76,6 +76,24 @@ fn header_rules() {
         |t| t.transfer_mechanism = Some(" ".into()),
         "transfer_mechanism is empty",
     );
+    assert_rejects(
+        "impact_assessment blank",
+        |t| t.impact_assessment = Some(" \t".into()),
+        "impact_assessment is empty: name the assessment (PIPL Art. 55) or leave it out",
+    );
+    assert_rejects(
+        "impact_assessment empty",
+        |t| t.impact_assessment = Some(String::new()),
+        "impact_assessment is empty",
+    );
+}
+
+#[test]
+fn impact_assessment_is_optional() {
+    let mut t = terms();
+    assert!(t.impact_assessment.is_some());
+    t.impact_assessment = None;
+    t.validate().unwrap();
 }
 
 #[test]
