@@ -93,6 +93,8 @@ pub struct ProcessingRecord {
     pub legal_basis: String,
     /// Cross-border transfer mechanism, when regions differ (PIPL Art. 38).
     pub transfer_mechanism: Option<String>,
+    /// Reference to the personal-information impact assessment (PIPL Arts. 55–56).
+    pub impact_assessment: Option<String>,
     /// Categories of data: join keys (hashed identifiers) and grouping columns.
     pub data_categories: Vec<String>,
     /// Retention of results and audiences, days.
@@ -138,6 +140,7 @@ pub fn processing_records(store: &Store) -> Result<Vec<ProcessingRecord>> {
             purpose: t.purpose.clone(),
             legal_basis: t.legal_basis.clone(),
             transfer_mechanism: t.transfer_mechanism.clone(),
+            impact_assessment: t.impact_assessment.clone(),
             data_categories: categories,
             retention_days: t.retention_days,
             expires_at: t.expires_at.clone(),

@@ -101,6 +101,7 @@ fn terms_toml(acme: &Home, shopx: &Home) -> String {
         r#"version = 1
 purpose = "Demo: size of the audience Acme (cosmetics) shares with ShopX (e-commerce), by age band and loyalty tier, to plan a joint campaign"
 legal_basis = "PIPL Art. 13(1)(1) consent for joint marketing analytics; GDPR Art. 6(1)(a)"
+impact_assessment = "PIA-DEMO-001"
 expires_at = "2099-01-01T00:00:00Z"
 join_keys = ["email"]
 min_reporting_threshold = 50
