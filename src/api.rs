@@ -104,26 +104,46 @@ fn authorize(
     Ok(principal)
 }
 
+/// Roles that may read the ledger and run history.
+const READERS: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
+
+/// Opens the store on the blocking pool, authorizes the caller for `what`, and runs `f` with the
+/// node, the store and the caller.
+async fn authorized<T: Send + 'static>(
+    state: Arc<NodeState>,
+    headers: HeaderMap,
+    what: &'static str,
+    allowed: &'static [Role],
+    f: impl FnOnce(&NodeState, &mut Store, Principal) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    crate::server::blocking(move || {
+        let mut store = Store::open(&state.store_path)?;
+        let principal = authorize(&mut store, &headers, what, allowed)?;
+        f(&state, &mut store, principal)
+    })
+    .await
+}
+
+fn unprocessable(code: &'static str, e: anyhow::Error) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, format!("{e:#}"))
+}
+
 async fn query_overlap(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     Json(q): Json<OverlapQuery>,
 ) -> Result<Response, ApiError> {
-    let st = state.clone();
-    let principal = crate::server::blocking(move || {
-        let mut store = Store::open(&st.store_path)?;
-        authorize(&mut store, &headers, "run a query", &[Role::Analyst])
-    })
+    let principal = authorized(
+        state.clone(),
+        headers,
+        "run a query",
+        &[Role::Analyst],
+        |_, _, p| Ok(p),
+    )
     .await?;
     let report = crate::overlap::run_query(&state.home, &q, &principal.actor())
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "query_failed",
-                format!("{e:#}"),
-            )
-        })?;
+        .map_err(|e| unprocessable("query_failed", e))?;
     Ok(Json(report).into_response())
 }
 
@@ -132,18 +152,17 @@ async fn preview_overlap(
     headers: HeaderMap,
     Json(q): Json<OverlapQuery>,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        authorize(&mut store, &headers, "preview a query", &[Role::Analyst])?;
-        let p = crate::overlap::preview(&store, &state.name, &q).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "preview_failed",
-                format!("{e:#}"),
-            )
-        })?;
-        Ok(Json(p).into_response())
-    })
+    authorized(
+        state,
+        headers,
+        "preview a query",
+        &[Role::Analyst],
+        move |node, store, _| {
+            let p = crate::overlap::preview(store, &node.name, &q)
+                .map_err(|e| unprocessable("preview_failed", e))?;
+            Ok(Json(p).into_response())
+        },
+    )
     .await
 }
 
@@ -157,14 +176,7 @@ async fn runs(
     headers: HeaderMap,
     Query(f): Query<AgreementFilter>,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        authorize(
-            &mut store,
-            &headers,
-            "list runs",
-            &[Role::Analyst, Role::Auditor, Role::Admin],
-        )?;
+    authorized(state, headers, "list runs", READERS, move |_, store, _| {
         Ok(Json(store.runs(f.agreement.as_deref())?).into_response())
     })
     .await
@@ -175,24 +187,17 @@ async fn budget(
     headers: HeaderMap,
     Query(f): Query<AgreementFilter>,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        authorize(
-            &mut store,
-            &headers,
-            "read the budget",
-            &[Role::Analyst, Role::Auditor, Role::Admin],
-        )?;
-        let views = crate::compliance::budgets(&store, &state.name, f.agreement.as_deref())
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "budget",
-                    format!("{e:#}"),
-                )
-            })?;
-        Ok(Json(views).into_response())
-    })
+    authorized(
+        state,
+        headers,
+        "read the budget",
+        READERS,
+        move |node, store, _| {
+            let views = crate::compliance::budgets(store, &node.name, f.agreement.as_deref())
+                .map_err(|e| unprocessable("budget", e))?;
+            Ok(Json(views).into_response())
+        },
+    )
     .await
 }
 
@@ -207,22 +212,26 @@ async fn audit(
     headers: HeaderMap,
     Query(r): Query<Range>,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        authorize(&mut store, &headers, "read the audit log", &[Role::Auditor])?;
-        let mut out = Vec::new();
-        store.export_audit(
-            &mut out,
-            tandem_audit::ExportFormat::JsonLines,
-            r.from_ms,
-            r.to_ms,
-        )?;
-        Ok((
-            [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
-            out,
-        )
-            .into_response())
-    })
+    authorized(
+        state,
+        headers,
+        "read the audit log",
+        &[Role::Auditor],
+        move |_, store, _| {
+            let mut out = Vec::new();
+            store.export_audit(
+                &mut out,
+                tandem_audit::ExportFormat::JsonLines,
+                r.from_ms,
+                r.to_ms,
+            )?;
+            Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+                out,
+            )
+                .into_response())
+        },
+    )
     .await
 }
 
@@ -230,19 +239,12 @@ async fn agreements(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        authorize(
-            &mut store,
-            &headers,
-            "list agreements",
-            &[Role::Admin, Role::Auditor, Role::Analyst],
-        )?;
+    authorized(state, headers, "list agreements", READERS, |_, store, _| {
         let list: Vec<_> = store
             .agreements()?
             .into_iter()
             .map(|a| {
-                serde_json::json!({
+                json!({
                     "id": a.id,
                     "status": a.status,
                     "agreement": serde_json::from_str::<serde_json::Value>(&a.doc_json).ok(),
@@ -265,16 +267,20 @@ async fn create_token(
     headers: HeaderMap,
     Json(t): Json<NewToken>,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        let admin = authorize(&mut store, &headers, "create a token", &[Role::Admin])?;
-        let secret = store.create_token(&t.name, &t.role, &admin.actor())?;
-        Ok((
-            StatusCode::CREATED,
-            Json(serde_json::json!({"name": t.name, "role": t.role, "token": secret})),
-        )
-            .into_response())
-    })
+    authorized(
+        state,
+        headers,
+        "create a token",
+        &[Role::Admin],
+        move |_, store, admin| {
+            let secret = store.create_token(&t.name, &t.role, &admin.actor())?;
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"name": t.name, "role": t.role, "token": secret})),
+            )
+                .into_response())
+        },
+    )
     .await
 }
 
@@ -283,12 +289,16 @@ async fn revoke_token(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        let admin = authorize(&mut store, &headers, "revoke a token", &[Role::Admin])?;
-        store.revoke_token(&name, &admin.actor())?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })
+    authorized(
+        state,
+        headers,
+        "revoke a token",
+        &[Role::Admin],
+        move |_, store, admin| {
+            store.revoke_token(&name, &admin.actor())?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        },
+    )
     .await
 }
 
@@ -305,24 +315,33 @@ async fn suppress(
     headers: HeaderMap,
     Json(req): Json<Suppression>,
 ) -> Result<Response, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
-        let admin = authorize(&mut store, &headers, "suppress people", &[Role::Admin])?;
-        let bad = |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_identifier", e);
-        let kind: tandem_identity::IdKind = req.id_kind.parse().map_err(|e| bad(format!("{e}")))?;
-        let normaliser = state.home.normaliser();
-        let digests = req
-            .identifiers
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                normaliser
-                    .digest(kind, raw)
-                    .map_err(|e| bad(format!("identifier #{}: {e}", i + 1)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let removed = store.delete_digests(&digests, &admin.actor())?;
-        Ok(Json(json!({"requested": digests.len(), "deleted_members": removed})).into_response())
-    })
+    authorized(
+        state,
+        headers,
+        "suppress people",
+        &[Role::Admin],
+        move |node, store, admin| {
+            let bad =
+                |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_identifier", e);
+            let kind: tandem_identity::IdKind =
+                req.id_kind.parse().map_err(|e| bad(format!("{e}")))?;
+            let normaliser = node.home.normaliser();
+            let digests = req
+                .identifiers
+                .iter()
+                .enumerate()
+                .map(|(i, raw)| {
+                    normaliser
+                        .digest(kind, raw)
+                        .map_err(|e| bad(format!("identifier #{}: {e}", i + 1)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let removed = store.delete_digests(&digests, &admin.actor())?;
+            Ok(
+                Json(json!({"requested": digests.len(), "deleted_members": removed}))
+                    .into_response(),
+            )
+        },
+    )
     .await
 }

@@ -121,12 +121,9 @@ async fn import(a: ImportArgs) -> Result<()> {
     let kind: tandem_identity::IdKind = a.id_kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = tandem_store::ImportOptions {
         audience: a.audience,
-        id_column: a.id_column,
-        id_kind: kind,
         attributes: a.attributes,
         normaliser: home.normaliser(),
-        replace: true,
-        actor: "cli:admin".into(),
+        ..tandem_store::ImportOptions::new(a.id_column, kind)
     };
     let store_path = home.store_path();
     let file = a.file.clone();

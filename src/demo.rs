@@ -201,13 +201,10 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         (shopx, "shopx_buyers.csv", vec!["tier".to_string()]),
     ] {
         let opts = tandem_store::ImportOptions {
-            audience: "default".into(),
-            id_column: "email".into(),
-            id_kind: tandem_identity::IdKind::Email,
             attributes: attrs,
             normaliser: home.normaliser(),
-            replace: true,
             actor: "demo".into(),
+            ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
         };
         let t = std::time::Instant::now();
         let path = root.join(file);

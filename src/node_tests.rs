@@ -39,13 +39,8 @@ fn import(home: &Home, rows: &str, attrs: &[&str]) {
     let file = home.dir.join("people.csv");
     std::fs::write(&file, rows).expect("write csv");
     let opts = tandem_store::ImportOptions {
-        audience: "default".into(),
-        id_column: "email".into(),
-        id_kind: tandem_identity::IdKind::Email,
         attributes: attrs.iter().map(|s| s.to_string()).collect(),
-        normaliser: home.normaliser(),
-        replace: true,
-        actor: "cli:admin".into(),
+        ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
     };
     home.store()
         .expect("store")

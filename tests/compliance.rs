@@ -6,29 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Pair, Server, fails, ok, overlap, s};
-
-fn runs(dir: &std::path::Path) -> Vec<serde_json::Value> {
-    let out = ok(&["runs", "--dir", s(dir), "--json"]);
-    serde_json::from_str::<serde_json::Value>(&out)
-        .expect("json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn spent(dir: &std::path::Path, id: &str) -> f64 {
-    let v: serde_json::Value = serde_json::from_str(&ok(&[
-        "budget",
-        "--dir",
-        s(dir),
-        "--agreement",
-        id,
-        "--json",
-    ]))
-    .expect("json");
-    v[0]["epsilon_spent"].as_f64().expect("spent")
-}
+use common::{Pair, Server, fails, ok, overlap, runs, s, spent};
 
 #[test]
 fn responder_killed_mid_run_restarts_consistent() {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Pair, Server, fails, ok, overlap, s, tandem};
+use common::{Pair, Server, fails, ok, overlap, s, spent, tandem};
 
 /// RFC 3339 (UTC) of `secs` after the Unix epoch.
 fn rfc3339(secs: i64) -> String {
@@ -32,19 +32,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64
-}
-
-fn budget_spent(dir: &std::path::Path, id: &str) -> f64 {
-    let v: serde_json::Value = serde_json::from_str(&ok(&[
-        "budget",
-        "--dir",
-        s(dir),
-        "--agreement",
-        id,
-        "--json",
-    ]))
-    .expect("json");
-    v[0]["epsilon_spent"].as_f64().expect("spent")
 }
 
 #[test]
@@ -120,7 +107,7 @@ fn walkthrough_overlap_budget_and_refusals() {
     let again = overlap(&pair, &id, "1.0", false).expect("cached");
     assert_eq!(again["cached"], true);
     assert_eq!(again["cells"], report["cells"]);
-    assert!((budget_spent(&pair.shopx, &id) - 1.0).abs() < 1e-9);
+    assert!((spent(&pair.shopx, &id) - 1.0).abs() < 1e-9);
 
     // Second fresh run: shopx at 2.0 of 2.5, acme at 0.5 of 1.0.
     overlap(&pair, &id, "1.0", true).expect("second run");
@@ -128,13 +115,13 @@ fn walkthrough_overlap_budget_and_refusals() {
     // charge (0.25) stands; shopx's does not move.
     let err = overlap(&pair, &id, "1.0", true).expect_err("shopx must refuse");
     assert!(err.contains("shopx") && err.contains("budget"), "{err}");
-    assert!((budget_spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
-    assert!((budget_spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
+    assert!((spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
+    assert!((spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
     // Fourth, at ε = 2: acme would spend 1.25 > 1.0 and refuses before sending anything.
     let err = overlap(&pair, &id, "2.0", true).expect_err("acme must refuse");
     assert!(err.contains("acme") && err.contains("budget"), "{err}");
-    assert!((budget_spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
-    assert!((budget_spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
+    assert!((spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
+    assert!((spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
 
     // A query outside the agreement's columns is refused with the reason.
     let err = fails(&[
@@ -158,11 +145,11 @@ fn walkthrough_overlap_budget_and_refusals() {
 
     // The peer goes down: a clear error, and nothing charged for a message that never left.
     shopx.kill();
-    let before = budget_spent(&pair.acme, &id);
+    let before = spent(&pair.acme, &id);
     let err = overlap(&pair, &id, "0.1", true).expect_err("peer down");
     assert!(err.contains("not reachable"), "{err}");
     assert!(
-        (budget_spent(&pair.acme, &id) - before).abs() < 1e-12,
+        (spent(&pair.acme, &id) - before).abs() < 1e-12,
         "a failed connection must not spend budget"
     );
     drop(acme);

@@ -296,3 +296,27 @@ pub fn overlap(
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// The node's run history (`tandem runs --json`).
+pub fn runs(dir: &Path) -> Vec<serde_json::Value> {
+    let out = ok(&["runs", "--dir", s(dir), "--json"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .expect("json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// ε this node has spent under agreement `id` (`tandem budget --json`).
+pub fn spent(dir: &Path, id: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "budget",
+        "--dir",
+        s(dir),
+        "--agreement",
+        id,
+        "--json",
+    ]))
+    .expect("json");
+    v[0]["epsilon_spent"].as_f64().expect("spent")
+}
