@@ -144,7 +144,7 @@ async fn import(a: ImportArgs) -> Result<()> {
     .context("import task panicked")??;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "imported {} of {} rows into audience {:?} ({} duplicates kept once) in {:.2} s ({:.0} rows/s); identifiers stored as SHA-256 only",
+        "imported {} of {} rows into audience {:?} ({} repeated identifiers counted once) in {:.2} s ({:.0} rows/s); identifiers stored as SHA-256 only",
         report.imported,
         report.rows,
         report.audience,
@@ -155,11 +155,13 @@ async fn import(a: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_delivery(d: &Delivery, next: &str) {
+/// Tells the operator where a signed agreement went and what the other side does next.
+fn print_delivery(d: &Delivery, peer: &str, delivered_next: &str, offline_next: &str) {
     match d {
-        Delivery::Delivered => println!("delivered to the peer's node. {next}"),
+        Delivery::Delivered => println!("delivered to {peer}'s node; {delivered_next}"),
         Delivery::Written(path, why) => println!(
-            "the peer's node is not reachable ({why});\nhand it this file: {}\n({next} with --file)",
+            "{peer}'s node is not reachable ({why}).\nHand {peer} this file: {}\n{peer} then runs: {offline_next} --file {}",
+            path.display(),
             path.display()
         ),
     }
@@ -184,18 +186,33 @@ async fn agreement(cmd: AgreementCmd) -> Result<()> {
                 .unwrap_or_default();
             print_delivery(
                 &d,
+                &peer,
                 &format!(
-                    "{peer} accepts it with `tandem agreement accept {}`",
+                    "{peer} accepts it with: tandem agreement accept --dir <its dir> {}",
                     a.id()
                 ),
+                "tandem agreement accept --dir <its dir>",
             );
             Ok(())
         }
         AgreementCmd::Accept { dir, id, file } => {
             let home = Home::open(&dir.dir)?;
             let (a, d) = crate::agreements::accept(&home, id.as_deref(), file.as_deref()).await?;
-            println!("agreement {} is signed by both parties and active", a.id());
-            print_delivery(&d, "the proposer imports it with `tandem agreement import`");
+            println!(
+                "agreement {} is signed by both parties and active here",
+                a.id()
+            );
+            let peer = a
+                .terms
+                .peer_of(&home.config.name)
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            print_delivery(
+                &d,
+                &peer,
+                "the agreement is active on both nodes",
+                "tandem agreement import --dir <its dir>",
+            );
             Ok(())
         }
         AgreementCmd::Import { dir, file } => {

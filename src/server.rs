@@ -271,6 +271,7 @@ fn respond(
             )
             .with_agreement(&env.agreement_id);
             store.append_audit(event)?;
+            tracing::warn!(run = %env.run_id, sender = %env.sender, reason = %e.message, "refused a run");
             return Err(e);
         }
     };
@@ -343,6 +344,13 @@ fn respond(
         &receipt_json,
         &crate::home::sha256_hex(&payload),
     )?;
+    tracing::info!(
+        run = %env.run_id,
+        peer = %run.peer,
+        epsilon = run.loss.epsilon,
+        cells = run.params.querier_buckets * run.params.responder_buckets,
+        "answered a run"
+    );
     let out = Envelope {
         agreement_id: env.agreement_id,
         run_id: env.run_id,
