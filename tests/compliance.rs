@@ -205,3 +205,52 @@ fn processing_record_and_budget_views() {
     ok(&["purge", "--dir", s(&pair.acme)]);
     assert!(ok(&["audit", "verify", "--dir", s(&pair.acme)]).contains("verifies"));
 }
+
+#[test]
+fn parallel_queries_never_overspend() {
+    let pair = Pair::new(2_000, 2_000, 500);
+    let _acme = Server::start(&pair.acme, pair.acme_port);
+    let _shopx = Server::start(&pair.shopx, pair.shopx_port);
+    // shopx can afford exactly three runs at ε = 1; acme (ε/4 a run) can afford all eight.
+    let id = pair.pair(&pair.agreement_file("2099-01-01T00:00:00Z", 10.0, 3.0));
+    let queries: Vec<_> = (0..8)
+        .map(|_| {
+            let (acme, id) = (pair.acme.clone(), id.clone());
+            std::thread::spawn(move || {
+                common::tandem(&[
+                    "query",
+                    "overlap",
+                    "--dir",
+                    s(&acme),
+                    "--agreement",
+                    &id,
+                    "--group-by",
+                    "age_band",
+                    "--epsilon",
+                    "1.0",
+                    "--fresh",
+                    "--json",
+                ])
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = queries
+        .into_iter()
+        .map(|q| q.join().expect("thread"))
+        .collect();
+    let succeeded = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(succeeded, 3, "exactly the affordable runs succeed");
+    for o in outcomes.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("shopx") && err.contains("budget"), "{err}");
+    }
+    assert!(
+        (spent(&pair.shopx, &id) - 3.0).abs() < 1e-9,
+        "shopx never exceeds its cap"
+    );
+    // Every acme run reached shopx, so each charge stands, exactly once.
+    assert!((spent(&pair.acme, &id) - 8.0 * 0.25).abs() < 1e-9);
+    for dir in [&pair.acme, &pair.shopx] {
+        assert!(ok(&["audit", "verify", "--dir", s(dir)]).contains("verifies"));
+    }
+}
