@@ -8,7 +8,6 @@
 //! `protocols/agreement-v1.md`, whose test vector `tests/spec_vector.rs` checks.
 
 mod agreement;
-mod canonical;
 mod error;
 mod id;
 mod terms;

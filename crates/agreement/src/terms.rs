@@ -6,7 +6,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{AgreementError, AgreementId, canonical, time};
+use crate::{AgreementError, AgreementId, time};
 
 /// Domain-separation tag hashed (and signed) before the canonical bytes.
 pub(crate) const ID_DOMAIN: &[u8] = b"tandem-agreement-v1\n";
@@ -94,14 +94,20 @@ impl Terms {
         Ok(terms)
     }
 
-    /// The canonical bytes of the terms (`protocols/agreement-v1.md` §3): JSON with object keys
-    /// sorted by UTF-8 bytes, no whitespace, shortest round-trip floats, absent options left out.
+    /// The canonical bytes of the terms (`protocols/agreement-v1.md` §3): the terms as JSON,
+    /// absent options left out, written by [`tandem_canonical::to_canonical_string`] (RFC 8785:
+    /// keys sorted, no whitespace, floats as ECMAScript prints them, so `5.0` is `5`).
     /// The id and both signatures are computed over `b"tandem-agreement-v1\n"` followed by them.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         // Serialising `Terms` cannot fail: every map key is a string and every field has an
         // infallible `Serialize`. Non-finite floats become `null` (and fail validation).
         let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        canonical::to_canonical_json(&value)
+        // Nor can writing it: every number comes from an integer or a finite `f64` field, and
+        // only a number outside the range of a double has no canonical form. The fallback
+        // (serde_json's compact text) is unreachable.
+        tandem_canonical::to_canonical_string(&value)
+            .unwrap_or_else(|_| value.to_string())
+            .into_bytes()
     }
 
     /// SHA-256 of `b"tandem-agreement-v1\n"` followed by [`Terms::canonical_bytes`].

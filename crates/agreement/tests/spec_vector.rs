@@ -216,9 +216,10 @@ fn floats() {
         let start = text.find("\"epsilon_total\":").unwrap() + "\"epsilon_total\":".len();
         let end = start + text[start..].find('}').unwrap();
         assert_eq!(&text[start..end], expected, "{input}");
-        assert_eq!(
-            expected.parse::<f64>().unwrap().to_bits(),
-            x.to_bits(),
+        // The text parses back to the same binary64, except that RFC 8785 writes -0.0 as `0`.
+        let back = expected.parse::<f64>().unwrap();
+        assert!(
+            back.to_bits() == x.to_bits() || (x == 0.0 && back.to_bits() == 0),
             "{expected}"
         );
         count += 1;

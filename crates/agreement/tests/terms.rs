@@ -99,7 +99,8 @@ fn canonical_bytes_are_sorted_compact_json() {
         ),
         "{text}"
     );
-    assert!(text.contains(r#""budget":{"delta_per_query":1e-9,"delta_total":1e-7,"epsilon_per_query":1.0,"epsilon_total":10.0}"#), "{text}");
+    // RFC 8785 floats: `1.0` and `10.0` are written `1` and `10`.
+    assert!(text.contains(r#""budget":{"delta_per_query":1e-9,"delta_total":1e-7,"epsilon_per_query":1,"epsilon_total":10}"#), "{text}");
     assert!(text.contains(r#""columns":{"age_band":["18-24","25-34","35-44","45+"],"region":["north","south","east","west"]}"#), "{text}");
     assert!(
         !text.contains("transfer_mechanism"),
@@ -204,9 +205,14 @@ fn id_changes_with_every_field() {
     }
 }
 
-/// Id of the example (with the fixture keys) as computed before `impact_assessment` existed.
+/// Id of the example (with the fixture keys) without `impact_assessment`: terms that leave the
+/// field out must keep the bytes they had before it existed.
+///
+/// Re-pinned when the canonical form moved to RFC 8785 floats (`1.0` → `1`, `10.0` → `10`),
+/// before any deployment: the id under the earlier serde_json-style floats was `d4151ec3…`.
+/// This value was reproduced independently (Python RFC 8785 writer + `sha256sum`).
 const EXAMPLE_ID_WITHOUT_IMPACT_ASSESSMENT: &str =
-    "d4151ec3e1e2f3c7cfbcae41558f5c34009684f6bb880c1d6a2fc014ff917aac";
+    "3e56b4f46666de557afece21b81aeee35fc022412f55382b735f321931c28c47";
 
 /// The example with its `impact_assessment` line taken out.
 fn example_without_impact_assessment() -> String {

@@ -16,7 +16,7 @@ mod export;
 mod json_fields;
 mod verify;
 
-pub use canonical::{canonical_json, format_f64};
+pub use canonical::canonical_json;
 pub use checkpoint::{
     CHECKPOINT_DOMAIN, Checkpoint, CheckpointError, checkpoint_message, sign_checkpoint,
 };
