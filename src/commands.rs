@@ -274,7 +274,7 @@ fn budget(a: ListArgs) -> Result<()> {
     } else {
         for b in views {
             println!(
-                "{}  {:<9} {}: ε spent {:.4} of {} (reserved {:.4}) · ε left {:.4} · δ spent {:.2e} of {:.2e} · ρ {:.4}{}{}",
+                "{}  {:<9} {}: ε spent {:.4} of {} (reserved {:.4}) · ε left {:.4} · δ spent {:.2e} of {:.2e} · ρ {:.4}{} · {} bound tighter{}",
                 b.agreement,
                 b.status,
                 b.party,
@@ -286,8 +286,13 @@ fn budget(a: ListArgs) -> Result<()> {
                 b.delta_cap,
                 b.rho_spent,
                 b.epsilon_at_delta_from_rho
-                    .map(|e| format!(" (ε {e:.3} at δ cap via zCDP)"))
+                    .map(|e| format!(" (zCDP: ε {e:.3} at δ/2)"))
                     .unwrap_or_default(),
+                if b.accounting == "zcdp" {
+                    "zCDP"
+                } else {
+                    "basic"
+                },
                 b.queries_left_like_last
                     .map(|n| format!(" · about {n} more queries like the last"))
                     .unwrap_or_default(),

@@ -7,6 +7,11 @@ use tandem_agreement::Agreement;
 use tandem_store::Store;
 
 /// One agreement's budget as this node sees it.
+///
+/// The ledger admits a run if either of two bounds on the total loss stays within the caps:
+/// basic composition (`Σε ≤ ε cap`, `Σδ ≤ δ cap`) or zCDP (`Σρ ≤ ρ cap`, `Σδ ≤ δ cap / 2`, the
+/// ρ cap being the largest ρ whose ε at δ cap / 2 is the ε cap). Both are valid bounds on the
+/// same runs, so the loss is the smaller of the two.
 #[derive(Clone, Debug, Serialize)]
 pub struct BudgetReport {
     /// Agreement id.
@@ -19,26 +24,49 @@ pub struct BudgetReport {
     pub epsilon_cap: f64,
     /// δ cap.
     pub delta_cap: f64,
-    /// ε spent (basic composition, what the ledger enforces).
+    /// ε spent by basic composition (the sum of the runs' ε).
     pub epsilon_spent: f64,
     /// ε reserved by runs still in progress (included in `epsilon_spent`).
     pub epsilon_reserved: f64,
-    /// δ spent.
+    /// δ spent (sum of the runs' δ).
     pub delta_spent: f64,
     /// zCDP ρ spent (pure-ε releases convert as ρ = ε²/2).
     pub rho_spent: f64,
-    /// ε of the spent ρ at the agreement's δ cap (opendp's conversion); a second, often
-    /// tighter view of the same loss when many small queries ran.
+    /// ρ cap of the ledger's zCDP route (`None` when the δ cap is 0: basic composition only).
+    pub rho_cap: Option<f64>,
+    /// ε of the spent ρ at half the δ cap (opendp's conversion), the zCDP route's bound; with
+    /// the runs' own δ the total δ is `delta_cap / 2 + delta_spent`.
     pub epsilon_at_delta_from_rho: Option<f64>,
-    /// ε left under the cap.
+    /// The ε loss at the agreement's δ: the smaller of `epsilon_spent` and
+    /// `epsilon_at_delta_from_rho` (the latter only while `delta_spent ≤ delta_cap / 2`, so that
+    /// its total δ stays within the cap).
+    pub epsilon_spent_effective: f64,
+    /// Which bound gives `epsilon_spent_effective`: `basic` or `zcdp`.
+    pub accounting: &'static str,
+    /// ε left under the cap by basic composition (the zCDP route may admit runs past 0).
     pub epsilon_left: f64,
     /// Runs charged.
     pub runs: u64,
-    /// About how many more queries like the last one fit.
+    /// About how many more queries like the last one fit: the larger of the counts the two
+    /// routes allow (each limited by its ε or ρ and its δ).
     pub queries_left_like_last: Option<u64>,
 }
 
-/// Budgets of this node under each agreement (or one).
+/// How many more runs of cost `cost` fit in `left` (`None` if the cost is 0: unlimited).
+fn runs_that_fit(left: f64, cost: f64) -> Option<u64> {
+    (cost > 0.0).then(|| (left.max(0.0) / cost + 1e-9).floor() as u64)
+}
+
+/// The smaller of two optional limits (`None` = unlimited).
+fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Budgets of every agreement (or only `only`) for party `me`.
 pub fn budgets(store: &Store, me: &str, only: Option<&str>) -> Result<Vec<BudgetReport>> {
     let mut out = Vec::new();
     for stored in store.agreements()? {
@@ -50,13 +78,40 @@ pub fn budgets(store: &Store, me: &str, only: Option<&str>) -> Result<Vec<Budget
             continue;
         };
         let b = party.budget;
-        let status = store.budget(&stored.id, b.epsilon_total, b.delta_total)?;
-        let last_cost = store
+        let cap_rho = crate::overlap::rho_cap(&b)?;
+        let status =
+            store.budget_with_rho_cap(&stored.id, b.epsilon_total, b.delta_total, cap_rho)?;
+        let half_delta = b.delta_total / 2.0;
+        let from_rho = if cap_rho.is_some() {
+            Some(tandem_dp::zcdp_epsilon(status.spent_rho, half_delta)?)
+        } else {
+            None
+        };
+        let (effective, accounting) = match from_rho {
+            Some(e) if e < status.spent_epsilon && status.spent_delta <= half_delta => (e, "zcdp"),
+            _ => (status.spent_epsilon, "basic"),
+        };
+        let last = store
             .runs(Some(&stored.id))?
             .into_iter()
-            .filter(|r| r.epsilon > 0.0 && r.status != "failed")
-            .map(|r| r.epsilon)
-            .next_back();
+            .rfind(|r| r.epsilon > 0.0 && r.status != "failed");
+        let queries_left = last.map(|last| {
+            let basic = min_limit(
+                runs_that_fit(status.left_epsilon, last.epsilon),
+                runs_that_fit(status.left_delta, last.delta),
+            );
+            let zcdp = status.cap_rho.and_then(|cap| {
+                // A run without ρ cannot take the zCDP route.
+                (last.rho > 0.0).then(|| {
+                    min_limit(
+                        runs_that_fit(cap - status.spent_rho, last.rho),
+                        runs_that_fit(half_delta - status.spent_delta, last.delta),
+                    )
+                    .unwrap_or(0)
+                })
+            });
+            basic.unwrap_or(0).max(zcdp.unwrap_or(0))
+        });
         out.push(BudgetReport {
             agreement: stored.id.clone(),
             status: stored.status.clone(),
@@ -67,12 +122,13 @@ pub fn budgets(store: &Store, me: &str, only: Option<&str>) -> Result<Vec<Budget
             epsilon_reserved: status.reserved_epsilon,
             delta_spent: status.spent_delta,
             rho_spent: status.spent_rho,
-            epsilon_at_delta_from_rho: tandem_dp::zcdp_epsilon(status.spent_rho, b.delta_total)
-                .ok(),
+            rho_cap: status.cap_rho,
+            epsilon_at_delta_from_rho: from_rho,
+            epsilon_spent_effective: effective,
+            accounting,
             epsilon_left: status.left_epsilon,
             runs: status.runs,
-            queries_left_like_last: last_cost
-                .map(|c| (status.left_epsilon / c + 1e-9).floor() as u64),
+            queries_left_like_last: queries_left,
         });
     }
     Ok(out)
@@ -236,4 +292,123 @@ pub fn purge(home: &crate::home::Home) -> Result<String> {
         r.audiences_deleted.len(),
         r.members_deleted
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_agreement::{Agreement, Terms};
+    use tandem_dp::PrivacyLoss;
+    use tandem_store::StoreError;
+
+    use crate::overlap::{RunRequest, new_run};
+
+    /// An active agreement where acme's budget is ε 10, δ 1e-6 (ε ≤ 1 a query), in a fresh store.
+    fn setup() -> (tempfile::TempDir, tandem_store::Store, Agreement) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = tandem_store::Store::open(dir.path()).expect("store");
+        let party = |name: &str, column: &str, seed: u8| {
+            format!(
+                r#"[[parties]]
+name = "{name}"
+url = "https://127.0.0.1:1"
+signing_key = "{key}"
+tls_cert_sha256 = "{tls}"
+region = "CN"
+[parties.columns]
+{column} = ["a", "b"]
+[parties.budget]
+epsilon_per_query = 1.0
+epsilon_total = 10.0
+delta_per_query = 1e-9
+delta_total = 1e-6
+"#,
+                key = tandem_agreement::fingerprint(
+                    &ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key()
+                ),
+                tls = format!("{seed:02x}").repeat(32),
+            )
+        };
+        let toml = format!(
+            "version = 1\npurpose = \"budget views\"\nlegal_basis = \"test\"\n\
+             expires_at = \"2099-01-01T00:00:00Z\"\njoin_keys = [\"email\"]\n\
+             min_reporting_threshold = 0\nretention_days = 30\n{}{}",
+            party("acme", "seg", 1),
+            party("shopx", "tier", 2)
+        );
+        let agreement = Agreement::new(Terms::from_toml(&toml).expect("terms"));
+        let json = serde_json::to_string(&agreement).expect("json");
+        store
+            .put_agreement(&agreement.id().to_string(), &json, "active", "test")
+            .expect("put");
+        (dir, store, agreement)
+    }
+
+    /// Charges one acme run of `epsilon` (δ 1e-9) as the node would.
+    fn charge(
+        store: &mut tandem_store::Store,
+        agreement: &Agreement,
+        i: usize,
+        epsilon: f64,
+    ) -> Result<(), StoreError> {
+        let req = RunRequest {
+            protocol: "psi-ca-v1".into(),
+            join_key: "email".into(),
+            querier_column: None,
+            responder_column: None,
+            epsilon,
+            delta: 1e-9,
+        };
+        let loss = PrivacyLoss {
+            epsilon,
+            delta: 1e-9,
+        };
+        let run = new_run(
+            agreement,
+            "acme",
+            "querier",
+            &format!("r{i}"),
+            "test",
+            &req,
+            loss,
+        )
+        .expect("new run");
+        assert!(run.cap_rho.is_some_and(|r| (r - 1.478441918).abs() < 1e-8));
+        store.begin_run(&run).map(|_| ())
+    }
+
+    #[test]
+    fn both_routes_are_reported_and_the_tighter_one_wins() {
+        let (_dir, mut store, agreement) = setup();
+        for i in 0..3 {
+            charge(&mut store, &agreement, i, 0.1).expect("fits");
+        }
+        let view = &super::budgets(&store, "acme", None).expect("budgets")[0];
+        // Three runs: basic composition (0.3) is tighter than zCDP at δ/2 (≈ 0.9).
+        assert_eq!(
+            (view.accounting, view.epsilon_spent_effective),
+            ("basic", 0.3)
+        );
+        let from_rho = view.epsilon_at_delta_from_rho.expect("zCDP figure");
+        assert!(from_rho > 0.3 && from_rho < 1.5, "{from_rho}");
+        // …but zCDP fits more of them: ⌊(1.4784 − 0.015) / 0.005⌋ = 292 > basic's 97.
+        assert_eq!(view.queries_left_like_last, Some(292));
+
+        for i in 3..295 {
+            charge(&mut store, &agreement, i, 0.1).expect("fits by one route");
+        }
+        let err = charge(&mut store, &agreement, 295, 0.1).expect_err("both exhausted");
+        assert!(
+            matches!(err, StoreError::BudgetExceeded { zcdp: Some(_), .. }),
+            "{err}"
+        );
+        let view = &super::budgets(&store, "acme", None).expect("budgets")[0];
+        // Σε = 29.5 by basic composition, but zCDP bounds the loss within the cap of 10.
+        assert!((view.epsilon_spent - 29.5).abs() < 1e-9);
+        assert_eq!(view.accounting, "zcdp");
+        assert!(
+            view.epsilon_spent_effective <= 10.0 && view.epsilon_spent_effective > 9.9,
+            "{view:?}"
+        );
+        assert_eq!(view.queries_left_like_last, Some(0));
+    }
 }

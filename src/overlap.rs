@@ -298,7 +298,21 @@ pub fn check_columns(
     Ok(())
 }
 
-/// Ledger entry for a run, checked against the party's caps from the agreement.
+/// The ρ cap of the ledger's zCDP route for a party's budget: the largest total ρ whose ε at
+/// half the δ cap is at most the ε cap (`tandem_dp::rho_for_epsilon(ε_total, δ_total / 2)`).
+/// The other half of the δ cap is left for the runs' own δ. `None` when `delta_total` is 0
+/// (zCDP converts to approximate DP only at δ > 0): then only basic composition applies.
+pub fn rho_cap(budget: &tandem_agreement::Budget) -> Result<Option<f64>> {
+    if budget.delta_total <= 0.0 {
+        return Ok(None);
+    }
+    let rho = tandem_dp::rho_for_epsilon(budget.epsilon_total, budget.delta_total / 2.0)
+        .context("computing the agreement's zCDP ρ cap")?;
+    Ok(Some(rho))
+}
+
+/// Ledger entry for a run, checked against the party's caps from the agreement; the ledger
+/// admits it by basic composition or by zCDP (with [`rho_cap`]), whichever still fits.
 pub fn new_run(
     agreement: &Agreement,
     party: &str,
@@ -331,6 +345,7 @@ pub fn new_run(
         rho: loss.rho(),
         cap_epsilon: budget.epsilon_total,
         cap_delta: budget.delta_total,
+        cap_rho: rho_cap(&budget)?,
         fingerprint: None,
     })
 }

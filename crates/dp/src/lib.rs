@@ -8,6 +8,9 @@
 //! them inside the call, so callers on an async runtime must call these from synchronous code
 //! (`tokio::task::spawn_blocking`).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use serde::{Deserialize, Serialize};
 
 mod mechanisms;
@@ -254,6 +257,96 @@ pub fn zcdp_epsilon(rho: f64, delta: f64) -> Result<f64, DpError> {
     mechanisms::zcdp_to_approx_epsilon(rho, delta)
 }
 
+/// The largest `rho` whose ε at `delta` ([`zcdp_epsilon`]) is at most `epsilon`: the ρ budget a
+/// zCDP accountant may spend so that the composed loss converts to `(epsilon, delta)`-DP.
+///
+/// Bisection over [`zcdp_epsilon`], which increases with ρ. The result `ρ*` always satisfies
+/// `zcdp_epsilon(ρ*, delta) ≤ epsilon` (it is the lower end of the bracket, so it is safe to use
+/// as a cap), and `ρ*·(1 + 1e-13)` no longer does: `zcdp_epsilon(ρ*, delta)` equals `epsilon`
+/// to about 1e-12 relative. The bracket starts at the inverse of the textbook bound
+/// `ρ + 2√(ρ ln(1/δ))` (which lies above opendp's conversion) and at `epsilon` (since
+/// `ε(ρ) > ρ`); both ends are checked, not assumed. `epsilon = 0` gives 0.
+///
+/// About 45 evaluations of [`zcdp_epsilon`] (a few ms each); results are memoised per
+/// `(epsilon, delta)`, since a node asks for the same agreement caps on every run.
+pub fn rho_for_epsilon(epsilon: f64, delta: f64) -> Result<f64, DpError> {
+    if !(epsilon.is_finite() && epsilon >= 0.0) {
+        return Err(invalid(format!(
+            "epsilon must be finite and >= 0, got {epsilon}"
+        )));
+    }
+    if !(delta > 0.0 && delta < 1.0) {
+        return Err(invalid(format!("delta must be in (0, 1), got {delta}")));
+    }
+    if epsilon == 0.0 {
+        return Ok(0.0);
+    }
+    let key = (epsilon.to_bits(), delta.to_bits());
+    if let Some(rho) = rho_cache().lock().ok().and_then(|c| c.get(&key).copied()) {
+        return Ok(rho);
+    }
+    let rho = bisect_rho(epsilon, delta)?;
+    if let Ok(mut cache) = rho_cache().lock() {
+        if cache.len() >= RHO_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(key, rho);
+    }
+    Ok(rho)
+}
+
+/// Memo of [`rho_for_epsilon`], keyed by the bits of `(epsilon, delta)`.
+fn rho_cache() -> &'static Mutex<HashMap<(u64, u64), f64>> {
+    static CACHE: OnceLock<Mutex<HashMap<(u64, u64), f64>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// Entries kept by [`rho_cache`] before it is cleared (a node has a handful of agreements).
+const RHO_CACHE_SIZE: usize = 256;
+
+/// Upper bound on [`bisect_rho`]'s steps; it stops far earlier, at [`RHO_RELATIVE_WIDTH`].
+const RHO_BISECTION_STEPS: usize = 200;
+
+/// [`bisect_rho`] stops once the bracket is narrower than this fraction of its upper end.
+const RHO_RELATIVE_WIDTH: f64 = 1e-13;
+
+/// The bisection of [`rho_for_epsilon`] for `epsilon > 0` and `delta` in `(0, 1)`.
+fn bisect_rho(epsilon: f64, delta: f64) -> Result<f64, DpError> {
+    // Invariant: zcdp_epsilon(lo) ≤ epsilon < zcdp_epsilon(hi).
+    let ln_inv_delta = -delta.ln();
+    let textbook = ((ln_inv_delta + epsilon).sqrt() - ln_inv_delta.sqrt()).powi(2);
+    let mut lo = if textbook > 0.0 && zcdp_epsilon(textbook, delta)? <= epsilon {
+        textbook
+    } else {
+        0.0
+    };
+    let mut hi = epsilon;
+    let mut widenings = 0;
+    while zcdp_epsilon(hi, delta)? <= epsilon {
+        // Not expected (ε(ρ) > ρ), but keep the invariant rather than assume it.
+        lo = hi;
+        hi *= 2.0;
+        widenings += 1;
+        if widenings > 64 || !hi.is_finite() {
+            return Err(DpError::OpenDp(format!(
+                "no rho found whose epsilon at delta {delta} exceeds {epsilon}"
+            )));
+        }
+    }
+    for _ in 0..RHO_BISECTION_STEPS {
+        let mid = lo + (hi - lo) / 2.0;
+        if hi - lo <= hi * RHO_RELATIVE_WIDTH || mid <= lo || mid >= hi {
+            break;
+        }
+        if zcdp_epsilon(mid, delta)? <= epsilon {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +591,76 @@ mod tests {
             }
         }
         assert_eq!(zcdp_epsilon(0.0, 1e-6).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn rho_for_epsilon_round_trips_with_zcdp_epsilon() {
+        for epsilon in [1e-3, 0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
+            for delta in [1e-3, 5e-7, 1e-9, 1e-15] {
+                let rho = rho_for_epsilon(epsilon, delta).unwrap();
+                assert!(rho > 0.0 && rho < epsilon, "ε {epsilon} δ {delta}: ρ {rho}");
+                let back = zcdp_epsilon(rho, delta).unwrap();
+                assert!(
+                    back <= epsilon,
+                    "ε {epsilon} δ {delta}: {back} over the cap"
+                );
+                assert!(
+                    (back / epsilon - 1.0).abs() < 1e-9,
+                    "ε {epsilon} δ {delta}: ρ {rho} maps back to {back}"
+                );
+                // The largest such ρ: a slightly larger one goes over.
+                let above = rho * (1.0 + 1e-12);
+                assert!(zcdp_epsilon(above, delta).unwrap() > epsilon);
+            }
+        }
+        assert_eq!(rho_for_epsilon(0.0, 1e-6).unwrap(), 0.0);
+        // The other direction: ρ → ε → ρ.
+        for rho in [1e-4, 0.01, 0.125, 2.0] {
+            let epsilon = zcdp_epsilon(rho, 1e-6).unwrap();
+            let back = rho_for_epsilon(epsilon, 1e-6).unwrap();
+            assert!((back / rho - 1.0).abs() < 1e-9, "ρ {rho}: {back}");
+        }
+    }
+
+    #[test]
+    fn rho_for_epsilon_is_monotone() {
+        // Increasing in ε at fixed δ.
+        for delta in [1e-3, 5e-7, 1e-12] {
+            let mut previous = 0.0;
+            for epsilon in [0.01, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0] {
+                let rho = rho_for_epsilon(epsilon, delta).unwrap();
+                assert!(
+                    rho > previous,
+                    "δ {delta}: ε {epsilon} gives {rho} ≤ {previous}"
+                );
+                previous = rho;
+            }
+        }
+        // Increasing in δ at fixed ε (a looser δ leaves more ρ).
+        for epsilon in [0.1, 1.0, 10.0] {
+            let mut previous = 0.0;
+            for delta in [1e-15, 1e-9, 1e-6, 1e-3, 0.1] {
+                let rho = rho_for_epsilon(epsilon, delta).unwrap();
+                assert!(
+                    rho > previous,
+                    "ε {epsilon}: δ {delta} gives {rho} ≤ {previous}"
+                );
+                previous = rho;
+            }
+        }
+        for (epsilon, delta) in [
+            (-1.0, 1e-6),
+            (f64::NAN, 1e-6),
+            (f64::INFINITY, 1e-6),
+            (1.0, 0.0),
+            (1.0, 1.0),
+            (1.0, f64::NAN),
+        ] {
+            assert!(
+                is_invalid(rho_for_epsilon(epsilon, delta)),
+                "{epsilon} {delta}"
+            );
+        }
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub enum StoreError {
         /// What is wrong; never contains the identifier itself.
         reason: String,
     },
-    /// The run would take the agreement's privacy budget past its cap; nothing was charged.
-    #[error("privacy budget exceeded: {what} spent {spent} + this query {cost} > cap {cap}")]
+    /// The run would take the agreement's privacy budget past its cap under basic composition
+    /// and, if the zCDP route was available, under that too; nothing was charged. The numbers
+    /// are the basic route's.
+    #[error("privacy budget exceeded: {what} spent {spent} + this query {cost} > cap {cap}{}", zcdp.as_ref().map(|z| format!("; the zCDP route is exhausted too: {z}")).unwrap_or_default())]
     BudgetExceeded {
         /// Already spent (reserved or consumed) under the agreement.
         spent: f64,
@@ -30,6 +32,9 @@ pub enum StoreError {
         cap: f64,
         /// `"epsilon"` or `"delta"`.
         what: &'static str,
+        /// When the run offered a ρ cap: why the zCDP route refuses as well (e.g.
+        /// `rho spent 1.2 + this query 0.5 > cap 1.47`, or δ over half the δ cap).
+        zcdp: Option<String>,
     },
     /// The run id was used before (by any role, under any agreement).
     #[error("run id {run_id:?} was already used; replay refused")]

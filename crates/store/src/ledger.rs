@@ -6,6 +6,19 @@
 //! `fail_run(.., true)`) or released (`fail_run(.., false)`). Amounts are kept in integer units
 //! (ε and ρ in 1e-9, δ in 1e-18) so that sums are exact: with cost `c` and cap `C`, exactly
 //! ⌊C/c⌋ runs fit (after rounding both to those units).
+//!
+//! A run is admitted if either of two valid accountings of the agreement's total loss stays
+//! within its `(ε, δ)` caps (every run is charged in both, so both always bound the total):
+//!
+//! - **basic** composition: `Σε + ε ≤ cap_ε` and `Σδ + δ ≤ cap_δ`;
+//! - **zCDP** (only when the caller gives [`NewRun::cap_rho`]): each run is `δ_i`-close to a
+//!   pure-DP release with `ρ_i`-zCDP, so the total is `(ε_zCDP(Σρ, cap_δ/2), cap_δ/2 + Σδ)`-DP;
+//!   the route holds iff `Σρ + ρ ≤ cap_ρ` and `Σδ + δ ≤ cap_δ/2`, where `cap_ρ` is the largest ρ
+//!   whose ε at `cap_δ/2` is at most `cap_ε` (computed by the caller, e.g. with
+//!   `tandem_dp::rho_for_epsilon`).
+//!
+//! Basic composition is tighter for a few large queries, zCDP for many small ones. On the zCDP
+//! route ρ costs are rounded up and the ρ cap and `cap_δ/2` down, so rounding never admits more.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -34,12 +47,17 @@ pub struct NewRun {
     pub epsilon: f64,
     /// δ this run spends.
     pub delta: f64,
-    /// ρ (zCDP) this run spends, for reporting; the cap is enforced on ε and δ.
+    /// ρ (zCDP) this run spends. Always recorded; charged against [`Self::cap_rho`] on the zCDP
+    /// route, so it must be a valid zCDP bound of the run's pure-DP part (`ε²/2` for a pure
+    /// ε-DP release). Must be > 0 when `epsilon` is and `cap_rho` is given.
     pub rho: f64,
     /// The agreement's ε cap for this party.
     pub cap_epsilon: f64,
     /// The agreement's δ cap for this party.
     pub cap_delta: f64,
+    /// The zCDP route's ρ cap: the largest total ρ whose ε at `cap_delta / 2` is at most
+    /// `cap_epsilon`. `None` admits runs by basic composition only.
+    pub cap_rho: Option<f64>,
     /// Query fingerprint (agreement, template, parameters, [`Store::audience_version`], …);
     /// when set, `finish_run` makes the result available to [`Store::cached_result`].
     pub fingerprint: Option<String>,
@@ -97,9 +115,12 @@ pub struct BudgetStatus {
     pub spent_delta: f64,
     /// ρ charged.
     pub spent_rho: f64,
+    /// ρ cap of the zCDP route, if one was given (rounded down to the ledger's units).
+    pub cap_rho: Option<f64>,
     /// Part of `spent_epsilon` reserved by runs still started.
     pub reserved_epsilon: f64,
-    /// ε left (never negative).
+    /// ε left under basic composition (never negative). Runs may still be admitted when it is
+    /// 0, by the zCDP route.
     pub left_epsilon: f64,
     /// δ left (never negative).
     pub left_delta: f64,
@@ -122,8 +143,30 @@ pub struct CachedResult {
     pub finished_at_ms: i64,
 }
 
+/// How [`units_rounded`] rounds to whole units.
+#[derive(Clone, Copy)]
+enum Rounding {
+    /// To the nearest unit (ε and δ: exact counts of runs for round numbers).
+    Nearest,
+    /// Up, for costs that must never be under-charged (ρ).
+    Up,
+    /// Down, for caps that must never be exceeded (the ρ cap).
+    Down,
+}
+
+/// `x` in integer units of `1/unit`, rounded to the nearest unit.
 fn units(x: f64, unit: f64, what: &str) -> Result<i64, StoreError> {
-    let u = (x * unit).round();
+    units_rounded(x, unit, what, Rounding::Nearest)
+}
+
+/// `x` in integer units of `1/unit`; refuses negative, non-finite and absurd values.
+fn units_rounded(x: f64, unit: f64, what: &str, rounding: Rounding) -> Result<i64, StoreError> {
+    let scaled = x * unit;
+    let u = match rounding {
+        Rounding::Nearest => scaled.round(),
+        Rounding::Up => scaled.ceil(),
+        Rounding::Down => scaled.floor(),
+    };
     if !x.is_finite() || x < 0.0 || u > 4e18 {
         return Err(StoreError::Invalid(format!(
             "{what} must be a finite number ≥ 0 (and sane), got {x}"
@@ -157,7 +200,96 @@ fn charged(conn: &Connection, agreement_id: &str) -> Result<Charged, StoreError>
     })?)
 }
 
-fn status(agreement_id: &str, c: &Charged, cap_epsilon: i64, cap_delta: i64) -> BudgetStatus {
+/// The ledger's caps for one agreement, in units.
+#[derive(Clone, Copy)]
+struct Caps {
+    epsilon: i64,
+    delta: i64,
+    rho: Option<i64>,
+}
+
+impl Caps {
+    fn new(cap_epsilon: f64, cap_delta: f64, cap_rho: Option<f64>) -> Result<Self, StoreError> {
+        Ok(Caps {
+            epsilon: units(cap_epsilon, EPSILON_UNIT, "cap_epsilon")?,
+            delta: units(cap_delta, DELTA_UNIT, "cap_delta")?,
+            rho: cap_rho
+                .map(|r| units_rounded(r, RHO_UNIT, "cap_rho", Rounding::Down))
+                .transpose()?,
+        })
+    }
+}
+
+/// Which accounting admitted a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Basic,
+    Zcdp,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Basic => "basic",
+            Route::Zcdp => "zcdp",
+        }
+    }
+}
+
+/// The first cap a route would exceed: `(what, spent, cost, cap)` in ledger units.
+type Overrun = (&'static str, i64, i64, i64);
+
+/// Basic composition: `Σε + ε ≤ cap_ε` and `Σδ + δ ≤ cap_δ`.
+fn basic_overrun(c: &Charged, cost_e: i64, cost_d: i64, caps: Caps) -> Option<Overrun> {
+    if c.epsilon + cost_e > caps.epsilon {
+        Some(("epsilon", c.epsilon, cost_e, caps.epsilon))
+    } else if c.delta + cost_d > caps.delta {
+        Some(("delta", c.delta, cost_d, caps.delta))
+    } else {
+        None
+    }
+}
+
+/// The zCDP route: `Σρ + ρ ≤ cap_ρ` and `Σδ + δ ≤ ⌊cap_δ / 2⌋`.
+fn zcdp_overrun(
+    c: &Charged,
+    cost_r: i64,
+    cost_d: i64,
+    cap_rho: i64,
+    caps: Caps,
+) -> Option<Overrun> {
+    let half_delta = caps.delta / 2;
+    if c.rho + cost_r > cap_rho {
+        Some(("rho", c.rho, cost_r, cap_rho))
+    } else if c.delta + cost_d > half_delta {
+        Some(("delta", c.delta, cost_d, half_delta))
+    } else {
+        None
+    }
+}
+
+/// The unit of a charged quantity.
+fn unit_of(what: &str) -> f64 {
+    match what {
+        "delta" => DELTA_UNIT,
+        "rho" => RHO_UNIT,
+        _ => EPSILON_UNIT,
+    }
+}
+
+/// An overrun in the caller's units: `(what, spent, cost, cap)`.
+fn overrun_values((what, spent, cost, cap): Overrun) -> (&'static str, f64, f64, f64) {
+    let unit = unit_of(what);
+    (
+        what,
+        spent as f64 / unit,
+        cost as f64 / unit,
+        cap as f64 / unit,
+    )
+}
+
+fn status(agreement_id: &str, c: &Charged, caps: Caps) -> BudgetStatus {
+    let (cap_epsilon, cap_delta) = (caps.epsilon, caps.delta);
     BudgetStatus {
         agreement_id: agreement_id.to_owned(),
         cap_epsilon: cap_epsilon as f64 / EPSILON_UNIT,
@@ -165,6 +297,7 @@ fn status(agreement_id: &str, c: &Charged, cap_epsilon: i64, cap_delta: i64) -> 
         spent_epsilon: c.epsilon as f64 / EPSILON_UNIT,
         spent_delta: c.delta as f64 / DELTA_UNIT,
         spent_rho: c.rho as f64 / RHO_UNIT,
+        cap_rho: caps.rho.map(|r| r as f64 / RHO_UNIT),
         reserved_epsilon: c.reserved_epsilon as f64 / EPSILON_UNIT,
         left_epsilon: (cap_epsilon - c.epsilon).max(0) as f64 / EPSILON_UNIT,
         left_delta: (cap_delta - c.delta).max(0) as f64 / DELTA_UNIT,
@@ -205,11 +338,14 @@ impl Store {
     ///
     /// In one `BEGIN IMMEDIATE` transaction: refuses a reused run id ([`StoreError::Replay`]),
     /// a missing or non-active agreement ([`StoreError::AgreementNotActive`]), and a run that
-    /// would take the agreement's ε or δ (summed over both roles) past its cap
-    /// ([`StoreError::BudgetExceeded`]; the refused run is recorded with status `refused` and
-    /// charges nothing). Every refusal is audited as `query.refused`. On success the run and a
-    /// `reserved` ledger charge are inserted and `run.started` + `budget.charged` audited;
-    /// returns the budget after the charge.
+    /// neither route of the module docs admits, with the agreement's charges summed over both
+    /// roles: basic composition (`Σε + ε ≤ cap_ε`, `Σδ + δ ≤ cap_δ`) or, when
+    /// [`NewRun::cap_rho`] is given, zCDP (`Σρ + ρ ≤ cap_ρ`, `Σδ + δ ≤ cap_δ/2`)
+    /// ([`StoreError::BudgetExceeded`], with the basic route's numbers; the refused run is
+    /// recorded with status `refused` and charges nothing). Every refusal is audited as
+    /// `query.refused`. On success the run and a `reserved` ledger charge are inserted and
+    /// `run.started` + `budget.charged` (with the admitting `route`) audited; returns the budget
+    /// after the charge.
     pub fn begin_run(&mut self, run: &NewRun) -> Result<BudgetStatus, StoreError> {
         if run.run_id.is_empty() || run.agreement_id.is_empty() {
             return Err(StoreError::Invalid(
@@ -225,9 +361,13 @@ impl Store {
         let params = check_json(&run.params_json, "params_json")?;
         let cost_e = units(run.epsilon, EPSILON_UNIT, "epsilon")?;
         let cost_d = units(run.delta, DELTA_UNIT, "delta")?;
-        let cost_r = units(run.rho, RHO_UNIT, "rho")?;
-        let cap_e = units(run.cap_epsilon, EPSILON_UNIT, "cap_epsilon")?;
-        let cap_d = units(run.cap_delta, DELTA_UNIT, "cap_delta")?;
+        let cost_r = units_rounded(run.rho, RHO_UNIT, "rho", Rounding::Up)?;
+        let caps = Caps::new(run.cap_epsilon, run.cap_delta, run.cap_rho)?;
+        if caps.rho.is_some() && cost_e > 0 && cost_r == 0 {
+            return Err(StoreError::Invalid(
+                "rho must be > 0 for a run with epsilon > 0 when cap_rho is given".into(),
+            ));
+        }
         let now = now_ms();
         let tx = self.write_tx()?;
         let refusal = |details: Value| {
@@ -275,40 +415,56 @@ impl Store {
         }
 
         let before = charged(&tx, &run.agreement_id)?;
-        let over = if before.epsilon + cost_e > cap_e {
-            Some(("epsilon", before.epsilon, cost_e, cap_e, EPSILON_UNIT))
-        } else if before.delta + cost_d > cap_d {
-            Some(("delta", before.delta, cost_d, cap_d, DELTA_UNIT))
-        } else {
-            None
-        };
-        if let Some((what, spent, cost, cap, unit)) = over {
-            let (spent, cost, cap) = (spent as f64 / unit, cost as f64 / unit, cap as f64 / unit);
-            let reason = format!("budget exceeded: {what} spent {spent} + cost {cost} > cap {cap}");
-            tx.execute(
-                "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
-                                   fingerprint, started_at_ms, ended_at_ms, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
-                params![
-                    run.run_id, run.agreement_id, run.role, run.actor, run.params_json, run.epsilon, run.delta,
-                    run.rho, run.fingerprint, now, reason
-                ],
-            )?;
-            audit_log::append(
-                &tx,
-                refusal(json!({
+        let basic = basic_overrun(&before, cost_e, cost_d, caps);
+        let zcdp = caps
+            .rho
+            .map(|cap_r| zcdp_overrun(&before, cost_r, cost_d, cap_r, caps));
+        let route = match (basic, zcdp) {
+            (None, _) => Route::Basic,
+            (Some(_), Some(None)) => Route::Zcdp,
+            (Some(basic), zcdp) => {
+                let (what, spent, cost, cap) = overrun_values(basic);
+                let zcdp = zcdp.flatten().map(overrun_values);
+                let zcdp_note = zcdp.map(|(w, s, c, k)| {
+                    let cap_name = if w == "delta" {
+                        "half the delta cap"
+                    } else {
+                        "cap"
+                    };
+                    format!("{w} spent {s} + this query {c} > {cap_name} {k}")
+                });
+                let mut reason =
+                    format!("budget exceeded: {what} spent {spent} + cost {cost} > cap {cap}");
+                if let Some(note) = &zcdp_note {
+                    reason.push_str(&format!("; zCDP route exhausted too: {note}"));
+                }
+                tx.execute(
+                    "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
+                                       fingerprint, started_at_ms, ended_at_ms, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                    params![
+                        run.run_id, run.agreement_id, run.role, run.actor, run.params_json, run.epsilon,
+                        run.delta, run.rho, run.fingerprint, now, reason
+                    ],
+                )?;
+                let mut details = json!({
                     "run_id": run.run_id, "role": run.role, "reason": "budget_exceeded", "what": what,
                     "spent": spent, "cost": cost, "cap": cap, "params": params,
-                })),
-            )?;
-            tx.commit()?;
-            return Err(StoreError::BudgetExceeded {
-                spent,
-                cost,
-                cap,
-                what,
-            });
-        }
+                });
+                if let Some((w, s, c, k)) = zcdp {
+                    details["zcdp"] = json!({"what": w, "spent": s, "cost": c, "cap": k});
+                }
+                audit_log::append(&tx, refusal(details))?;
+                tx.commit()?;
+                return Err(StoreError::BudgetExceeded {
+                    spent,
+                    cost,
+                    cap,
+                    what,
+                    zcdp: zcdp_note,
+                });
+            }
+        };
 
         tx.execute(
             "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
@@ -325,7 +481,7 @@ impl Store {
             params![run.agreement_id, run.run_id, now, cost_e, cost_d, cost_r],
         )?;
         let after = charged(&tx, &run.agreement_id)?;
-        let budget = status(&run.agreement_id, &after, cap_e, cap_d);
+        let budget = status(&run.agreement_id, &after, caps);
         let event = |action: &str, details: Value| {
             AuditEvent::now(&run.actor, action, details).with_agreement(&run.agreement_id)
         };
@@ -345,8 +501,11 @@ impl Store {
                 "budget.charged",
                 json!({
                     "run_id": run.run_id, "epsilon": run.epsilon, "delta": run.delta, "rho": run.rho,
+                    "route": route.name(),
                     "spent_epsilon": budget.spent_epsilon, "spent_delta": budget.spent_delta,
+                    "spent_rho": budget.spent_rho,
                     "cap_epsilon": budget.cap_epsilon, "cap_delta": budget.cap_delta,
+                    "cap_rho": budget.cap_rho,
                     "left_epsilon": budget.left_epsilon, "left_delta": budget.left_delta,
                 }),
             ),
@@ -524,20 +683,31 @@ impl Store {
             .optional()?)
     }
 
-    /// The agreement's budget for this party (both roles) against the given caps.
+    /// The agreement's budget for this party (both roles) against the given caps (basic
+    /// composition only: `cap_rho` is `None`).
     pub fn budget(
         &self,
         agreement_id: &str,
         cap_epsilon: f64,
         cap_delta: f64,
     ) -> Result<BudgetStatus, StoreError> {
-        let cap_e = units(cap_epsilon, EPSILON_UNIT, "cap_epsilon")?;
-        let cap_d = units(cap_delta, DELTA_UNIT, "cap_delta")?;
+        self.budget_with_rho_cap(agreement_id, cap_epsilon, cap_delta, None)
+    }
+
+    /// The agreement's budget for this party (both roles) against the given caps, including
+    /// the zCDP route's ρ cap (as given to [`NewRun::cap_rho`]).
+    pub fn budget_with_rho_cap(
+        &self,
+        agreement_id: &str,
+        cap_epsilon: f64,
+        cap_delta: f64,
+        cap_rho: Option<f64>,
+    ) -> Result<BudgetStatus, StoreError> {
+        let caps = Caps::new(cap_epsilon, cap_delta, cap_rho)?;
         Ok(status(
             agreement_id,
             &charged(&self.conn, agreement_id)?,
-            cap_e,
-            cap_d,
+            caps,
         ))
     }
 

@@ -23,8 +23,10 @@ fn refusal_charges_nothing_and_is_audited() {
             cost,
             cap,
             what,
+            zcdp,
         } => {
             assert_eq!((spent, cost, cap, what), (0.6, 0.5, 1.0, "epsilon"));
+            assert_eq!(zcdp, None, "no ρ cap given, so no zCDP route");
         }
         other => panic!("{other}"),
     }
@@ -274,6 +276,11 @@ fn interrupted_runs_keep_their_charge() {
 
 /// 16 threads, each with its own connection, race to reserve: exactly ⌊cap/cost⌋ win.
 fn race(threads: usize, attempts: usize, cost: f64, cap: f64) -> usize {
+    race_with(threads, attempts, cost, cap, None)
+}
+
+/// [`race`] with runs costing ρ = ε²/2 and offering the zCDP route with `cap_rho`.
+fn race_with(threads: usize, attempts: usize, cost: f64, cap: f64, cap_rho: Option<f64>) -> usize {
     let (dir, mut store) = store();
     active_agreement(&mut store, "ag");
     let path = store.path().to_path_buf();
@@ -286,7 +293,12 @@ fn race(threads: usize, attempts: usize, cost: f64, cap: f64) -> usize {
                 barrier.wait();
                 let mut ok = 0;
                 for a in 0..attempts {
-                    match s.begin_run(&run(&format!("t{t}-{a}"), "ag", cost, cap)) {
+                    let mut r = run(&format!("t{t}-{a}"), "ag", cost, cap);
+                    if cap_rho.is_some() {
+                        r.rho = cost * cost / 2.0;
+                        r.cap_rho = cap_rho;
+                    }
+                    match s.begin_run(&r) {
                         Ok(_) => ok += 1,
                         Err(StoreError::BudgetExceeded { .. }) => {}
                         Err(e) => panic!("thread {t}: {e}"),
@@ -297,8 +309,14 @@ fn race(threads: usize, attempts: usize, cost: f64, cap: f64) -> usize {
         })
         .collect();
     let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let b = store.budget("ag", cap, 1e-6).unwrap();
-    assert!(b.spent_epsilon <= cap, "overspent: {b:?}");
+    let b = store.budget_with_rho_cap("ag", cap, 1e-6, cap_rho).unwrap();
+    match cap_rho {
+        None => assert!(b.spent_epsilon <= cap, "overspent: {b:?}"),
+        Some(cap_rho) => assert!(
+            b.spent_epsilon <= cap || (b.spent_rho <= cap_rho && b.spent_delta <= 0.5e-6),
+            "overspent on both routes: {b:?}"
+        ),
+    }
     assert_eq!(b.runs as usize, ok);
     store.verify_audit(None).unwrap();
     drop(dir);
@@ -310,4 +328,200 @@ fn parallel_reservations_never_overspend() {
     assert_eq!(race(16, 1, 0.1, 1.0), 10);
     assert_eq!(race(16, 4, 0.07, 2.0), 28);
     assert_eq!(race(16, 1, 0.3, 0.9), 3);
+}
+
+/// ρ cap of an agreement with ε cap 10 and δ cap 1e-6: `tandem_dp::rho_for_epsilon(10.0, 5e-7)`
+/// (1.478441918095…), rounded down.
+const RHO_CAP_EPS10: f64 = 1.478_441_918;
+
+/// ρ cap for ε cap 1 and δ cap 1e-6: `tandem_dp::rho_for_epsilon(1.0, 5e-7)` (0.0229374466…),
+/// rounded down.
+const RHO_CAP_EPS1: f64 = 0.022_937_446;
+
+/// A run of ε-DP with ρ = ε²/2 that offers the zCDP route.
+fn zcdp_run(id: &str, epsilon: f64, cap: f64, cap_rho: f64) -> tandem_store::NewRun {
+    let mut r = run(id, "ag", epsilon, cap);
+    r.rho = epsilon * epsilon / 2.0;
+    r.cap_rho = Some(cap_rho);
+    r
+}
+
+/// `route` of every `budget.charged` entry, in order.
+fn routes(store: &Store) -> Vec<String> {
+    store
+        .audit_entries(None, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.action == "budget.charged")
+        .map(|e| e.event.details["route"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[test]
+fn many_small_runs_fit_by_zcdp_after_basic_composition_is_spent() {
+    // Runs of ε = 0.1 (ρ = 0.005, δ = 1e-9) under caps ε = 10, δ = 1e-6: basic composition
+    // admits 100, zCDP ⌊1.478441918 / 0.005⌋ = 295 (their δ, 2.95e-7, is below half the cap).
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag");
+    let mut admitted = 0;
+    let err = loop {
+        match store.begin_run(&zcdp_run(&format!("r{admitted}"), 0.1, 10.0, RHO_CAP_EPS10)) {
+            Ok(b) => {
+                admitted += 1;
+                assert_eq!(b.cap_rho, Some(RHO_CAP_EPS10));
+                assert!(b.spent_rho <= RHO_CAP_EPS10);
+            }
+            Err(e) => break e,
+        }
+        assert!(admitted <= 1000, "no cap enforced");
+    };
+    assert_eq!(admitted, 295);
+    match &err {
+        StoreError::BudgetExceeded {
+            what, cap, zcdp, ..
+        } => {
+            assert_eq!((*what, *cap), ("epsilon", 10.0), "basic numbers: {err}");
+            let note = zcdp.as_deref().unwrap_or_default();
+            assert!(note.starts_with("rho spent 1.475"), "{note}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        err.to_string().contains("zCDP route is exhausted too"),
+        "{err}"
+    );
+    let routes = routes(&store);
+    assert_eq!(routes.len(), 295);
+    assert!(routes[..100].iter().all(|r| r == "basic"), "{routes:?}");
+    assert!(routes[100..].iter().all(|r| r == "zcdp"), "{routes:?}");
+    let b = store
+        .budget_with_rho_cap("ag", 10.0, 1e-6, Some(RHO_CAP_EPS10))
+        .unwrap();
+    assert_eq!((b.runs, b.left_epsilon), (295, 0.0));
+    assert!((b.spent_epsilon - 29.5).abs() < 1e-9, "{b:?}");
+    // 0.1²/2 is a hair above 0.005 in floating point, and ρ costs round up: ≤ 1e-9 per run.
+    assert!(
+        b.spent_rho >= 1.475 && b.spent_rho <= 1.475 + 295e-9,
+        "{b:?}"
+    );
+    let refused = store
+        .audit_entries(None, None)
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.event.action == "query.refused")
+        .unwrap();
+    assert_eq!(refused.event.details["what"], "epsilon");
+    assert_eq!(refused.event.details["zcdp"]["what"], "rho");
+    assert_eq!(refused.event.details["zcdp"]["cap"], RHO_CAP_EPS10);
+    store.verify_audit(None).unwrap();
+
+    // The same sequence without a ρ cap stops at basic composition's 100.
+    let (_dir2, mut basic_only) = common::store();
+    active_agreement(&mut basic_only, "ag");
+    let mut admitted = 0;
+    while basic_only
+        .begin_run(&run(&format!("r{admitted}"), "ag", 0.1, 10.0))
+        .is_ok()
+    {
+        admitted += 1;
+    }
+    assert_eq!(admitted, 100);
+}
+
+#[test]
+fn few_large_runs_fit_by_basic_composition() {
+    // ε = 0.5 (ρ = 0.125) under caps ε = 1, δ = 1e-6: the zCDP route (ρ cap 0.0229) would not
+    // admit even one, basic composition admits two.
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag");
+    store
+        .begin_run(&zcdp_run("r1", 0.5, 1.0, RHO_CAP_EPS1))
+        .unwrap();
+    let b = store
+        .begin_run(&zcdp_run("r2", 0.5, 1.0, RHO_CAP_EPS1))
+        .unwrap();
+    assert_eq!(
+        (b.spent_epsilon, b.left_epsilon, b.spent_rho),
+        (1.0, 0.0, 0.25)
+    );
+    let err = store
+        .begin_run(&zcdp_run("r3", 0.5, 1.0, RHO_CAP_EPS1))
+        .unwrap_err();
+    match &err {
+        StoreError::BudgetExceeded {
+            spent,
+            cost,
+            cap,
+            what,
+            zcdp,
+        } => {
+            assert_eq!((*spent, *cost, *cap, *what), (1.0, 0.5, 1.0, "epsilon"));
+            assert_eq!(
+                zcdp.as_deref(),
+                Some("rho spent 0.25 + this query 0.125 > cap 0.022937446")
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(routes(&store), ["basic", "basic"]);
+    // A run that costs ρ = 0 cannot use the zCDP route.
+    let mut free_rho = zcdp_run("r4", 0.1, 1.0, RHO_CAP_EPS1);
+    free_rho.rho = 0.0;
+    assert!(matches!(
+        store.begin_run(&free_rho),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[test]
+fn zcdp_route_keeps_half_the_delta_cap_for_the_conversion() {
+    // ε = 1 runs with δ = 2.5e-7 under caps ε = 1, δ = 1e-6 and a generous ρ cap: the first
+    // is basic; the second only fits by zCDP, which allows Σδ up to 5e-7 (reached exactly); the
+    // third would bring Σδ to 7.5e-7 — within the δ cap, but not within its half.
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag");
+    let big = |id: &str| {
+        let mut r = zcdp_run(id, 1.0, 1.0, 10.0);
+        r.delta = 2.5e-7;
+        r
+    };
+    store.begin_run(&big("r1")).unwrap();
+    let b = store.begin_run(&big("r2")).unwrap();
+    assert_eq!(
+        (b.spent_epsilon, b.spent_delta, b.spent_rho),
+        (2.0, 5e-7, 1.0)
+    );
+    let err = store.begin_run(&big("r3")).unwrap_err();
+    match &err {
+        StoreError::BudgetExceeded { what, zcdp, .. } => {
+            assert_eq!(*what, "epsilon");
+            assert_eq!(
+                zcdp.as_deref(),
+                Some(
+                    "delta spent 0.0000005 + this query 0.00000025 > half the delta cap 0.0000005"
+                )
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(routes(&store), ["basic", "zcdp"]);
+    // Without the basic route's δ limit being reached, a run of small δ still fits by zCDP…
+    let mut small = zcdp_run("r4", 1.0, 1.0, 10.0);
+    small.delta = 0.0;
+    store.begin_run(&small).unwrap();
+    // …and basic composition alone still allows δ up to the full cap.
+    let (_dir2, mut basic_only) = common::store();
+    active_agreement(&mut basic_only, "ag");
+    for i in 0..4 {
+        let mut r = run(&format!("d{i}"), "ag", 0.1, 10.0);
+        r.delta = 2.5e-7;
+        basic_only.begin_run(&r).unwrap();
+    }
+}
+
+#[test]
+fn parallel_reservations_never_overspend_on_either_route() {
+    // 16 threads × 20 attempts at ε = 0.1 under ε cap 10: basic 100, zCDP 295.
+    assert_eq!(race_with(16, 20, 0.1, 10.0, Some(RHO_CAP_EPS10)), 295);
+    assert_eq!(race_with(16, 8, 0.1, 10.0, None), 100);
 }

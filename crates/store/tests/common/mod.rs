@@ -48,6 +48,7 @@ pub fn run(id: &str, ag: &str, epsilon: f64, cap: f64) -> NewRun {
         rho: 0.0,
         cap_epsilon: cap,
         cap_delta: 1e-6,
+        cap_rho: None,
         fingerprint: None,
     }
 }
