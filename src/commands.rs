@@ -412,7 +412,7 @@ fn audit(cmd: AuditCmd) -> Result<()> {
                 (None, None) => anyhow::bail!("name the node (--dir) or an exported file (--file)"),
             };
             println!(
-                "audit log verifies: {} entries, {} signed checkpoints, head {} at seq {}",
+                "audit log verifies: {} entries, {} signed checkpoint(s), head {} at seq {}",
                 report.entries,
                 report.checkpoints,
                 hex::encode(report.head_hash),
@@ -442,7 +442,7 @@ fn audit(cmd: AuditCmd) -> Result<()> {
                     let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
                     let summary = store.export_audit(&mut f, format, from, to)?;
                     eprintln!(
-                        "wrote {}: {} entries, {} signed checkpoints",
+                        "wrote {}: {} entries, {} signed checkpoint(s)",
                         path.display(),
                         summary.entries,
                         summary.checkpoints

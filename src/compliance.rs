@@ -265,7 +265,22 @@ pub fn processing_text(records: &[ProcessingRecord]) -> String {
             "  reporting threshold:       {} (applied to noised values)",
             r.min_reporting_threshold
         );
-        let _ = writeln!(s, "  privacy budgets:           {}", r.budgets);
+        let budgets: Vec<String> = r
+            .budgets
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(party, b)| {
+                format!(
+                    "{party}: ε {} per query, {} in all; δ {} per query, {} in all",
+                    b["epsilon_per_query"],
+                    b["epsilon_total"],
+                    b["delta_per_query"],
+                    b["delta_total"]
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "  privacy budgets:           {}", budgets.join(" · "));
         let _ = writeln!(s, "  runs on this node:         {}\n", r.runs);
     }
     s
