@@ -274,10 +274,16 @@ fn budget(a: ListArgs) -> Result<()> {
     } else {
         for b in views {
             println!(
-                "{}  {:<9} {}: ε spent {:.4} of {} (reserved {:.4}) · ε left {:.4} · δ spent {:.2e} of {:.2e} · ρ {:.4}{} · {} bound tighter{}",
+                "{}  {:<9} {}{}: ε spent {:.4} of {} (reserved {:.4}) · ε left {:.4} · δ spent {:.2e} of {:.2e} · ρ {:.4}{} · {} bound tighter{}",
                 b.agreement,
                 b.status,
                 b.party,
+                match (b.refresh_days, &b.period_start) {
+                    (Some(days), Some(start)) =>
+                        format!(" (period since {start}, {days}-day refresh)"),
+                    (Some(days), None) => format!(" ({days}-day refresh)"),
+                    _ => String::new(),
+                },
                 b.epsilon_spent,
                 b.epsilon_cap,
                 b.epsilon_reserved,

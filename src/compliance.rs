@@ -6,7 +6,8 @@ use serde::Serialize;
 use tandem_agreement::Agreement;
 use tandem_store::Store;
 
-/// One agreement's budget as this node sees it.
+/// One agreement's budget as this node sees it: over the agreement's whole life, or over the
+/// current budget period when the agreement sets `budget_refresh_days`.
 ///
 /// The ledger admits a run if either of two bounds on the total loss stays within the caps:
 /// basic composition (`Σε ≤ ε cap`, `Σδ ≤ δ cap`) or zCDP (`Σρ ≤ ρ cap`, `Σδ ≤ δ cap / 2`, the
@@ -20,7 +21,13 @@ pub struct BudgetReport {
     pub status: String,
     /// This node's party name.
     pub party: String,
-    /// ε cap over the agreement's life.
+    /// Length of the budget periods in days (`budget_refresh_days`), `None` when the budget
+    /// never refreshes.
+    pub refresh_days: Option<u32>,
+    /// Start of the current budget period (RFC 3339 UTC), whose runs the figures below count;
+    /// `None` when the budget never refreshes (they count the agreement's whole life).
+    pub period_start: Option<String>,
+    /// ε cap over the agreement's life (or each budget period, when it refreshes).
     pub epsilon_cap: f64,
     /// δ cap.
     pub delta_cap: f64,
@@ -79,8 +86,17 @@ pub fn budgets(store: &Store, me: &str, only: Option<&str>) -> Result<Vec<Budget
         };
         let b = party.budget;
         let cap_rho = crate::overlap::rho_cap(&b)?;
-        let status =
-            store.budget_with_rho_cap(&stored.id, b.epsilon_total, b.delta_total, cap_rho)?;
+        let since = crate::overlap::budget_period_start(&agreement, crate::wire::now_ms());
+        let status = store.budget_with_rho_cap(
+            &stored.id,
+            b.epsilon_total,
+            b.delta_total,
+            cap_rho,
+            since,
+        )?;
+        let refresh_days = agreement.terms.budget_refresh_days;
+        let period_start =
+            refresh_days.and_then(|_| tandem_agreement::format_rfc3339(since.div_euclid(1000)));
         let half_delta = b.delta_total / 2.0;
         let from_rho = if cap_rho.is_some() {
             Some(tandem_dp::zcdp_epsilon(status.spent_rho, half_delta)?)
@@ -116,6 +132,8 @@ pub fn budgets(store: &Store, me: &str, only: Option<&str>) -> Result<Vec<Budget
             agreement: stored.id.clone(),
             status: stored.status.clone(),
             party: me.to_string(),
+            refresh_days,
+            period_start,
             epsilon_cap: b.epsilon_total,
             delta_cap: b.delta_total,
             epsilon_spent: status.spent_epsilon,
@@ -161,6 +179,9 @@ pub struct ProcessingRecord {
     pub min_reporting_threshold: u64,
     /// Budget caps per party.
     pub budgets: serde_json::Value,
+    /// Days after which the caps refresh (`budget_refresh_days`); `None`: never, the caps
+    /// apply over the agreement's whole life.
+    pub budget_refresh_days: Option<u32>,
     /// Runs on this node under the agreement.
     pub runs: usize,
 }
@@ -212,6 +233,7 @@ pub fn processing_records(store: &Store) -> Result<Vec<ProcessingRecord>> {
                 })
                 .collect::<serde_json::Map<_, _>>()
                 .into(),
+            budget_refresh_days: t.budget_refresh_days,
             runs: store.runs(Some(&stored.id))?.len(),
         });
     }
@@ -281,6 +303,14 @@ pub fn processing_text(records: &[ProcessingRecord]) -> String {
             })
             .collect();
         let _ = writeln!(s, "  privacy budgets:           {}", budgets.join(" · "));
+        let _ = writeln!(
+            s,
+            "  budget refresh:            {}",
+            r.budget_refresh_days.map_or_else(
+                || "none: the caps apply over the agreement's whole life".to_string(),
+                |d| format!("every {d} days (periods aligned to the Unix epoch, UTC)")
+            )
+        );
         let _ = writeln!(s, "  runs on this node:         {}\n", r.runs);
     }
     s
@@ -319,6 +349,11 @@ mod tests {
 
     /// An active agreement where acme's budget is ε 10, δ 1e-6 (ε ≤ 1 a query), in a fresh store.
     fn setup() -> (tempfile::TempDir, tandem_store::Store, Agreement) {
+        setup_with("")
+    }
+
+    /// [`setup`] with `extra` added to the top-level terms.
+    fn setup_with(extra: &str) -> (tempfile::TempDir, tandem_store::Store, Agreement) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = tandem_store::Store::open(dir.path()).expect("store");
         let party = |name: &str, column: &str, seed: u8| {
@@ -346,7 +381,7 @@ delta_total = 1e-6
         let toml = format!(
             "version = 1\npurpose = \"budget views\"\nlegal_basis = \"test\"\n\
              expires_at = \"2099-01-01T00:00:00Z\"\njoin_keys = [\"email\"]\n\
-             min_reporting_threshold = 0\nretention_days = 30\n{}{}",
+             min_reporting_threshold = 0\nretention_days = 30\n{extra}\n{}{}",
             party("acme", "seg", 1),
             party("shopx", "tier", 2)
         );
@@ -425,5 +460,66 @@ delta_total = 1e-6
             "{view:?}"
         );
         assert_eq!(view.queries_left_like_last, Some(0));
+    }
+
+    #[test]
+    fn budget_periods_are_epoch_aligned_and_off_by_default() {
+        use crate::overlap::budget_period_start;
+        // 2027-01-15T08:00:00Z.
+        let now = 1_800_000_000_000;
+        let (_dir, store, whole_life) = setup();
+        assert_eq!(budget_period_start(&whole_life, now), 0);
+        let view = &super::budgets(&store, "acme", None).expect("budgets")[0];
+        assert_eq!(
+            (view.refresh_days, view.period_start.as_deref()),
+            (None, None)
+        );
+        let record = &super::processing_records(&store).expect("records")[0];
+        assert_eq!(record.budget_refresh_days, None);
+
+        let (_dir, mut store, monthly) = setup_with("budget_refresh_days = 30");
+        assert_ne!(monthly.id(), whole_life.id());
+        // 30-day periods counted from 1970-01-01: this one runs 2027-01-02 to 2027-02-01.
+        let start = budget_period_start(&monthly, now);
+        assert_eq!(
+            tandem_agreement::format_rfc3339(start / 1000).as_deref(),
+            Some("2027-01-02T00:00:00Z")
+        );
+        assert_eq!(budget_period_start(&monthly, start), start);
+        assert_eq!(
+            budget_period_start(&monthly, start + 30 * 86_400_000 - 1),
+            start
+        );
+        assert_eq!(
+            budget_period_start(&monthly, start + 30 * 86_400_000),
+            start + 30 * 86_400_000
+        );
+        assert_eq!(
+            budget_period_start(&monthly, start - 1),
+            start - 30 * 86_400_000
+        );
+        let mut daily = monthly.terms.clone();
+        daily.budget_refresh_days = Some(1);
+        let daily = Agreement::new(daily);
+        assert_eq!(budget_period_start(&daily, now), 1_799_971_200_000);
+
+        // The views report the current period, and count the runs in it.
+        charge(&mut store, &monthly, 0, 0.5).expect("fits");
+        let view = &super::budgets(&store, "acme", None).expect("budgets")[0];
+        assert_eq!(view.refresh_days, Some(30));
+        let shown = view.period_start.as_deref().expect("period start");
+        let shown_ms = tandem_agreement::parse_rfc3339(shown).expect("RFC 3339") * 1000;
+        assert_eq!(
+            shown_ms,
+            budget_period_start(&monthly, crate::wire::now_ms())
+        );
+        assert_eq!((view.epsilon_spent, view.runs), (0.5, 1));
+        let record = &super::processing_records(&store).expect("records")[0];
+        assert_eq!(record.budget_refresh_days, Some(30));
+        assert!(
+            super::processing_text(std::slice::from_ref(record)).contains("every 30 days"),
+            "{}",
+            super::processing_text(std::slice::from_ref(record))
+        );
     }
 }

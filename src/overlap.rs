@@ -155,9 +155,10 @@ pub struct BudgetView {
     pub epsilon_spent: f64,
     /// δ charged for this run.
     pub delta_spent: f64,
-    /// ε spent so far under the agreement, this run included.
+    /// ε spent so far under the agreement (in the current budget period, when the agreement
+    /// refreshes budgets), this run included.
     pub epsilon_total_spent: f64,
-    /// ε left under the agreement.
+    /// ε left under the agreement (in the current budget period, when it refreshes).
     pub epsilon_left: f64,
 }
 
@@ -311,8 +312,26 @@ pub fn rho_cap(budget: &tandem_agreement::Budget) -> Result<Option<f64>> {
     Ok(Some(rho))
 }
 
+/// Milliseconds in a day, the unit of `budget_refresh_days`.
+const DAY_MS: i64 = 86_400_000;
+
+/// Start (Unix ms) of the budget period containing `now_ms`: `⌊now / P⌋ · P` with
+/// `P = budget_refresh_days × 1 day` when the agreement refreshes budgets, else 0 (the caps
+/// apply over the agreement's whole life). Aligned to the Unix epoch, so both nodes find the
+/// same periods without coordinating.
+pub fn budget_period_start(agreement: &Agreement, now_ms: i64) -> i64 {
+    match agreement.terms.budget_refresh_days {
+        Some(days) if days > 0 => {
+            let period_ms = i64::from(days) * DAY_MS;
+            now_ms.div_euclid(period_ms) * period_ms
+        }
+        _ => 0,
+    }
+}
+
 /// Ledger entry for a run, checked against the party's caps from the agreement; the ledger
-/// admits it by basic composition or by zCDP (with [`rho_cap`]), whichever still fits.
+/// admits it by basic composition or by zCDP (with [`rho_cap`]), whichever still fits, counting
+/// the charges of the current budget period ([`budget_period_start`]).
 pub fn new_run(
     agreement: &Agreement,
     party: &str,
@@ -347,6 +366,7 @@ pub fn new_run(
         cap_delta: budget.delta_total,
         cap_rho: rho_cap(&budget)?,
         fingerprint: None,
+        budget_since_ms: budget_period_start(agreement, crate::wire::now_ms()),
     })
 }
 
@@ -366,6 +386,7 @@ pub fn budget_view(
         &agreement.id().to_string(),
         budget.epsilon_total,
         budget.delta_total,
+        budget_period_start(agreement, crate::wire::now_ms()),
     )?;
     Ok(BudgetView {
         party: party.to_string(),
@@ -565,6 +586,7 @@ pub fn preview(store: &Store, me: &str, q: &OverlapQuery) -> Result<Preview> {
         &p.agreement.id().to_string(),
         own.epsilon_total,
         own.delta_total,
+        budget_period_start(&p.agreement, crate::wire::now_ms()),
     )?;
     Ok(Preview {
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),

@@ -29,3 +29,9 @@ pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
 pub fn parse_rfc3339(text: &str) -> Result<i64, AgreementError> {
     time::parse_rfc3339_utc(text).map_err(AgreementError::Parse)
 }
+
+/// Unix seconds as an RFC 3339 UTC timestamp, `YYYY-MM-DDTHH:MM:SSZ` (the form agreements use),
+/// or `None` for an instant outside the years 0000–9999. [`parse_rfc3339`] reads it back.
+pub fn format_rfc3339(unix_secs: i64) -> Option<String> {
+    time::format_rfc3339_utc(unix_secs)
+}

@@ -41,6 +41,15 @@ pub struct Terms {
     /// without it keep the id they had before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impact_assessment: Option<String>,
+    /// Length in days of the budget period, when the parties agree that budgets refresh: each
+    /// party's `epsilon_total` / `delta_total` then cap the runs started in one period instead
+    /// of over the agreement's whole life. Periods are aligned to the Unix epoch (a period
+    /// starts at a multiple of `days × 86 400` seconds, UTC), so both nodes agree on them
+    /// without coordinating. At least 1 when given; absent (the default) means no refresh.
+    /// Left out of the canonical bytes when absent, so terms written without it keep the id
+    /// they had before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_refresh_days: Option<u32>,
     /// The two parties.
     pub parties: Vec<Party>,
 }
@@ -73,11 +82,13 @@ pub struct Party {
 pub struct Budget {
     /// ε spent by one query; > 0.
     pub epsilon_per_query: f64,
-    /// ε for the life of the agreement; ≥ `epsilon_per_query`.
+    /// ε for the life of the agreement (or for each budget period, when
+    /// [`Terms::budget_refresh_days`] is set); ≥ `epsilon_per_query`.
     pub epsilon_total: f64,
     /// δ spent by one query; in [0, 1).
     pub delta_per_query: f64,
-    /// δ for the life of the agreement; in [0, 1) and ≥ `delta_per_query`.
+    /// δ for the life of the agreement (or for each budget period, when
+    /// [`Terms::budget_refresh_days`] is set); in [0, 1) and ≥ `delta_per_query`.
     pub delta_total: f64,
 }
 

@@ -1,4 +1,5 @@
-//! RFC 3339 UTC timestamps (`2027-06-30T00:00:00Z`, optional fraction) to Unix seconds.
+//! RFC 3339 UTC timestamps (`2027-06-30T00:00:00Z`, optional fraction) to Unix seconds, and
+//! back.
 
 /// Seconds since the Unix epoch of an RFC 3339 timestamp in UTC (`Z` suffix). A fraction of a
 /// second is accepted and truncated.
@@ -70,9 +71,70 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// The proleptic Gregorian date `(year, month, day)` of a day count from 1970-01-01 (H. Hinnant's
+/// algorithm, the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`, or `None` outside years 0000–9999 (which
+/// [`parse_rfc3339_utc`] reads back to the same instant).
+pub(crate) fn format_rfc3339_utc(unix: i64) -> Option<String> {
+    let days = unix.div_euclid(86_400);
+    let second_of_day = unix.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3_600,
+        second_of_day % 3_600 / 60,
+        second_of_day % 60
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_rfc3339_utc;
+    use super::{format_rfc3339_utc, parse_rfc3339_utc};
+
+    #[test]
+    fn formats_what_it_parses() {
+        for text in [
+            "0000-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T12:00:00Z",
+            "2026-11-26T00:00:00Z",
+            "2027-06-30T00:00:00Z",
+            "2100-03-01T08:09:10Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let unix = parse_rfc3339_utc(text).unwrap();
+            assert_eq!(format_rfc3339_utc(unix).as_deref(), Some(text), "{unix}");
+        }
+        for day in (-719_528..=2_932_896).step_by(997) {
+            let unix = day * 86_400 + 3_661;
+            let text = format_rfc3339_utc(unix).unwrap();
+            assert_eq!(parse_rfc3339_utc(&text), Ok(unix), "{text}");
+        }
+        assert_eq!(format_rfc3339_utc(253_402_300_800), None);
+        assert_eq!(format_rfc3339_utc(i64::MIN / 2), None);
+    }
 
     #[test]
     fn known_instants() {

@@ -65,6 +65,12 @@ impl Terms {
                     .into(),
             );
         }
+        if self.budget_refresh_days == Some(0) {
+            problems.push(
+                "budget_refresh_days must be at least 1: give the period in days or leave it out"
+                    .into(),
+            );
+        }
     }
 
     fn check_parties(&self, problems: &mut Vec<String>) {

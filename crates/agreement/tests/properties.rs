@@ -55,11 +55,23 @@ fn terms() -> impl Strategy<Value = Terms> {
         1u32..,
         prop::option::of("\\PC{1,20}"),
         prop::option::of("\\PC{1,20}"),
+        prop::option::of(1u32..),
         party("acme"),
         party("shopx"),
     )
         .prop_map(
-            |(purpose, legal_basis, keys, threshold, retention, transfer, assessment, a, b)| {
+            |(
+                purpose,
+                legal_basis,
+                keys,
+                threshold,
+                retention,
+                transfer,
+                assessment,
+                refresh,
+                a,
+                b,
+            )| {
                 Terms {
                     version: 1,
                     purpose,
@@ -70,6 +82,7 @@ fn terms() -> impl Strategy<Value = Terms> {
                     retention_days: retention,
                     transfer_mechanism: transfer,
                     impact_assessment: assessment,
+                    budget_refresh_days: refresh,
                     parties: vec![a, b],
                 }
             },

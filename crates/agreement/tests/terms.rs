@@ -159,6 +159,7 @@ fn id_changes_with_every_field() {
             t.impact_assessment = Some("PIA-2026-015".into())
         }),
         ("impact_assessment removed", |t| t.impact_assessment = None),
+        ("budget_refresh_days", |t| t.budget_refresh_days = Some(30)),
         ("parties order", |t| t.parties.reverse()),
         ("name", |t| t.parties[0].name = "acme2".into()),
         ("url", |t| {
@@ -257,6 +258,65 @@ fn impact_assessment_is_signed_when_present() {
     let mut edited = with.clone();
     edited.impact_assessment = Some("PIA-2026-014 (filed 2026-10-03)".into());
     assert_ne!(edited.id(), with.id());
+}
+
+#[test]
+fn budget_refresh_days_is_off_by_default_and_keeps_the_id() {
+    let t = terms();
+    assert_eq!(t.budget_refresh_days, None);
+    let text = String::from_utf8(t.canonical_bytes()).unwrap();
+    assert!(!text.contains("budget_refresh_days"), "{text}");
+    // The example without its impact assessment still has the id pinned before either field.
+    let without = Terms::from_toml(&example_without_impact_assessment()).unwrap();
+    assert_eq!(without.budget_refresh_days, None);
+    assert_eq!(
+        without.id().to_string(),
+        EXAMPLE_ID_WITHOUT_IMPACT_ASSESSMENT
+    );
+    // An explicit JSON null reads as absent and gives the same id.
+    let mut value = serde_json::to_value(&t).unwrap();
+    value["budget_refresh_days"] = serde_json::Value::Null;
+    let from_null: Terms = serde_json::from_value(value).unwrap();
+    assert_eq!(from_null.id(), t.id());
+}
+
+#[test]
+fn budget_refresh_days_is_signed_when_present() {
+    let without = terms();
+    let with = Terms::from_toml(
+        &example_toml().replace("# budget_refresh_days = 30", "budget_refresh_days = 30"),
+    )
+    .unwrap();
+    assert_eq!(with.budget_refresh_days, Some(30));
+    assert_ne!(with.id(), without.id());
+    // The only difference in the canonical bytes is the member, at its sorted place (first).
+    let with_text = String::from_utf8(with.canonical_bytes()).unwrap();
+    let without_text = String::from_utf8(without.canonical_bytes()).unwrap();
+    assert!(
+        with_text.starts_with(r#"{"budget_refresh_days":30,"#),
+        "{with_text}"
+    );
+    assert_eq!(
+        with_text.replace(r#""budget_refresh_days":30,"#, ""),
+        without_text
+    );
+    let mut edited = with.clone();
+    edited.budget_refresh_days = Some(31);
+    assert_ne!(edited.id(), with.id());
+}
+
+#[test]
+fn budget_refresh_days_must_be_a_whole_number_of_days() {
+    for bad in ["-1", "1.5", "\"30\"", "4294967296"] {
+        let text = example_toml().replace(
+            "# budget_refresh_days = 30",
+            &format!("budget_refresh_days = {bad}"),
+        );
+        assert!(
+            matches!(Terms::from_toml(&text), Err(AgreementError::Parse(_))),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

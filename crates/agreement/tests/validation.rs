@@ -72,6 +72,11 @@ fn header_rules() {
         "retention_days must be at least 1",
     );
     assert_rejects(
+        "budget_refresh_days",
+        |t| t.budget_refresh_days = Some(0),
+        "budget_refresh_days must be at least 1",
+    );
+    assert_rejects(
         "transfer_mechanism blank",
         |t| t.transfer_mechanism = Some(" ".into()),
         "transfer_mechanism is empty",
@@ -94,6 +99,17 @@ fn impact_assessment_is_optional() {
     assert!(t.impact_assessment.is_some());
     t.impact_assessment = None;
     t.validate().unwrap();
+}
+
+#[test]
+fn budget_refresh_days_is_optional() {
+    let mut t = terms();
+    assert_eq!(t.budget_refresh_days, None);
+    t.validate().unwrap();
+    for days in [1, 30, u32::MAX] {
+        t.budget_refresh_days = Some(days);
+        t.validate().unwrap();
+    }
 }
 
 #[test]

@@ -19,6 +19,11 @@
 //!
 //! Basic composition is tighter for a few large queries, zCDP for many small ones. On the zCDP
 //! route ρ costs are rounded up and the ρ cap and `cap_δ/2` down, so rounding never admits more.
+//!
+//! **Budget periods.** The sums `Σε`, `Σδ`, `Σρ` cover the charges of runs started at or after
+//! [`NewRun::budget_since_ms`] (0: the agreement's whole life). A caller whose agreement refreshes
+//! its budget passes the start of the current period; charges of earlier periods stay recorded
+//! but no longer count.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -61,6 +66,9 @@ pub struct NewRun {
     /// Query fingerprint (agreement, template, parameters, [`Store::audience_version`], …);
     /// when set, `finish_run` makes the result available to [`Store::cached_result`].
     pub fingerprint: Option<String>,
+    /// Start (Unix ms) of the budget period the caps apply to: only charges of runs started at
+    /// or after it count. 0 (the default) counts the agreement's whole life.
+    pub budget_since_ms: i64,
 }
 
 /// A run as recorded.
@@ -183,13 +191,15 @@ struct Charged {
     runs: u64,
 }
 
-fn charged(conn: &Connection, agreement_id: &str) -> Result<Charged, StoreError> {
+/// The agreement's charges (reserved or spent) of runs started at or after `since_ms`: a
+/// ledger row's `at_ms` is its run's start.
+fn charged(conn: &Connection, agreement_id: &str, since_ms: i64) -> Result<Charged, StoreError> {
     Ok(conn.prepare_cached(
         "SELECT COALESCE(SUM(epsilon_units), 0), COALESCE(SUM(delta_units), 0), COALESCE(SUM(rho_units), 0),
                 COALESCE(SUM(CASE WHEN state = 'reserved' THEN epsilon_units END), 0), COUNT(*)
-         FROM budget_ledger WHERE agreement_id = ?1 AND state IN ('reserved', 'spent')",
+         FROM budget_ledger WHERE agreement_id = ?1 AND state IN ('reserved', 'spent') AND at_ms >= ?2",
     )?
-    .query_row([agreement_id], |r| {
+    .query_row(params![agreement_id, since_ms], |r| {
         Ok(Charged {
             epsilon: r.get(0)?,
             delta: r.get(1)?,
@@ -345,7 +355,8 @@ impl Store {
     /// recorded with status `refused` and charges nothing). Every refusal is audited as
     /// `query.refused`. On success the run and a `reserved` ledger charge are inserted and
     /// `run.started` + `budget.charged` (with the admitting `route`) audited; returns the budget
-    /// after the charge.
+    /// after the charge. Only charges of runs started at or after [`NewRun::budget_since_ms`]
+    /// count, in every sum.
     pub fn begin_run(&mut self, run: &NewRun) -> Result<BudgetStatus, StoreError> {
         if run.run_id.is_empty() || run.agreement_id.is_empty() {
             return Err(StoreError::Invalid(
@@ -414,7 +425,7 @@ impl Store {
             });
         }
 
-        let before = charged(&tx, &run.agreement_id)?;
+        let before = charged(&tx, &run.agreement_id, run.budget_since_ms)?;
         let basic = basic_overrun(&before, cost_e, cost_d, caps);
         let zcdp = caps
             .rho
@@ -480,7 +491,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'reserved')",
             params![run.agreement_id, run.run_id, now, cost_e, cost_d, cost_r],
         )?;
-        let after = charged(&tx, &run.agreement_id)?;
+        let after = charged(&tx, &run.agreement_id, run.budget_since_ms)?;
         let budget = status(&run.agreement_id, &after, caps);
         let event = |action: &str, details: Value| {
             AuditEvent::now(&run.actor, action, details).with_agreement(&run.agreement_id)
@@ -684,29 +695,33 @@ impl Store {
     }
 
     /// The agreement's budget for this party (both roles) against the given caps (basic
-    /// composition only: `cap_rho` is `None`).
+    /// composition only: `cap_rho` is `None`), counting the charges of runs started at or after
+    /// `since_ms` (as [`NewRun::budget_since_ms`]; 0 for the agreement's whole life).
     pub fn budget(
         &self,
         agreement_id: &str,
         cap_epsilon: f64,
         cap_delta: f64,
+        since_ms: i64,
     ) -> Result<BudgetStatus, StoreError> {
-        self.budget_with_rho_cap(agreement_id, cap_epsilon, cap_delta, None)
+        self.budget_with_rho_cap(agreement_id, cap_epsilon, cap_delta, None, since_ms)
     }
 
     /// The agreement's budget for this party (both roles) against the given caps, including
-    /// the zCDP route's ρ cap (as given to [`NewRun::cap_rho`]).
+    /// the zCDP route's ρ cap (as given to [`NewRun::cap_rho`]), counting the charges of runs
+    /// started at or after `since_ms` (as [`NewRun::budget_since_ms`]; 0 for the whole life).
     pub fn budget_with_rho_cap(
         &self,
         agreement_id: &str,
         cap_epsilon: f64,
         cap_delta: f64,
         cap_rho: Option<f64>,
+        since_ms: i64,
     ) -> Result<BudgetStatus, StoreError> {
         let caps = Caps::new(cap_epsilon, cap_delta, cap_rho)?;
         Ok(status(
             agreement_id,
-            &charged(&self.conn, agreement_id)?,
+            &charged(&self.conn, agreement_id, since_ms)?,
             caps,
         ))
     }

@@ -1,4 +1,4 @@
-//! Budget ledger: reservation, refusal, release, replay, concurrency, cache.
+//! Budget ledger: reservation, refusal, release, replay, concurrency, cache, budget periods.
 
 mod common;
 
@@ -30,7 +30,7 @@ fn refusal_charges_nothing_and_is_audited() {
         }
         other => panic!("{other}"),
     }
-    let b = store.budget("ag", 1.0, 1e-6).unwrap();
+    let b = store.budget("ag", 1.0, 1e-6, 0).unwrap();
     assert_eq!(
         (b.spent_epsilon, b.runs),
         (0.6, 1),
@@ -52,7 +52,7 @@ fn refusal_charges_nothing_and_is_audited() {
     assert_eq!(refused.event.agreement_id.as_deref(), Some("ag"));
     // A smaller query still fits.
     store.begin_run(&run("r3", "ag", 0.4, 1.0)).unwrap();
-    assert_eq!(store.budget("ag", 1.0, 1e-6).unwrap().left_epsilon, 0.0);
+    assert_eq!(store.budget("ag", 1.0, 1e-6, 0).unwrap().left_epsilon, 0.0);
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn fail_releases_only_when_no_data_left() {
     active_agreement(&mut store, "ag");
     store.begin_run(&run("early", "ag", 0.5, 1.0)).unwrap();
     store.fail_run("early", "peer unreachable", false).unwrap();
-    let b = store.budget("ag", 1.0, 1e-6).unwrap();
+    let b = store.budget("ag", 1.0, 1e-6, 0).unwrap();
     assert_eq!((b.spent_epsilon, b.runs), (0.0, 0));
     assert_eq!(
         store.run("early").unwrap().unwrap().charge.as_deref(),
@@ -91,7 +91,7 @@ fn fail_releases_only_when_no_data_left() {
             true,
         )
         .unwrap();
-    let b = store.budget("ag", 1.0, 1e-6).unwrap();
+    let b = store.budget("ag", 1.0, 1e-6, 0).unwrap();
     assert_eq!((b.spent_epsilon, b.reserved_epsilon, b.runs), (0.5, 0.0, 1));
     let late = store.run("late").unwrap().unwrap();
     assert_eq!(
@@ -155,7 +155,10 @@ fn finish_consumes_and_caches() {
         (rec.status.as_str(), rec.charge.as_deref()),
         ("finished", Some("spent"))
     );
-    assert_eq!(store.budget("ag", 1.0, 1e-6).unwrap().spent_epsilon, 0.25);
+    assert_eq!(
+        store.budget("ag", 1.0, 1e-6, 0).unwrap().spent_epsilon,
+        0.25
+    );
     assert!(matches!(
         store.finish_run("r1", "not json", &sha),
         Err(StoreError::Invalid(_))
@@ -180,7 +183,7 @@ fn replayed_run_id_is_refused() {
         Err(StoreError::Replay { .. })
     ));
     // Replays charge nothing; refusals are audited.
-    assert_eq!(store.budget("ag", 1.0, 1e-6).unwrap().runs, 1);
+    assert_eq!(store.budget("ag", 1.0, 1e-6, 0).unwrap().runs, 1);
     let n = store
         .audit_entries(None, None)
         .unwrap()
@@ -271,7 +274,7 @@ fn interrupted_runs_keep_their_charge() {
         (r.status.as_str(), r.charge.as_deref()),
         ("failed", Some("spent"))
     );
-    assert_eq!(store.budget("ag", 1.0, 1e-6).unwrap().spent_epsilon, 0.3);
+    assert_eq!(store.budget("ag", 1.0, 1e-6, 0).unwrap().spent_epsilon, 0.3);
 }
 
 /// 16 threads, each with its own connection, race to reserve: exactly ⌊cap/cost⌋ win.
@@ -309,7 +312,9 @@ fn race_with(threads: usize, attempts: usize, cost: f64, cap: f64, cap_rho: Opti
         })
         .collect();
     let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let b = store.budget_with_rho_cap("ag", cap, 1e-6, cap_rho).unwrap();
+    let b = store
+        .budget_with_rho_cap("ag", cap, 1e-6, cap_rho, 0)
+        .unwrap();
     match cap_rho {
         None => assert!(b.spent_epsilon <= cap, "overspent: {b:?}"),
         Some(cap_rho) => assert!(
@@ -395,7 +400,7 @@ fn many_small_runs_fit_by_zcdp_after_basic_composition_is_spent() {
     assert!(routes[..100].iter().all(|r| r == "basic"), "{routes:?}");
     assert!(routes[100..].iter().all(|r| r == "zcdp"), "{routes:?}");
     let b = store
-        .budget_with_rho_cap("ag", 10.0, 1e-6, Some(RHO_CAP_EPS10))
+        .budget_with_rho_cap("ag", 10.0, 1e-6, Some(RHO_CAP_EPS10), 0)
         .unwrap();
     assert_eq!((b.runs, b.left_epsilon), (295, 0.0));
     assert!((b.spent_epsilon - 29.5).abs() < 1e-9, "{b:?}");
@@ -524,4 +529,110 @@ fn parallel_reservations_never_overspend_on_either_route() {
     // 16 threads × 20 attempts at ε = 0.1 under ε cap 10: basic 100, zCDP 295.
     assert_eq!(race_with(16, 20, 0.1, 10.0, Some(RHO_CAP_EPS10)), 295);
     assert_eq!(race_with(16, 8, 0.1, 10.0, None), 100);
+}
+
+/// A Unix-ms instant strictly after every run begun so far (the ledger stamps runs in ms).
+fn a_moment_later() -> i64 {
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    tandem_audit::now_unix_ms()
+}
+
+#[test]
+fn charges_before_the_period_start_do_not_count() {
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag");
+    store
+        .begin_run(&zcdp_run("old", 0.6, 1.0, RHO_CAP_EPS1))
+        .unwrap();
+    let since = a_moment_later();
+    let mut r = zcdp_run("new", 0.3, 1.0, RHO_CAP_EPS1);
+    r.budget_since_ms = since;
+    let b = store.begin_run(&r).unwrap();
+    // Only the run of this period counts, in ε, δ and ρ alike.
+    assert_eq!(
+        (b.spent_epsilon, b.spent_delta, b.runs),
+        (0.3, 1e-9, 1),
+        "{b:?}"
+    );
+    assert!((b.spent_rho - 0.045).abs() <= 1e-9, "{b:?}");
+    let b = store
+        .budget_with_rho_cap("ag", 1.0, 1e-6, Some(RHO_CAP_EPS1), since)
+        .unwrap();
+    assert_eq!((b.spent_epsilon, b.left_epsilon, b.runs), (0.3, 0.7, 1));
+    // Over the whole life both count.
+    let b = store
+        .budget_with_rho_cap("ag", 1.0, 1e-6, Some(RHO_CAP_EPS1), 0)
+        .unwrap();
+    assert_eq!((b.spent_epsilon, b.spent_delta, b.runs), (0.9, 2e-9, 2));
+    // The period starts at, not after, its first instant.
+    let started = store.run("new").unwrap().unwrap().started_at_ms;
+    assert_eq!(store.budget("ag", 1.0, 1e-6, started).unwrap().runs, 1);
+    assert_eq!(store.budget("ag", 1.0, 1e-6, started + 1).unwrap().runs, 0);
+    // Admission follows the period given: the same run is refused over the whole life.
+    let mut whole_life = run("whole", "ag", 0.3, 1.0);
+    whole_life.budget_since_ms = 0;
+    assert!(matches!(
+        store.begin_run(&whole_life),
+        Err(StoreError::BudgetExceeded { spent, .. }) if spent == 0.9
+    ));
+    let mut this_period = run("period", "ag", 0.3, 1.0);
+    this_period.budget_since_ms = since;
+    assert_eq!(store.begin_run(&this_period).unwrap().spent_epsilon, 0.6);
+    store.verify_audit(None).unwrap();
+}
+
+#[test]
+fn a_refused_run_is_admitted_after_the_period_rolls_over() {
+    // ε = 0.1 under caps ε = 1, δ = 1e-6, ρ = 0.0229: basic admits 10, zCDP only 4.
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag");
+    let first = tandem_audit::now_unix_ms();
+    let in_period = |id: String, since: i64| {
+        let mut r = zcdp_run(&id, 0.1, 1.0, RHO_CAP_EPS1);
+        r.budget_since_ms = since;
+        r
+    };
+    let mut admitted = 0;
+    let err = loop {
+        match store.begin_run(&in_period(format!("a{admitted}"), first)) {
+            Ok(_) => admitted += 1,
+            Err(e) => break e,
+        }
+        assert!(admitted <= 100, "no cap enforced");
+    };
+    assert_eq!(admitted, 10);
+    assert!(
+        matches!(err, StoreError::BudgetExceeded { zcdp: Some(_), .. }),
+        "{err}"
+    );
+    // Still refused while the period lasts, however often asked.
+    assert!(
+        store
+            .begin_run(&in_period("a-again".into(), first))
+            .is_err()
+    );
+
+    let second = a_moment_later();
+    let b = store.begin_run(&in_period("b0".into(), second)).unwrap();
+    assert_eq!((b.spent_epsilon, b.runs), (0.1, 1));
+    let mut admitted = 1;
+    while store
+        .begin_run(&in_period(format!("b{admitted}"), second))
+        .is_ok()
+    {
+        admitted += 1;
+        assert!(admitted <= 100, "no cap enforced");
+    }
+    assert_eq!(admitted, 10, "the new period has the whole budget again");
+    // The earlier period's charges stay on record.
+    let all = store.budget("ag", 1.0, 1e-6, 0).unwrap();
+    assert_eq!(all.runs, 20);
+    let refused = store
+        .runs(Some("ag"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == "refused")
+        .count();
+    assert_eq!(refused, 3);
+    store.verify_audit(None).unwrap();
 }

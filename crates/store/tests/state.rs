@@ -213,7 +213,7 @@ fn purge_removes_payloads_and_old_audiences_but_keeps_evidence() {
     let run = store.run("r1").unwrap().unwrap();
     assert_eq!((run.result_json, run.output_sha256.is_some()), (None, true));
     // The budget stays spent and the log stays whole.
-    assert_eq!(store.budget("ag", 1.0, 1e-6).unwrap().spent_epsilon, 0.5);
+    assert_eq!(store.budget("ag", 1.0, 1e-6, 0).unwrap().spent_epsilon, 0.5);
     let purge = store.audit_entries(None, None).unwrap().pop().unwrap();
     assert_eq!(
         (

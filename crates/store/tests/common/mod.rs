@@ -50,6 +50,7 @@ pub fn run(id: &str, ag: &str, epsilon: f64, cap: f64) -> NewRun {
         cap_delta: 1e-6,
         cap_rho: None,
         fingerprint: None,
+        budget_since_ms: 0,
     }
 }
 
