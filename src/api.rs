@@ -141,7 +141,7 @@ async fn query_overlap(
         |_, _, p| Ok(p),
     )
     .await?;
-    let report = crate::overlap::run_query(&state.home, &q, &principal.actor())
+    let report = crate::querier::run_query(&state.home, &q, &principal.actor())
         .await
         .map_err(|e| unprocessable("query_failed", e))?;
     Ok(Json(report).into_response())
@@ -158,7 +158,7 @@ async fn preview_overlap(
         "preview a query",
         &[Role::Analyst],
         move |node, store, _| {
-            let p = crate::overlap::preview(store, &node.name, &q)
+            let p = crate::querier::preview(store, &node.name, &q)
                 .map_err(|e| unprocessable("preview_failed", e))?;
             Ok(Json(p).into_response())
         },

@@ -53,7 +53,7 @@ pub async fn run(command: Command) -> Result<()> {
                 fresh: a.fresh,
             };
             if a.preview {
-                let p = crate::overlap::preview(&home.store()?, &home.config.name, &q)?;
+                let p = crate::querier::preview(&home.store()?, &home.config.name, &q)?;
                 if a.json {
                     println!("{}", serde_json::to_string_pretty(&p)?);
                 } else {
@@ -74,7 +74,7 @@ pub async fn run(command: Command) -> Result<()> {
                 }
                 return Ok(());
             }
-            let report = crate::overlap::run_query(&home, &q, "cli:analyst").await?;
+            let report = crate::querier::run_query(&home, &q, "cli:analyst").await?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -267,7 +267,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         "acme asks shopx for the overlap by age_band × tier at ε = {} over HTTPS …",
         a.epsilon
     ));
-    let result = crate::overlap::run_query(acme, &query, "demo:analyst").await;
+    let result = crate::querier::run_query(acme, &query, "demo:analyst").await;
     let _ = stop_tx.send(true);
     for s in servers {
         let _ = s.await;

@@ -8,11 +8,14 @@ mod commands;
 mod compliance;
 mod demo;
 mod home;
+mod ledger_head;
 mod maintenance;
 #[cfg(test)]
 mod node_tests;
 mod overlap;
+mod querier;
 mod report;
+mod responder;
 mod server;
 mod tls;
 mod wire;

@@ -10,7 +10,8 @@ use tandem_agreement::{Agreement, Terms};
 use tower::ServiceExt;
 
 use crate::home::{Config, Home};
-use crate::overlap::{OverlapQuery, Prepared};
+use crate::overlap::OverlapQuery;
+use crate::querier::Prepared;
 use crate::server::{NodeState, PSI_PATH, PSI_REQUEST};
 use crate::wire::Envelope;
 
@@ -157,7 +158,7 @@ fn query(f: &Fixture) -> OverlapQuery {
 /// Builds acme's signed first message of a fresh run.
 fn signed_request(f: &Fixture) -> (Envelope, Vec<u8>, Vec<(&'static str, String)>) {
     let prepared =
-        crate::overlap::prepare_query(&f.acme.store_path(), &f.acme.key, "acme", &query(f), "test")
+        crate::querier::prepare_query(&f.acme.store_path(), &f.acme.key, "acme", &query(f), "test")
             .expect("prepare");
     let Prepared::Fresh(p) = prepared else {
         panic!("fresh run expected")
@@ -200,7 +201,7 @@ async fn post(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlap_runs_over_https() {
     let f = fixture().await;
-    let report = crate::overlap::run_query(&f.acme, &query(&f), "test")
+    let report = crate::querier::run_query(&f.acme, &query(&f), "test")
         .await
         .expect("query");
     assert_eq!(report.cells.len(), 3 * 3);
@@ -255,12 +256,13 @@ async fn tampered_or_foreign_messages_are_rejected() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
     let (opening, message) = crate::wire::unframe(&body, 1 << 20).expect("frame");
     let mut opening: crate::overlap::RunOpening = serde_json::from_value(opening).expect("opening");
-    opening.querier_head = crate::overlap::SignedHead::sign(
+    opening.querier_head = crate::ledger_head::SignedHead::sign(
         opening.querier_head.budget,
         &env.agreement_id,
         &env.run_id,
         &f.acme.key,
-    );
+    )
+    .expect("sign");
     let body = crate::wire::frame(&serde_json::to_value(&opening).expect("json"), message);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");

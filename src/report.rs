@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::overlap::{BudgetView, OverlapReport};
+use crate::ledger_head::BudgetView;
+use crate::overlap::OverlapReport;
 
 /// Renders an overlap report as a table.
 pub fn overlap_table(r: &OverlapReport) -> String {
