@@ -83,6 +83,8 @@ pub(crate) struct PendingQuery {
     /// The JSON sent beside the first message ([`RunOpening`]).
     pub(crate) opening: serde_json::Value,
     loss: PrivacyLoss,
+    /// Who asked (the result is released to them).
+    actor: String,
 }
 
 pub(crate) enum Prepared {
@@ -266,6 +268,7 @@ pub(crate) fn prepare_query(
         message,
         opening,
         loss,
+        actor: actor.to_string(),
     })))
 }
 
@@ -329,6 +332,7 @@ fn complete_query(
         params,
         querier,
         loss,
+        actor,
         ..
     } = *p;
     let run_hex = hex::encode(run_id);
@@ -403,6 +407,21 @@ fn complete_query(
             let json = serde_json::to_string(&report)?;
             let digest = crate::home::sha256_hex(json.as_bytes());
             store.finish_run(&run_hex, &json, &digest)?;
+            // What an auditor asks of every release: which cells, how many shown only as
+            // "< threshold", the output's hash and who received it.
+            let below = report.cells.iter().filter(|c| c.below_threshold).count();
+            let details = serde_json::json!({
+                "run_id": run_hex,
+                "cells": report.cells.len(),
+                "cells_below_threshold": below,
+                "threshold": report.threshold,
+                "output_sha256": digest,
+                "recipient": actor,
+            });
+            store.append_audit(
+                AuditEvent::now(&actor, "result.released", details)
+                    .with_agreement(&report.agreement_id),
+            )?;
             Ok(report)
         }
         Err(e) => {

@@ -172,6 +172,18 @@ fn processing_record_and_budget_views() {
     assert!(preview["half_width_95"].as_u64().unwrap() > 0);
     assert_eq!(spent(&pair.acme, &id), 0.0);
     overlap(&pair, &id, "1.0", false).expect("query");
+    // The release is in the audit log with its recipient and suppressed cells.
+    let log = pair.root.path().join("acme-audit.jsonl");
+    ok(&["audit", "export", "--dir", s(&pair.acme), "--out", s(&log)]);
+    let log = std::fs::read_to_string(&log).expect("export");
+    let released = log
+        .lines()
+        .find(|l| l.contains("result.released"))
+        .expect("release audited");
+    assert!(
+        released.contains("cli:analyst") && released.contains("cells_below_threshold"),
+        "{released}"
+    );
     let text = ok(&["report", "processing", "--dir", s(&pair.acme)]);
     for needle in [
         "purpose",
