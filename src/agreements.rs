@@ -32,6 +32,13 @@ fn fill_own_party(terms: &mut Terms, home: &Home) -> Result<()> {
         .iter_mut()
         .find(|p| &p.name == me)
         .with_context(|| format!("this node ({me}) is not one of the agreement's parties"))?;
+    if party.region != home.config.region {
+        bail!(
+            "the agreement places {me}'s data in region {:?}, but this node is configured for {:?} (data residency)",
+            party.region,
+            home.config.region
+        );
+    }
     for (field, mine) in [
         (&mut party.signing_key, home.key_fingerprint()),
         (&mut party.tls_cert_sha256, home.tls_fingerprint()),
@@ -52,6 +59,13 @@ fn check_own_party(agreement: &Agreement, home: &Home) -> Result<()> {
         .terms
         .party(me)
         .with_context(|| format!("this node ({me}) is not a party"))?;
+    if party.region != home.config.region {
+        bail!(
+            "the agreement places {me}'s data in region {:?}, but this node is configured for {:?} (data residency)",
+            party.region,
+            home.config.region
+        );
+    }
     if party.signing_key != home.key_fingerprint() {
         bail!(
             "the agreement names signing key {} for {me}, not this node's",

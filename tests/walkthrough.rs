@@ -201,3 +201,22 @@ fn help_is_useful() {
         "{text}"
     );
 }
+
+#[test]
+fn agreement_must_match_the_nodes_region() {
+    let pair = Pair::new(10, 10, 1);
+    let file = pair.agreement_file("2099-01-01T00:00:00Z", 5.0, 5.0);
+    let text = std::fs::read_to_string(&file).expect("read");
+    // Place acme's data in the EU although its node is configured for CN.
+    let moved = text.replacen("region = \"CN\"", "region = \"EU\"", 1);
+    std::fs::write(&file, moved).expect("write");
+    let err = fails(&[
+        "agreement",
+        "propose",
+        "--dir",
+        s(&pair.acme),
+        "--file",
+        s(&file),
+    ]);
+    assert!(err.contains("data residency"), "{err}");
+}

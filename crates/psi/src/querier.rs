@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
+use zeroize::Zeroizing;
 
 use crate::ec::{self, CHUNK};
 use crate::hash::Domain;
@@ -24,7 +25,8 @@ pub const TRUNCATED_LEN: usize = 12;
 /// (as `α/2`); dropping it ends the run.
 pub struct Querier {
     params: RunParams,
-    alpha_half: Scalar,
+    /// α/2, the run's secret exponent (halved for batch compression); wiped on drop.
+    alpha_half: Zeroizing<Scalar>,
     sent: Vec<u64>,
     query_digest: [u8; 32],
 }
@@ -111,8 +113,9 @@ impl Querier {
             sent.push((slots.len() - start) as u64);
         }
 
-        let q = (alpha * domain.dummy_base(&params.run_id)).compress();
-        let alpha_half = ec::half(&alpha);
+        let alpha = Zeroizing::new(alpha);
+        let q = (*alpha * domain.dummy_base(&params.run_id)).compress();
+        let alpha_half = Zeroizing::new(ec::half(&alpha));
 
         let mut msg = Vec::with_capacity(160 + 8 * items.len() + 32 * total);
         MessageHeader::encode(&params, MessageType::Query, &mut msg);
@@ -127,7 +130,7 @@ impl Querier {
                 let points: Vec<RistrettoPoint> = slots
                     .iter()
                     .map(|slot| match slot {
-                        Slot::Item(x) => alpha_half * domain.item(x),
+                        Slot::Item(x) => *alpha_half * domain.item(x),
                         // Uniform, and stays uniform after the doubling below.
                         Slot::Junk => RistrettoPoint::random(rng),
                     })
@@ -223,7 +226,7 @@ impl Querier {
                     for (j, bytes) in chunk.iter().enumerate() {
                         let p =
                             ec::decode_point(bytes).map_err(|f| f.at(b_off.locate(base + j)))?;
-                        points.push(self.alpha_half * p);
+                        points.push(*self.alpha_half * p);
                     }
                     let compressed = RistrettoPoint::double_and_compress_batch(&points);
                     for (j, c) in compressed.iter().enumerate() {

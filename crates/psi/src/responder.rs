@@ -7,6 +7,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
+use zeroize::Zeroizing;
 
 use crate::ec::{self, CHUNK};
 use crate::hash::Domain;
@@ -172,7 +173,8 @@ pub(crate) fn respond_with_scalar(
     let domain = Domain::new(params)?;
     let d_table = RistrettoBasepointTable::create(&domain.dummy_base(&params.run_id));
     let q_table = RistrettoBasepointTable::create(&q);
-    let beta_half = ec::half(&beta);
+    let beta = Zeroizing::new(beta);
+    let beta_half = Zeroizing::new(ec::half(&beta));
 
     let mut msg =
         Vec::with_capacity(200 + 8 * (na + nb) + TRUNCATED_LEN * returned.len() + 32 * own.len());
@@ -195,7 +197,7 @@ pub(crate) fn respond_with_scalar(
                     Returned::Query(i) => {
                         let p =
                             ec::decode_point(&a_points[i]).map_err(|f| f.at(a_off.locate(i)))?;
-                        beta_half * p
+                        *beta_half * p
                     }
                     Returned::Dummy(i) => &q_table * &dummy[i].1,
                 });
@@ -211,7 +213,7 @@ pub(crate) fn respond_with_scalar(
             let points: Vec<RistrettoPoint> = slots
                 .iter()
                 .map(|slot| match *slot {
-                    Own::Item(x) => beta_half * domain.item(x),
+                    Own::Item(x) => *beta_half * domain.item(x),
                     // Uniform, and stays uniform after the doubling.
                     Own::Junk => RistrettoPoint::random(rng),
                     Own::Dummy(i) => &d_table * &dummy[i].0,
