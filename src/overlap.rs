@@ -63,9 +63,11 @@ impl RunRequest {
         let n_a = bucket_labels(agreement, querier, self.querier_column.as_deref())?.len() as u32;
         let n_b =
             bucket_labels(agreement, responder, self.responder_column.as_deref())?.len() as u32;
+        // The hash-to-curve domain names the join key *and* the identifier rules version, so
+        // digests made under different normalisation rules can never match by accident.
         Ok(RunParams::for_epsilon(
             agreement.id().0,
-            &self.join_key,
+            format!("{}/{}", self.join_key, tandem_identity::RULES_VERSION),
             run_id,
             n_a,
             n_b,
