@@ -407,6 +407,7 @@ delta_total = 1e-6
             responder_column: None,
             epsilon,
             delta: 1e-9,
+            identity_rules: tandem_identity::RULES_VERSION.into(),
         };
         let loss = PrivacyLoss {
             epsilon,

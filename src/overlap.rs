@@ -49,6 +49,9 @@ pub struct RunRequest {
     pub epsilon: f64,
     /// δ of each mechanism's clamping, from the agreement.
     pub delta: f64,
+    /// Identifier normalisation rules the querier hashed with (`tandem-id-v1`); the responder
+    /// refuses a run under other rules rather than report a silently smaller overlap.
+    pub identity_rules: String,
 }
 
 impl RunRequest {
@@ -67,7 +70,7 @@ impl RunRequest {
         // digests made under different normalisation rules can never match by accident.
         Ok(RunParams::for_epsilon(
             agreement.id().0,
-            format!("{}/{}", self.join_key, tandem_identity::RULES_VERSION),
+            format!("{}/{}", self.join_key, self.identity_rules),
             run_id,
             n_a,
             n_b,
@@ -223,6 +226,13 @@ pub fn check_columns(
             "join key {:?} is not in the agreement (allowed: {})",
             req.join_key,
             keys.join(", ")
+        );
+    }
+    if req.identity_rules != tandem_identity::RULES_VERSION {
+        bail!(
+            "the querier hashed identifiers with rules {:?}, this node with {:?}: both must use the same rules",
+            req.identity_rules,
+            tandem_identity::RULES_VERSION
         );
     }
     bucket_labels(agreement, querier, req.querier_column.as_deref())?;

@@ -123,6 +123,7 @@ fn plan(store: &Store, me: &str, q: &OverlapQuery) -> Result<Plan> {
         responder_column: q.peer_group_by.clone(),
         epsilon: q.epsilon,
         delta,
+        identity_rules: tandem_identity::RULES_VERSION.to_string(),
     };
     check_columns(&agreement, me, &peer, &request)?;
     Ok(Plan {
