@@ -20,17 +20,20 @@ struct CheckedRun {
     request: RunRequest,
     params: tandem_psi::RunParams,
     loss: tandem_dp::PrivacyLoss,
-    querier_head: crate::ledger_head::SignedHead,
+    querier_head: SignedHead,
+    /// The ledger entry to reserve (per-query cap already checked).
+    ledger_entry: tandem_store::NewRun,
 }
 
-/// Authenticates the caller and checks the run against the agreement and the caps.
-fn check_run(
+/// Authenticates the caller and checks the run against the agreement and the per-query cap;
+/// returns the checked run and the PSI query inside the body.
+fn check_run<'b>(
     state: &NodeState,
     store: &Store,
     env: &Envelope,
     sig: &ed25519_dalek::Signature,
-    body: &[u8],
-) -> Result<(CheckedRun, usize), ApiError> {
+    body: &'b [u8],
+) -> Result<(CheckedRun, &'b [u8]), ApiError> {
     let (agreement, peer) = crate::overlap::active_agreement(store, &env.agreement_id, &state.name)
         .map_err(forbidden)?;
     if env.sender != peer {
@@ -61,7 +64,16 @@ fn check_run(
         .params(&agreement, run_id, &peer, &state.name)
         .map_err(bad_request)?;
     let loss = tandem_psi::accounting::responder_loss(&params).map_err(bad_request)?;
-    let query_offset = body.len() - query.len();
+    let ledger_entry = crate::overlap::new_run(
+        &agreement,
+        &state.name,
+        "responder",
+        &env.run_id,
+        &format!("peer:{peer}"),
+        &request,
+        loss,
+    )
+    .map_err(forbidden)?;
     Ok((
         CheckedRun {
             agreement,
@@ -70,8 +82,9 @@ fn check_run(
             params,
             loss,
             querier_head: opening.querier_head,
+            ledger_entry,
         },
-        query_offset,
+        query,
     ))
 }
 
@@ -83,7 +96,7 @@ pub fn respond(
 ) -> Result<(Envelope, Vec<u8>), ApiError> {
     let mut store = Store::open(&state.store_path)?;
     let (env, sig) = Envelope::from_headers(headers).map_err(bad_request)?;
-    let (run, query_offset) = match check_run(state, &store, &env, &sig, body) {
+    let (run, query) = match check_run(state, &store, &env, &sig, body) {
         Ok(checked) => checked,
         Err(e) => {
             // Refusals before any charge are recorded too (the store records its own).
@@ -98,19 +111,8 @@ pub fn respond(
             return Err(e);
         }
     };
-    let query = &body[query_offset..];
-    let actor = format!("peer:{}", run.peer);
-    let new_run = crate::overlap::new_run(
-        &run.agreement,
-        &state.name,
-        "responder",
-        &env.run_id,
-        &actor,
-        &run.request,
-        run.loss,
-    )
-    .map_err(forbidden)?;
-    store.begin_run(&new_run)?;
+    let actor = run.ledger_entry.actor.clone();
+    store.begin_run(&run.ledger_entry)?;
     store.append_audit(
         AuditEvent::now(
             &actor,
