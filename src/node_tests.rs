@@ -483,3 +483,28 @@ async fn roles_are_enforced() {
         .expect("verifies");
     assert!(report.entries > 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_or_unauthenticated_bodies_are_refused_before_reading() {
+    let f = fixture().await;
+    let mut small = f.shopx.clone();
+    small.config.max_message_bytes = 4096;
+    let state = Arc::new(NodeState::new(&small));
+    let send = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let state = state.clone();
+        async move {
+            let mut req = Request::builder().method("POST").uri(PSI_PATH);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let req = req.body(Body::from(body)).expect("request");
+            crate::server::router(state).oneshot(req).await.expect("response").status()
+        }
+    };
+    // No envelope at all: refused on the headers.
+    assert_eq!(send(vec![], vec![0; 1 << 20]).await, StatusCode::BAD_REQUEST);
+    // A well-formed request from the peer, but over this node's limit.
+    let (_, body, headers) = signed_request(&f);
+    assert!(body.len() > 4096);
+    assert_eq!(send(headers, body).await, StatusCode::PAYLOAD_TOO_LARGE);
+}

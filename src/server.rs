@@ -13,6 +13,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tandem_agreement::Agreement;
@@ -27,6 +28,8 @@ pub const PSI_PATH: &str = "/v1/psi/run";
 pub const PSI_REQUEST: &str = "request POST /v1/psi/run";
 /// Signature kind of a PSI response.
 pub const PSI_RESPONSE: &str = "response POST /v1/psi/run";
+/// PSI runs a node answers at the same time; further requests wait for a slot.
+pub const MAX_CONCURRENT_RUNS: usize = 2;
 /// Path where a peer delivers a proposed agreement.
 pub const PROPOSE_PATH: &str = "/v1/agreements/propose";
 /// Path where a peer delivers a countersigned agreement.
@@ -40,6 +43,9 @@ pub struct NodeState {
     pub store_path: PathBuf,
     /// The node (keys, configuration).
     pub home: Home,
+    /// Bounds the PSI runs answered at once (each holds its messages in memory and keeps the
+    /// cores busy), so that concurrent large requests cannot exhaust memory.
+    pub run_slots: tokio::sync::Semaphore,
 }
 
 impl NodeState {
@@ -49,6 +55,7 @@ impl NodeState {
             name: home.config.name.clone(),
             store_path: home.store_path(),
             home: home.clone(),
+            run_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_RUNS),
         }
     }
 }
@@ -172,8 +179,29 @@ pub(crate) fn forbidden(e: impl std::fmt::Display) -> ApiError {
 async fn psi_run(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // Cheap checks on the headers before a possibly large body is read: a request that cannot
+    // be from the peer of an active agreement is turned away without reading it.
+    let (st, h) = (state.clone(), headers.clone());
+    blocking(move || precheck(&st, &h)).await?;
+    let _slot = state
+        .run_slots
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e))?;
+    let limit = state.home.config.max_message_bytes;
+    let body = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body rejected (limit {limit} bytes): {e}"),
+            )
+        })?
+        .to_bytes();
     let st = state.clone();
     let (env, payload) = blocking(move || crate::responder::respond(&st, &headers, &body)).await?;
     let sig_headers = env.sign(PSI_RESPONSE, &payload, &state.home.key);
@@ -184,6 +212,30 @@ async fn psi_run(
         }
     }
     Ok(resp)
+}
+
+/// The header-only part of the responder's checks: well-formed envelope, fresh timestamp, an
+/// active agreement naming the sender as this node's peer. Everything is checked again, with the
+/// signature over the body, once the body is read.
+fn precheck(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let (env, _) = crate::wire::Envelope::from_headers(headers).map_err(bad_request)?;
+    if (crate::wire::now_ms() - env.timestamp_ms).abs() > crate::wire::MAX_SKEW_MS {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "stale or future timestamp",
+        ));
+    }
+    let store = Store::open(&state.store_path)?;
+    let (_, peer) = crate::overlap::active_agreement(&store, &env.agreement_id, &state.name)
+        .map_err(forbidden)?;
+    if env.sender != peer {
+        return Err(forbidden(format!(
+            "{} is not the peer in this agreement",
+            env.sender
+        )));
+    }
+    Ok(())
 }
 
 async fn receive_proposal(
