@@ -498,11 +498,18 @@ async fn large_or_unauthenticated_bodies_are_refused_before_reading() {
                 req = req.header(k, v);
             }
             let req = req.body(Body::from(body)).expect("request");
-            crate::server::router(state).oneshot(req).await.expect("response").status()
+            crate::server::router(state)
+                .oneshot(req)
+                .await
+                .expect("response")
+                .status()
         }
     };
     // No envelope at all: refused on the headers.
-    assert_eq!(send(vec![], vec![0; 1 << 20]).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        send(vec![], vec![0; 1 << 20]).await,
+        StatusCode::BAD_REQUEST
+    );
     // A well-formed request from the peer, but over this node's limit.
     let (_, body, headers) = signed_request(&f);
     assert!(body.len() > 4096);

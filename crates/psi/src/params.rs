@@ -14,7 +14,8 @@ pub const MAX_CELLS: u64 = 1 << 20;
 pub struct RunParams {
     /// Identifier of the collaboration agreement (domain-separates the hash to the group).
     pub agreement_id: [u8; 32],
-    /// Name of the join key (e.g. `"email_sha256_v1"`); at most 255 bytes of UTF-8.
+    /// Name of the join key and its normalisation rules (the node uses `"email/tandem-id-v1"`); at
+    /// most 255 bytes of UTF-8.
     pub join_key: String,
     /// Fresh identifier of this run; never reused.
     pub run_id: [u8; 16],
