@@ -156,7 +156,18 @@ async fn import(a: ImportArgs) -> Result<()> {
 }
 
 /// Tells the operator where a signed agreement went and what the other side does next.
-fn print_delivery(d: &Delivery, peer: &str, delivered_next: &str, offline_next: &str) {
+fn print_delivery(
+    d: &Delivery,
+    a: &tandem_agreement::Agreement,
+    me: &str,
+    delivered_next: &str,
+    offline_next: &str,
+) {
+    let peer = a
+        .terms
+        .peer_of(me)
+        .map(|p| p.name.as_str())
+        .unwrap_or("the peer");
     match d {
         Delivery::Delivered => println!("delivered to {peer}'s node; {delivered_next}"),
         Delivery::Written(path, why) => println!(
@@ -179,16 +190,12 @@ async fn agreement(cmd: AgreementCmd) -> Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let (a, d) = crate::agreements::propose(&home, &text, peer_url.as_deref()).await?;
             println!("proposed agreement {}", a.id());
-            let peer = a
-                .terms
-                .peer_of(&home.config.name)
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
             print_delivery(
                 &d,
-                &peer,
+                &a,
+                &home.config.name,
                 &format!(
-                    "{peer} accepts it with: tandem agreement accept --dir <its dir> {}",
+                    "it accepts with: tandem agreement accept --dir <its dir> {}",
                     a.id()
                 ),
                 "tandem agreement accept --dir <its dir>",
@@ -202,14 +209,10 @@ async fn agreement(cmd: AgreementCmd) -> Result<()> {
                 "agreement {} is signed by both parties and active here",
                 a.id()
             );
-            let peer = a
-                .terms
-                .peer_of(&home.config.name)
-                .map(|p| p.name.clone())
-                .unwrap_or_default();
             print_delivery(
                 &d,
-                &peer,
+                &a,
+                &home.config.name,
                 "the agreement is active on both nodes",
                 "tandem agreement import --dir <its dir>",
             );

@@ -8,7 +8,7 @@ use curve25519_dalek::scalar::Scalar;
 use rand::Rng;
 use sha2::Sha512;
 use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
-use tandem_psi::{Limits, Querier, RunParams, respond};
+use tandem_psi::{Limits, Querier, respond};
 
 /// Every draw is the offset: the work of a run does not depend on the draws.
 struct Midpoint;
@@ -54,25 +54,7 @@ fn full_run(c: &mut Criterion) {
         .chunks(n / 3 + 1)
         .map(<[_]>::to_vec)
         .collect();
-    let params = RunParams {
-        agreement_id: [1; 32],
-        join_key: "email_sha256_v1".into(),
-        run_id: [2; 16],
-        querier_buckets: a.len() as u32,
-        responder_buckets: b.len() as u32,
-        querier_bucket_noise: ShiftedLaplace {
-            scale: 1.0,
-            offset: 25,
-        },
-        responder_bucket_noise: ShiftedLaplace {
-            scale: 4.0,
-            offset: 90,
-        },
-        cell_noise: ShiftedLaplace {
-            scale: 4.0 / 3.0,
-            offset: 30,
-        },
-    };
+    let params = tandem_psi::bench::typical_params(a.len() as u32, b.len() as u32);
     let limits = Limits::default();
     let mut group = c.benchmark_group("full_run");
     group.sample_size(10);

@@ -66,15 +66,15 @@ pub fn run(n: usize) -> Result<BenchReport, PsiError> {
     run_with_noise(n, &mut Midpoint)
 }
 
-/// [`run`] with the given noise source (e.g. `OpenDpNoise`).
-pub fn run_with_noise(n: usize, noise: &mut dyn NoiseSource) -> Result<BenchReport, PsiError> {
-    let (na, nb) = BUCKETS;
-    let params = RunParams {
+/// Parameters of a typical run (ε = 1 for the responder, ε = 1 for the querier's bucket sizes,
+/// δ ≈ 1e-9: T = 30 per cell) for benchmarks; fixed ids, never for a real release.
+pub fn typical_params(querier_buckets: u32, responder_buckets: u32) -> RunParams {
+    RunParams {
         agreement_id: [7; 32],
-        join_key: "email_sha256_v1".into(),
+        join_key: "email/tandem-id-v1".into(),
         run_id: [9; 16],
-        querier_buckets: na,
-        responder_buckets: nb,
+        querier_buckets,
+        responder_buckets,
         querier_bucket_noise: ShiftedLaplace {
             scale: 1.0,
             offset: 25,
@@ -87,7 +87,13 @@ pub fn run_with_noise(n: usize, noise: &mut dyn NoiseSource) -> Result<BenchRepo
             scale: 4.0 / 3.0,
             offset: 30,
         },
-    };
+    }
+}
+
+/// [`run`] with the given noise source (e.g. `OpenDpNoise`).
+pub fn run_with_noise(n: usize, noise: &mut dyn NoiseSource) -> Result<BenchReport, PsiError> {
+    let (na, nb) = BUCKETS;
+    let params = typical_params(na, nb);
     let mut rng = rand::rng();
     let overlap = n / 4;
     let mut digest = || {
