@@ -276,6 +276,16 @@ async fn tampered_or_foreign_messages_are_rejected() {
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(text.contains("tandem-id-v0"), "{text}");
+    // A querier naming a δ other than the agreement's is refused (a larger δ would mean a
+    // smaller offset T and more clamping than the responder agreed to).
+    let (env, body, _) = signed_request(&f);
+    let (opening, message) = crate::wire::unframe(&body, 1 << 20).expect("frame");
+    let mut opening: crate::overlap::RunOpening = serde_json::from_value(opening).expect("opening");
+    opening.request.delta = 0.01;
+    let body = crate::wire::frame(&serde_json::to_value(&opening).expect("json"), message);
+    let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("δ"), "{text}");
     // A stale timestamp.
     let (mut env, body, _) = signed_request(&f);
     env.timestamp_ms -= crate::wire::MAX_SKEW_MS + 1000;

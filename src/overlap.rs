@@ -212,9 +212,21 @@ pub fn active_agreement(store: &Store, id: &str, me: &str) -> Result<(Agreement,
     Ok((agreement, peer))
 }
 
-/// Checks the columns against the agreement (minimum necessity: only listed columns, only
-/// their public value sets).
-pub fn check_columns(
+/// δ of a run: the smaller of the two parties' per-query δ (each side derives it from the
+/// agreement; the responder refuses a request naming another).
+pub fn run_delta(agreement: &Agreement) -> f64 {
+    agreement
+        .terms
+        .parties
+        .iter()
+        .map(|p| p.budget.delta_per_query)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Checks a request against the agreement: the join key and columns it lists (minimum
+/// necessity: only listed columns, only their public value sets), a positive ε, the agreement's
+/// δ and this node's identifier rules.
+pub fn check_request(
     agreement: &Agreement,
     querier: &str,
     responder: &str,
@@ -226,6 +238,13 @@ pub fn check_columns(
             "join key {:?} is not in the agreement (allowed: {})",
             req.join_key,
             keys.join(", ")
+        );
+    }
+    if req.delta != run_delta(agreement) {
+        bail!(
+            "the request's δ {} is not the agreement's per-query δ {}",
+            req.delta,
+            run_delta(agreement)
         );
     }
     if req.identity_rules != tandem_identity::RULES_VERSION {

@@ -14,7 +14,7 @@ use crate::home::Home;
 use crate::ledger_head::{BudgetView, SignedHead, budget_view};
 use crate::overlap::{
     OverlapQuery, OverlapReport, Receipt, RunOpening, RunRequest, active_agreement, bucket_labels,
-    budget_period_start, cells, check_columns, explain, load_buckets, new_run, query_fingerprint,
+    budget_period_start, cells, check_request, explain, load_buckets, new_run, query_fingerprint,
 };
 
 /// Runs the querier's side of an overlap query against the peer named in the agreement.
@@ -110,12 +110,7 @@ fn plan(store: &Store, me: &str, q: &OverlapQuery) -> Result<Plan> {
             .cloned()
             .context("agreement names no join key")?,
     };
-    let delta = agreement
-        .terms
-        .parties
-        .iter()
-        .map(|p| p.budget.delta_per_query)
-        .fold(f64::INFINITY, f64::min);
+    let delta = crate::overlap::run_delta(&agreement);
     let request = RunRequest {
         protocol: "psi-ca-v1".into(),
         join_key,
@@ -125,7 +120,7 @@ fn plan(store: &Store, me: &str, q: &OverlapQuery) -> Result<Plan> {
         delta,
         identity_rules: tandem_identity::RULES_VERSION.to_string(),
     };
-    check_columns(&agreement, me, &peer, &request)?;
+    check_request(&agreement, me, &peer, &request)?;
     Ok(Plan {
         agreement,
         peer,

@@ -58,7 +58,7 @@ fn check_run<'b>(
         .verify(&env.agreement_id, &env.run_id, &peer_key)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e))?;
     let request = opening.request;
-    crate::overlap::check_columns(&agreement, &peer, &state.name, &request).map_err(forbidden)?;
+    crate::overlap::check_request(&agreement, &peer, &state.name, &request).map_err(forbidden)?;
     let run_id = crate::overlap::parse_run_id(&env.run_id).map_err(bad_request)?;
     let params = request
         .params(&agreement, run_id, &peer, &state.name)
