@@ -100,11 +100,9 @@ pub struct InitArgs {
     pub default_country_code: Option<u16>,
 }
 
-/// `tandem import`.
+/// A CSV file of people and where their identifier is.
 #[derive(Args, Debug)]
-pub struct ImportArgs {
-    #[command(flatten)]
-    pub dir: DirArg,
+pub struct IdFile {
     /// CSV file with a header row.
     #[arg(long)]
     pub file: PathBuf,
@@ -114,6 +112,15 @@ pub struct ImportArgs {
     /// Identifier kind: email, phone, device_id or sha256 (already normalised and hashed).
     #[arg(long)]
     pub id_kind: String,
+}
+
+/// `tandem import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub source: IdFile,
     /// Attribute columns to keep for grouping (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub attributes: Vec<String>,
@@ -303,20 +310,13 @@ pub enum ReportCmd {
     },
 }
 
-/// `tandem suppress`.
+/// `tandem suppress`: the file lists people who withdrew consent or asked for deletion.
 #[derive(Args, Debug)]
 pub struct SuppressArgs {
     #[command(flatten)]
     pub dir: DirArg,
-    /// CSV file (with a header row) of people who withdrew consent or asked for deletion.
-    #[arg(long)]
-    pub file: PathBuf,
-    /// Column holding the identifier.
-    #[arg(long)]
-    pub id_column: String,
-    /// Identifier kind: email, phone, device_id or sha256.
-    #[arg(long)]
-    pub id_kind: String,
+    #[command(flatten)]
+    pub source: IdFile,
 }
 
 /// `tandem demo`.

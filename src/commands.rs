@@ -118,15 +118,19 @@ pub async fn run(command: Command) -> Result<()> {
 
 async fn import(a: ImportArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
-    let kind: tandem_identity::IdKind = a.id_kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kind: tandem_identity::IdKind = a
+        .source
+        .id_kind
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = tandem_store::ImportOptions {
         audience: a.audience,
         attributes: a.attributes,
         normaliser: home.normaliser(),
-        ..tandem_store::ImportOptions::new(a.id_column, kind)
+        ..tandem_store::ImportOptions::new(a.source.id_column, kind)
     };
     let store_path = home.store_path();
-    let file = a.file.clone();
+    let file = a.source.file.clone();
     let started = std::time::Instant::now();
     let report = tokio::task::spawn_blocking(move || -> Result<tandem_store::ImportReport> {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -495,22 +499,32 @@ fn token(cmd: TokenCmd) -> Result<()> {
 
 fn suppress(a: SuppressArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
-    let kind: tandem_identity::IdKind = a.id_kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kind: tandem_identity::IdKind = a
+        .source
+        .id_kind
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let normaliser = home.normaliser();
-    let mut reader =
-        csv::Reader::from_path(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let mut reader = csv::Reader::from_path(&a.source.file)
+        .with_context(|| format!("reading {}", a.source.file.display()))?;
     let col = reader
         .headers()?
         .iter()
-        .position(|h| h == a.id_column)
-        .with_context(|| format!("{}: no column {:?}", a.file.display(), a.id_column))?;
+        .position(|h| h == a.source.id_column)
+        .with_context(|| {
+            format!(
+                "{}: no column {:?}",
+                a.source.file.display(),
+                a.source.id_column
+            )
+        })?;
     let mut digests = Vec::new();
     for (i, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{}: line {}", a.file.display(), i + 2))?;
+        let row = row.with_context(|| format!("{}: line {}", a.source.file.display(), i + 2))?;
         let raw = row.get(col).unwrap_or("");
         let d = normaliser
             .digest(kind, raw)
-            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", a.file.display(), i + 2))?;
+            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", a.source.file.display(), i + 2))?;
         digests.push(d);
     }
     let removed = home.store()?.delete_digests(&digests, "cli:admin")?;

@@ -24,6 +24,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Serve(_) | cli::Command::Demo(_)) {
+        exit_quietly_on_closed_stdout();
+    }
     init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -54,3 +57,18 @@ fn init_tracing(format: cli::LogFormat) {
         cli::LogFormat::Json => builder.json().init(),
     }
 }
+
+/// Rust starts with SIGPIPE ignored, so `tandem runs | head` would panic once `head` closes the
+/// pipe. Commands that only print take the default action (exit quietly); `serve` and `demo`,
+/// which run servers, keep ignoring it so a closed socket is an error, never a kill.
+#[cfg(unix)]
+fn exit_quietly_on_closed_stdout() {
+    // SAFETY: called once at start-up, before any other thread exists; restores the default
+    // disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn exit_quietly_on_closed_stdout() {}
