@@ -30,7 +30,8 @@ pub struct OverlapQuery {
     pub peer_group_by: Option<String>,
     /// ε of the run (the responder spends all of it, the querier its bucket-size share).
     pub epsilon: f64,
-    /// Ignore a cached answer and spend budget on a fresh run.
+    /// Ignore a cached answer and spend budget on a fresh run (default false).
+    #[serde(default)]
     pub fresh: bool,
 }
 
