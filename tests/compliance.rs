@@ -15,42 +15,21 @@ fn responder_killed_mid_run_restarts_consistent() {
     let shopx = Server::start(&pair.shopx, pair.shopx_port);
     let id = pair.pair(&pair.agreement_file("2099-01-01T00:00:00Z", 10.0, 10.0));
 
-    let querier = {
-        let (acme, id) = (pair.acme.clone(), id.clone());
-        std::thread::spawn(move || {
-            common::tandem(&[
-                "query",
-                "overlap",
-                "--dir",
-                s(&acme),
-                "--agreement",
-                &id,
-                "--group-by",
-                "age_band",
-                "--peer-group-by",
-                "tier",
-                "--epsilon",
-                "1.0",
-                "--json",
-            ])
-        })
-    };
-    // Wait until shopx has charged its ledger for the run and is computing, then SIGKILL it.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !runs(&pair.shopx).iter().any(|r| r["status"] == "started") {
-        assert!(
-            Instant::now() < deadline,
-            "the responder never started the run"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    shopx.kill();
-    let out = querier.join().expect("querier thread");
-    assert!(
-        !out.status.success(),
-        "the query cannot succeed without its responder"
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let outcome = std::thread::scope(|scope| {
+        let querier = scope.spawn(|| overlap(&pair, &id, "1.0", false));
+        // Wait until shopx has charged its ledger for the run and is computing, then SIGKILL it.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !runs(&pair.shopx).iter().any(|r| r["status"] == "started") {
+            assert!(
+                Instant::now() < deadline,
+                "the responder never started the run"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        shopx.kill();
+        querier.join().expect("querier thread")
+    });
+    let err = outcome.expect_err("the query cannot succeed without its responder");
     assert!(err.contains("shopx") || err.contains("failed"), "{err}");
 
     // Restart: the interrupted run is recorded as failed and its charge stays (noised data may
@@ -225,35 +204,18 @@ fn parallel_queries_never_overspend() {
     let _shopx = Server::start(&pair.shopx, pair.shopx_port);
     // shopx can afford exactly three runs at ε = 1; acme (ε/4 a run) can afford all eight.
     let id = pair.pair(&pair.agreement_file("2099-01-01T00:00:00Z", 10.0, 3.0));
-    let queries: Vec<_> = (0..8)
-        .map(|_| {
-            let (acme, id) = (pair.acme.clone(), id.clone());
-            std::thread::spawn(move || {
-                common::tandem(&[
-                    "query",
-                    "overlap",
-                    "--dir",
-                    s(&acme),
-                    "--agreement",
-                    &id,
-                    "--group-by",
-                    "age_band",
-                    "--epsilon",
-                    "1.0",
-                    "--fresh",
-                    "--json",
-                ])
-            })
-        })
-        .collect();
-    let outcomes: Vec<_> = queries
-        .into_iter()
-        .map(|q| q.join().expect("thread"))
-        .collect();
-    let succeeded = outcomes.iter().filter(|o| o.status.success()).count();
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let queries: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| overlap(&pair, &id, "1.0", true)))
+            .collect();
+        queries
+            .into_iter()
+            .map(|q| q.join().expect("thread"))
+            .collect()
+    });
+    let succeeded = outcomes.iter().filter(|o| o.is_ok()).count();
     assert_eq!(succeeded, 3, "exactly the affordable runs succeed");
-    for o in outcomes.iter().filter(|o| !o.status.success()) {
-        let err = String::from_utf8_lossy(&o.stderr);
+    for err in outcomes.iter().filter_map(|o| o.as_ref().err()) {
         assert!(err.contains("shopx") && err.contains("budget"), "{err}");
     }
     assert!(
