@@ -1,0 +1,66 @@
+//! The statistics of Tandem's analyst workflows (issue 12): every analysis is post-processing of
+//! the noised cell counts one psi-ca-v1 run releases, so this crate is pure — no I/O, no
+//! cryptography, no randomness, no node types. The node's analysis registry builds a [`Grid`]
+//! (or the inputs of [`lift()`] / [`attribution()`]) from a run and calls one function here; the
+//! spec is `protocols/analyses-v1.md`.
+//!
+//! * [`noise`]: [`NoisyCount`] (estimate + known noise distribution), [`Estimate`] intervals,
+//!   the ADH-style [`noise_share`] indicator.
+//! * [`grid`]: [`Grid`], the querier's view of a run, and its [`consistent_view`].
+//! * Analyses: [`overlap()`], [`affinity`], [`reach`], [`frequency`], [`funnel`], [`lift()`],
+//!   [`attribution()`], [`cohorts`]; import-time segments in [`segments`].
+//!
+//! Signed unbiased estimates stay primary throughout; every derived figure carries a
+//! `1 − alpha` interval whose method each function documents.
+
+pub mod attribution;
+pub mod conversion;
+pub mod grid;
+pub mod lift;
+pub mod noise;
+pub mod overlap;
+pub mod segments;
+
+#[cfg(test)]
+mod tests;
+
+pub use attribution::{AttributionResult, ChannelCredit, MAX_CHANNELS, TouchRow, attribution};
+pub use conversion::{
+    CohortCell, CohortResult, CohortRow, FrequencyResult, FrequencyRow, FunnelResult, FunnelStage,
+    Inference, cohorts, frequency, funnel,
+};
+pub use grid::{ConsistentView, Grid, consistent_view, project_to_simplex};
+pub use lift::{Arm, ArmResult, LiftResult, lift, lift_from_grid};
+pub use noise::{CountInterval, Estimate, Noise, NoiseShare, NoisyCount, noise_share};
+pub use overlap::{
+    AffinityResult, AffinityRow, OverlapCell, OverlapColumn, OverlapResult, OverlapRow,
+    PeerReachRow, ReachResult, ReachRow, affinity, overlap, reach,
+};
+pub use segments::{Bands, RfmGroup, RfmScore, quintile_scores, rfm_scores};
+
+/// Errors of the analytics layer. Messages name the offending parameter, label or row.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnalyticsError {
+    /// Lengths or labels of the inputs do not fit together.
+    #[error("shape: {0}")]
+    Shape(String),
+    /// A bucket label the analysis needs is not in the grid.
+    #[error("unknown {what} {label:?}")]
+    UnknownLabel {
+        /// `my bucket` or `peer bucket`.
+        what: &'static str,
+        /// The label asked for.
+        label: String,
+    },
+    /// A parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// A value of an input column is unusable (0-based row).
+    #[error("row {row}: {reason}")]
+    InvalidValue {
+        /// 0-based row of the value.
+        row: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

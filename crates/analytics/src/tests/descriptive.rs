@@ -1,0 +1,134 @@
+//! Coverage of the descriptive analyses (affinity, reach, frequency, funnel, overlap, cohorts):
+//! a fixed true grid, released many times with seeded noise; the truth of every figure is the
+//! same analysis run on the exact grid.
+
+use super::{Sim, run_noise};
+use crate::{
+    Estimate, Grid, Inference, Noise, NoisyCount, affinity, cohorts, frequency, funnel, overlap,
+    reach,
+};
+
+const RUNS: u64 = 200;
+
+/// True cells (4 of my buckets × 3 of the peer's), my sizes, the peer's sizes.
+const CELLS: [u64; 12] = [120, 40, 300, 80, 60, 150, 30, 90, 60, 200, 20, 100];
+const MY_SIZES: [u64; 4] = [2000, 1500, 900, 2500];
+const PEER_SIZES: [u64; 3] = [1000, 800, 1500];
+
+fn grid(cells: Vec<NoisyCount>, peer_sizes: Vec<NoisyCount>) -> Grid {
+    Grid::new(
+        ["1", "2", "3", "4+"].map(str::to_owned).to_vec(),
+        ["converted", "active", "other"].map(str::to_owned).to_vec(),
+        cells,
+        MY_SIZES.to_vec(),
+        peer_sizes,
+    )
+    .unwrap()
+}
+
+fn exact() -> Grid {
+    grid(
+        CELLS.iter().map(|&c| NoisyCount::exact(c)).collect(),
+        PEER_SIZES.iter().map(|&c| NoisyCount::exact(c)).collect(),
+    )
+}
+
+fn released(sim: &mut Sim, cell: Noise, size: Noise) -> Grid {
+    grid(
+        CELLS.iter().map(|&c| sim.noisy(c, cell)).collect(),
+        PEER_SIZES.iter().map(|&c| sim.noisy(c, size)).collect(),
+    )
+}
+
+/// Every interval of a result, in a fixed order (via its JSON), paired with nothing else.
+fn estimates(value: &serde_json::Value, out: &mut Vec<Estimate>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let (Some(e), Some(lo), Some(hi)) = (
+                map.get("estimate").and_then(|v| v.as_f64()),
+                map.get("ci_low").and_then(|v| v.as_f64()),
+                map.get("ci_high").and_then(|v| v.as_f64()),
+            ) {
+                out.push(Estimate {
+                    estimate: e,
+                    ci_low: lo,
+                    ci_high: hi,
+                });
+            } else {
+                map.values().for_each(|v| estimates(v, out));
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| estimates(v, out)),
+        _ => {}
+    }
+}
+
+fn all<T: serde::Serialize>(result: &T) -> Vec<Estimate> {
+    let mut out = Vec::new();
+    estimates(&serde_json::to_value(result).unwrap(), &mut out);
+    out
+}
+
+/// Share of (run, figure) pairs whose interval holds the truth, and the worst figure's share.
+fn coverage(name: &str, eps: f64, analysis: impl Fn(&Grid) -> Vec<Estimate>) -> (f64, f64) {
+    let (cell, size) = run_noise(eps);
+    let truth: Vec<f64> = analysis(&exact()).iter().map(|e| e.estimate).collect();
+    let mut hits = vec![0u64; truth.len()];
+    for seed in 0..RUNS {
+        let mut sim = Sim::new(20_000 + seed);
+        let got = analysis(&released(&mut sim, cell, size));
+        assert_eq!(got.len(), truth.len(), "{name}: a figure went missing");
+        for ((h, e), &t) in hits.iter_mut().zip(&got).zip(&truth) {
+            *h += u64::from(e.covers(t));
+        }
+    }
+    let total = hits.iter().sum::<u64>() as f64 / (RUNS as f64 * truth.len() as f64);
+    let worst = hits.iter().copied().min().unwrap_or(0) as f64 / RUNS as f64;
+    println!(
+        "{name} (ε = {eps}): {} figures × {RUNS} runs, coverage {:.3}, worst figure {:.3}",
+        truth.len(),
+        total,
+        worst
+    );
+    (total, worst)
+}
+
+fn check(name: &str, analysis: impl Fn(&Grid) -> Vec<Estimate> + Copy) {
+    for eps in [1.0, 0.25] {
+        let (total, worst) = coverage(name, eps, analysis);
+        assert!(total >= 0.93, "{name} at ε = {eps}: coverage {total}");
+        assert!(worst >= 0.88, "{name} at ε = {eps}: worst figure {worst}");
+    }
+}
+
+#[test]
+fn affinity_intervals_cover_the_truth() {
+    check("affinity", |g| all(&affinity(g, "active", 0.05).unwrap()));
+}
+
+#[test]
+fn reach_intervals_cover_the_truth() {
+    check("reach", |g| all(&reach(g, 0.05).unwrap()));
+}
+
+#[test]
+fn frequency_intervals_cover_the_truth() {
+    check("frequency", |g| {
+        all(&frequency(g, Some("converted"), Inference::Descriptive, 0.05).unwrap())
+    });
+}
+
+#[test]
+fn funnel_intervals_cover_the_truth() {
+    check("funnel", |g| {
+        all(&funnel(g, "converted", Inference::Descriptive, 0.05).unwrap())
+    });
+}
+
+#[test]
+fn overlap_and_cohort_intervals_cover_the_truth() {
+    check("overlap", |g| all(&overlap(g, 0.05).unwrap()));
+    check("cohorts", |g| {
+        all(&cohorts(g, Inference::Descriptive, 0.05).unwrap())
+    });
+}
