@@ -75,14 +75,16 @@ pub struct FrequencyResult {
     pub noise_share: NoiseShare,
 }
 
-/// Analysis 4 (frequency). My buckets are exposure counts per person, capped, **in increasing
-/// order** (`1, 2, …, k+`); the peer's buckets partition its audience (presence, or a
+/// Analysis 4 (frequency). My buckets are exposure counts per person, capped; `levels` names
+/// them **in increasing order** (`1, 2, …, k+`), and my buckets not named (such as the
+/// agreement's `other`) are left out. The peer's buckets partition its audience (presence, or a
 /// conversion flag whose converting value is `conversion`). A customer outside the peer's
 /// audience counts as not converted.
 ///
-/// Errors: unknown `conversion` label, malformed grid, bad `alpha`.
+/// Errors: unknown or repeated level, unknown `conversion` label, malformed grid, bad `alpha`.
 pub fn frequency(
     grid: &Grid,
+    levels: &[&str],
     conversion: Option<&str>,
     inference: Inference,
     alpha: f64,
@@ -90,11 +92,15 @@ pub fn frequency(
     grid.validate()?;
     check_alpha(alpha)?;
     let conv = conversion.map(|l| grid.col(l)).transpose()?;
+    let order = ordered_rows(grid, levels)?;
     let counts = grid.counts();
-    let nr = grid.mine.len();
-    let rows = (0..nr)
-        .map(|r| {
-            let at_least = (r..nr).fold(Form::default(), |f, j| f.plus(grid.row_form(j)));
+    let rows = order
+        .iter()
+        .enumerate()
+        .map(|(k, &r)| {
+            let at_least = order[k..]
+                .iter()
+                .fold(Form::default(), |f, &j| f.plus(grid.row_form(j)));
             let conv_form = conv.map(|c| Form::terms([grid.cell_index(r, c)]));
             FrequencyRow {
                 bucket: grid.mine[r].clone(),
@@ -120,6 +126,21 @@ pub fn frequency(
         inference,
         noise_share: grid.noise_share(),
     })
+}
+
+/// Row indices of `levels`, in their order. Errors: unknown or repeated level, none at all.
+fn ordered_rows(grid: &Grid, levels: &[&str]) -> Result<Vec<usize>, AnalyticsError> {
+    if levels.is_empty() {
+        return Err(AnalyticsError::InvalidParameter("no levels given".into()));
+    }
+    let rows = levels
+        .iter()
+        .map(|l| grid.row(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    if (1..rows.len()).any(|i| rows[..i].contains(&rows[i])) {
+        return Err(AnalyticsError::InvalidParameter("a level repeats".into()));
+    }
+    Ok(rows)
 }
 
 /// One stage of a funnel result.
@@ -155,14 +176,16 @@ pub struct FunnelResult {
     pub noise_share: NoiseShare,
 }
 
-/// Analysis 5 (funnel). My buckets are the deepest stage each customer reached, **shallowest
-/// first** (one column, so each customer is in one bucket and sensitivity stays 1); the peer's
-/// buckets include the purchase value `purchased`. Stage counts are mine and exact; purchasers
-/// from a stage are sums of noised cells.
+/// Analysis 5 (funnel). My buckets are the deepest stage each customer reached (one column, so
+/// each customer is in one bucket and sensitivity stays 1); `stages` names them **shallowest
+/// first**, and my buckets not named (such as `other`) are left out. The peer's buckets include
+/// the purchase value `purchased`. Stage counts are mine and exact; purchasers from a stage are
+/// sums of noised cells.
 ///
-/// Errors: unknown `purchased` label, malformed grid, bad `alpha`.
+/// Errors: unknown or repeated stage, unknown `purchased` label, malformed grid, bad `alpha`.
 pub fn funnel(
     grid: &Grid,
+    stages: &[&str],
     purchased: &str,
     inference: Inference,
     alpha: f64,
@@ -170,15 +193,15 @@ pub fn funnel(
     grid.validate()?;
     check_alpha(alpha)?;
     let p = grid.col(purchased)?;
+    let order = ordered_rows(grid, stages)?;
     let counts = grid.counts();
-    let nr = grid.mine.len();
-    let mut stages = Vec::with_capacity(nr);
+    let mut out = Vec::with_capacity(order.len());
     let mut previous: Option<u64> = None;
-    for r in 0..nr {
-        let reached: u64 = grid.my_sizes[r..].iter().sum();
-        let purchasers = Form::terms((r..nr).map(|j| grid.cell_index(j, p)));
+    for (k, &r) in order.iter().enumerate() {
+        let reached: u64 = order[k..].iter().map(|&j| grid.my_sizes[j]).sum();
+        let purchasers = Form::terms(order[k..].iter().map(|&j| grid.cell_index(j, p)));
         let cell = Form::terms([grid.cell_index(r, p)]);
-        stages.push(FunnelStage {
+        out.push(FunnelStage {
             stage: grid.mine[r].clone(),
             deepest: grid.my_sizes[r],
             reached,
@@ -193,7 +216,7 @@ pub fn funnel(
         previous = Some(reached);
     }
     Ok(FunnelResult {
-        stages,
+        stages: out,
         inference,
         noise_share: grid.noise_share(),
     })

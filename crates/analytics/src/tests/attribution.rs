@@ -101,3 +101,43 @@ fn bad_touch_rows_are_refused() {
     assert!(r.baseline_rate.is_none());
     assert!((r.channels[0].shapley.estimate - 0.1).abs() < 1e-12);
 }
+
+#[test]
+fn shapley_values_by_hand() {
+    let row = |coalition: u8, conversions: u64| TouchRow {
+        coalition,
+        first: None,
+        last: None,
+        size: 1000,
+        conversions: NoisyCount::exact(conversions),
+    };
+    // Additive rates 0.02 + 0.03·search + 0.01·social + 0.05·video: φ = the effects exactly.
+    let additive: Vec<TouchRow> = (0u8..8)
+        .map(|s| {
+            let per_mille = 20
+                + [30, 10, 50]
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| s & (1 << i) != 0)
+                    .map(|(_, e)| e)
+                    .sum::<u64>();
+            row(s, per_mille)
+        })
+        .collect();
+    let r = attribution(&channels(), &additive, Inference::Descriptive, 0.05).unwrap();
+    for (c, beta) in r.channels.iter().zip(EFFECTS) {
+        assert!((c.shapley.estimate - beta).abs() < 1e-12);
+        assert_eq!(c.shapley.ci_low, c.shapley.ci_high);
+        assert_eq!(c.reach, 4000);
+    }
+    // Two channels with an interaction: v({0}) = 0.03, v({1}) = 0.01, v({0, 1}) = 0.06 over a
+    // baseline of 0.02; φ₀ = (0.03 + (0.06 − 0.01))/2 = 0.04, φ₁ = (0.01 + (0.06 − 0.03))/2 = 0.02.
+    let two = ["a", "b"].map(str::to_owned);
+    let rows = [row(0, 20), row(1, 50), row(2, 30), row(3, 80)];
+    let r = attribution(&two, &rows, Inference::Descriptive, 0.05).unwrap();
+    assert!((r.channels[0].shapley.estimate - 0.04).abs() < 1e-12);
+    assert!((r.channels[1].shapley.estimate - 0.02).abs() < 1e-12);
+    // Linear: coalition {a, b}'s 80 converters split 40/40.
+    assert!((r.channels[0].linear.estimate - 90.0).abs() < 1e-12);
+    assert!((r.channels[0].shapley_conversions.estimate - 0.04 * 2000.0).abs() < 1e-9);
+}

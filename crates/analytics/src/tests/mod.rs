@@ -8,6 +8,7 @@
 mod attribution;
 mod descriptive;
 mod lift;
+mod values;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
