@@ -71,25 +71,8 @@ pub struct LiftResult {
 /// Errors: [`AnalyticsError::InvalidParameter`] for an empty arm or `alpha ∉ (0, 1)`.
 pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, AnalyticsError> {
     check_alpha(alpha)?;
-    for arm in [test, control] {
-        if arm.size == 0 {
-            return Err(AnalyticsError::InvalidParameter(format!(
-                "arm {:?} has no customers",
-                arm.name
-            )));
-        }
-    }
     let counts = [test.conversions, control.conversions];
-    let (nt, nc) = (test.size as f64, control.size as f64);
-    let (rt, rc) = (
-        test.conversions.estimate as f64 / nt,
-        control.conversions.estimate as f64 / nc,
-    );
-    let binom = |r: f64, n: f64| {
-        let p = r.clamp(0.0, 1.0);
-        p * (1.0 - p) / n
-    };
-    let (st, sc) = (binom(rt, nt), binom(rc, nc));
+    // Fails for an empty arm before anything divides by its size.
     let arms = [test, control]
         .iter()
         .enumerate()
@@ -100,22 +83,30 @@ pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, Analyti
                 arm.size,
                 Inference::Population,
                 alpha,
-            );
-            let e = e.unwrap_or(Estimate {
-                estimate: f64::NAN,
-                ci_low: 0.0,
-                ci_high: 1.0,
-            });
-            ArmResult {
+            )
+            .ok_or_else(|| {
+                AnalyticsError::InvalidParameter(format!("arm {:?} has no customers", arm.name))
+            })?;
+            Ok(ArmResult {
                 name: arm.name.clone(),
                 size: arm.size,
                 conversions: arm.conversions.estimate,
                 rate: e.estimate,
                 ci_low: e.ci_low,
                 ci_high: e.ci_high,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, AnalyticsError>>()?;
+    let (nt, nc) = (test.size as f64, control.size as f64);
+    let (rt, rc) = (
+        test.conversions.estimate as f64 / nt,
+        control.conversions.estimate as f64 / nc,
+    );
+    let binom = |r: f64, n: f64| {
+        let p = r.clamp(0.0, 1.0);
+        p * (1.0 - p) / n
+    };
+    let (st, sc) = (binom(rt, nt), binom(rc, nc));
     let diff = Form::default().term(0, 1.0 / nt).term(1, -1.0 / nc);
     let lift_abs = linear(&counts, &diff, st + sc, alpha);
     let lift_rel = product(
