@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AnalyticsError;
 use crate::conversion::Inference;
+use crate::grid::Grid;
 use crate::noise::{Estimate, Form, NoiseShare, NoisyCount, check_alpha, linear, noise_share};
 
 /// The most channels an attribution takes (`2⁶ = 64` coalitions).
@@ -93,7 +94,8 @@ struct Value {
 /// Attribution over `channels` (1 to [`MAX_CHANNELS`] names) from `rows` at confidence
 /// `1 − alpha`; `inference` applies to the Shapley values.
 ///
-/// Errors: [`AnalyticsError::InvalidParameter`] for a channel count out of range, a coalition
+/// Errors: [`AnalyticsError::InvalidParameter`] for a channel count out of range or a bad
+/// channel name (see [`touch_buckets`]), a coalition
 /// naming an unknown channel, a first/last channel outside its coalition (or given for
 /// untouched customers), or a bad `alpha`.
 pub fn attribution(
@@ -103,12 +105,8 @@ pub fn attribution(
     alpha: f64,
 ) -> Result<AttributionResult, AnalyticsError> {
     check_alpha(alpha)?;
+    check_channels(channels)?;
     let k = channels.len();
-    if k == 0 || k > MAX_CHANNELS {
-        return Err(invalid(format!(
-            "attribution takes 1 to {MAX_CHANNELS} channels, got {k}"
-        )));
-    }
     let m = 1usize << k;
     for (j, row) in rows.iter().enumerate() {
         if usize::from(row.coalition) >= m {
@@ -255,6 +253,132 @@ pub fn attribution(
         inference,
         noise_share: noise_share(&counts),
     })
+}
+
+/// One bucket of my attribution column: its public label and what it stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TouchBucket {
+    /// The label: the coalition's channels joined by `+` in channel order (`none` for untouched
+    /// customers), then, with first and last touch, `|first|last`: `search+video|video|search`.
+    pub label: String,
+    /// Bitmask of the coalition.
+    pub coalition: u8,
+    /// First channel's index, with first and last touch.
+    pub first: Option<u8>,
+    /// Last channel's index, with first and last touch.
+    pub last: Option<u8>,
+}
+
+/// Every bucket of the attribution column over `channels` (the public value set the agreement
+/// lists, and what the import computes per customer with [`touch_label`]): `2ᵏ` coalitions, or
+/// with `first_last`, `1 + Σ_S |S|²` (coalition, first, last) buckets (673 for six channels).
+///
+/// Errors: [`AnalyticsError::InvalidParameter`] for a channel count outside 1 to
+/// [`MAX_CHANNELS`], or a channel name that is empty or holds `+` or `|`, or repeats.
+pub fn touch_buckets(
+    channels: &[String],
+    first_last: bool,
+) -> Result<Vec<TouchBucket>, AnalyticsError> {
+    check_channels(channels)?;
+    let k = channels.len() as u8;
+    let mut out = Vec::new();
+    for s in 0u8..(1 << k) {
+        let members: Vec<u8> = (0..k).filter(|i| s & (1 << i) != 0).collect();
+        if !first_last || s == 0 {
+            out.push(bucket(channels, s, None, None));
+            continue;
+        }
+        for &f in &members {
+            for &l in &members {
+                out.push(bucket(channels, s, Some(f), Some(l)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The label of one customer's bucket: `coalition` bitmask and, with first and last touch,
+/// their channel indices (see [`TouchBucket::label`]). Indices are not checked here; the
+/// import checks a customer's channels against the agreement's list.
+pub fn touch_label(
+    channels: &[String],
+    coalition: u8,
+    first: Option<u8>,
+    last: Option<u8>,
+) -> String {
+    bucket(channels, coalition, first, last).label
+}
+
+fn bucket(channels: &[String], coalition: u8, first: Option<u8>, last: Option<u8>) -> TouchBucket {
+    let names: Vec<&str> = channels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| coalition & (1 << i) != 0)
+        .map(|(_, c)| c.as_str())
+        .collect();
+    let mut label = if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join("+")
+    };
+    let name = |i: u8| channels.get(usize::from(i)).map_or("?", String::as_str);
+    if let (Some(f), Some(l)) = (first, last) {
+        label = format!("{label}|{}|{}", name(f), name(l));
+    }
+    TouchBucket {
+        label,
+        coalition,
+        first,
+        last,
+    }
+}
+
+/// [`attribution`] read off a grid whose buckets of mine are [`touch_buckets`] labels (with or
+/// without first and last touch, detected from the labels) and whose peer bucket `converted`
+/// holds the converters. My buckets with other labels (the agreement's `other`) are left out.
+///
+/// Errors: as [`attribution`] and [`touch_buckets`]; unknown `converted`; malformed grid.
+pub fn attribution_from_grid(
+    grid: &Grid,
+    channels: &[String],
+    converted: &str,
+    inference: Inference,
+    alpha: f64,
+) -> Result<AttributionResult, AnalyticsError> {
+    grid.validate()?;
+    let c = grid.col(converted)?;
+    let first_last = grid.mine.iter().any(|l| l.contains('|'));
+    let rows: Vec<TouchRow> = touch_buckets(channels, first_last)?
+        .into_iter()
+        .filter_map(|b| {
+            let r = grid.row(&b.label).ok()?;
+            Some(TouchRow {
+                coalition: b.coalition,
+                first: b.first,
+                last: b.last,
+                size: grid.my_sizes[r],
+                conversions: *grid.cell(r, c),
+            })
+        })
+        .collect();
+    attribution(channels, &rows, inference, alpha)
+}
+
+fn check_channels(channels: &[String]) -> Result<(), AnalyticsError> {
+    let k = channels.len();
+    if k == 0 || k > MAX_CHANNELS {
+        return Err(invalid(format!(
+            "attribution takes 1 to {MAX_CHANNELS} channels, got {k}"
+        )));
+    }
+    for (i, c) in channels.iter().enumerate() {
+        if c.is_empty() || c.contains(['+', '|']) || c == "none" || channels[..i].contains(c) {
+            return Err(invalid(format!(
+                "channel name {c:?} is empty, holds '+' or '|', is 'none' or repeats"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn invalid(reason: String) -> AnalyticsError {

@@ -24,7 +24,10 @@ pub mod segments;
 #[cfg(test)]
 mod tests;
 
-pub use attribution::{AttributionResult, ChannelCredit, MAX_CHANNELS, TouchRow, attribution};
+pub use attribution::{
+    AttributionResult, ChannelCredit, MAX_CHANNELS, TouchBucket, TouchRow, attribution,
+    attribution_from_grid, touch_buckets, touch_label,
+};
 pub use conversion::{
     CohortCell, CohortResult, CohortRow, FrequencyResult, FrequencyRow, FunnelResult, FunnelStage,
     Inference, cohorts, frequency, funnel,

@@ -236,6 +236,23 @@ impl Bands {
         }
     }
 
+    /// Capped counts, for exposure frequency: `0`, `1`, …, `cap−1`, `cap+` (edges `1 … cap`;
+    /// a fractional count falls in the band of its integer part). Errors:
+    /// [`AnalyticsError::InvalidParameter`] for `cap = 0`.
+    pub fn frequency(cap: u32) -> Result<Bands, AnalyticsError> {
+        if cap == 0 {
+            return Err(AnalyticsError::InvalidParameter(
+                "frequency cap must be at least 1".into(),
+            ));
+        }
+        let mut labels: Vec<String> = (0..cap).map(|i| i.to_string()).collect();
+        labels.push(format!("{cap}+"));
+        Ok(Bands {
+            edges: (1..=cap).map(f64::from).collect(),
+            labels,
+        })
+    }
+
     /// The labels, lowest band first: the public value set of the banded column.
     pub fn labels(&self) -> &[String] {
         &self.labels
@@ -371,6 +388,13 @@ mod tests {
             Err(AnalyticsError::InvalidValue { row: 1, .. })
         ));
         assert!(Bands::new(&[3.0, 3.0]).is_err());
+        let f = Bands::frequency(3).unwrap();
+        assert_eq!(f.labels(), &["0", "1", "2", "3+"]);
+        assert_eq!(
+            f.band_column(&[0.0, 1.0, 2.0, 3.0, 40.0]).unwrap(),
+            vec!["0", "1", "2", "3+", "3+"]
+        );
+        assert!(Bands::frequency(0).is_err());
         assert!(Bands::with_labels(&[10.0], &["low", "low"]).is_err());
         assert_eq!(
             Bands::with_labels(&[10.0], &["low", "high"])

@@ -1,7 +1,10 @@
 //! Attribution: Shapley values recover planted additive channel effects.
 
 use super::{Sim, run_noise};
-use crate::{AnalyticsError, Inference, NoisyCount, TouchRow, attribution};
+use crate::{
+    AnalyticsError, Grid, Inference, NoisyCount, TouchRow, attribution, attribution_from_grid,
+    touch_buckets, touch_label,
+};
 
 const BASELINE: f64 = 0.02;
 const EFFECTS: [f64; 3] = [0.03, 0.01, 0.05];
@@ -140,4 +143,59 @@ fn shapley_values_by_hand() {
     // Linear: coalition {a, b}'s 80 converters split 40/40.
     assert!((r.channels[0].linear.estimate - 90.0).abs() < 1e-12);
     assert!((r.channels[0].shapley_conversions.estimate - 0.04 * 2000.0).abs() < 1e-9);
+}
+
+#[test]
+fn touch_buckets_label_the_composite_column() {
+    let ch = channels();
+    let plain = touch_buckets(&ch, false).unwrap();
+    assert_eq!(plain.len(), 8);
+    assert_eq!(plain[0].label, "none");
+    assert_eq!(plain[5].label, "search+video");
+    let full = touch_buckets(&ch, true).unwrap();
+    // 1 + 3·1 + 3·4 + 1·9
+    assert_eq!(full.len(), 25);
+    assert_eq!(
+        touch_label(&ch, 0b101, Some(2), Some(0)),
+        "search+video|video|search"
+    );
+    assert!(full.iter().any(|b| b.label == "search+video|video|search"));
+    let six: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    assert_eq!(touch_buckets(&six, true).unwrap().len(), 673);
+    for bad in [
+        vec!["a+b".to_owned()],
+        vec!["a".into(), "a".into()],
+        vec!["none".into()],
+    ] {
+        assert!(touch_buckets(&bad, false).is_err());
+    }
+}
+
+#[test]
+fn attribution_reads_a_grid_and_leaves_other_out() {
+    let ch = channels();
+    let mut mine: Vec<String> = touch_buckets(&ch, true)
+        .unwrap()
+        .into_iter()
+        .map(|b| b.label)
+        .collect();
+    mine.push("other".into());
+    let n = mine.len();
+    let (cell, size) = super::run_noise(1.0);
+    let grid = Grid::new(
+        mine,
+        vec!["yes".into(), "other".into()],
+        (0..n)
+            .flat_map(|_| [NoisyCount::new(10, cell), NoisyCount::new(50, cell)])
+            .collect(),
+        vec![200; n],
+        vec![NoisyCount::new(260, size), NoisyCount::new(1300, size)],
+    )
+    .unwrap();
+    let r = attribution_from_grid(&grid, &ch, "yes", Inference::Population, 0.05).unwrap();
+    // 24 touched buckets of 10 converters; "none" and "other" are not touched conversions.
+    assert!((r.conversions.estimate - 240.0).abs() < 1e-9);
+    assert!(r.missing_coalitions.is_empty());
+    assert!(r.channels[0].first_touch.is_some());
+    assert!(attribution_from_grid(&grid, &ch, "no", Inference::Population, 0.05).is_err());
 }
