@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::AnalyticsError;
 use crate::conversion::{Inference, rate};
 use crate::grid::Grid;
-use crate::noise::{Estimate, Form, NoisyCount, check_alpha, linear, p_two_sided, product};
+use crate::noise::{Estimate, Form, NoisyCount, check_alpha, linear, p_two_sided_cf, product};
 
 /// One arm's input: my exact size and the noised count of its converters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,8 +130,10 @@ pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, Analyti
     let var0 = pooled * (1.0 - pooled) * (1.0 / nt + 1.0 / nc)
         + test.conversions.noise.variance() / (nt * nt)
         + control.conversions.noise.variance() / (nc * nc);
+    let kappa4 = test.conversions.noise.fourth_cumulant() / nt.powi(4)
+        + control.conversions.noise.fourth_cumulant() / nc.powi(4);
     let p_value = if var0 > 0.0 {
-        p_two_sided((rt - rc) / var0.sqrt())
+        p_two_sided_cf((rt - rc) / var0.sqrt(), kappa4 / (var0 * var0))
     } else if rt == rc {
         1.0
     } else {

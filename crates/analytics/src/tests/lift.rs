@@ -51,26 +51,36 @@ fn lift_interval_covers_a_planted_lift() {
 
 #[test]
 fn p_values_are_roughly_uniform_without_lift() {
-    let runs = 200;
-    let mut p: Vec<f64> = (0..runs)
-        .map(|seed| {
-            let mut sim = Sim::new(5000 + seed);
-            let (t, c) = experiment(&mut sim, 2000, 0.1, 0.1, 0.1);
-            lift(&t, &c, 0.05).unwrap().p_value
-        })
-        .collect();
-    p.sort_by(f64::total_cmp);
-    // Kolmogorov–Smirnov distance to U(0, 1); the 1% critical value at n = 200 is ≈ 0.115.
-    let n = p.len() as f64;
-    let ks = p
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| (x - i as f64 / n).abs().max(((i + 1) as f64 / n - x).abs()))
-        .fold(0.0, f64::max);
-    let rejections = p.iter().filter(|&&x| x < 0.05).count();
-    println!("null p-values over {runs} runs: KS distance {ks:.3}, p < 0.05 in {rejections}");
-    assert!(ks < 0.115, "KS {ks}");
-    assert!(rejections <= 20, "{rejections} rejections of 200 at 5%");
+    // Balanced (n = 2000: noise s.d. ≈ 0.7 × sampling s.d.) and noise-dominated (n = 300:
+    // noise s.d. ≈ 3.6 × sampling s.d.), both at ε = 0.1 and a 10% conversion rate.
+    for (n, seed0) in [(2000, 5000), (300, 7000)] {
+        let runs = 200;
+        let mut p: Vec<f64> = (0..runs)
+            .map(|seed| {
+                let mut sim = Sim::new(seed0 + seed);
+                let (t, c) = experiment(&mut sim, n, 0.1, 0.1, 0.1);
+                lift(&t, &c, 0.05).unwrap().p_value
+            })
+            .collect();
+        p.sort_by(f64::total_cmp);
+        // Kolmogorov–Smirnov distance to U(0, 1); the 1% critical value at 200 runs is ≈ 0.115.
+        let m = p.len() as f64;
+        let ks = p
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (x - i as f64 / m).abs().max(((i + 1) as f64 / m - x).abs()))
+            .fold(0.0, f64::max);
+        let rejections = p.iter().filter(|&&x| x < 0.05).count();
+        println!(
+            "null p-values, n = {n} per arm, {runs} runs: KS distance {ks:.3}, \
+             p < 0.05 in {rejections}"
+        );
+        assert!(ks < 0.115, "n = {n}: KS {ks}");
+        assert!(
+            rejections <= 20,
+            "n = {n}: {rejections} rejections of 200 at 5%"
+        );
+    }
 }
 
 #[test]

@@ -56,11 +56,14 @@ impl Sim {
 }
 
 /// Noise of the cells and of the peer's sizes for responder ε `eps` (psi-ca-v1 §6 split: 3/4 to
-/// the cells, 1/4 to the sizes), with a clamp far in the tail.
+/// the cells, 1/4 to the sizes), each clamped where its one-sided tail `q^T/(1 + q)` falls
+/// below `δ/2 = 5·10⁻¹⁰` (`T ≈ s·ln(2/δ)`, as `ShiftedLaplace::for_epsilon` chooses).
 pub(crate) fn run_noise(eps: f64) -> (Noise, Noise) {
-    let cell = Noise::clamped_laplace(1.0 / (0.75 * eps), 200).unwrap();
-    let size = Noise::clamped_laplace(1.0 / (0.25 * eps), 600).unwrap();
-    (cell, size)
+    let noise = |scale: f64| {
+        let clamp = (scale * (2.0f64 / 1e-9).ln()).ceil() as u32;
+        Noise::clamped_laplace(scale, clamp).unwrap()
+    };
+    (noise(1.0 / (0.75 * eps)), noise(1.0 / (0.25 * eps)))
 }
 
 #[test]
