@@ -12,6 +12,26 @@
 //!
 //! Signed unbiased estimates stay primary throughout; every derived figure carries a
 //! `1 − alpha` interval whose method each function documents.
+//!
+//! ```
+//! use tandem_analytics::{Grid, Noise, NoisyCount, lift_from_grid};
+//!
+//! // Responder ε = 1: cells at scale 1/(3/4), the peer's sizes at scale 1/(1/4).
+//! let cell = Noise::clamped_laplace(4.0 / 3.0, 29).unwrap();
+//! let size = Noise::clamped_laplace(4.0, 86).unwrap();
+//! let grid = Grid::new(
+//!     vec!["test".into(), "control".into()],
+//!     vec!["converted".into(), "other".into()],
+//!     [1302, 8711, 1005, 8990].map(|c| NoisyCount::new(c, cell)).to_vec(),
+//!     vec![10_000, 10_000],
+//!     [2309, 17_700].map(|c| NoisyCount::new(c, size)).to_vec(),
+//! )
+//! .unwrap();
+//! let lift = lift_from_grid(&grid, "test", "control", "converted", None, 0.05).unwrap();
+//! assert!(lift.lift_abs.ci_low > 0.0 && lift.p_value < 1e-6);
+//! let json = serde_json::to_string(&lift).unwrap(); // {"segment":null,"arms":[{"name":"test",…
+//! assert!(json.contains("\"lift_rel\""));
+//! ```
 
 pub mod attribution;
 pub mod conversion;

@@ -147,6 +147,32 @@ impl Noise {
         };
         Ok(h.min(u64::from(self.clamp)))
     }
+
+    /// Half-width (counts) of the `1 − alpha` interval of a sum of `k ≥ 1` independent errors
+    /// of this distribution, as the analyses compute it: exact ([`Self::half_width`]) for one,
+    /// the kurtosis-corrected normal for more. Data-independent, so a preview can show the
+    /// expected widths of cells (`k = 1`) and of margins over `k` cells before anything runs.
+    ///
+    /// Errors: [`AnalyticsError::InvalidParameter`] for `k = 0` or `alpha ∉ (0, 1)`.
+    pub fn sum_half_width(&self, k: usize, alpha: f64) -> Result<f64, AnalyticsError> {
+        check_alpha(alpha)?;
+        match k {
+            0 => Err(AnalyticsError::InvalidParameter(
+                "a sum needs at least one term".into(),
+            )),
+            1 => Ok(self.half_width(alpha)? as f64),
+            _ => {
+                let (var, k4) = (
+                    k as f64 * self.variance(),
+                    k as f64 * self.fourth_cumulant(),
+                );
+                if var == 0.0 {
+                    return Ok(0.0);
+                }
+                Ok(cornish_fisher(z_two_sided(alpha), k4 / (var * var)) * var.sqrt())
+            }
+        }
+    }
 }
 
 /// One released count: the signed unbiased estimate and the distribution of its error.
@@ -535,6 +561,21 @@ mod tests {
         }
         assert!((n.variance() - v).abs() < 1e-9 * v);
         assert!((n.fourth_cumulant() - (m4 - 3.0 * v * v)).abs() < 1e-6 * m4);
+    }
+
+    #[test]
+    fn sum_half_width_grows_like_the_square_root() {
+        let n = Noise::clamped_laplace(4.0, 100).unwrap();
+        let one = n.sum_half_width(1, 0.05).unwrap();
+        let four = n.sum_half_width(4, 0.05).unwrap();
+        let hundred = n.sum_half_width(100, 0.05).unwrap();
+        assert_eq!(one, n.half_width(0.05).unwrap() as f64);
+        // Towards 1.96·√k·σ as the kurtosis of the sum vanishes.
+        assert!(four > 2.0 * 1.96 * n.std_dev() && four < 2.0 * one);
+        let normal = 1.96 * 10.0 * n.std_dev();
+        assert!(hundred > normal && hundred < 1.01 * normal);
+        assert!(n.sum_half_width(0, 0.05).is_err());
+        assert_eq!(Noise::EXACT.sum_half_width(3, 0.05).unwrap(), 0.0);
     }
 
     #[test]
