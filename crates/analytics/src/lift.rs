@@ -113,8 +113,10 @@ pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, Analyti
         &counts,
         nc / nt,
         &[(Form::terms([0]), 1.0), (Form::terms([1]), -1.0)],
-        if rt > 0.0 && rc > 0.0 {
-            (rt / rc).powi(2) * (st / (rt * rt) + sc / (rc * rc))
+        // Sampling variance of r_t/r_c by the delta method, `s_t/r_c² + r_t²·s_c/r_c⁴` (valid
+        // at r_t = 0 too; `None` below when r_c ≤ 0).
+        if rc > 0.0 {
+            st / (rc * rc) + rt * rt * sc / rc.powi(4)
         } else {
             0.0
         },

@@ -120,4 +120,21 @@ fn lift_reads_a_grid_and_serialises_with_the_issue_names() {
         conversions: NoisyCount::exact(0),
     };
     assert!(lift(&empty, &empty, 0.05).is_err());
+    // No test converters: lift_rel is −100% with a (linear-scale) interval that still carries
+    // the control's sampling and both noises; no control converters: lift_rel is undefined.
+    let arm = |name: &str, c: i64| Arm {
+        name: name.into(),
+        size: 1000,
+        conversions: NoisyCount::new(c, cell),
+    };
+    let r = lift(&arm("t", 0), &arm("c", 100), 0.05).unwrap();
+    let rel = r.lift_rel.unwrap();
+    assert_eq!(rel.estimate, -1.0);
+    assert!(rel.ci_low < -1.0 && rel.ci_high > -1.0);
+    assert!(
+        lift(&arm("t", 50), &arm("c", 0), 0.05)
+            .unwrap()
+            .lift_rel
+            .is_none()
+    );
 }
