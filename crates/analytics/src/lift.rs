@@ -50,7 +50,8 @@ pub struct LiftResult {
     pub arms: Vec<ArmResult>,
     /// `r_t − r_c`, absolute (rate points as a fraction).
     pub lift_abs: Estimate,
-    /// `r_t / r_c − 1`; `None` when the control's noised conversions are not positive.
+    /// `r_t / r_c − 1`; `None` when the control's noised conversions are not positive. The
+    /// interval is clipped below at −1.
     pub lift_rel: Option<Estimate>,
     /// Two-sided p-value of the test of no lift (`r_t = r_c`).
     pub p_value: f64,
@@ -125,8 +126,9 @@ pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, Analyti
     )
     .map(|e| Estimate {
         estimate: e.estimate - 1.0,
-        ci_low: e.ci_low - 1.0,
-        ci_high: e.ci_high - 1.0,
+        // Rates are non-negative, so the relative lift is at least −100%.
+        ci_low: (e.ci_low - 1.0).max(-1.0),
+        ci_high: (e.ci_high - 1.0).max(-1.0),
     });
     let pooled = ((rt * nt + rc * nc) / (nt + nc)).clamp(0.0, 1.0);
     let var0 = pooled * (1.0 - pooled) * (1.0 / nt + 1.0 / nc)
