@@ -135,3 +135,34 @@ fn overlap_and_cohort_intervals_cover_the_truth() {
         all(&cohorts(g, Inference::Descriptive, 0.05).unwrap())
     });
 }
+
+/// Population inference: each cohort's customers are active at the peer with a propensity; the
+/// rate's interval (noise + binomial sampling) covers the propensity.
+#[test]
+fn population_rates_cover_the_propensity() {
+    let propensity = [0.3, 0.2, 0.1, 0.05];
+    let (cell, size) = run_noise(0.25);
+    let mut hits = 0;
+    for seed in 0..RUNS {
+        let mut sim = Sim::new(40_000 + seed);
+        let active: Vec<u64> = MY_SIZES
+            .iter()
+            .zip(propensity)
+            .map(|(&n, p)| sim.binomial(n, p))
+            .collect();
+        let cells = MY_SIZES
+            .iter()
+            .zip(&active)
+            .flat_map(|(&n, &a)| [a, n / 2 - a / 2, n / 2 - a / 2])
+            .map(|c| sim.noisy(c, cell))
+            .collect();
+        let peer = PEER_SIZES.iter().map(|&c| sim.noisy(c, size)).collect();
+        let r = cohorts(&grid(cells, peer), Inference::Population, 0.05).unwrap();
+        for (row, p) in r.rows.iter().zip(propensity) {
+            hits += usize::from(row.flags[0].rate.unwrap().covers(p));
+        }
+    }
+    let coverage = hits as f64 / (4 * RUNS) as f64;
+    println!("cohort rates, population inference (ε = 0.25): coverage {coverage:.3}");
+    assert!(coverage >= 0.92, "{coverage}");
+}
