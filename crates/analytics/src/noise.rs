@@ -100,8 +100,9 @@ impl Noise {
     }
 
     /// Variance of the error, in counts²: `2q/(1 − q)²` (discrete Laplace, e.g. Inusah &
-    /// Kozubowski 2006). The clamp lowers it by a relative amount of order `q^T ≤ δ`, which is
-    /// ignored, so this is an upper bound, tight to that order.
+    /// Kozubowski 2006). The clamp lowers it by a relative amount of order `(T/s)²·q^T` (about
+    /// `400·δ` at psi-ca-v1's clamps), which is ignored: this is an upper bound, tight to that
+    /// order.
     pub fn variance(&self) -> f64 {
         if self.is_exact() {
             return 0.0;

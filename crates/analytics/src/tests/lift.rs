@@ -51,7 +51,7 @@ fn lift_interval_covers_a_planted_lift() {
 
 #[test]
 fn p_values_are_roughly_uniform_without_lift() {
-    // Balanced (n = 2000: noise s.d. ≈ 0.7 × sampling s.d.) and noise-dominated (n = 300:
+    // Balanced (n = 2000: noise s.d. ≈ 1.4 × sampling s.d.) and noise-dominated (n = 300:
     // noise s.d. ≈ 3.6 × sampling s.d.), both at ε = 0.1 and a 10% conversion rate.
     for (n, seed0) in [(2000, 5000), (300, 7000)] {
         let runs = 200;
