@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::AnalyticsError;
 use crate::conversion::{Inference, rate};
 use crate::grid::Grid;
-use crate::noise::{Estimate, Form, NoisyCount, check_alpha, linear, p_two_sided_cf, product};
+use crate::noise::{
+    Estimate, Form, NoiseShare, NoisyCount, check_alpha, linear, noise_share, p_two_sided_cf,
+    product,
+};
 
 /// One arm's input: my exact size and the noised count of its converters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +58,8 @@ pub struct LiftResult {
     pub lift_rel: Option<Estimate>,
     /// Two-sided p-value of the test of no lift (`r_t = r_c`).
     pub p_value: f64,
+    /// Noise-share indicator over the two arms' noised conversions.
+    pub noise_share: NoiseShare,
 }
 
 /// Conversion lift of `test` over `control` at confidence `1 − alpha`.
@@ -149,6 +154,7 @@ pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, Analyti
         lift_abs,
         lift_rel,
         p_value,
+        noise_share: noise_share(&counts),
     })
 }
 
