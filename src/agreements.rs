@@ -81,6 +81,23 @@ fn check_own_party(agreement: &Agreement, home: &Home) -> Result<()> {
     Ok(())
 }
 
+/// Tells the operator (on stderr) which stored agreements share `agreement`'s budget: the same
+/// partner key and join key, so runs under either count against the same caps and a new
+/// agreement gives no fresh budget (`protocols/agreement-v1.md` §2.6).
+fn note_shared_budget(store: &Store, agreement: &Agreement) -> Result<()> {
+    let id = agreement.id().to_string();
+    for shared in store.agreements_sharing_budget(&serde_json::to_string(agreement)?, &id)? {
+        eprintln!(
+            "note: shares its privacy budget on {} with agreement {} ({}): runs under either \
+             count against the same caps",
+            shared.join_keys.join(", "),
+            shared.agreement_id,
+            shared.status
+        );
+    }
+    Ok(())
+}
+
 /// Signs `terms` as this node, stores the proposal and delivers it to the peer.
 pub async fn propose(
     home: &Home,
@@ -100,8 +117,9 @@ pub async fn propose(
     agreement.sign(&home.config.name, &home.key)?;
     let id = agreement.id().to_string();
     let json = serde_json::to_string(&agreement)?;
-    home.store()?
-        .put_agreement(&id, &json, "proposed", "cli:admin")?;
+    let mut store = home.store()?;
+    note_shared_budget(&store, &agreement)?;
+    store.put_agreement(&id, &json, "proposed", "cli:admin")?;
     let delivery = deliver(home, &agreement, crate::server::PROPOSE_PATH).await?;
     Ok((agreement, delivery))
 }
@@ -136,6 +154,7 @@ pub async fn accept(
         bail!("the proposer's signature is missing: ask them to run `tandem agreement propose`");
     }
     agreement.check_active(crate::wire::now_ms() / 1000)?;
+    note_shared_budget(&store, &agreement)?;
     let id = agreement.id().to_string();
     store.put_agreement(
         &id,

@@ -287,7 +287,7 @@ fn budget(a: ListArgs) -> Result<()> {
                 b.party,
                 match (b.refresh_days, &b.period_start) {
                     (Some(days), Some(start)) =>
-                        format!(" (period since {start}, {days}-day refresh)"),
+                        format!(" (sliding {days}-day window, since {start})"),
                     (Some(days), None) => format!(" ({days}-day refresh)"),
                     _ => String::new(),
                 },

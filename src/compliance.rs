@@ -6,13 +6,14 @@ use serde::Serialize;
 use tandem_agreement::Agreement;
 use tandem_store::Store;
 
-/// One agreement's budget as this node sees it: over the agreement's whole life, or over the
-/// current budget period when the agreement sets `budget_refresh_days`.
+/// One agreement's budget as this node sees it: over all charges, or over the sliding window of
+/// `budget_refresh_days` when the agreement sets it; each figure is the largest over the
+/// agreement and the budget accounts it shares with other agreements with the same partner.
 ///
-/// The ledger admits a run if either of two bounds on the total loss stays within the caps:
-/// basic composition (`Σε ≤ ε cap`, `Σδ ≤ δ cap`) or zCDP (`Σρ ≤ ρ cap`, `Σδ ≤ δ cap / 2`, the
-/// ρ cap being the largest ρ whose ε at δ cap / 2 is the ε cap). Both are valid bounds on the
-/// same runs, so the loss is the smaller of the two.
+/// The ledger admits a run by one rule: `Σδ ≤ δ cap / 2`, and `Σε ≤ ε cap` (basic composition)
+/// or `Σρ ≤ ρ cap` (zCDP, the ρ cap being the largest ρ whose ε at δ cap / 2 is the ε cap);
+/// `protocols/psi-ca-v1.md` §6.1. Both are valid bounds on the same runs, so the loss is the
+/// smaller of the two.
 #[derive(Clone, Debug, Serialize)]
 pub struct BudgetReport {
     /// Agreement id.
@@ -24,8 +25,8 @@ pub struct BudgetReport {
     /// Length of the budget periods in days (`budget_refresh_days`), `None` when the budget
     /// never refreshes.
     pub refresh_days: Option<u32>,
-    /// Start of the current budget period (RFC 3339 UTC), whose runs the figures below count;
-    /// `None` when the budget never refreshes (they count the agreement's whole life).
+    /// Start of the current sliding budget window (RFC 3339 UTC: now minus the period), whose
+    /// runs the figures below count; `None` when the budget never refreshes (they count all).
     pub period_start: Option<String>,
     /// ε cap over the agreement's life (or each budget period, when it refreshes).
     pub epsilon_cap: f64,
@@ -307,8 +308,8 @@ pub fn processing_text(records: &[ProcessingRecord]) -> String {
             s,
             "  budget refresh:            {}",
             r.budget_refresh_days.map_or_else(
-                || "none: the caps apply over the agreement's whole life".to_string(),
-                |d| format!("every {d} days (periods aligned to the Unix epoch, UTC)")
+                || "none: the caps apply over all runs with this partner".to_string(),
+                |d| format!("every {d} days (caps per sliding window: a loss per period)")
             )
         );
         let _ = writeln!(s, "  runs on this node:         {}\n", r.runs);
@@ -400,6 +401,13 @@ delta_total = 1e-6
         i: usize,
         epsilon: f64,
     ) -> Result<(), StoreError> {
+        store
+            .begin_run(&acme_run(agreement, i, epsilon))
+            .map(|_| ())
+    }
+
+    /// The ledger entry of one acme run of `epsilon` (δ 1e-9, ρ = ε²/2) as the node makes it.
+    fn acme_run(agreement: &Agreement, i: usize, epsilon: f64) -> tandem_store::NewRun {
         let req = RunRequest {
             protocol: "psi-ca-v1".into(),
             join_key: "email".into(),
@@ -421,10 +429,11 @@ delta_total = 1e-6
             "test",
             &req,
             loss,
+            epsilon * epsilon / 2.0,
         )
         .expect("new run");
         assert!(run.cap_rho.is_some_and(|r| (r - 1.478441918).abs() < 1e-8));
-        store.begin_run(&run).map(|_| ())
+        run
     }
 
     #[test]
@@ -464,7 +473,7 @@ delta_total = 1e-6
     }
 
     #[test]
-    fn budget_periods_are_epoch_aligned_and_off_by_default() {
+    fn budget_windows_slide_and_are_off_by_default() {
         use crate::overlap::budget_period_start;
         // 2027-01-15T08:00:00Z.
         let now = 1_800_000_000_000;
@@ -480,39 +489,22 @@ delta_total = 1e-6
 
         let (_dir, mut store, monthly) = setup_with("budget_refresh_days = 30");
         assert_ne!(monthly.id(), whole_life.id());
-        // 30-day periods counted from 1970-01-01: this one runs 2027-01-02 to 2027-02-01.
-        let start = budget_period_start(&monthly, now);
+        // The window is the 30 days before now, not an epoch-aligned period.
+        assert_eq!(budget_period_start(&monthly, now), now - 30 * 86_400_000);
         assert_eq!(
-            tandem_agreement::format_rfc3339(start / 1000).as_deref(),
-            Some("2027-01-02T00:00:00Z")
+            tandem_agreement::format_rfc3339(budget_period_start(&monthly, now) / 1000).as_deref(),
+            Some("2026-12-16T08:00:00Z")
         );
-        assert_eq!(budget_period_start(&monthly, start), start);
-        assert_eq!(
-            budget_period_start(&monthly, start + 30 * 86_400_000 - 1),
-            start
-        );
-        assert_eq!(
-            budget_period_start(&monthly, start + 30 * 86_400_000),
-            start + 30 * 86_400_000
-        );
-        assert_eq!(
-            budget_period_start(&monthly, start - 1),
-            start - 30 * 86_400_000
-        );
-        let mut daily = monthly.terms.clone();
-        daily.budget_refresh_days = Some(1);
-        let daily = Agreement::new(daily);
-        assert_eq!(budget_period_start(&daily, now), 1_799_971_200_000);
 
-        // The views report the current period, and count the runs in it.
+        // The views report the current window, and count the runs in it.
         charge(&mut store, &monthly, 0, 0.5).expect("fits");
         let view = &super::budgets(&store, "acme", None).expect("budgets")[0];
         assert_eq!(view.refresh_days, Some(30));
-        let shown = view.period_start.as_deref().expect("period start");
+        let shown = view.period_start.as_deref().expect("window start");
         let shown_ms = tandem_agreement::parse_rfc3339(shown).expect("RFC 3339") * 1000;
-        assert_eq!(
-            shown_ms,
-            budget_period_start(&monthly, crate::wire::now_ms())
+        assert!(
+            (shown_ms - budget_period_start(&monthly, crate::wire::now_ms())).abs() <= 2000,
+            "{shown}"
         );
         assert_eq!((view.epsilon_spent, view.runs), (0.5, 1));
         let record = &super::processing_records(&store).expect("records")[0];
@@ -522,5 +514,36 @@ delta_total = 1e-6
             "{}",
             super::processing_text(std::slice::from_ref(record))
         );
+    }
+
+    /// Issue 9 item 2: with epoch-aligned periods a querier could spend the full cap at 23:59 on
+    /// the last day of a period and again at 00:00 of the next. The window slides, so the second
+    /// spend is refused.
+    #[test]
+    fn the_full_cap_just_before_and_just_after_a_period_boundary_is_refused() {
+        use crate::overlap::budget_period_start;
+        let (_dir, mut store, monthly) = setup_with("budget_refresh_days = 30");
+        // ε cap 10 at ε = 1 a query: ten runs, then both routes are spent (Σρ = 5 > 1.48).
+        for i in 0..10 {
+            charge(&mut store, &monthly, i, 1.0).expect("fits");
+        }
+        assert!(charge(&mut store, &monthly, 10, 1.0).is_err());
+        // The first instant of the next epoch-aligned 30-day period, when the old rule reset.
+        let period_ms = 30 * 86_400_000;
+        let next_period = (crate::wire::now_ms() / period_ms + 1) * period_ms;
+        let mut at_midnight = acme_run(&monthly, 11, 1.0);
+        at_midnight.budget_since_ms = budget_period_start(&monthly, next_period);
+        let err = store
+            .begin_run(&at_midnight)
+            .expect_err("no reset at the boundary");
+        assert!(
+            matches!(err, StoreError::BudgetExceeded { spent, .. } if spent == 10.0),
+            "{err}"
+        );
+        // Thirty days after the spend, the window has moved past it.
+        let mut later = acme_run(&monthly, 12, 1.0);
+        later.budget_since_ms =
+            budget_period_start(&monthly, crate::wire::now_ms() + period_ms + 1);
+        store.begin_run(&later).expect("the window moved on");
     }
 }

@@ -72,18 +72,27 @@ pub struct BudgetView {
     pub epsilon_spent: f64,
     /// δ charged for this run.
     pub delta_spent: f64,
-    /// ε spent so far under the agreement (in the current budget period, when the agreement
-    /// refreshes budgets), this run included.
+    /// ε spent so far under the agreement and the budget accounts it shares with other
+    /// agreements with the same partner (in the sliding window, when the agreement refreshes
+    /// budgets), this run included.
     pub epsilon_total_spent: f64,
-    /// ε left under the agreement (in the current budget period, when it refreshes).
+    /// ε left under `Σε ≤ ε cap` (the zCDP route may admit runs past 0).
     pub epsilon_left: f64,
+    /// ρ spent so far, counted as `epsilon_total_spent` is.
+    #[serde(default)]
+    pub rho_total_spent: f64,
+    /// Which side of the ledger's admission rule admitted this run: `basic` (`Σε ≤ ε cap`) or
+    /// `zcdp` (only `Σρ ≤ ρ cap`); `protocols/psi-ca-v1.md` §6.1.
+    #[serde(default)]
+    pub route: Option<String>,
 }
 
-/// The party's budget view after a run.
+/// The party's budget view after charging run `run_id`.
 pub fn budget_view(
     store: &Store,
     agreement: &Agreement,
     party: &str,
+    run_id: &str,
     charged: PrivacyLoss,
 ) -> Result<BudgetView> {
     let budget = agreement
@@ -103,5 +112,7 @@ pub fn budget_view(
         delta_spent: charged.delta,
         epsilon_total_spent: status.spent_epsilon,
         epsilon_left: status.left_epsilon,
+        rho_total_spent: status.spent_rho,
+        route: store.run(run_id)?.and_then(|r| r.route),
     })
 }

@@ -279,23 +279,23 @@ pub fn rho_cap(budget: &tandem_agreement::Budget) -> Result<Option<f64>> {
 /// Milliseconds in a day, the unit of `budget_refresh_days`.
 const DAY_MS: i64 = 86_400_000;
 
-/// Start (Unix ms) of the budget period containing `now_ms`: `⌊now / P⌋ · P` with
-/// `P = budget_refresh_days × 1 day` when the agreement refreshes budgets, else 0 (the caps
-/// apply over the agreement's whole life). Aligned to the Unix epoch, so both nodes find the
-/// same periods without coordinating.
+/// Start (Unix ms) of the budget window ending at `now_ms`: `now − P` with
+/// `P = budget_refresh_days × 1 day` when the agreement refreshes budgets (a sliding window: any
+/// `P` days hold at most the caps, so spending the cap just before a boundary and again just
+/// after it is refused), else 0 (the caps apply over all charges).
 pub fn budget_period_start(agreement: &Agreement, now_ms: i64) -> i64 {
     match agreement.terms.budget_refresh_days {
-        Some(days) if days > 0 => {
-            let period_ms = i64::from(days) * DAY_MS;
-            now_ms.div_euclid(period_ms) * period_ms
-        }
+        Some(days) if days > 0 => now_ms.saturating_sub(i64::from(days) * DAY_MS),
         _ => 0,
     }
 }
 
-/// Ledger entry for a run, checked against the party's caps from the agreement; the ledger
-/// admits it by basic composition or by zCDP (with [`rho_cap`]), whichever still fits, counting
-/// the charges of the current budget period ([`budget_period_start`]).
+/// Ledger entry for a run, checked against the party's caps from the agreement. The ledger
+/// charges it to the agreement and to the budget account of the partner and `req.join_key`,
+/// and admits it by its one rule (`Σδ ≤ δ cap/2`, and `Σε ≤ ε cap` or `Σρ ≤ ρ cap` with
+/// [`rho_cap`]) over the window [`budget_period_start`]. `rho` is the run's per-mechanism
+/// zCDP cost (`tandem_psi::accounting::querier_rho` / `responder_rho`).
+#[allow(clippy::too_many_arguments)]
 pub fn new_run(
     agreement: &Agreement,
     party: &str,
@@ -304,6 +304,7 @@ pub fn new_run(
     actor: &str,
     req: &RunRequest,
     loss: PrivacyLoss,
+    rho: f64,
 ) -> Result<NewRun> {
     let budget = agreement
         .terms
@@ -321,11 +322,12 @@ pub fn new_run(
         run_id: run_id.to_string(),
         agreement_id: agreement.id().to_string(),
         role: role.to_string(),
+        join_key: Some(req.join_key.clone()),
         actor: actor.to_string(),
         params_json: serde_json::to_string(req)?,
         epsilon: loss.epsilon,
         delta: loss.delta,
-        rho: loss.rho(),
+        rho,
         cap_epsilon: budget.epsilon_total,
         cap_delta: budget.delta_total,
         cap_rho: rho_cap(&budget)?,

@@ -236,7 +236,7 @@ pub(crate) fn prepare_query(
         let (querier, message) =
             tandem_psi::Querier::start(params.clone(), &items, &mut OpenDpNoise)?;
         let head = SignedHead::sign(
-            budget_view(&store, &agreement, me, loss)?,
+            budget_view(&store, &agreement, me, &run.run_id, loss)?,
             &id,
             &run.run_id,
             home_key,
@@ -283,6 +283,7 @@ fn check_query(
         .request
         .params(&plan.agreement, run_id, me, &plan.peer)?;
     let loss = tandem_psi::accounting::querier_loss(&params)?;
+    let rho = tandem_psi::accounting::querier_rho(&params)?;
     // The peer must be able to afford its side under its per-query cap before we spend ours.
     let peer_loss = tandem_psi::accounting::responder_loss(&params)?;
     let peer_budget = plan
@@ -307,6 +308,7 @@ fn check_query(
         actor,
         &plan.request,
         loss,
+        rho,
     )?;
     run.fingerprint = Some(fingerprint);
     Ok((plan, params, run))
@@ -399,7 +401,7 @@ fn complete_query(
     })();
     match outcome {
         Ok(mut report) => {
-            report.querier_budget = budget_view(&store, &agreement, &me, loss)?;
+            report.querier_budget = budget_view(&store, &agreement, &me, &run_hex, loss)?;
             let json = serde_json::to_string(&report)?;
             let digest = crate::home::sha256_hex(json.as_bytes());
             store.finish_run(&run_hex, &json, &digest)?;

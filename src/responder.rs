@@ -64,6 +64,7 @@ fn check_run<'b>(
         .params(&agreement, run_id, &peer, &state.name)
         .map_err(bad_request)?;
     let loss = tandem_psi::accounting::responder_loss(&params).map_err(bad_request)?;
+    let rho = tandem_psi::accounting::responder_rho(&params).map_err(bad_request)?;
     let ledger_entry = crate::overlap::new_run(
         &agreement,
         &state.name,
@@ -72,6 +73,7 @@ fn check_run<'b>(
         &format!("peer:{peer}"),
         &request,
         loss,
+        rho,
     )
     .map_err(forbidden)?;
     Ok((
@@ -148,7 +150,8 @@ pub fn respond(
             return Err(bad_request(e));
         }
     };
-    let budget = budget_view(&store, &run.agreement, &state.name, run.loss).map_err(bad_request)?;
+    let budget = budget_view(&store, &run.agreement, &state.name, &env.run_id, run.loss)
+        .map_err(bad_request)?;
     let receipt = Receipt {
         charged: run.loss,
         head: SignedHead::sign(budget, &env.agreement_id, &env.run_id, &state.home.key)

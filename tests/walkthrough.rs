@@ -85,6 +85,14 @@ fn walkthrough_overlap_budget_and_refusals() {
             < 1e-9
     );
     assert!((report["querier_budget"]["epsilon_spent"].as_f64().unwrap() - 0.25).abs() < 1e-9);
+    // Issue 9 item 3: the signed heads show the route that admitted the run and ρ charged per
+    // mechanism (0.75²/2 + 0.25²/2 = 0.3125 for the responder at ε = 1, not 1²/2).
+    assert_eq!(report["responder_budget"]["route"], "basic");
+    assert_eq!(report["querier_budget"]["route"], "basic");
+    let rho = report["responder_budget"]["rho_total_spent"]
+        .as_f64()
+        .unwrap();
+    assert!((rho - 0.3125).abs() < 1e-6, "{rho}");
 
     // The same query again: the stored answer, no budget spent, no fresh noise.
     let again = overlap(&pair, &id, "1.0", false).expect("cached");

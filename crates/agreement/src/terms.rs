@@ -85,10 +85,11 @@ pub struct Budget {
     /// ε for the life of the agreement (or for each budget period, when
     /// [`Terms::budget_refresh_days`] is set); ≥ `epsilon_per_query`.
     pub epsilon_total: f64,
-    /// δ spent by one query; in [0, 1).
+    /// δ spent by one query; in (0, 1): the clamped noise of every query costs a δ > 0, so
+    /// δ = 0 is refused (`protocols/agreement-v1.md` §2.4).
     pub delta_per_query: f64,
     /// δ for the life of the agreement (or for each budget period, when
-    /// [`Terms::budget_refresh_days`] is set); in [0, 1) and ≥ `delta_per_query`.
+    /// [`Terms::budget_refresh_days`] is set); in (0, 1) and ≥ `delta_per_query`.
     pub delta_total: f64,
 }
 

@@ -251,14 +251,18 @@ fn check_budget(budget: &Budget) -> Result<(), String> {
             "epsilon_total must be finite and at least epsilon_per_query ({eps_q}), found {eps_t}"
         ));
     }
-    if !(0.0..1.0).contains(&delta_q) {
+    // δ = 0 cannot run: every query's noise is clamped to a public range, which costs a δ > 0
+    // per mechanism (protocols/psi-ca-v1.md §6), and the zCDP route of the ledger converts to
+    // (ε, δ)-DP only at δ > 0. Refused here rather than at the first query.
+    if !(delta_q > 0.0 && delta_q < 1.0) {
         return Err(format!(
-            "delta_per_query must be in [0, 1), found {delta_q}"
+            "delta_per_query must be in (0, 1), found {delta_q}: every query clamps its noise to a \
+             public range, which costs a δ > 0 (pure ε-DP, δ = 0, cannot run); 1e-9 is typical"
         ));
     }
-    if !((0.0..1.0).contains(&delta_t) && delta_t >= delta_q) {
+    if !(delta_t > 0.0 && delta_t < 1.0 && delta_t >= delta_q) {
         return Err(format!(
-            "delta_total must be in [0, 1) and at least delta_per_query ({delta_q}), found {delta_t}"
+            "delta_total must be in (0, 1) and at least delta_per_query ({delta_q}), found {delta_t}"
         ));
     }
     Ok(())

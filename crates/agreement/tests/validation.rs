@@ -336,29 +336,44 @@ fn budget_rules() {
         ),
         (
             |t| t.parties[0].budget.delta_per_query = -1e-9,
-            "delta_per_query must be in [0, 1)",
+            "delta_per_query must be in (0, 1)",
         ),
         (
             |t| t.parties[0].budget.delta_per_query = 1.0,
-            "delta_per_query must be in [0, 1)",
+            "delta_per_query must be in (0, 1)",
         ),
         (
             |t| t.parties[0].budget.delta_total = 1e-10,
-            "delta_total must be in [0, 1) and at least delta_per_query",
+            "delta_total must be in (0, 1) and at least delta_per_query",
         ),
         (
             |t| t.parties[0].budget.delta_total = 1.0,
-            "delta_total must be in [0, 1)",
+            "delta_total must be in (0, 1)",
         ),
     ];
     for (edit, expected) in cases {
         assert_rejects("budget", edit, expected);
     }
-    // Pure DP (δ = 0) is allowed.
+}
+
+/// Issue 9 item 4: an agreement with δ = 0 could be signed but never run (every query failed
+/// with an opendp-level message); it is refused when it is made, with the reason.
+#[test]
+fn a_zero_delta_agreement_is_refused_with_the_reason() {
     let mut t = terms();
     t.parties[0].budget.delta_per_query = 0.0;
+    let got = reason(&t);
+    assert!(
+        got.contains("delta_per_query must be in (0, 1), found 0") && got.contains("cannot run"),
+        "{got}"
+    );
     t.parties[0].budget.delta_total = 0.0;
-    t.validate().unwrap();
+    let got = reason(&t);
+    assert!(got.contains("delta_per_query must be in (0, 1)"), "{got}");
+    let mut t = terms();
+    t.parties[1].budget.delta_total = 0.0;
+    t.parties[1].budget.delta_per_query = 0.0;
+    assert!(reason(&t).contains("delta_per_query must be in (0, 1)"));
 }
 
 #[test]

@@ -19,22 +19,28 @@ pub enum StoreError {
         /// What is wrong; never contains the identifier itself.
         reason: String,
     },
-    /// The run would take the agreement's privacy budget past its cap under basic composition
-    /// and, if the zCDP route was available, under that too; nothing was charged. The numbers
-    /// are the basic route's.
-    #[error("privacy budget exceeded: {what} spent {spent} + this query {cost} > cap {cap}{}", zcdp.as_ref().map(|z| format!("; the zCDP route is exhausted too: {z}")).unwrap_or_default())]
+    /// The run would break the ledger's admission rule (`Σδ ≤ cap_δ/2` and `Σε ≤ cap_ε` or
+    /// `Σρ ≤ cap_ρ`) in its agreement or in a budget account it shares with other agreements;
+    /// nothing was charged.
+    #[error("privacy budget exceeded{}: {what} spent {spent} + this query {cost} > {}{cap}{}",
+        account.as_ref().map(|a| format!(" in the budget account {a} (shared by every agreement with this partner on this join key)")).unwrap_or_default(),
+        if *what == "delta" { "half the delta cap " } else { "cap " },
+        zcdp.as_ref().map(|z| format!("; the zCDP route is exhausted too: {z}")).unwrap_or_default())]
     BudgetExceeded {
-        /// Already spent (reserved or consumed) under the agreement.
+        /// Already spent (reserved or consumed) in the scope that refused.
         spent: f64,
         /// Cost of the refused run.
         cost: f64,
-        /// The agreement's cap.
+        /// The cap passed: the ε cap, or for `"delta"` half the δ cap (the runs' share).
         cap: f64,
         /// `"epsilon"` or `"delta"`.
         what: &'static str,
-        /// When the run offered a ρ cap: why the zCDP route refuses as well (e.g.
-        /// `rho spent 1.2 + this query 0.5 > cap 1.47`, or δ over half the δ cap).
+        /// With `"epsilon"`, when the run offered a ρ cap: how the zCDP route refuses as well
+        /// (e.g. `rho spent 1.2 + this query 0.5 > cap 1.47`).
         zcdp: Option<String>,
+        /// The budget account that refused (`pair:<key>:<key>/<join key>`), or `None` when the
+        /// agreement's own charges did.
+        account: Option<String>,
     },
     /// The run id was used before (by any role, under any agreement).
     #[error("run id {run_id:?} was already used; replay refused")]

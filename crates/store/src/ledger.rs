@@ -1,34 +1,46 @@
 //! Runs and the write-ahead privacy-budget ledger.
 //!
 //! A run reserves its cost before any data is touched (`begin_run`), inside one
-//! `BEGIN IMMEDIATE` transaction that also checks the cap, so concurrent callers — threads or
+//! `BEGIN IMMEDIATE` transaction that also checks the caps, so concurrent callers — threads or
 //! processes — can never overspend. The charge is then consumed (`finish_run`, or
 //! `fail_run(.., true)`) or released (`fail_run(.., false)`). Amounts are kept in integer units
 //! (ε and ρ in 1e-9, δ in 1e-18) so that sums are exact: with cost `c` and cap `C`, exactly
 //! ⌊C/c⌋ runs fit (after rounding both to those units).
 //!
-//! A run is admitted if either of two valid accountings of the agreement's total loss stays
-//! within its `(ε, δ)` caps (every run is charged in both, so both always bound the total):
+//! **Where a charge counts.** Every charge counts against its agreement and against the budget
+//! account of the agreement's pair of signing keys and the run's join key ([`NewRun::join_key`];
+//! `account.rs`), which every agreement between the same two keys shares. A run must fit the
+//! caps it is given (its agreement's) in its agreement *and* in each of its accounts, so a
+//! re-signed or second agreement with the same partner gives no fresh budget.
 //!
-//! - **basic** composition: `Σε + ε ≤ cap_ε` and `Σδ + δ ≤ cap_δ`;
-//! - **zCDP** (only when the caller gives [`NewRun::cap_rho`]): each run is `δ_i`-close to a
-//!   pure-DP release with `ρ_i`-zCDP, so the total is `(ε_zCDP(Σρ, cap_δ/2), cap_δ/2 + Σδ)`-DP;
-//!   the route holds iff `Σρ + ρ ≤ cap_ρ` and `Σδ + δ ≤ cap_δ/2`, where `cap_ρ` is the largest ρ
-//!   whose ε at `cap_δ/2` is at most `cap_ε` (computed by the caller, e.g. with
-//!   `tandem_dp::rho_for_epsilon`).
+//! **The admission rule** (one rule; the argument is in `protocols/psi-ca-v1.md` §6.1). Each run
+//! `i` is `(ε_i, δ_i)`-DP and its pure part is `ρ_i`-zCDP (the caller gives `ρ_i`, the sum of
+//! `ε_m²/2` over its pure-DP mechanisms `m`). With the caps `(cap_ε, cap_δ)` and `cap_ρ` (the
+//! largest ρ whose ε at `cap_δ/2` is at most `cap_ε`, computed by the caller with
+//! `tandem_dp::rho_for_epsilon`), a run is admitted in a scope iff, counting it,
 //!
-//! Basic composition is tighter for a few large queries, zCDP for many small ones. On the zCDP
-//! route ρ costs are rounded up and the ρ cap and `cap_δ/2` down, so rounding never admits more.
+//! ```text
+//! Σδ ≤ cap_δ/2   and   ( Σε ≤ cap_ε   or   Σρ ≤ cap_ρ )
+//! ```
 //!
-//! **Budget periods.** The sums `Σε`, `Σδ`, `Σρ` cover the charges of runs started at or after
-//! [`NewRun::budget_since_ms`] (0: the agreement's whole life). A caller whose agreement refreshes
-//! its budget passes the start of the current period; charges of earlier periods stay recorded
-//! but no longer count.
+//! The sequence of admitted runs is then `(cap_ε, cap_δ)`-DP whichever side of the `or` admitted
+//! each run: a transcript that ends with `Σε ≤ cap_ε` has privacy loss at most `cap_ε`; one that
+//! ends with `Σρ ≤ cap_ρ` is a transcript of the zCDP filter, `(cap_ε, cap_δ/2)`-DP; the runs' own
+//! δ add at most `cap_δ/2`. The side that admitted a run is its **route** (`basic` when `Σε ≤
+//! cap_ε` held in every scope, else `zcdp`), recorded with the charge. Without `cap_ρ` only
+//! `Σε ≤ cap_ε` applies. ρ costs are rounded up and the ρ cap and `cap_δ/2` down, so rounding
+//! never admits more.
+//!
+//! **Windows.** The sums cover the charges of runs started at or after
+//! [`NewRun::budget_since_ms`] (0: all of them). A caller whose agreement refreshes its budget
+//! passes the start of a sliding window (now minus the period), so any window of that length
+//! holds at most the caps.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 use tandem_audit::AuditEvent;
 
+use crate::account::AccountKeys;
 use crate::{Store, StoreError, audit_log, now_ms};
 
 const EPSILON_UNIT: f64 = 1e9;
@@ -44,30 +56,35 @@ pub struct NewRun {
     pub agreement_id: String,
     /// `querier` or `responder`.
     pub role: String,
+    /// Join key (identifier space) the run reads, one of the agreement's `join_keys`: the
+    /// budget account it is charged to. `None` charges every join key's account of the
+    /// agreement (a run that may touch any of them).
+    pub join_key: Option<String>,
     /// Principal that asked (e.g. `token:alice(analyst)`, `peer:shopx`).
     pub actor: String,
     /// Template and parameters (JSON; no identifiers), recorded in the audit log.
     pub params_json: String,
-    /// ε this run spends (ε-DP, or the ε-equivalent of its ρ at the agreement's δ).
+    /// ε this run spends: the sum of its mechanisms' ε (basic composition).
     pub epsilon: f64,
-    /// δ this run spends.
+    /// δ this run spends: the sum of its mechanisms' δ.
     pub delta: f64,
-    /// ρ (zCDP) this run spends. Always recorded; charged against [`Self::cap_rho`] on the zCDP
-    /// route, so it must be a valid zCDP bound of the run's pure-DP part (`ε²/2` for a pure
-    /// ε-DP release). Must be > 0 when `epsilon` is and `cap_rho` is given.
+    /// ρ (zCDP) this run spends. Always recorded; charged against [`Self::cap_rho`], so it must
+    /// be a valid zCDP bound of the run's pure-DP part: `Σ ε_m²/2` over its pure `ε_m`-DP
+    /// mechanisms (each `δ_m`-close to pure DP), not `(Σ ε_m)²/2`. Must be > 0 when `epsilon`
+    /// is and `cap_rho` is given.
     pub rho: f64,
     /// The agreement's ε cap for this party.
     pub cap_epsilon: f64,
-    /// The agreement's δ cap for this party.
+    /// The agreement's δ cap for this party; the runs' own δ may use half of it.
     pub cap_delta: f64,
-    /// The zCDP route's ρ cap: the largest total ρ whose ε at `cap_delta / 2` is at most
-    /// `cap_epsilon`. `None` admits runs by basic composition only.
+    /// The ρ cap: the largest total ρ whose ε at `cap_delta / 2` is at most `cap_epsilon`.
+    /// `None` admits runs only while `Σε ≤ cap_epsilon`.
     pub cap_rho: Option<f64>,
     /// Query fingerprint (agreement, template, parameters, [`Store::audience_version`], …);
     /// when set, `finish_run` makes the result available to [`Store::cached_result`].
     pub fingerprint: Option<String>,
-    /// Start (Unix ms) of the budget period the caps apply to: only charges of runs started at
-    /// or after it count. 0 (the default) counts the agreement's whole life.
+    /// Start (Unix ms) of the window the caps apply to: only charges of runs started at or
+    /// after it count, in the agreement and in its accounts. 0 (the default) counts them all.
     pub budget_since_ms: i64,
 }
 
@@ -96,6 +113,9 @@ pub struct RunRecord {
     pub fingerprint: Option<String>,
     /// Budget charge: `reserved`, `spent`, `released`, or `None` (refused runs charge nothing).
     pub charge: Option<String>,
+    /// Route that admitted the charge: `basic` (`Σε ≤ cap_ε` held) or `zcdp` (only
+    /// `Σρ ≤ cap_ρ` did); `None` for refused runs and charges older than routes.
+    pub route: Option<String>,
     /// Start (or refusal) time.
     pub started_at_ms: i64,
     /// End time.
@@ -108,11 +128,15 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-/// Budget of one agreement for this party (both roles together).
+/// Budget of one agreement for this party (both roles together), including the budget accounts
+/// it shares with other agreements: each `spent_*` figure is the largest over the agreement and
+/// its accounts, so `left_*` is what the next run can still use.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BudgetStatus {
     /// Agreement.
     pub agreement_id: String,
+    /// Budget accounts counted besides the agreement (`pair:<key>:<key>/<join key>`).
+    pub accounts: Vec<String>,
     /// ε cap given.
     pub cap_epsilon: f64,
     /// δ cap given.
@@ -123,16 +147,17 @@ pub struct BudgetStatus {
     pub spent_delta: f64,
     /// ρ charged.
     pub spent_rho: f64,
-    /// ρ cap of the zCDP route, if one was given (rounded down to the ledger's units).
+    /// ρ cap, if one was given (rounded down to the ledger's units).
     pub cap_rho: Option<f64>,
     /// Part of `spent_epsilon` reserved by runs still started.
     pub reserved_epsilon: f64,
-    /// ε left under basic composition (never negative). Runs may still be admitted when it is
-    /// 0, by the zCDP route.
+    /// ε left under `Σε ≤ cap_ε` (never negative). Runs may still be admitted when it is 0, by
+    /// `Σρ ≤ cap_ρ` (the zCDP route).
     pub left_epsilon: f64,
-    /// δ left (never negative).
+    /// δ left for runs: half the δ cap minus `spent_delta` (never negative); the other half
+    /// is kept for the zCDP route's conversion.
     pub left_delta: f64,
-    /// Runs holding a charge (started, finished, or failed after data left).
+    /// Runs of this agreement holding a charge (started, finished, or failed after data left).
     pub runs: u64,
 }
 
@@ -183,6 +208,7 @@ fn units_rounded(x: f64, unit: f64, what: &str, rounding: Rounding) -> Result<i6
     Ok(u as i64)
 }
 
+#[derive(Clone, Copy, Default)]
 struct Charged {
     epsilon: i64,
     delta: i64,
@@ -191,23 +217,93 @@ struct Charged {
     runs: u64,
 }
 
-/// The agreement's charges (reserved or spent) of runs started at or after `since_ms`: a
-/// ledger row's `at_ms` is its run's start.
-fn charged(conn: &Connection, agreement_id: &str, since_ms: i64) -> Result<Charged, StoreError> {
-    Ok(conn.prepare_cached(
-        "SELECT COALESCE(SUM(epsilon_units), 0), COALESCE(SUM(delta_units), 0), COALESCE(SUM(rho_units), 0),
-                COALESCE(SUM(CASE WHEN state = 'reserved' THEN epsilon_units END), 0), COUNT(*)
-         FROM budget_ledger WHERE agreement_id = ?1 AND state IN ('reserved', 'spent') AND at_ms >= ?2",
-    )?
-    .query_row(params![agreement_id, since_ms], |r| {
-        Ok(Charged {
-            epsilon: r.get(0)?,
-            delta: r.get(1)?,
-            rho: r.get(2)?,
-            reserved_epsilon: r.get(3)?,
-            runs: r.get::<_, i64>(4)? as u64,
-        })
-    })?)
+impl Charged {
+    /// The largest of each figure (`runs` stays the first's: the agreement's).
+    fn max(self, other: Charged) -> Charged {
+        Charged {
+            epsilon: self.epsilon.max(other.epsilon),
+            delta: self.delta.max(other.delta),
+            rho: self.rho.max(other.rho),
+            reserved_epsilon: self.reserved_epsilon.max(other.reserved_epsilon),
+            runs: self.runs,
+        }
+    }
+}
+
+/// What a sum of charges covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scope {
+    /// One agreement's charges.
+    Agreement(String),
+    /// One budget account's charges, across agreements.
+    Account(String),
+}
+
+/// The scope's charges (reserved or spent) of runs started at or after `since_ms`: a ledger
+/// row's `at_ms` is its run's start.
+fn charged(conn: &Connection, scope: &Scope, since_ms: i64) -> Result<Charged, StoreError> {
+    const SUMS: &str = "SELECT COALESCE(SUM(l.epsilon_units), 0), COALESCE(SUM(l.delta_units), 0),
+            COALESCE(SUM(l.rho_units), 0),
+            COALESCE(SUM(CASE WHEN l.state = 'reserved' THEN l.epsilon_units END), 0), COUNT(*)";
+    let (sql, key) = match scope {
+        Scope::Agreement(id) => (
+            format!(
+                "{SUMS} FROM budget_ledger l
+                 WHERE l.agreement_id = ?1 AND l.state IN ('reserved', 'spent') AND l.at_ms >= ?2"
+            ),
+            id,
+        ),
+        Scope::Account(account) => (
+            format!(
+                "{SUMS} FROM budget_accounts b JOIN budget_ledger l ON l.run_id = b.run_id
+                 WHERE b.account = ?1 AND l.state IN ('reserved', 'spent') AND l.at_ms >= ?2"
+            ),
+            account,
+        ),
+    };
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![key, since_ms], |r| {
+            Ok(Charged {
+                epsilon: r.get(0)?,
+                delta: r.get(1)?,
+                rho: r.get(2)?,
+                reserved_epsilon: r.get(3)?,
+                runs: r.get::<_, i64>(4)? as u64,
+            })
+        })?)
+}
+
+/// The scopes an agreement's runs count in: the agreement, then the accounts of `join_key` (all
+/// of its join keys when `None`), from the stored document. An agreement not stored (or not a
+/// two-party document) counts in itself only.
+fn scopes(
+    conn: &Connection,
+    agreement_id: &str,
+    join_key: Option<&str>,
+) -> Result<Vec<Scope>, StoreError> {
+    let doc: Option<String> = conn
+        .query_row(
+            "SELECT doc_json FROM agreements WHERE id = ?1",
+            [agreement_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut out = vec![Scope::Agreement(agreement_id.to_owned())];
+    if let Some(keys) = doc.as_deref().and_then(AccountKeys::of) {
+        out.extend(keys.accounts_for(join_key)?.into_iter().map(Scope::Account));
+    }
+    Ok(out)
+}
+
+/// The largest charges over `scopes`.
+fn charged_max(conn: &Connection, scopes: &[Scope], since_ms: i64) -> Result<Charged, StoreError> {
+    let mut out: Option<Charged> = None;
+    for scope in scopes {
+        let c = charged(conn, scope, since_ms)?;
+        out = Some(out.map_or(c, |o| o.max(c)));
+    }
+    Ok(out.unwrap_or_default())
 }
 
 /// The ledger's caps for one agreement, in units.
@@ -228,12 +324,19 @@ impl Caps {
                 .transpose()?,
         })
     }
+
+    /// The runs' share of the δ cap: half, rounded down.
+    fn run_delta(self) -> i64 {
+        self.delta / 2
+    }
 }
 
-/// Which accounting admitted a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which side of the admission rule admitted a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Route {
+    /// `Σε ≤ cap_ε` (basic composition).
     Basic,
+    /// Only `Σρ ≤ cap_ρ` (the zCDP filter).
     Zcdp,
 }
 
@@ -246,35 +349,26 @@ impl Route {
     }
 }
 
-/// The first cap a route would exceed: `(what, spent, cost, cap)` in ledger units.
+/// A cap a run would pass: `(what, spent, cost, cap)` in ledger units.
 type Overrun = (&'static str, i64, i64, i64);
 
-/// Basic composition: `Σε + ε ≤ cap_ε` and `Σδ + δ ≤ cap_δ`.
-fn basic_overrun(c: &Charged, cost_e: i64, cost_d: i64, caps: Caps) -> Option<Overrun> {
-    if c.epsilon + cost_e > caps.epsilon {
-        Some(("epsilon", c.epsilon, cost_e, caps.epsilon))
-    } else if c.delta + cost_d > caps.delta {
-        Some(("delta", c.delta, cost_d, caps.delta))
-    } else {
-        None
-    }
-}
+/// Why a scope refuses a run: the first cap passed (`delta` against half the δ cap, else
+/// `epsilon`), and with `epsilon`, the ρ cap passed too when one was given.
+type Refusal = (Overrun, Option<Overrun>);
 
-/// The zCDP route: `Σρ + ρ ≤ cap_ρ` and `Σδ + δ ≤ ⌊cap_δ / 2⌋`.
-fn zcdp_overrun(
-    c: &Charged,
-    cost_r: i64,
-    cost_d: i64,
-    cap_rho: i64,
-    caps: Caps,
-) -> Option<Overrun> {
-    let half_delta = caps.delta / 2;
-    if c.rho + cost_r > cap_rho {
-        Some(("rho", c.rho, cost_r, cap_rho))
-    } else if c.delta + cost_d > half_delta {
-        Some(("delta", c.delta, cost_d, half_delta))
-    } else {
-        None
+/// The admission rule of the module docs in one scope with charges `c`.
+fn admit(c: &Charged, cost_e: i64, cost_d: i64, cost_r: i64, caps: Caps) -> Result<Route, Refusal> {
+    if c.delta + cost_d > caps.run_delta() {
+        return Err((("delta", c.delta, cost_d, caps.run_delta()), None));
+    }
+    if c.epsilon + cost_e <= caps.epsilon {
+        return Ok(Route::Basic);
+    }
+    let basic = ("epsilon", c.epsilon, cost_e, caps.epsilon);
+    match caps.rho {
+        Some(cap_r) if c.rho + cost_r <= cap_r => Ok(Route::Zcdp),
+        Some(cap_r) => Err((basic, Some(("rho", c.rho, cost_r, cap_r)))),
+        None => Err((basic, None)),
     }
 }
 
@@ -298,25 +392,32 @@ fn overrun_values((what, spent, cost, cap): Overrun) -> (&'static str, f64, f64,
     )
 }
 
-fn status(agreement_id: &str, c: &Charged, caps: Caps) -> BudgetStatus {
-    let (cap_epsilon, cap_delta) = (caps.epsilon, caps.delta);
+fn status(agreement_id: &str, scopes: &[Scope], c: &Charged, caps: Caps) -> BudgetStatus {
     BudgetStatus {
         agreement_id: agreement_id.to_owned(),
-        cap_epsilon: cap_epsilon as f64 / EPSILON_UNIT,
-        cap_delta: cap_delta as f64 / DELTA_UNIT,
+        accounts: scopes
+            .iter()
+            .filter_map(|s| match s {
+                Scope::Account(a) => Some(a.clone()),
+                Scope::Agreement(_) => None,
+            })
+            .collect(),
+        cap_epsilon: caps.epsilon as f64 / EPSILON_UNIT,
+        cap_delta: caps.delta as f64 / DELTA_UNIT,
         spent_epsilon: c.epsilon as f64 / EPSILON_UNIT,
         spent_delta: c.delta as f64 / DELTA_UNIT,
         spent_rho: c.rho as f64 / RHO_UNIT,
         cap_rho: caps.rho.map(|r| r as f64 / RHO_UNIT),
         reserved_epsilon: c.reserved_epsilon as f64 / EPSILON_UNIT,
-        left_epsilon: (cap_epsilon - c.epsilon).max(0) as f64 / EPSILON_UNIT,
-        left_delta: (cap_delta - c.delta).max(0) as f64 / DELTA_UNIT,
+        left_epsilon: (caps.epsilon - c.epsilon).max(0) as f64 / EPSILON_UNIT,
+        left_delta: (caps.run_delta() - c.delta).max(0) as f64 / DELTA_UNIT,
         runs: c.runs,
     }
 }
 
 const RUN_COLUMNS: &str = "r.run_id, r.agreement_id, r.role, r.actor, r.params_json, r.status, r.epsilon, r.delta,
-    r.rho, r.fingerprint, l.state, r.started_at_ms, r.ended_at_ms, r.result_json, r.output_sha256, r.error";
+    r.rho, r.fingerprint, l.state, r.started_at_ms, r.ended_at_ms, r.result_json, r.output_sha256, r.error,
+    l.route";
 
 fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
@@ -336,6 +437,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         result_json: r.get(13)?,
         output_sha256: r.get(14)?,
         error: r.get(15)?,
+        route: r.get(16)?,
     })
 }
 
@@ -347,16 +449,15 @@ impl Store {
     /// Reserves the run's budget and records it as `started` — before any data is touched.
     ///
     /// In one `BEGIN IMMEDIATE` transaction: refuses a reused run id ([`StoreError::Replay`]),
-    /// a missing or non-active agreement ([`StoreError::AgreementNotActive`]), and a run that
-    /// neither route of the module docs admits, with the agreement's charges summed over both
-    /// roles: basic composition (`Σε + ε ≤ cap_ε`, `Σδ + δ ≤ cap_δ`) or, when
-    /// [`NewRun::cap_rho`] is given, zCDP (`Σρ + ρ ≤ cap_ρ`, `Σδ + δ ≤ cap_δ/2`)
-    /// ([`StoreError::BudgetExceeded`], with the basic route's numbers; the refused run is
-    /// recorded with status `refused` and charges nothing). Every refusal is audited as
-    /// `query.refused`. On success the run and a `reserved` ledger charge are inserted and
-    /// `run.started` + `budget.charged` (with the admitting `route`) audited; returns the budget
-    /// after the charge. Only charges of runs started at or after [`NewRun::budget_since_ms`]
-    /// count, in every sum.
+    /// a missing or non-active agreement ([`StoreError::AgreementNotActive`]), a join key the
+    /// agreement does not list ([`StoreError::Invalid`]), and a run that the admission rule of
+    /// the module docs refuses in its agreement or in one of its budget accounts, with charges
+    /// summed over both roles and the window [`NewRun::budget_since_ms`]
+    /// ([`StoreError::BudgetExceeded`]; the refused run is recorded with status `refused` and
+    /// charges nothing). Every refusal is audited as `query.refused`. On success the run, a
+    /// `reserved` ledger charge with its route, and its accounts are inserted, and
+    /// `run.started` + `budget.charged` (with the `route` and `accounts`) audited; returns the
+    /// budget after the charge (largest figures over the run's agreement and accounts).
     pub fn begin_run(&mut self, run: &NewRun) -> Result<BudgetStatus, StoreError> {
         if run.run_id.is_empty() || run.agreement_id.is_empty() {
             return Err(StoreError::Invalid(
@@ -425,57 +526,53 @@ impl Store {
             });
         }
 
-        let before = charged(&tx, &run.agreement_id, run.budget_since_ms)?;
-        let basic = basic_overrun(&before, cost_e, cost_d, caps);
-        let zcdp = caps
-            .rho
-            .map(|cap_r| zcdp_overrun(&before, cost_r, cost_d, cap_r, caps));
-        let route = match (basic, zcdp) {
-            (None, _) => Route::Basic,
-            (Some(_), Some(None)) => Route::Zcdp,
-            (Some(basic), zcdp) => {
-                let (what, spent, cost, cap) = overrun_values(basic);
-                let zcdp = zcdp.flatten().map(overrun_values);
-                let zcdp_note = zcdp.map(|(w, s, c, k)| {
-                    let cap_name = if w == "delta" {
-                        "half the delta cap"
-                    } else {
-                        "cap"
-                    };
-                    format!("{w} spent {s} + this query {c} > {cap_name} {k}")
-                });
-                let mut reason =
-                    format!("budget exceeded: {what} spent {spent} + cost {cost} > cap {cap}");
-                if let Some(note) = &zcdp_note {
-                    reason.push_str(&format!("; zCDP route exhausted too: {note}"));
+        let scopes = scopes(&tx, &run.agreement_id, run.join_key.as_deref())?;
+        let mut route = Route::Basic;
+        for scope in &scopes {
+            let before = charged(&tx, scope, run.budget_since_ms)?;
+            let (first, rho) = match admit(&before, cost_e, cost_d, cost_r, caps) {
+                Ok(r) => {
+                    route = route.max(r);
+                    continue;
                 }
-                tx.execute(
-                    "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
-                                       fingerprint, started_at_ms, ended_at_ms, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
-                    params![
-                        run.run_id, run.agreement_id, run.role, run.actor, run.params_json, run.epsilon,
-                        run.delta, run.rho, run.fingerprint, now, reason
-                    ],
-                )?;
-                let mut details = json!({
-                    "run_id": run.run_id, "role": run.role, "reason": "budget_exceeded", "what": what,
-                    "spent": spent, "cost": cost, "cap": cap, "params": params,
-                });
-                if let Some((w, s, c, k)) = zcdp {
-                    details["zcdp"] = json!({"what": w, "spent": s, "cost": c, "cap": k});
-                }
-                audit_log::append(&tx, refusal(details))?;
-                tx.commit()?;
-                return Err(StoreError::BudgetExceeded {
-                    spent,
-                    cost,
-                    cap,
-                    what,
-                    zcdp: zcdp_note,
-                });
+                Err(refused) => refused,
+            };
+            let account = match scope {
+                Scope::Account(a) => Some(a.clone()),
+                Scope::Agreement(_) => None,
+            };
+            let (what, spent, cost, cap) = overrun_values(first);
+            let rho = rho.map(overrun_values);
+            let zcdp_note =
+                rho.map(|(w, s, c, k)| format!("{w} spent {s} + this query {c} > cap {k}"));
+            let err = StoreError::BudgetExceeded {
+                spent,
+                cost,
+                cap,
+                what,
+                zcdp: zcdp_note,
+                account: account.clone(),
+            };
+            tx.execute(
+                "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
+                                   fingerprint, started_at_ms, ended_at_ms, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'refused', ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+                params![
+                    run.run_id, run.agreement_id, run.role, run.actor, run.params_json, run.epsilon,
+                    run.delta, run.rho, run.fingerprint, now, err.to_string()
+                ],
+            )?;
+            let mut details = json!({
+                "run_id": run.run_id, "role": run.role, "reason": "budget_exceeded", "what": what,
+                "spent": spent, "cost": cost, "cap": cap, "account": account, "params": params,
+            });
+            if let Some((w, s, c, k)) = rho {
+                details["zcdp"] = json!({"what": w, "spent": s, "cost": c, "cap": k});
             }
-        };
+            audit_log::append(&tx, refusal(details))?;
+            tx.commit()?;
+            return Err(err);
+        }
 
         tx.execute(
             "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
@@ -487,12 +584,20 @@ impl Store {
             ],
         )?;
         tx.execute(
-            "INSERT INTO budget_ledger (agreement_id, run_id, at_ms, epsilon_units, delta_units, rho_units, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'reserved')",
-            params![run.agreement_id, run.run_id, now, cost_e, cost_d, cost_r],
+            "INSERT INTO budget_ledger (agreement_id, run_id, at_ms, epsilon_units, delta_units, rho_units, state, route)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'reserved', ?7)",
+            params![run.agreement_id, run.run_id, now, cost_e, cost_d, cost_r, route.name()],
         )?;
-        let after = charged(&tx, &run.agreement_id, run.budget_since_ms)?;
-        let budget = status(&run.agreement_id, &after, caps);
+        for scope in &scopes {
+            if let Scope::Account(account) = scope {
+                tx.execute(
+                    "INSERT INTO budget_accounts (account, run_id) VALUES (?1, ?2)",
+                    params![account, run.run_id],
+                )?;
+            }
+        }
+        let after = charged_max(&tx, &scopes, run.budget_since_ms)?;
+        let budget = status(&run.agreement_id, &scopes, &after, caps);
         let event = |action: &str, details: Value| {
             AuditEvent::now(&run.actor, action, details).with_agreement(&run.agreement_id)
         };
@@ -512,7 +617,7 @@ impl Store {
                 "budget.charged",
                 json!({
                     "run_id": run.run_id, "epsilon": run.epsilon, "delta": run.delta, "rho": run.rho,
-                    "route": route.name(),
+                    "route": route.name(), "accounts": budget.accounts,
                     "spent_epsilon": budget.spent_epsilon, "spent_delta": budget.spent_delta,
                     "spent_rho": budget.spent_rho,
                     "cap_epsilon": budget.cap_epsilon, "cap_delta": budget.cap_delta,
@@ -694,9 +799,9 @@ impl Store {
             .optional()?)
     }
 
-    /// The agreement's budget for this party (both roles) against the given caps (basic
-    /// composition only: `cap_rho` is `None`), counting the charges of runs started at or after
-    /// `since_ms` (as [`NewRun::budget_since_ms`]; 0 for the agreement's whole life).
+    /// The agreement's budget for this party (both roles, every join key's account) against the
+    /// given caps without a ρ cap, counting the charges of runs started at or after `since_ms`
+    /// (as [`NewRun::budget_since_ms`]; 0 for all of them).
     pub fn budget(
         &self,
         agreement_id: &str,
@@ -708,8 +813,9 @@ impl Store {
     }
 
     /// The agreement's budget for this party (both roles) against the given caps, including
-    /// the zCDP route's ρ cap (as given to [`NewRun::cap_rho`]), counting the charges of runs
-    /// started at or after `since_ms` (as [`NewRun::budget_since_ms`]; 0 for the whole life).
+    /// the ρ cap (as given to [`NewRun::cap_rho`]), counting the charges of runs started at or
+    /// after `since_ms` (as [`NewRun::budget_since_ms`]; 0 for all of them). The figures are the
+    /// largest over the agreement and the budget accounts of all its join keys.
     pub fn budget_with_rho_cap(
         &self,
         agreement_id: &str,
@@ -719,9 +825,11 @@ impl Store {
         since_ms: i64,
     ) -> Result<BudgetStatus, StoreError> {
         let caps = Caps::new(cap_epsilon, cap_delta, cap_rho)?;
+        let scopes = scopes(&self.conn, agreement_id, None)?;
         Ok(status(
             agreement_id,
-            &charged(&self.conn, agreement_id, since_ms)?,
+            &scopes,
+            &charged_max(&self.conn, &scopes, since_ms)?,
             caps,
         ))
     }

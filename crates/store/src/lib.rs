@@ -9,6 +9,7 @@
 //! A [`Store`] is one SQLite connection: cheap to open, `Send` but not `Sync`. Open one per
 //! blocking task.
 
+mod account;
 mod agreements;
 mod audience;
 mod audit_log;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+pub use account::SharedBudget;
 pub use agreements::StoredAgreement;
 pub use audience::{AudienceSummary, Member};
 pub use error::StoreError;

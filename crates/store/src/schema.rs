@@ -13,7 +13,7 @@ use crate::audit_log;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -128,6 +128,45 @@ CREATE TABLE checkpoints (
 ) STRICT;
 "#;
 
+/// Budget accounts (issue 9): a charge also counts against the account of the agreement's pair
+/// of signing keys and its run's join key, shared by every agreement between the same two keys
+/// (`account.rs`). Existing charges are assigned to the account of their run's join key (from
+/// its `params_json`), or to every join key of the agreement when the run does not name one;
+/// documents that are not two-party agreements get no account. The admitting route of each
+/// charge is recorded from now on (`NULL` for older charges).
+const V2_BUDGET_ACCOUNTS: &str = r#"
+CREATE TABLE budget_accounts (
+    account TEXT NOT NULL,
+    run_id  TEXT NOT NULL REFERENCES budget_ledger (run_id),
+    PRIMARY KEY (account, run_id)
+) WITHOUT ROWID, STRICT;
+CREATE INDEX budget_accounts_by_run ON budget_accounts (run_id);
+ALTER TABLE budget_ledger ADD COLUMN route TEXT CHECK (route IN ('basic', 'zcdp'));
+
+WITH docs AS (
+    SELECT id, CASE WHEN json_valid(doc_json) THEN doc_json ELSE '{}' END AS doc FROM agreements
+), pairs AS (
+    SELECT id, doc,
+           json_extract(doc, '$.terms.parties[0].signing_key') AS k0,
+           json_extract(doc, '$.terms.parties[1].signing_key') AS k1
+    FROM docs
+    WHERE json_array_length(doc, '$.terms.parties') = 2
+      AND json_type(doc, '$.terms.parties[0].signing_key') = 'text'
+      AND json_type(doc, '$.terms.parties[1].signing_key') = 'text'
+), charges AS (
+    SELECT l.run_id, l.agreement_id,
+           json_extract(CASE WHEN json_valid(r.params_json) THEN r.params_json ELSE '{}' END,
+                        '$.join_key') AS join_key
+    FROM budget_ledger l JOIN runs r ON r.run_id = l.run_id
+)
+INSERT OR IGNORE INTO budget_accounts (account, run_id)
+SELECT 'pair:' || min(p.k0, p.k1) || ':' || max(p.k0, p.k1) || '/' || k.value, c.run_id
+FROM charges c
+JOIN pairs p ON p.id = c.agreement_id
+JOIN json_each(p.doc, '$.terms.join_keys') k
+WHERE k.type = 'text' AND (c.join_key IS NULL OR c.join_key = k.value);
+"#;
+
 /// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -179,4 +218,70 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     audit_log::append(&tx, event)?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, params};
+
+    use super::{MIGRATIONS, migrate};
+
+    /// A version-1 ledger (charges per agreement only) is migrated: each charge joins the budget
+    /// account of its run's join key, or every join key's when the run named none; documents
+    /// that are not two-party agreements get no account.
+    #[test]
+    fn the_stored_ledger_is_migrated_to_budget_accounts() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let doc = r#"{"terms":{"join_keys":["email","phone"],
+            "parties":[{"signing_key":"bb"},{"signing_key":"aa"}]},"signatures":{}}"#;
+        for (id, doc) in [("ag", doc), ("other", r#"{"purpose":"x"}"#)] {
+            conn.execute(
+                "INSERT INTO agreements VALUES (?1, ?2, 'active', 0, 0)",
+                params![id, doc],
+            )
+            .unwrap();
+        }
+        for (run, agreement, params_json) in [
+            ("r-email", "ag", r#"{"join_key":"email","epsilon":1}"#),
+            ("r-any", "ag", r#"{"template":"overlap"}"#),
+            ("r-other", "other", r#"{"join_key":"email"}"#),
+        ] {
+            conn.execute(
+                "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon,
+                                   delta, rho, started_at_ms)
+                 VALUES (?1, ?2, 'querier', 'x', ?3, 'finished', 1, 0, 0.5, 0)",
+                params![run, agreement, params_json],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO budget_ledger (agreement_id, run_id, at_ms, epsilon_units, delta_units,
+                                            rho_units, state)
+                 VALUES (?1, ?2, 0, 1000000000, 0, 500000000, 'spent')",
+                params![agreement, run],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT run_id, account FROM budget_accounts ORDER BY run_id, account")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [
+            ("r-any", "pair:aa:bb/email"),
+            ("r-any", "pair:aa:bb/phone"),
+            ("r-email", "pair:aa:bb/email"),
+        ];
+        assert_eq!(
+            rows,
+            expected.map(|(r, a)| (r.to_owned(), a.to_owned())),
+            "the SQL must name accounts as account.rs does"
+        );
+        let keys = crate::account::AccountKeys::of(doc).unwrap();
+        assert_eq!(keys.account("phone"), "pair:aa:bb/phone");
+    }
 }

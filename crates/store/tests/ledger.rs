@@ -24,8 +24,10 @@ fn refusal_charges_nothing_and_is_audited() {
             cap,
             what,
             zcdp,
+            account,
         } => {
             assert_eq!((spent, cost, cap, what), (0.6, 0.5, 1.0, "epsilon"));
+            assert_eq!(account, None, "not a two-party document: no account");
             assert_eq!(zcdp, None, "no ρ cap given, so no zCDP route");
         }
         other => panic!("{other}"),
@@ -60,12 +62,17 @@ fn delta_cap_is_enforced_too() {
     let (_dir, mut store) = store();
     active_agreement(&mut store, "ag");
     let mut r = run("r1", "ag", 0.1, 10.0);
-    r.delta = 6e-7;
+    r.delta = 3e-7;
     store.begin_run(&r).unwrap();
     r.run_id = "r2".into();
     let err = store.begin_run(&r).unwrap_err();
+    // The runs' δ may use half the δ cap (5e-7); the other half is the zCDP route's.
     assert!(
-        matches!(err, StoreError::BudgetExceeded { what: "delta", .. }),
+        matches!(err, StoreError::BudgetExceeded { what: "delta", cap, .. } if cap == 5e-7),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("> half the delta cap 0.0000005"),
         "{err}"
     );
 }
@@ -459,6 +466,7 @@ fn few_large_runs_fit_by_basic_composition() {
             cap,
             what,
             zcdp,
+            ..
         } => {
             assert_eq!((*spent, *cost, *cap, *what), (1.0, 0.5, 1.0, "epsilon"));
             assert_eq!(
@@ -499,29 +507,49 @@ fn zcdp_route_keeps_half_the_delta_cap_for_the_conversion() {
     let err = store.begin_run(&big("r3")).unwrap_err();
     match &err {
         StoreError::BudgetExceeded { what, zcdp, .. } => {
-            assert_eq!(*what, "epsilon");
-            assert_eq!(
-                zcdp.as_deref(),
-                Some(
-                    "delta spent 0.0000005 + this query 0.00000025 > half the delta cap 0.0000005"
-                )
-            );
+            assert_eq!(*what, "delta");
+            assert_eq!(*zcdp, None);
         }
         other => panic!("{other}"),
     }
+    assert!(
+        err.to_string().contains(
+            "delta spent 0.0000005 + this query 0.00000025 > half the delta cap 0.0000005"
+        ),
+        "{err}"
+    );
     assert_eq!(routes(&store), ["basic", "zcdp"]);
-    // Without the basic route's δ limit being reached, a run of small δ still fits by zCDP…
+    // A run of no δ still fits by zCDP.
     let mut small = zcdp_run("r4", 1.0, 1.0, 10.0);
     small.delta = 0.0;
     store.begin_run(&small).unwrap();
-    // …and basic composition alone still allows δ up to the full cap.
-    let (_dir2, mut basic_only) = common::store();
-    active_agreement(&mut basic_only, "ag");
-    for i in 0..4 {
+}
+
+/// Issue 9 item 3: the basic route used to allow Σδ up to the full δ cap while the zCDP route
+/// kept half of it, so a ledger that switched routes could reach 1.5 × the δ cap. One rule now:
+/// `Σδ ≤ cap_δ/2` whichever route admits the run.
+#[test]
+fn the_basic_route_keeps_half_the_delta_cap_too() {
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag");
+    for i in 0..2 {
         let mut r = run(&format!("d{i}"), "ag", 0.1, 10.0);
         r.delta = 2.5e-7;
-        basic_only.begin_run(&r).unwrap();
+        store.begin_run(&r).unwrap();
     }
+    let mut third = run("d2", "ag", 0.1, 10.0);
+    third.delta = 2.5e-7;
+    let err = store.begin_run(&third).unwrap_err();
+    assert!(
+        matches!(err, StoreError::BudgetExceeded { what: "delta", spent, cap, .. }
+            if spent == 5e-7 && cap == 5e-7),
+        "{err}"
+    );
+    assert_eq!(store.budget("ag", 10.0, 1e-6, 0).unwrap().left_delta, 0.0);
+    // The route that admitted each charge is kept with it.
+    let d0 = store.run("d0").unwrap().unwrap();
+    assert_eq!(d0.route.as_deref(), Some("basic"));
+    assert_eq!(store.run("d2").unwrap().unwrap().route, None);
 }
 
 #[test]
@@ -634,5 +662,133 @@ fn a_refused_run_is_admitted_after_the_period_rolls_over() {
         .filter(|r| r.status == "refused")
         .count();
     assert_eq!(refused, 3);
+    store.verify_audit(None).unwrap();
+}
+
+const ACME: &str = "aaaa000000000000000000000000000000000000000000000000000000000001";
+const SHOPX: &str = "bbbb000000000000000000000000000000000000000000000000000000000002";
+const OTHER: &str = "cccc000000000000000000000000000000000000000000000000000000000003";
+
+/// A run on `join_key` under agreement `ag` costing ε = 0.5 against caps ε = 1, δ = 1e-6.
+fn keyed_run(id: &str, ag: &str, join_key: &str) -> tandem_store::NewRun {
+    let mut r = run(id, ag, 0.5, 1.0);
+    r.join_key = Some(join_key.into());
+    r
+}
+
+/// Issue 9 item 2: re-signing an agreement with only `expires_at` moved gave a fresh budget over
+/// the same customers. The budget is now kept per counterparty key and join key, across
+/// agreements.
+#[test]
+fn a_re_signed_agreement_shares_the_budget() {
+    let (_dir, mut store) = store();
+    let old = agreement_doc(ACME, SHOPX, r#"["email"]"#, "2027-01-01T00:00:00Z");
+    let resigned = agreement_doc(SHOPX, ACME, r#"["email"]"#, "2027-01-02T00:00:00Z");
+    active_agreement_doc(&mut store, "old", &old);
+    store.begin_run(&keyed_run("o1", "old", "email")).unwrap();
+    store.begin_run(&keyed_run("o2", "old", "email")).unwrap();
+    active_agreement_doc(&mut store, "resigned", &resigned);
+    let err = store
+        .begin_run(&keyed_run("n1", "resigned", "email"))
+        .unwrap_err();
+    let account = format!("pair:{ACME}:{SHOPX}/email");
+    match &err {
+        StoreError::BudgetExceeded {
+            what,
+            spent,
+            account: refused_in,
+            ..
+        } => {
+            assert_eq!((*what, *spent), ("epsilon", 1.0));
+            assert_eq!(refused_in.as_deref(), Some(account.as_str()));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        err.to_string().contains("shared by every agreement"),
+        "{err}"
+    );
+    // The new agreement's view shows the shared spend; the stored agreement is named as sharing.
+    let b = store.budget("resigned", 1.0, 1e-6, 0).unwrap();
+    assert_eq!((b.spent_epsilon, b.left_epsilon, b.runs), (1.0, 0.0, 0));
+    assert_eq!(b.accounts, [account]);
+    let shared = store
+        .agreements_sharing_budget(&resigned, "resigned")
+        .unwrap();
+    assert_eq!(shared.len(), 1);
+    assert_eq!(
+        (shared[0].agreement_id.as_str(), shared[0].status.as_str()),
+        ("old", "active")
+    );
+    assert_eq!(shared[0].join_keys, ["email"]);
+    // Revoking the old agreement does not give its charges back.
+    store
+        .put_agreement("old", &old, "revoked", "cli:admin")
+        .unwrap();
+    assert!(
+        store
+            .begin_run(&keyed_run("n2", "resigned", "email"))
+            .is_err()
+    );
+}
+
+/// Issue 9 item 2: two agreements with the same partner doubled the budget. They share it per
+/// join key; other join keys and other partners have their own.
+#[test]
+fn a_second_agreement_with_the_same_partner_shares_the_budget() {
+    let (_dir, mut store) = store();
+    let first = agreement_doc(ACME, SHOPX, r#"["email"]"#, "2027-01-01T00:00:00Z");
+    let second = agreement_doc(ACME, SHOPX, r#"["phone","email"]"#, "2028-01-01T00:00:00Z");
+    let elsewhere = agreement_doc(ACME, OTHER, r#"["email"]"#, "2027-01-01T00:00:00Z");
+    active_agreement_doc(&mut store, "first", &first);
+    active_agreement_doc(&mut store, "second", &second);
+    active_agreement_doc(&mut store, "elsewhere", &elsewhere);
+    store.begin_run(&keyed_run("f1", "first", "email")).unwrap();
+    store
+        .begin_run(&keyed_run("s1", "second", "email"))
+        .unwrap();
+    assert!(matches!(
+        store.begin_run(&keyed_run("s2", "second", "email")),
+        Err(StoreError::BudgetExceeded {
+            account: Some(_),
+            ..
+        })
+    ));
+    // Another identifier space of the same partner: its own account, but the second
+    // agreement's own caps still count its email run.
+    let b = store
+        .begin_run(&keyed_run("s3", "second", "phone"))
+        .unwrap();
+    assert_eq!(b.accounts, [format!("pair:{ACME}:{SHOPX}/phone")]);
+    assert_eq!((b.spent_epsilon, b.left_epsilon), (1.0, 0.0));
+    // Another partner: its own budget.
+    store
+        .begin_run(&keyed_run("e1", "elsewhere", "email"))
+        .unwrap();
+    store
+        .begin_run(&keyed_run("e2", "elsewhere", "email"))
+        .unwrap();
+    // A run that names no join key is charged to every join key of its agreement.
+    let third = agreement_doc(ACME, OTHER, r#"["phone","email"]"#, "2029-01-01T00:00:00Z");
+    active_agreement_doc(&mut store, "third", &third);
+    assert!(matches!(
+        store.begin_run(&run("t1", "third", 0.1, 1.0)),
+        Err(StoreError::BudgetExceeded { account: Some(a), .. }) if a.ends_with("/email")
+    ));
+    // A join key the agreement does not list is refused before anything is written.
+    assert!(matches!(
+        store.begin_run(&keyed_run("x1", "first", "phone")),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(store.run("x1").unwrap().is_none());
+    let sharing = store.agreements_sharing_budget(&second, "second").unwrap();
+    let ids: Vec<&str> = sharing.iter().map(|s| s.agreement_id.as_str()).collect();
+    assert_eq!(ids, ["first"]);
+    assert!(
+        store
+            .agreements_sharing_budget(r#"{"purpose":"x"}"#, "")
+            .unwrap()
+            .is_empty()
+    );
     store.verify_audit(None).unwrap();
 }

@@ -35,12 +35,28 @@ pub fn active_agreement(store: &mut Store, id: &str) {
         .unwrap();
 }
 
+/// A signed-agreement document between the parties with signing keys `k1` and `k2` on
+/// `join_keys` (JSON array text), expiring at `expires_at`: what the account derivation reads.
+pub fn agreement_doc(k1: &str, k2: &str, join_keys: &str, expires_at: &str) -> String {
+    format!(
+        r#"{{"terms":{{"version":1,"expires_at":"{expires_at}","join_keys":{join_keys},
+            "parties":[{{"name":"acme","signing_key":"{k1}"}},{{"name":"shopx","signing_key":"{k2}"}}]}},
+            "signatures":{{}}}}"#
+    )
+}
+
+/// Stores `doc` as active agreement `id`.
+pub fn active_agreement_doc(store: &mut Store, id: &str, doc: &str) {
+    store.put_agreement(id, doc, "active", "cli:admin").unwrap();
+}
+
 /// A run costing `epsilon` (δ 1e-9) under agreement `ag` with caps `cap` / 1e-6.
 pub fn run(id: &str, ag: &str, epsilon: f64, cap: f64) -> NewRun {
     NewRun {
         run_id: id.into(),
         agreement_id: ag.into(),
         role: "querier".into(),
+        join_key: None,
         actor: "token:alice(analyst)".into(),
         params_json: r#"{"template":"overlap","min_count":50}"#.into(),
         epsilon,
