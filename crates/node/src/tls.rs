@@ -97,11 +97,3 @@ impl ServerCertVerifier for PinnedCert {
         self.algorithms.supported_schemes()
     }
 }
-
-/// Parses a hex SHA-256 fingerprint.
-pub fn parse_fingerprint(hex_str: &str) -> Result<[u8; 32]> {
-    hex::decode(hex_str)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{hex_str:?} is not a hex SHA-256 fingerprint"))
-}

@@ -10,6 +10,7 @@ use ed25519_dalek::SigningKey;
 use tandem_agreement::{Agreement, Terms};
 use tandem_store::Store;
 
+use crate::error::NodeError;
 use crate::home::Home;
 
 /// Placeholder for a key or fingerprint that `propose` fills in from the proposing node.
@@ -102,7 +103,7 @@ pub async fn propose(
     let json = serde_json::to_string(&agreement)?;
     home.store()?
         .put_agreement(&id, &json, "proposed", "cli:admin")?;
-    let delivery = deliver(home, &agreement, crate::server::PROPOSE_PATH).await?;
+    let delivery = deliver(home, &agreement, crate::wire::PROPOSE_PATH).await?;
     Ok((agreement, delivery))
 }
 
@@ -143,7 +144,7 @@ pub async fn accept(
         "active",
         "cli:admin",
     )?;
-    let delivery = deliver(home, &agreement, crate::server::COUNTERSIGN_PATH).await?;
+    let delivery = deliver(home, &agreement, crate::wire::COUNTERSIGN_PATH).await?;
     Ok((agreement, delivery))
 }
 
@@ -165,28 +166,33 @@ pub fn import(home: &Home, path: &std::path::Path) -> Result<Agreement> {
 }
 
 /// Stores a proposal delivered by the peer, after checking its signature and that this node
-/// is a party.
+/// is a party. Errors: 422 `bad_data` (terms invalid), 401 `bad_signature`, 403 `refused`.
 pub fn receive_proposal(
     store: &mut Store,
     me: &str,
     key: &SigningKey,
     agreement: &Agreement,
-) -> Result<()> {
+) -> crate::error::Result<()> {
     agreement.terms.validate()?;
     agreement.verify_signatures()?;
     let mine = agreement
         .terms
         .party(me)
-        .with_context(|| format!("this node ({me}) is not a party"))?;
+        .ok_or_else(|| NodeError::refused(format!("this node ({me}) is not a party")))?;
     if mine.signing_key != hex::encode(key.verifying_key().to_bytes()) {
-        bail!("the proposal names another signing key for {me}");
+        return Err(NodeError::refused(format!(
+            "the proposal names another signing key for {me}"
+        )));
     }
     let peer = agreement
         .terms
         .peer_of(me)
-        .context("no peer in the agreement")?;
+        .ok_or_else(|| NodeError::refused("no peer in the agreement"))?;
     if !agreement.signatures.contains_key(&peer.name) {
-        bail!("the proposal is not signed by {}", peer.name);
+        return Err(NodeError::refused(format!(
+            "the proposal is not signed by {}",
+            peer.name
+        )));
     }
     let id = agreement.id().to_string();
     if store
@@ -204,17 +210,24 @@ pub fn receive_proposal(
     Ok(())
 }
 
-/// Stores the fully signed agreement delivered back by the peer.
-pub fn receive_countersigned(store: &mut Store, me: &str, agreement: &Agreement) -> Result<()> {
+/// Stores the fully signed agreement delivered back by the peer. Errors as
+/// [`receive_proposal`].
+pub fn receive_countersigned(
+    store: &mut Store,
+    me: &str,
+    agreement: &Agreement,
+) -> crate::error::Result<()> {
     agreement.terms.validate()?;
     agreement.verify_signatures()?;
     if !agreement.is_fully_signed() {
-        bail!("the agreement is not signed by both parties");
+        return Err(NodeError::refused(
+            "the agreement is not signed by both parties",
+        ));
     }
     let peer = agreement
         .terms
         .peer_of(me)
-        .with_context(|| format!("this node ({me}) is not a party"))?;
+        .ok_or_else(|| NodeError::refused(format!("this node ({me}) is not a party")))?;
     let id = agreement.id().to_string();
     store.put_agreement(
         &id,
@@ -233,7 +246,7 @@ async fn deliver(home: &Home, agreement: &Agreement, path: &str) -> Result<Deliv
         .context("no peer in the agreement")?;
     let target = crate::client::Peer {
         url: peer.url.clone(),
-        cert_sha256: crate::tls::parse_fingerprint(&peer.tls_cert_sha256)?,
+        cert_sha256: crate::wire::parse_fingerprint(&peer.tls_cert_sha256)?,
     };
     let body = serde_json::to_vec(agreement)?;
     let outcome = target

@@ -111,9 +111,8 @@ impl Home {
         let config: Config =
             toml::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
         let key_hex = std::fs::read_to_string(dir.join("node.key")).context("reading node.key")?;
-        let key_bytes: [u8; 32] = hex::decode(key_hex.trim())
+        let key_bytes = <[u8; 32] as hex::FromHex>::from_hex(key_hex.trim())
             .ok()
-            .and_then(|b| b.try_into().ok())
             .context("node.key does not hold a 32-byte hex key")?;
         Ok(Home {
             dir: dir.to_path_buf(),
@@ -130,8 +129,9 @@ impl Home {
     }
 
     /// Opens the node's store.
-    pub fn store(&self) -> Result<tandem_store::Store> {
-        tandem_store::Store::open(self.store_path()).context("opening the store")
+    pub fn store(&self) -> crate::error::Result<tandem_store::Store> {
+        tandem_store::Store::open(self.store_path())
+            .map_err(|e| crate::error::NodeError::from(e).context("opening the store"))
     }
 
     /// Hex of the node's ed25519 public key.

@@ -1,0 +1,148 @@
+//! Budget policy: what a party may spend under an agreement and how its ledger entry is built.
+//! The ledger itself (atomic check-and-charge, composition routes) is `tandem-store`'s; this
+//! module derives its inputs from the agreement — per-query caps, the zCDP ρ cap, the budget
+//! period — and the [`BudgetView`] a party signs after a run.
+
+use tandem_agreement::Agreement;
+use tandem_dp::PrivacyLoss;
+use tandem_store::{NewRun, Store};
+
+use crate::error::{NodeError, Result};
+use crate::wire::{BudgetView, now_ms};
+
+/// Milliseconds in a day, the unit of `budget_refresh_days`.
+const DAY_MS: i64 = 86_400_000;
+
+/// The ρ cap of the ledger's zCDP route for a party's budget: the largest total ρ whose ε at
+/// half the δ cap is at most the ε cap (`tandem_dp::rho_for_epsilon(ε_total, δ_total / 2)`).
+/// The other half of the δ cap is left for the runs' own δ. `None` when `delta_total` is 0
+/// (zCDP converts to approximate DP only at δ > 0): then only basic composition applies.
+pub fn rho_cap(budget: &tandem_agreement::Budget) -> Result<Option<f64>> {
+    if budget.delta_total <= 0.0 {
+        return Ok(None);
+    }
+    let rho = tandem_dp::rho_for_epsilon(budget.epsilon_total, budget.delta_total / 2.0)
+        .map_err(|e| NodeError::bad_data(format!("the agreement's zCDP ρ cap: {e}")))?;
+    Ok(Some(rho))
+}
+
+/// Start (Unix ms) of the budget period containing `now_ms`: `⌊now / P⌋ · P` with
+/// `P = budget_refresh_days × 1 day` when the agreement refreshes budgets, else 0 (the caps
+/// apply over the agreement's whole life). Aligned to the Unix epoch, so both nodes find the
+/// same periods without coordinating.
+pub fn budget_period_start(agreement: &Agreement, now_ms: i64) -> i64 {
+    match agreement.terms.budget_refresh_days {
+        Some(days) if days > 0 => {
+            let period_ms = i64::from(days) * DAY_MS;
+            now_ms.div_euclid(period_ms) * period_ms
+        }
+        _ => 0,
+    }
+}
+
+/// δ of a run: the smaller of the two parties' per-query δ (each side derives it from the
+/// agreement; the responder refuses a request naming another).
+pub fn run_delta(agreement: &Agreement) -> f64 {
+    agreement
+        .terms
+        .parties
+        .iter()
+        .map(|p| p.budget.delta_per_query)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A party's budget terms (404 `not_found` if it is not a party).
+fn party_budget(agreement: &Agreement, party: &str) -> Result<tandem_agreement::Budget> {
+    Ok(agreement
+        .terms
+        .party(party)
+        .ok_or_else(|| NodeError::not_found(format!("{party} is not a party to the agreement")))?
+        .budget)
+}
+
+/// Refuses a loss over the party's per-query ε cap (422 `invalid_query`).
+pub fn check_per_query_cap(agreement: &Agreement, party: &str, loss: PrivacyLoss) -> Result<()> {
+    let budget = party_budget(agreement, party)?;
+    if loss.epsilon > budget.epsilon_per_query + 1e-12 {
+        return Err(NodeError::invalid_query(format!(
+            "{party}: this query costs ε = {:.4}, over the agreement's per-query cap of {}",
+            loss.epsilon, budget.epsilon_per_query
+        ))
+        .with_details(serde_json::json!({
+            "party": party, "cost": loss.epsilon, "per_query_cap": budget.epsilon_per_query,
+        })));
+    }
+    Ok(())
+}
+
+/// What a ledger entry records about a run besides its loss.
+pub struct EntryFor<'a> {
+    /// This node's party.
+    pub party: &'a str,
+    /// `querier` or `responder`.
+    pub role: &'a str,
+    /// Run id (hex).
+    pub run_id: &'a str,
+    /// Who asked.
+    pub actor: &'a str,
+    /// The request, recorded as the run's parameters.
+    pub params_json: String,
+}
+
+/// Ledger entry for a run, checked against the party's per-query cap; the ledger admits it by
+/// basic composition or by zCDP (with [`rho_cap`]), whichever still fits, counting the charges
+/// of the current budget period ([`budget_period_start`]).
+pub fn ledger_entry(agreement: &Agreement, e: EntryFor<'_>, loss: PrivacyLoss) -> Result<NewRun> {
+    let budget = party_budget(agreement, e.party)?;
+    check_per_query_cap(agreement, e.party, loss)?;
+    Ok(NewRun {
+        run_id: e.run_id.to_string(),
+        agreement_id: agreement.id().to_string(),
+        role: e.role.to_string(),
+        actor: e.actor.to_string(),
+        params_json: e.params_json,
+        epsilon: loss.epsilon,
+        delta: loss.delta,
+        rho: loss.rho(),
+        cap_epsilon: budget.epsilon_total,
+        cap_delta: budget.delta_total,
+        cap_rho: rho_cap(&budget)?,
+        fingerprint: None,
+        budget_since_ms: budget_period_start(agreement, now_ms()),
+    })
+}
+
+/// ε the party has left under the agreement now (in the current period).
+pub fn epsilon_left(store: &Store, agreement: &Agreement, party: &str) -> Result<f64> {
+    let budget = party_budget(agreement, party)?;
+    let status = store.budget(
+        &agreement.id().to_string(),
+        budget.epsilon_total,
+        budget.delta_total,
+        budget_period_start(agreement, now_ms()),
+    )?;
+    Ok(status.left_epsilon)
+}
+
+/// The party's budget view after a run that charged `charged`.
+pub fn budget_view(
+    store: &Store,
+    agreement: &Agreement,
+    party: &str,
+    charged: PrivacyLoss,
+) -> Result<BudgetView> {
+    let budget = party_budget(agreement, party)?;
+    let status = store.budget(
+        &agreement.id().to_string(),
+        budget.epsilon_total,
+        budget.delta_total,
+        budget_period_start(agreement, now_ms()),
+    )?;
+    Ok(BudgetView {
+        party: party.to_string(),
+        epsilon_spent: charged.epsilon,
+        delta_spent: charged.delta,
+        epsilon_total_spent: status.spent_epsilon,
+        epsilon_left: status.left_epsilon,
+    })
+}
