@@ -16,8 +16,7 @@ use tandem_store::{AuditEvent, Principal, Store};
 
 use crate::analysis::{self, Analysis};
 use crate::error::{Code, NodeError, Result};
-use crate::server::Answer;
-use crate::state::{NodeState, blocking};
+use crate::state::{Answer, NodeState, blocking};
 
 /// Roles, from least to most trusted for writing (an auditor reads, it never writes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -20,31 +20,8 @@ use tokio::net::TcpListener;
 
 use crate::error::{Code, NodeError};
 use crate::home::Home;
-use crate::state::{NodeState, blocking};
+use crate::state::{Answer, NodeState, blocking};
 use crate::wire::{COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE};
-
-/// A handler's result: the response, or a [`NodeError`] answered as its JSON body.
-pub type Answer = std::result::Result<Response, HttpError>;
-
-/// A [`NodeError`] on its way out as an HTTP response (status from its code, JSON body).
-#[derive(Debug)]
-pub struct HttpError(pub NodeError);
-
-impl From<NodeError> for HttpError {
-    fn from(e: NodeError) -> Self {
-        HttpError(e)
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        if e.code().status().is_server_error() {
-            tracing::error!(code = e.code_str(), error = %e, "request failed");
-        }
-        (e.status(), axum::Json(e.body())).into_response()
-    }
-}
 
 /// The router of a node.
 pub fn router(state: Arc<NodeState>) -> Router {

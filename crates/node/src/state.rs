@@ -1,6 +1,9 @@
-//! What every HTTP handler of a serving node shares, and how it runs synchronous work.
+//! What every HTTP handler of a serving node shares: its state, how it runs synchronous work,
+//! and how a [`NodeError`] becomes an HTTP response.
 
 use std::path::PathBuf;
+
+use axum::response::{IntoResponse, Response};
 
 use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
@@ -40,4 +43,27 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| NodeError::new(Code::Internal, format!("task failed: {e}")))?
+}
+
+/// A handler's result: the response, or a [`NodeError`] answered as its JSON body.
+pub type Answer = std::result::Result<Response, HttpError>;
+
+/// A [`NodeError`] on its way out as an HTTP response (status from its code, JSON body).
+#[derive(Debug)]
+pub struct HttpError(pub NodeError);
+
+impl From<NodeError> for HttpError {
+    fn from(e: NodeError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        if e.code().status().is_server_error() {
+            tracing::error!(code = e.code_str(), error = %e, "request failed");
+        }
+        (e.status(), axum::Json(e.body())).into_response()
+    }
 }

@@ -214,7 +214,7 @@ fn default_analysis() -> String {
 pub struct RunRequest {
     /// Protocol name, [`PROTOCOL`].
     pub protocol: String,
-    /// The analysis (a name in `crate::analysis::REGISTRY`); `overlap` when absent.
+    /// The analysis (a name in the node's analysis registry); `overlap` when absent.
     #[serde(default = "default_analysis")]
     pub analysis: String,
     /// Join key kind.

@@ -18,13 +18,22 @@ pub struct NodePair {
     pub shopx: Home,
     /// The active agreement's id.
     pub agreement_id: String,
-    _stop: tokio::sync::watch::Sender<bool>,
+    /// Per server (acme, shopx): its stop signal and task; dropping the pair stops both.
+    servers: Vec<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl NodePair {
     /// Starts the pair on a Tokio runtime: acme holds `p0…p299@example.com` (even `x`, odd `y`),
     /// shopx `p150…p499@example.com` (multiples of 3 `gold`, else `silver`): 150 shared.
     pub async fn start() -> NodePair {
+        NodePair::with_budgets(50.0, 50.0).await
+    }
+
+    /// [`NodePair::start`] with these total ε budgets (per query: at most 2).
+    pub async fn with_budgets(acme_total: f64, shopx_total: f64) -> NodePair {
         let mut acme_rows = String::from("email,seg\n");
         for i in 0..300 {
             acme_rows += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
@@ -34,11 +43,15 @@ impl NodePair {
             let tier = if i % 3 == 0 { "gold" } else { "silver" };
             shopx_rows += &format!("p{i}@example.com,{tier}\n");
         }
-        NodePair::start_with(&acme_rows, &shopx_rows).await
+        NodePair::launch(&acme_rows, &shopx_rows, acme_total, shopx_total).await
     }
 
-    /// Starts the pair with the given CSVs (`email,seg` for acme, `email,tier` for shopx).
-    pub async fn start_with(acme_rows: &str, shopx_rows: &str) -> NodePair {
+    async fn launch(
+        acme_rows: &str,
+        shopx_rows: &str,
+        acme_total: f64,
+        shopx_total: f64,
+    ) -> NodePair {
         let root = tempfile::tempdir().expect("tempdir");
         let (acme_l, acme_addr) = tandem_node::server::bind("127.0.0.1:0")
             .await
@@ -52,28 +65,47 @@ impl NodePair {
         import(&shopx, shopx_rows, "tier");
         let agreement = AgreementBuilder::new()
             .purpose("node tests")
-            .party(PartySpec::node("acme", &acme).column("seg", &["x", "y"]))
-            .party(PartySpec::node("shopx", &shopx).column("tier", &["silver", "gold"]))
+            .party(
+                PartySpec::node("acme", &acme)
+                    .column("seg", &["x", "y"])
+                    .epsilon(acme_total.min(2.0), acme_total),
+            )
+            .party(
+                PartySpec::node("shopx", &shopx)
+                    .column("tier", &["silver", "gold"])
+                    .epsilon(shopx_total.min(2.0), shopx_total),
+            )
             .signed(&[("acme", &acme.key), ("shopx", &shopx.key)]);
         for h in [&acme, &shopx] {
             store_active(&mut h.store().expect("store"), &agreement);
         }
-        let (stop, rx) = tokio::sync::watch::channel(false);
+        let mut servers = Vec::new();
         for (h, l) in [(acme.clone(), acme_l), (shopx.clone(), shop_l)] {
-            let mut rx = rx.clone();
-            tokio::spawn(async move {
+            let (stop, mut rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(async move {
                 let _ = tandem_node::server::serve(&h, l, async move {
                     let _ = rx.changed().await;
                 })
                 .await;
             });
+            servers.push((stop, task));
         }
         NodePair {
             _root: root,
             acme,
             shopx,
             agreement_id: agreement.id().to_string(),
-            _stop: stop,
+            servers,
+        }
+    }
+
+    /// Stops shopx's server and waits until it no longer accepts connections.
+    pub async fn stop_responder(&mut self) {
+        if self.servers.len() == 2
+            && let Some((stop, task)) = self.servers.pop()
+        {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
     }
 

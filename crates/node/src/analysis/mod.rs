@@ -2,7 +2,7 @@
 //! needs, its sensitivity and default ε split, how noised cells become its outputs (with
 //! intervals), and how it renders. The [`REGISTRY`] lists them; `tandem query <analysis>`, the
 //! API routes `/api/v1/query/<analysis>[/preview]` and the free preview all derive from it, and
-//! the run engine (`crate::querier`, `crate::responder`) is the same for every analysis.
+//! the run engine (the querier and responder modules) is the same for every analysis.
 //!
 //! Adding an analysis: one file in this directory implementing [`Analysis`] (with its tests),
 //! plus one line in [`REGISTRY`].
