@@ -5,13 +5,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use tandem_agreement::{Agreement, Terms};
 use tandem_store::Store;
 
-use crate::error::NodeError;
+use crate::error::{Code, NodeError, OrCode, Result};
 use crate::home::Home;
+
+/// Returns a [`NodeError`] with `code` and a formatted reason.
+macro_rules! fail {
+    ($code:expr, $($fmt:tt)*) => {
+        return Err(NodeError::new($code, format!($($fmt)*)))
+    };
+}
 
 /// Placeholder for a key or fingerprint that `propose` fills in from the proposing node.
 const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -32,9 +38,12 @@ fn fill_own_party(terms: &mut Terms, home: &Home) -> Result<()> {
         .parties
         .iter_mut()
         .find(|p| &p.name == me)
-        .with_context(|| format!("this node ({me}) is not one of the agreement's parties"))?;
+        .or_code(Code::Invalid, || {
+            format!("this node ({me}) is not one of the agreement's parties")
+        })?;
     if party.region != home.config.region {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement places {me}'s data in region {:?}, but this node is configured for {:?} (data residency)",
             party.region,
             home.config.region
@@ -47,7 +56,10 @@ fn fill_own_party(terms: &mut Terms, home: &Home) -> Result<()> {
         if field.is_empty() || field == PLACEHOLDER {
             *field = mine;
         } else if *field != mine {
-            bail!("the agreement names key {field} for {me}, but this node's is {mine}");
+            fail!(
+                Code::Invalid,
+                "the agreement names key {field} for {me}, but this node's is {mine}"
+            );
         }
     }
     Ok(())
@@ -59,22 +71,25 @@ fn check_own_party(agreement: &Agreement, home: &Home) -> Result<()> {
     let party = agreement
         .terms
         .party(me)
-        .with_context(|| format!("this node ({me}) is not a party"))?;
+        .or_code(Code::Invalid, || format!("this node ({me}) is not a party"))?;
     if party.region != home.config.region {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement places {me}'s data in region {:?}, but this node is configured for {:?} (data residency)",
             party.region,
             home.config.region
         );
     }
     if party.signing_key != home.key_fingerprint() {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement names signing key {} for {me}, not this node's",
             party.signing_key
         );
     }
     if party.tls_cert_sha256 != home.tls_fingerprint() {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement names TLS certificate {} for {me}, not this node's",
             party.tls_cert_sha256
         );
@@ -88,7 +103,8 @@ pub async fn propose(
     toml_text: &str,
     peer_url: Option<&str>,
 ) -> Result<(Agreement, Delivery)> {
-    let mut terms: Terms = toml::from_str(toml_text).context("agreement file does not parse")?;
+    let mut terms: Terms = toml::from_str(toml_text)
+        .or_code(Code::BadData, || "agreement file does not parse".into())?;
     fill_own_party(&mut terms, home)?;
     if let Some(url) = peer_url {
         let me = home.config.name.clone();
@@ -117,16 +133,16 @@ pub async fn accept(
     let agreement: Agreement = match (id, file) {
         (_, Some(path)) => serde_json::from_str(
             &std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?,
+                .or_code(Code::NotFound, || format!("reading {}", path.display()))?,
         )
-        .context("agreement file does not parse")?,
+        .or_code(Code::BadData, || "agreement file does not parse".into())?,
         (Some(id), None) => {
             let stored = store
                 .agreement(id)?
-                .with_context(|| format!("no proposal {id} on this node"))?;
+                .or_code(Code::NotFound, || format!("no proposal {id} on this node"))?;
             serde_json::from_str(&stored.doc_json)?
         }
-        (None, None) => bail!("name the agreement id or --file"),
+        (None, None) => fail!(Code::BadRequest, "name the agreement id or --file"),
     };
     let mut agreement = agreement;
     agreement.terms.validate()?;
@@ -134,7 +150,10 @@ pub async fn accept(
     check_own_party(&agreement, home)?;
     agreement.sign(&home.config.name, &home.key)?;
     if !agreement.is_fully_signed() {
-        bail!("the proposer's signature is missing: ask them to run `tandem agreement propose`");
+        fail!(
+            Code::Invalid,
+            "the proposer's signature is missing: ask them to run `tandem agreement propose`"
+        );
     }
     agreement.check_active(crate::wire::now_ms() / 1000)?;
     let id = agreement.id().to_string();
@@ -152,9 +171,10 @@ pub async fn accept(
 /// could not deliver it).
 pub fn import(home: &Home, path: &std::path::Path) -> Result<Agreement> {
     let agreement: Agreement = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        &std::fs::read_to_string(path)
+            .or_code(Code::NotFound, || format!("reading {}", path.display()))?,
     )
-    .context("agreement file does not parse")?;
+    .or_code(Code::BadData, || "agreement file does not parse".into())?;
     let mut store = home.store()?;
     if agreement.is_fully_signed() {
         check_own_party(&agreement, home)?;
@@ -243,7 +263,7 @@ async fn deliver(home: &Home, agreement: &Agreement, path: &str) -> Result<Deliv
     let peer = agreement
         .terms
         .peer_of(&home.config.name)
-        .context("no peer in the agreement")?;
+        .or_code(Code::Invalid, || "no peer in the agreement".into())?;
     let target = crate::client::Peer {
         url: peer.url.clone(),
         cert_sha256: crate::wire::parse_fingerprint(&peer.tls_cert_sha256)?,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Code, NodeError, OrCode, Result};
 use sha2::{Digest, Sha256};
 use tandem_agreement::{Agreement, Terms};
 
@@ -177,9 +177,13 @@ delta_total = 1e-6
 /// Runs the demo; `say` receives progress lines for people.
 pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutcome> {
     if a.overlap > a.querier_size || a.overlap > a.responder_size {
-        bail!("the overlap cannot be larger than either audience");
+        return Err(NodeError::new(
+            Code::Invalid,
+            "the overlap cannot be larger than either audience",
+        ));
     }
-    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let tmp =
+        tempfile::tempdir().or_code(Code::Internal, || "creating a temporary directory".into())?;
     let root = match &a.keep {
         Some(p) => {
             std::fs::create_dir_all(p)?;
@@ -234,7 +238,7 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
             tandem_store::Store::open(&store_path)?.import_csv(&path, &opts, None)
         })
         .await
-        .context("import panicked")??;
+        .or_code(Code::Internal, || "import task".into())??;
         let secs = t.elapsed().as_secs_f64();
         say(format!(
             "{}: imported {} rows in {:.2} s ({:.0} rows/s), identifiers hashed",

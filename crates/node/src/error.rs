@@ -392,6 +392,25 @@ impl From<std::io::Error> for NodeError {
 /// The node's result type.
 pub type Result<T, E = NodeError> = std::result::Result<T, E>;
 
+/// Gives any failure a [`Code`] and a context: `fs::read(p).or_code(Code::Internal, || …)`.
+pub trait OrCode<T> {
+    /// The error (or absence) as a [`NodeError`] with `code` and the reason `context()`
+    /// (followed by the underlying error, if any).
+    fn or_code(self, code: Code, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> OrCode<T> for std::result::Result<T, E> {
+    fn or_code(self, code: Code, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| NodeError::new(code, format!("{}: {e}", context())))
+    }
+}
+
+impl<T> OrCode<T> for Option<T> {
+    fn or_code(self, code: Code, context: impl FnOnce() -> String) -> Result<T> {
+        self.ok_or_else(|| NodeError::new(code, context()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -18,7 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use tandem_agreement::Agreement;
 use tokio::net::TcpListener;
 
-use crate::error::{Code, NodeError};
+use crate::error::{Code, NodeError, OrCode, Result};
 use crate::home::Home;
 use crate::state::{Answer, NodeState, blocking};
 use crate::wire::{COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE};
@@ -51,7 +50,7 @@ pub async fn serve(
     loop {
         let (tcp, remote) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted.context("accepting a connection")?,
+            accepted = listener.accept() => accepted.or_code(Code::Internal, || "accepting a connection".into())?,
         };
         let tls = tls.clone();
         let app = app.clone();
@@ -79,7 +78,7 @@ pub async fn serve(
 pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding {addr}"))?;
+        .or_code(Code::Internal, || format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }
