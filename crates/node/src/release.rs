@@ -142,3 +142,106 @@ impl Charged for Synthetic {
 pub fn benchmark_noise() -> ReleaseNoise {
     ReleaseNoise(OpenDpNoise::for_release(&Synthetic))
 }
+
+#[cfg(test)]
+mod tests {
+    use tandem_dp::{NoiseSource, ShiftedLaplace};
+    use tandem_testkit::{AgreementBuilder, PartySpec, store_active};
+
+    use super::*;
+    use crate::budget::{EntryFor, ledger_entry};
+
+    fn setup() -> (tempfile::TempDir, Store, tandem_agreement::Agreement) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("store");
+        let agreement = AgreementBuilder::new()
+            .party(PartySpec::seeded("acme", 1).epsilon(1.0, 1.5))
+            .party(PartySpec::seeded("shopx", 2))
+            .agreement();
+        store_active(&mut store, &agreement);
+        (dir, store, agreement)
+    }
+
+    fn entry(agreement: &tandem_agreement::Agreement, run: &str) -> NewRun {
+        let e = EntryFor {
+            party: "acme",
+            role: "querier",
+            run_id: run,
+            actor: "test",
+            params_json: "{}".into(),
+        };
+        let loss = PrivacyLoss {
+            epsilon: 1.0,
+            delta: 1e-9,
+        };
+        ledger_entry(agreement, e, loss).expect("entry")
+    }
+
+    fn actions(store: &Store, run: &str) -> Vec<String> {
+        store
+            .audit_entries(None, None)
+            .expect("audit")
+            .into_iter()
+            .filter(|e| e.event.details["run_id"] == run)
+            .map(|e| e.event.action)
+            .collect()
+    }
+
+    #[test]
+    fn charge_draw_release_audit_in_that_order() {
+        let (_dir, mut store, agreement) = setup();
+        let r = Reservation::charge(&mut store, &entry(&agreement, "r1"), "acme").expect("fits");
+        let dist = ShiftedLaplace::for_epsilon(1.0, 1, 1e-9).expect("dist");
+        assert_eq!(r.noise().shifted(&dist, 4).expect("draws").len(), 4);
+        r.release(&mut store, "{}", b"out", "test", serde_json::json!({}))
+            .expect("release");
+        assert_eq!(
+            actions(&store, "r1"),
+            [
+                "run.started",
+                "budget.charged",
+                "run.finished",
+                "result.released"
+            ]
+        );
+        // The cap (1.5) cannot afford a second ε 1: refused before any noise, naming the cap.
+        let err = Reservation::charge(&mut store, &entry(&agreement, "r2"), "acme")
+            .expect_err("over the cap");
+        assert_eq!(err.code_str(), "budget_exceeded");
+        let d = err.details().expect("details");
+        assert_eq!(
+            (d["party"].as_str(), d["cap"].as_f64()),
+            (Some("acme"), Some(1.5))
+        );
+        assert!(
+            (d["left"].as_f64().expect("left") - 0.5).abs() < 1e-9,
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn abandon_keeps_the_charge_only_if_something_may_have_left() {
+        let (_dir, mut store, agreement) = setup();
+        let r = Reservation::charge(&mut store, &entry(&agreement, "r1"), "acme").expect("fits");
+        r.abandon(&mut store, "peer unreachable", Exposure::NothingLeft)
+            .expect("abandon");
+        assert_eq!(
+            actions(&store, "r1"),
+            [
+                "run.started",
+                "budget.charged",
+                "run.failed",
+                "budget.released"
+            ]
+        );
+        let r = Reservation::charge(&mut store, &entry(&agreement, "r2"), "acme").expect("fits");
+        r.abandon(&mut store, "timeout after send", Exposure::MayHaveLeft)
+            .expect("abandon");
+        assert_eq!(
+            actions(&store, "r2"),
+            ["run.started", "budget.charged", "run.failed"]
+        );
+        let left = crate::budget::epsilon_left(&store, &agreement, "acme").expect("left");
+        assert!((left - 0.5).abs() < 1e-9, "{left}");
+    }
+}
