@@ -120,10 +120,15 @@ async fn authorized<T: Send + 'static>(
     .await
 }
 
-/// The body of a query or preview request (400 `bad_request` if it does not parse).
-fn query_body(body: &[u8]) -> Result<analysis::Query> {
+/// A JSON request body (400 `bad_request`, in the node's error body, if it does not parse).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body)
-        .map_err(|e| NodeError::bad_request(format!("the query does not parse: {e}")))
+        .map_err(|e| NodeError::bad_request(format!("{what} does not parse: {e}")))
+}
+
+/// The body of a query or preview request.
+fn query_body(body: &[u8]) -> Result<analysis::Query> {
+    json_body(body, "the query")
 }
 
 async fn run(
@@ -294,7 +299,7 @@ struct NewToken {
 async fn create_token(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
-    Json(t): Json<NewToken>,
+    body: axum::body::Bytes,
 ) -> Answer {
     let created = authorized(
         state,
@@ -302,6 +307,7 @@ async fn create_token(
         "create a token",
         &[Role::Admin],
         move |_, store, admin| {
+            let t: NewToken = json_body(&body, "the token request")?;
             let secret = store.create_token(&t.name, &t.role, &admin.actor())?;
             Ok(json!({"name": t.name, "role": t.role, "token": secret}))
         },
@@ -337,7 +343,7 @@ struct Suppression {
 async fn suppress(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
-    Json(req): Json<Suppression>,
+    body: axum::body::Bytes,
 ) -> Answer {
     let done = authorized(
         state,
@@ -345,6 +351,7 @@ async fn suppress(
         "suppress people",
         &[Role::Admin],
         move |node, store, admin| {
+            let req: Suppression = json_body(&body, "the suppression request")?;
             let bad = |e: String| NodeError::new(Code::Invalid, e);
             let kind: tandem_identity::IdKind =
                 req.id_kind.parse().map_err(|e| bad(format!("{e}")))?;

@@ -174,6 +174,51 @@ delta_total = 1e-6
     )
 }
 
+/// Imports the demo's CSVs into both nodes; returns rows and seconds per node.
+async fn import_audiences(
+    root: &Path,
+    acme: &Home,
+    shopx: &Home,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<Vec<serde_json::Value>> {
+    let mut stats = Vec::new();
+    for (home, file, attrs) in [
+        (
+            acme,
+            "acme_customers.csv",
+            vec!["age_band".to_string(), "region".to_string()],
+        ),
+        (shopx, "shopx_buyers.csv", vec!["tier".to_string()]),
+    ] {
+        let opts = tandem_store::ImportOptions {
+            attributes: attrs,
+            normaliser: home.normaliser(),
+            actor: "demo".into(),
+            ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
+        };
+        let t = std::time::Instant::now();
+        let path = root.join(file);
+        let store_path = home.store_path();
+        let report = tokio::task::spawn_blocking(move || {
+            tandem_store::Store::open(&store_path)?.import_csv(&path, &opts, None)
+        })
+        .await
+        .or_code(Code::Internal, || "import task".into())??;
+        let secs = t.elapsed().as_secs_f64();
+        say(format!(
+            "{}: imported {} rows in {:.2} s ({:.0} rows/s), identifiers hashed",
+            home.config.name,
+            report.rows,
+            secs,
+            report.rows as f64 / secs
+        ));
+        stats.push(
+            serde_json::json!({"node": home.config.name, "rows": report.rows, "seconds": secs}),
+        );
+    }
+    Ok(stats)
+}
+
 /// Runs the demo; `say` receives progress lines for people.
 pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutcome> {
     if a.overlap > a.querier_size || a.overlap > a.responder_size {
@@ -216,41 +261,7 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
     ));
 
     write_csvs(&root, &a)?;
-    let mut import_stats = Vec::new();
-    for (home, file, attrs) in [
-        (
-            acme,
-            "acme_customers.csv",
-            vec!["age_band".to_string(), "region".to_string()],
-        ),
-        (shopx, "shopx_buyers.csv", vec!["tier".to_string()]),
-    ] {
-        let opts = tandem_store::ImportOptions {
-            attributes: attrs,
-            normaliser: home.normaliser(),
-            actor: "demo".into(),
-            ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
-        };
-        let t = std::time::Instant::now();
-        let path = root.join(file);
-        let store_path = home.store_path();
-        let report = tokio::task::spawn_blocking(move || {
-            tandem_store::Store::open(&store_path)?.import_csv(&path, &opts, None)
-        })
-        .await
-        .or_code(Code::Internal, || "import task".into())??;
-        let secs = t.elapsed().as_secs_f64();
-        say(format!(
-            "{}: imported {} rows in {:.2} s ({:.0} rows/s), identifiers hashed",
-            home.config.name,
-            report.rows,
-            secs,
-            report.rows as f64 / secs
-        ));
-        import_stats.push(
-            serde_json::json!({"node": home.config.name, "rows": report.rows, "seconds": secs}),
-        );
-    }
+    let import_stats = import_audiences(&root, acme, shopx, say).await?;
 
     let terms = Terms::from_toml(&terms_toml(acme, shopx))?;
     let mut agreement = Agreement::new(terms);

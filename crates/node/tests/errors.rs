@@ -80,6 +80,13 @@ async fn caller_errors_are_4xx_with_stable_codes() {
             "conflict",
         ),
         (
+            "POST",
+            "/api/v1/tokens",
+            "{bad",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
             "DELETE",
             "/api/v1/tokens/nobody",
             "",
