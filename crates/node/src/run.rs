@@ -86,7 +86,7 @@ pub fn derive(
             req.protocol
         )));
     }
-    let analysis = crate::analysis::find(&req.analysis)?;
+    let analysis = crate::analysis::find(&req.analysis).map_err(|e| refuse(e.message().into()))?;
     let keys = &agreement.terms.join_keys;
     if !keys.iter().any(|k| k == &req.join_key) {
         return Err(refuse(format!(
