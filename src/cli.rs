@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Tandem: learn about the audience you share with a partner without either side handing over
@@ -50,9 +51,9 @@ pub enum Command {
     Agreement(AgreementCmd),
     /// Run the node's HTTPS server for its peer.
     Serve(DirArg),
-    /// Ask questions of the shared audience.
-    #[command(subcommand)]
-    Query(QueryCmd),
+    /// Ask questions of the shared audience: `tandem query <analysis>` (analyses: see the
+    /// possible values below).
+    Query(QueryArgs),
     /// Privacy budget spent and left, per agreement.
     Budget(ListArgs),
     /// History of runs on this node.
@@ -185,16 +186,21 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// `tandem query …`.
-#[derive(Subcommand, Debug)]
-pub enum QueryCmd {
-    /// Noised overlap with the peer's audience, by segment, with 95% intervals.
-    Overlap(OverlapArgs),
+/// The analyses of the registry, for `tandem query <analysis>`.
+fn analyses() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        tandem_node::analysis::REGISTRY
+            .iter()
+            .map(|a| PossibleValue::new(a.name()).help(a.about())),
+    )
 }
 
-/// `tandem query overlap`.
+/// `tandem query <analysis>`.
 #[derive(Args, Debug)]
-pub struct OverlapArgs {
+pub struct QueryArgs {
+    /// The analysis.
+    #[arg(value_parser = analyses())]
+    pub analysis: String,
     #[command(flatten)]
     pub dir: DirArg,
     /// Agreement id.
@@ -221,6 +227,9 @@ pub struct OverlapArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the cells as CSV.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
 }
 
 /// `tandem audit …`.

@@ -1,24 +1,8 @@
-//! `tandem`: the node binary (CLI and node wiring).
+//! `tandem`: the command-line interface of a node (`tandem-node`). Nothing but argument
+//! parsing and printing lives here: `cli` declares the commands, `cmd` runs them.
 
-mod agreements;
-mod api;
 mod cli;
-mod client;
-mod commands;
-mod compliance;
-mod demo;
-mod home;
-mod ledger_head;
-mod maintenance;
-#[cfg(test)]
-mod node_tests;
-mod overlap;
-mod querier;
-mod report;
-mod responder;
-mod server;
-mod tls;
-mod wire;
+mod cmd;
 
 use clap::Parser;
 
@@ -35,7 +19,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli.command)) {
+    match runtime.block_on(cmd::run(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use tandem_testkit::{AgreementBuilder, PartySpec};
+
 /// Runs `tandem` with `args`; returns its output.
 pub fn tandem(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tandem"))
@@ -184,50 +186,23 @@ impl Pair {
                 .trim_matches('"')
                 .to_string()
         };
-        let text = format!(
-            r#"version = 1
-purpose = "end-to-end test of overlap by segment"
-legal_basis = "test"
-expires_at = "{expires_at}"
-join_keys = ["email"]
-min_reporting_threshold = 0
-retention_days = 30
-
-[[parties]]
-name = "acme"
-url = "https://127.0.0.1:{ap}"
-signing_key = "0000000000000000000000000000000000000000000000000000000000000000"
-tls_cert_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-region = "CN"
-[parties.columns]
-age_band = ["18-24", "25-34", "35-44", "45+"]
-[parties.budget]
-epsilon_per_query = {acme_pq}
-epsilon_total = {acme_total}
-delta_per_query = 1e-9
-delta_total = 1e-6
-
-[[parties]]
-name = "shopx"
-url = "https://127.0.0.1:{bp}"
-signing_key = "{key}"
-tls_cert_sha256 = "{tls}"
-region = "CN"
-[parties.columns]
-tier = ["bronze", "silver", "gold"]
-[parties.budget]
-epsilon_per_query = {shopx_pq}
-epsilon_total = {shopx_total}
-delta_per_query = 1e-9
-delta_total = 1e-6
-"#,
-            ap = self.acme_port,
-            acme_pq = acme_total.min(2.0),
-            shopx_pq = shopx_total.min(2.0),
-            bp = self.shopx_port,
-            key = field("signing_key"),
-            tls = field("tls_cert_sha256"),
-        );
+        let text = AgreementBuilder::new()
+            .purpose("end-to-end test of overlap by segment")
+            .expires_at(expires_at)
+            .party(
+                PartySpec::new("acme")
+                    .url(&format!("https://127.0.0.1:{}", self.acme_port))
+                    .column("age_band", &AGES)
+                    .epsilon(acme_total.min(2.0), acme_total),
+            )
+            .party(
+                PartySpec::new("shopx")
+                    .url(&format!("https://127.0.0.1:{}", self.shopx_port))
+                    .keys(&field("signing_key"), &field("tls_cert_sha256"))
+                    .column("tier", &TIERS)
+                    .epsilon(shopx_total.min(2.0), shopx_total),
+            )
+            .toml();
         let path = self
             .root
             .path()

@@ -186,9 +186,29 @@ pub trait NoiseSource {
     fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError>;
 }
 
+/// A release whose privacy loss a budget ledger has already charged: the capability needed to
+/// obtain the production noise source ([`OpenDpNoise::for_release`]), so that noise for a
+/// release is drawn only after its charge. The node implements it for exactly one type, its
+/// reservation (`tandem_node::release::Reservation`), which only charging the ledger creates.
+pub trait Charged {
+    /// The loss charged for the release.
+    fn charged_loss(&self) -> PrivacyLoss;
+}
+
 /// The production noise source: opendp's discrete Laplace sampler with OpenSSL randomness.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OpenDpNoise;
+/// Obtained only from a [`Charged`] release (no public fields, no `Default`).
+#[derive(Debug)]
+pub struct OpenDpNoise {
+    _charged: (),
+}
+
+impl OpenDpNoise {
+    /// The noise source for a release whose loss `release` has charged.
+    pub fn for_release(release: &dyn Charged) -> OpenDpNoise {
+        let _ = release.charged_loss();
+        OpenDpNoise { _charged: () }
+    }
+}
 
 impl NoiseSource for OpenDpNoise {
     fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
@@ -351,6 +371,19 @@ fn bisect_rho(epsilon: f64, delta: f64) -> Result<f64, DpError> {
 mod tests {
     use super::*;
 
+    /// A release charged nothing, for testing the sampler itself.
+    struct TestRelease;
+
+    impl Charged for TestRelease {
+        fn charged_loss(&self) -> PrivacyLoss {
+            PrivacyLoss::default()
+        }
+    }
+
+    fn noise() -> OpenDpNoise {
+        OpenDpNoise::for_release(&TestRelease)
+    }
+
     fn is_invalid<T: std::fmt::Debug>(result: Result<T, DpError>) -> bool {
         matches!(result, Err(DpError::InvalidParameter(_)))
     }
@@ -389,7 +422,7 @@ mod tests {
         const N: usize = 200_000;
         let dist = ShiftedLaplace::for_epsilon(1.0 / scale, 1, 1e-15).unwrap();
         assert_eq!(dist.scale, scale);
-        let draws = OpenDpNoise.shifted(&dist, N).unwrap();
+        let draws = noise().shifted(&dist, N).unwrap();
         assert_eq!(draws.len(), N);
         assert!(draws.iter().all(|&x| x <= 2 * dist.offset));
 
@@ -436,13 +469,13 @@ mod tests {
             scale: 2.0,
             offset: 50,
         };
-        assert!(OpenDpNoise.shifted(&dist, 0).unwrap().is_empty());
+        assert!(noise().shifted(&dist, 0).unwrap().is_empty());
         let no_room = ShiftedLaplace {
             scale: 2.0,
             offset: 0,
         };
         assert!(
-            OpenDpNoise
+            noise()
                 .shifted(&no_room, 1000)
                 .unwrap()
                 .iter()
@@ -452,7 +485,7 @@ mod tests {
             scale: 2.0,
             offset: ShiftedLaplace::MAX_OFFSET,
         };
-        assert_eq!(OpenDpNoise.shifted(&widest, 3).unwrap().len(), 3);
+        assert_eq!(noise().shifted(&widest, 3).unwrap().len(), 3);
     }
 
     #[test]
@@ -689,7 +722,7 @@ mod tests {
             let bad = ShiftedLaplace { scale, ..good };
             assert!(is_invalid(bad.epsilon(1)));
             assert!(is_invalid(bad.half_width(0.05)));
-            assert!(is_invalid(OpenDpNoise.shifted(&bad, 10)));
+            assert!(is_invalid(noise().shifted(&bad, 10)));
         }
         for alpha in [0.0, 1.0, -0.5, f64::NAN] {
             assert!(is_invalid(good.half_width(alpha)));
@@ -698,7 +731,7 @@ mod tests {
             offset: ShiftedLaplace::MAX_OFFSET + 1,
             ..good
         };
-        assert!(is_invalid(OpenDpNoise.shifted(&too_wide, 1)));
+        assert!(is_invalid(noise().shifted(&too_wide, 1)));
 
         for (rho, delta) in [
             (-1.0, 1e-6),

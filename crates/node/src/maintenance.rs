@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use crate::error::Result;
 
 use crate::home::Home;
 

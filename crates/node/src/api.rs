@@ -8,14 +8,15 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::json;
 use tandem_store::{AuditEvent, Principal, Store};
 
-use crate::overlap::OverlapQuery;
-use crate::server::{ApiError, NodeState};
+use crate::analysis::{self, Analysis};
+use crate::error::{Code, NodeError, Result};
+use crate::state::{Answer, NodeState, blocking};
 
 /// Roles, from least to most trusted for writing (an auditor reads, it never writes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,9 +39,12 @@ impl Role {
     }
 }
 
-/// The API routes (merged into the node's router).
+/// The API routes (merged into the node's router): one query and one preview route per
+/// registered analysis (`/api/v1/query/<analysis>`), plus the original overlap routes.
 pub fn routes() -> Router<Arc<NodeState>> {
     Router::new()
+        .route("/api/v1/query/{analysis}", post(query))
+        .route("/api/v1/query/{analysis}/preview", post(preview))
         .route("/api/v1/queries/overlap", post(query_overlap))
         .route("/api/v1/queries/overlap/preview", post(preview_overlap))
         .route("/api/v1/runs", get(runs))
@@ -59,27 +63,20 @@ fn authorize(
     headers: &HeaderMap,
     what: &str,
     allowed: &[Role],
-) -> Result<Principal, ApiError> {
+) -> Result<Principal> {
     let secret = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "a bearer token is required",
-            )
-        })?;
+        .ok_or_else(|| NodeError::new(Code::Unauthenticated, "a bearer token is required"))?;
     let Some(principal) = store.authenticate(secret)? else {
         store.append_audit(AuditEvent::now(
             "api:unknown-token",
             "api.refused",
             json!({"what": what, "reason": "unknown or revoked token"}),
         ))?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+        return Err(NodeError::new(
+            Code::Unauthenticated,
             "unknown or revoked token",
         ));
     };
@@ -95,9 +92,8 @@ fn authorize(
         json!({"what": what}),
     ))?;
     if !allowed_here {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+        return Err(NodeError::new(
+            Code::Forbidden,
             format!("role {} may not {what}", principal.role),
         ));
     }
@@ -114,25 +110,33 @@ async fn authorized<T: Send + 'static>(
     headers: HeaderMap,
     what: &'static str,
     allowed: &'static [Role],
-    f: impl FnOnce(&NodeState, &mut Store, Principal) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    crate::server::blocking(move || {
-        let mut store = Store::open(&state.store_path)?;
+    f: impl FnOnce(&NodeState, &mut Store, Principal) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    blocking(move || {
+        let mut store = state.home.store()?;
         let principal = authorize(&mut store, &headers, what, allowed)?;
         f(&state, &mut store, principal)
     })
     .await
 }
 
-fn unprocessable(code: &'static str, e: anyhow::Error) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, format!("{e:#}"))
+/// A JSON request body (400 `bad_request`, in the node's error body, if it does not parse).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| NodeError::bad_request(format!("{what} does not parse: {e}")))
 }
 
-async fn query_overlap(
-    State(state): State<Arc<NodeState>>,
+/// The body of a query or preview request.
+fn query_body(body: &[u8]) -> Result<analysis::Query> {
+    json_body(body, "the query")
+}
+
+async fn run(
+    state: Arc<NodeState>,
     headers: HeaderMap,
-    Json(q): Json<OverlapQuery>,
-) -> Result<Response, ApiError> {
+    analysis: &'static dyn Analysis,
+    body: &[u8],
+) -> Answer {
     let principal = authorized(
         state.clone(),
         headers,
@@ -141,29 +145,62 @@ async fn query_overlap(
         |_, _, p| Ok(p),
     )
     .await?;
-    let report = crate::querier::run_query(&state.home, &q, &principal.actor())
-        .await
-        .map_err(|e| unprocessable("query_failed", e))?;
+    let q = query_body(body)?;
+    let report = crate::querier::run_query(&state.home, analysis, &q, &principal.actor()).await?;
     Ok(Json(report).into_response())
 }
 
-async fn preview_overlap(
-    State(state): State<Arc<NodeState>>,
+async fn run_preview(
+    state: Arc<NodeState>,
     headers: HeaderMap,
-    Json(q): Json<OverlapQuery>,
-) -> Result<Response, ApiError> {
-    authorized(
+    analysis: &'static dyn Analysis,
+    body: axum::body::Bytes,
+) -> Answer {
+    let p = authorized(
         state,
         headers,
         "preview a query",
         &[Role::Analyst],
         move |node, store, _| {
-            let p = crate::querier::preview(store, &node.name, &q)
-                .map_err(|e| unprocessable("preview_failed", e))?;
-            Ok(Json(p).into_response())
+            crate::querier::preview(store, &node.name, analysis, &query_body(&body)?)
         },
     )
-    .await
+    .await?;
+    Ok(Json(p).into_response())
+}
+
+async fn query(
+    State(state): State<Arc<NodeState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    run(state, headers, analysis::find(&name)?, &body).await
+}
+
+async fn preview(
+    State(state): State<Arc<NodeState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    run_preview(state, headers, analysis::find(&name)?, body).await
+}
+
+async fn query_overlap(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    run(state, headers, &analysis::overlap::Overlap, &body).await
+}
+
+async fn preview_overlap(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    run_preview(state, headers, &analysis::overlap::Overlap, body).await
 }
 
 #[derive(Deserialize)]
@@ -175,30 +212,28 @@ async fn runs(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     Query(f): Query<AgreementFilter>,
-) -> Result<Response, ApiError> {
-    authorized(state, headers, "list runs", READERS, move |_, store, _| {
-        Ok(Json(store.runs(f.agreement.as_deref())?).into_response())
+) -> Answer {
+    let runs = authorized(state, headers, "list runs", READERS, move |_, store, _| {
+        Ok(store.runs(f.agreement.as_deref())?)
     })
-    .await
+    .await?;
+    Ok(Json(runs).into_response())
 }
 
 async fn budget(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     Query(f): Query<AgreementFilter>,
-) -> Result<Response, ApiError> {
-    authorized(
+) -> Answer {
+    let views = authorized(
         state,
         headers,
         "read the budget",
         READERS,
-        move |node, store, _| {
-            let views = crate::compliance::budgets(store, &node.name, f.agreement.as_deref())
-                .map_err(|e| unprocessable("budget", e))?;
-            Ok(Json(views).into_response())
-        },
+        move |node, store, _| crate::compliance::budgets(store, &node.name, f.agreement.as_deref()),
     )
-    .await
+    .await?;
+    Ok(Json(views).into_response())
 }
 
 #[derive(Deserialize)]
@@ -211,8 +246,8 @@ async fn audit(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     Query(r): Query<Range>,
-) -> Result<Response, ApiError> {
-    authorized(
+) -> Answer {
+    let out = authorized(
         state,
         headers,
         "read the audit log",
@@ -225,21 +260,19 @@ async fn audit(
                 r.from_ms,
                 r.to_ms,
             )?;
-            Ok((
-                [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
-                out,
-            )
-                .into_response())
+            Ok(out)
         },
     )
-    .await
+    .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        out,
+    )
+        .into_response())
 }
 
-async fn agreements(
-    State(state): State<Arc<NodeState>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    authorized(state, headers, "list agreements", READERS, |_, store, _| {
+async fn agreements(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
+    let list = authorized(state, headers, "list agreements", READERS, |_, store, _| {
         let list: Vec<_> = store
             .agreements()?
             .into_iter()
@@ -251,9 +284,10 @@ async fn agreements(
                 })
             })
             .collect();
-        Ok(Json(list).into_response())
+        Ok(list)
     })
-    .await
+    .await?;
+    Ok(Json(list).into_response())
 }
 
 #[derive(Deserialize)]
@@ -265,41 +299,37 @@ struct NewToken {
 async fn create_token(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
-    Json(t): Json<NewToken>,
-) -> Result<Response, ApiError> {
-    authorized(
+    body: axum::body::Bytes,
+) -> Answer {
+    let created = authorized(
         state,
         headers,
         "create a token",
         &[Role::Admin],
         move |_, store, admin| {
+            let t: NewToken = json_body(&body, "the token request")?;
             let secret = store.create_token(&t.name, &t.role, &admin.actor())?;
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({"name": t.name, "role": t.role, "token": secret})),
-            )
-                .into_response())
+            Ok(json!({"name": t.name, "role": t.role, "token": secret}))
         },
     )
-    .await
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 async fn revoke_token(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Answer {
     authorized(
         state,
         headers,
         "revoke a token",
         &[Role::Admin],
-        move |_, store, admin| {
-            store.revoke_token(&name, &admin.actor())?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        },
+        move |_, store, admin| Ok(store.revoke_token(&name, &admin.actor())?),
     )
-    .await
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -313,16 +343,16 @@ struct Suppression {
 async fn suppress(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
-    Json(req): Json<Suppression>,
-) -> Result<Response, ApiError> {
-    authorized(
+    body: axum::body::Bytes,
+) -> Answer {
+    let done = authorized(
         state,
         headers,
         "suppress people",
         &[Role::Admin],
         move |node, store, admin| {
-            let bad =
-                |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_identifier", e);
+            let req: Suppression = json_body(&body, "the suppression request")?;
+            let bad = |e: String| NodeError::new(Code::Invalid, e);
             let kind: tandem_identity::IdKind =
                 req.id_kind.parse().map_err(|e| bad(format!("{e}")))?;
             let normaliser = node.home.normaliser();
@@ -337,11 +367,9 @@ async fn suppress(
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let removed = store.delete_digests(&digests, &admin.actor())?;
-            Ok(
-                Json(json!({"requested": digests.len(), "deleted_members": removed}))
-                    .into_response(),
-            )
+            Ok(json!({"requested": digests.len(), "deleted_members": removed}))
         },
     )
-    .await
+    .await?;
+    Ok(Json(done).into_response())
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use crate::error::{Code, OrCode, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -61,7 +61,7 @@ impl Peer {
         body: Vec<u8>,
         timeout: Duration,
         max_response: usize,
-    ) -> Result<Response, CallError> {
+    ) -> std::result::Result<Response, CallError> {
         let unreachable = |reason: String| CallError::Unreachable {
             url: self.url.clone(),
             reason,
@@ -128,7 +128,7 @@ fn split_url(url: &str) -> Result<(String, String)> {
     let host = crate::home::host_of(url)?;
     let rest = url
         .strip_prefix("https://")
-        .context("URL must start with https://")?;
+        .or_code(Code::Invalid, || "URL must start with https://".into())?;
     let authority = rest.split('/').next().unwrap_or(rest).to_string();
     let authority = if authority.ends_with(']') || !authority.contains(':') {
         format!("{authority}:443")

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Code, NodeError, OrCode, Result};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -72,18 +72,21 @@ impl Home {
     /// Creates a new node home. Refuses to overwrite an existing one.
     pub fn init(dir: &Path, config: Config) -> Result<InitSummary> {
         if dir.join("config.toml").exists() {
-            bail!(
-                "{} already holds a node (config.toml exists); refusing to overwrite",
-                dir.display()
-            );
+            return Err(NodeError::new(
+                Code::Conflict,
+                format!(
+                    "{} already holds a node (config.toml exists); refusing to overwrite",
+                    dir.display()
+                ),
+            ));
         }
         validate_name(&config.name)?;
         std::fs::create_dir_all(dir.join("tls"))
-            .with_context(|| format!("creating {}", dir.display()))?;
+            .or_code(Code::Internal, || format!("creating {}", dir.display()))?;
         let key = SigningKey::generate(&mut rand::rng());
         let host = host_of(&config.public_url)?;
         let cert = rcgen::generate_simple_self_signed(vec![host, "localhost".to_string()])
-            .context("generating the TLS certificate")?;
+            .or_code(Code::Internal, || "generating the TLS certificate".into())?;
         let cert_der = cert.cert.der().to_vec();
         write_secret(
             &dir.join("node.key"),
@@ -91,7 +94,8 @@ impl Home {
         )?;
         write_secret(&dir.join("tls/key.der"), &cert.signing_key.serialize_der())?;
         std::fs::write(dir.join("tls/cert.der"), &cert_der)?;
-        let text = toml::to_string_pretty(&config)?;
+        let text = toml::to_string_pretty(&config)
+            .or_code(Code::Internal, || "writing config.toml".into())?;
         std::fs::write(dir.join("config.toml"), text)?;
         Ok(InitSummary {
             key_fingerprint: hex::encode(key.verifying_key().to_bytes()),
@@ -102,25 +106,28 @@ impl Home {
     /// Opens an existing node home.
     pub fn open(dir: &Path) -> Result<Home> {
         let cfg_path = dir.join("config.toml");
-        let text = std::fs::read_to_string(&cfg_path).with_context(|| {
+        let text = std::fs::read_to_string(&cfg_path).or_code(Code::NotFound, || {
             format!(
                 "no node at {} (missing config.toml; run `tandem init` first)",
                 dir.display()
             )
         })?;
-        let config: Config =
-            toml::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
-        let key_hex = std::fs::read_to_string(dir.join("node.key")).context("reading node.key")?;
-        let key_bytes: [u8; 32] = hex::decode(key_hex.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .context("node.key does not hold a 32-byte hex key")?;
+        let config: Config = toml::from_str(&text)
+            .or_code(Code::BadData, || format!("parsing {}", cfg_path.display()))?;
+        let key_hex = std::fs::read_to_string(dir.join("node.key"))
+            .or_code(Code::Internal, || "reading node.key".into())?;
+        let key_bytes = <[u8; 32] as hex::FromHex>::from_hex(key_hex.trim())
+            .or_code(Code::BadData, || {
+                "node.key does not hold a 32-byte hex key".into()
+            })?;
         Ok(Home {
             dir: dir.to_path_buf(),
             config,
             key: SigningKey::from_bytes(&key_bytes),
-            tls_cert: std::fs::read(dir.join("tls/cert.der")).context("reading tls/cert.der")?,
-            tls_key: std::fs::read(dir.join("tls/key.der")).context("reading tls/key.der")?,
+            tls_cert: std::fs::read(dir.join("tls/cert.der"))
+                .or_code(Code::Internal, || "reading tls/cert.der".into())?,
+            tls_key: std::fs::read(dir.join("tls/key.der"))
+                .or_code(Code::Internal, || "reading tls/key.der".into())?,
         })
     }
 
@@ -131,7 +138,8 @@ impl Home {
 
     /// Opens the node's store.
     pub fn store(&self) -> Result<tandem_store::Store> {
-        tandem_store::Store::open(self.store_path()).context("opening the store")
+        tandem_store::Store::open(self.store_path())
+            .map_err(|e| NodeError::from(e).context("opening the store"))
     }
 
     /// Hex of the node's ed25519 public key.
@@ -176,16 +184,19 @@ fn validate_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok {
-        bail!("node name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'");
+        return Err(NodeError::new(
+            Code::Invalid,
+            format!("node name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"),
+        ));
     }
     Ok(())
 }
 
 /// The host part of an `https://host:port` URL.
 pub fn host_of(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .with_context(|| format!("URL {url:?} must start with https://"))?;
+    let rest = url.strip_prefix("https://").or_code(Code::Invalid, || {
+        format!("URL {url:?} must start with https://")
+    })?;
     let authority = rest.split('/').next().unwrap_or(rest);
     let host = if let Some(stripped) = authority.strip_prefix('[') {
         stripped.split(']').next().unwrap_or(stripped)
@@ -196,7 +207,10 @@ pub fn host_of(url: &str) -> Result<String> {
             .unwrap_or(authority)
     };
     if host.is_empty() {
-        bail!("URL {url:?} has no host");
+        return Err(NodeError::new(
+            Code::Invalid,
+            format!("URL {url:?} has no host"),
+        ));
     }
     Ok(host.to_string())
 }
@@ -212,7 +226,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let mut f = opts
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .or_code(Code::Internal, || format!("creating {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())

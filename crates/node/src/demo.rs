@@ -7,13 +7,39 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Code, NodeError, OrCode, Result};
 use sha2::{Digest, Sha256};
 use tandem_agreement::{Agreement, Terms};
 
-use crate::cli::DemoArgs;
+use crate::analysis::{Analysis, Query, Report, overlap::Overlap};
 use crate::home::{Config, Home};
-use crate::overlap::OverlapQuery;
+
+/// The demo's scenario.
+#[derive(Clone, Debug)]
+pub struct DemoArgs {
+    /// Customers of the querier (a cosmetics maker).
+    pub querier_size: usize,
+    /// Customers of the responder (an e-commerce platform).
+    pub responder_size: usize,
+    /// Customers the two share.
+    pub overlap: usize,
+    /// ε of the query.
+    pub epsilon: f64,
+    /// Keep the two node directories here instead of a temporary directory.
+    pub keep: Option<std::path::PathBuf>,
+}
+
+/// What the demo found.
+pub struct DemoOutcome {
+    /// The overlap report, each cell with its true count.
+    pub report: Report,
+    /// Cells whose 95% interval covers the true count.
+    pub covered: usize,
+    /// Per node: rows imported and seconds taken.
+    pub imports: Vec<serde_json::Value>,
+    /// Wall time of the whole demo, seconds.
+    pub total_s: f64,
+}
 
 const AGE_BANDS: [&str; 4] = ["18-24", "25-34", "35-44", "45+"];
 const REGIONS: [&str; 4] = ["north", "south", "east", "west"];
@@ -148,23 +174,67 @@ delta_total = 1e-6
     )
 }
 
-/// Runs the demo.
-pub async fn run(a: DemoArgs) -> Result<()> {
-    if a.overlap > a.querier_size || a.overlap > a.responder_size {
-        bail!("the overlap cannot be larger than either audience");
+/// Imports the demo's CSVs into both nodes; returns rows and seconds per node.
+async fn import_audiences(
+    root: &Path,
+    acme: &Home,
+    shopx: &Home,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<Vec<serde_json::Value>> {
+    let mut stats = Vec::new();
+    for (home, file, attrs) in [
+        (
+            acme,
+            "acme_customers.csv",
+            vec!["age_band".to_string(), "region".to_string()],
+        ),
+        (shopx, "shopx_buyers.csv", vec!["tier".to_string()]),
+    ] {
+        let opts = tandem_store::ImportOptions {
+            attributes: attrs,
+            normaliser: home.normaliser(),
+            actor: "demo".into(),
+            ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
+        };
+        let t = std::time::Instant::now();
+        let path = root.join(file);
+        let store_path = home.store_path();
+        let report = tokio::task::spawn_blocking(move || {
+            tandem_store::Store::open(&store_path)?.import_csv(&path, &opts, None)
+        })
+        .await
+        .or_code(Code::Internal, || "import task".into())??;
+        let secs = t.elapsed().as_secs_f64();
+        say(format!(
+            "{}: imported {} rows in {:.2} s ({:.0} rows/s), identifiers hashed",
+            home.config.name,
+            report.rows,
+            secs,
+            report.rows as f64 / secs
+        ));
+        stats.push(
+            serde_json::json!({"node": home.config.name, "rows": report.rows, "seconds": secs}),
+        );
     }
-    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    Ok(stats)
+}
+
+/// Runs the demo; `say` receives progress lines for people.
+pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutcome> {
+    if a.overlap > a.querier_size || a.overlap > a.responder_size {
+        return Err(NodeError::new(
+            Code::Invalid,
+            "the overlap cannot be larger than either audience",
+        ));
+    }
+    let tmp =
+        tempfile::tempdir().or_code(Code::Internal, || "creating a temporary directory".into())?;
     let root = match &a.keep {
         Some(p) => {
             std::fs::create_dir_all(p)?;
             p.clone()
         }
         None => tmp.path().to_path_buf(),
-    };
-    let say = |msg: String| {
-        if !a.json {
-            eprintln!("{msg}");
-        }
     };
     let started = std::time::Instant::now();
     // Bind first, so the URLs in the agreement name the real ports.
@@ -191,41 +261,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     ));
 
     write_csvs(&root, &a)?;
-    let mut import_stats = Vec::new();
-    for (home, file, attrs) in [
-        (
-            acme,
-            "acme_customers.csv",
-            vec!["age_band".to_string(), "region".to_string()],
-        ),
-        (shopx, "shopx_buyers.csv", vec!["tier".to_string()]),
-    ] {
-        let opts = tandem_store::ImportOptions {
-            attributes: attrs,
-            normaliser: home.normaliser(),
-            actor: "demo".into(),
-            ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
-        };
-        let t = std::time::Instant::now();
-        let path = root.join(file);
-        let store_path = home.store_path();
-        let report = tokio::task::spawn_blocking(move || {
-            tandem_store::Store::open(&store_path)?.import_csv(&path, &opts, None)
-        })
-        .await
-        .context("import panicked")??;
-        let secs = t.elapsed().as_secs_f64();
-        say(format!(
-            "{}: imported {} rows in {:.2} s ({:.0} rows/s), identifiers hashed",
-            home.config.name,
-            report.rows,
-            secs,
-            report.rows as f64 / secs
-        ));
-        import_stats.push(
-            serde_json::json!({"node": home.config.name, "rows": report.rows, "seconds": secs}),
-        );
-    }
+    let import_stats = import_audiences(&root, acme, shopx, say).await?;
 
     let terms = Terms::from_toml(&terms_toml(acme, shopx))?;
     let mut agreement = Agreement::new(terms);
@@ -255,7 +291,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         }));
     }
 
-    let query = OverlapQuery {
+    let query = Query {
         agreement_id: id,
         join_key: None,
         group_by: Some("age_band".into()),
@@ -267,7 +303,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         "acme asks shopx for the overlap by age_band × tier at ε = {} over HTTPS …",
         a.epsilon
     ));
-    let result = crate::querier::run_query(acme, &query, "demo:analyst").await;
+    let result = crate::querier::run_query(acme, &Overlap, &query, "demo:analyst").await;
     let _ = stop_tx.send(true);
     for s in servers {
         let _ = s.await;
@@ -285,31 +321,42 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             covered += 1;
         }
     }
-    let total_s = started.elapsed().as_secs_f64();
-    if a.json {
-        let v = serde_json::json!({
-            "agreement_id": report.agreement_id,
-            "querier": report.querier,
-            "responder": report.responder,
-            "epsilon": report.epsilon,
-            "cells": report.cells,
-            "epsilon_spent": {
-                report.querier.clone(): report.querier_budget.epsilon_spent,
-                report.responder.clone(): report.responder_budget.epsilon_spent,
-            },
-            "budget": [report.querier_budget, report.responder_budget],
-            "intervals_covering_truth": covered,
-            "imports": import_stats,
-            "query_wall_s": report.wall_s,
-            "total_wall_s": total_s,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("{}", crate::report::overlap_table(&report));
-        println!(
-            "{covered} of {} intervals cover the true count; demo wall time {total_s:.1} s",
-            report.cells.len()
-        );
-    }
-    Ok(())
+    Ok(DemoOutcome {
+        report,
+        covered,
+        imports: import_stats,
+        total_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The demo's outcome as one JSON object.
+pub fn outcome_json(o: &DemoOutcome) -> serde_json::Value {
+    let r = &o.report;
+    serde_json::json!({
+        "agreement_id": r.agreement_id,
+        "querier": r.querier,
+        "responder": r.responder,
+        "epsilon": r.epsilon,
+        "cells": r.cells,
+        "epsilon_spent": {
+            r.querier.clone(): r.querier_budget.epsilon_spent,
+            r.responder.clone(): r.responder_budget.epsilon_spent,
+        },
+        "budget": [r.querier_budget, r.responder_budget],
+        "intervals_covering_truth": o.covered,
+        "imports": o.imports,
+        "query_wall_s": r.wall_s,
+        "total_wall_s": o.total_s,
+    })
+}
+
+/// The demo's outcome as a table for people.
+pub fn outcome_text(o: &DemoOutcome) -> Result<String> {
+    Ok(format!(
+        "{}\n{} of {} intervals cover the true count; demo wall time {:.1} s",
+        Overlap.render(&o.report, crate::analysis::Format::Table)?,
+        o.covered,
+        o.report.cells.len(),
+        o.total_s
+    ))
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use crate::error::{Code, OrCode, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -21,10 +21,12 @@ pub fn server_config(cert_der: &[u8], key_der: &[u8]) -> Result<rustls::ServerCo
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec()));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
+        .or_code(Code::Internal, || "TLS protocol versions".into())?
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
-        .context("loading the node's TLS certificate")?;
+        .or_code(Code::BadData, || {
+            "loading the node's TLS certificate".into()
+        })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -38,7 +40,7 @@ pub fn pinned_client_config(pinned_sha256: [u8; 32]) -> Result<rustls::ClientCon
     };
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
+        .or_code(Code::Internal, || "TLS protocol versions".into())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -96,12 +98,4 @@ impl ServerCertVerifier for PinnedCert {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
-}
-
-/// Parses a hex SHA-256 fingerprint.
-pub fn parse_fingerprint(hex_str: &str) -> Result<[u8; 32]> {
-    hex::decode(hex_str)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{hex_str:?} is not a hex SHA-256 fingerprint"))
 }

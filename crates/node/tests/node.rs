@@ -6,178 +6,58 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use tandem_agreement::{Agreement, Terms};
+use tandem_node::analysis::overlap::Overlap;
+use tandem_node::client::{CallError, Peer};
+use tandem_node::querier::{Prepared, prepare_query, run_query};
+use tandem_node::state::NodeState;
+use tandem_node::wire::{
+    Envelope, MAX_FRAME_JSON, MAX_SKEW_MS, PSI_PATH, PSI_REQUEST, RunOpening, SignedHead, frame,
+    parse_fingerprint, unframe,
+};
+use tandem_testkit::NodePair as Fixture;
 use tower::ServiceExt;
 
-use crate::home::{Config, Home};
-use crate::overlap::OverlapQuery;
-use crate::querier::Prepared;
-use crate::server::{NodeState, PSI_PATH, PSI_REQUEST};
-use crate::wire::Envelope;
-
-struct Fixture {
-    _root: tempfile::TempDir,
-    acme: Home,
-    shopx: Home,
-    agreement_id: String,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-fn home(root: &std::path::Path, name: &str, addr: std::net::SocketAddr) -> Home {
-    let cfg = Config {
-        name: name.into(),
-        listen: addr.to_string(),
-        public_url: format!("https://{addr}"),
-        region: "CN".into(),
-        default_country_code: None,
-        max_message_bytes: 1 << 26,
-    };
-    Home::init(&root.join(name), cfg).expect("init");
-    Home::open(&root.join(name)).expect("open")
-}
-
-fn import(home: &Home, rows: &str, attrs: &[&str]) {
-    let file = home.dir.join("people.csv");
-    std::fs::write(&file, rows).expect("write csv");
-    let opts = tandem_store::ImportOptions {
-        attributes: attrs.iter().map(|s| s.to_string()).collect(),
-        ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
-    };
-    home.store()
-        .expect("store")
-        .import_csv(&file, &opts, None)
-        .expect("import");
+fn query(f: &Fixture) -> tandem_node::analysis::Query {
+    f.query()
 }
 
 async fn fixture() -> Fixture {
-    let root = tempfile::tempdir().expect("tempdir");
-    let (acme_l, acme_addr) = crate::server::bind("127.0.0.1:0").await.expect("bind");
-    let (shop_l, shop_addr) = crate::server::bind("127.0.0.1:0").await.expect("bind");
-    let acme = home(root.path(), "acme", acme_addr);
-    let shopx = home(root.path(), "shopx", shop_addr);
-    let mut a = String::from("email,seg\n");
-    let mut b = String::from("email,tier\n");
-    for i in 0..300 {
-        a += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
-    }
-    for i in 150..500 {
-        b += &format!(
-            "p{i}@example.com,{}\n",
-            if i % 3 == 0 { "gold" } else { "silver" }
-        );
-    }
-    import(&acme, &a, &["seg"]);
-    import(&shopx, &b, &["tier"]);
-    let toml = format!(
-        r#"version = 1
-purpose = "node tests"
-legal_basis = "test"
-expires_at = "2099-01-01T00:00:00Z"
-join_keys = ["email"]
-min_reporting_threshold = 0
-retention_days = 30
-[[parties]]
-name = "acme"
-url = "{}"
-signing_key = "{}"
-tls_cert_sha256 = "{}"
-region = "CN"
-[parties.columns]
-seg = ["x", "y"]
-[parties.budget]
-epsilon_per_query = 2.0
-epsilon_total = 50.0
-delta_per_query = 1e-9
-delta_total = 1e-6
-[[parties]]
-name = "shopx"
-url = "{}"
-signing_key = "{}"
-tls_cert_sha256 = "{}"
-region = "CN"
-[parties.columns]
-tier = ["silver", "gold"]
-[parties.budget]
-epsilon_per_query = 2.0
-epsilon_total = 50.0
-delta_per_query = 1e-9
-delta_total = 1e-6
-"#,
-        acme.config.public_url,
-        acme.key_fingerprint(),
-        acme.tls_fingerprint(),
-        shopx.config.public_url,
-        shopx.key_fingerprint(),
-        shopx.tls_fingerprint()
-    );
-    let mut agreement = Agreement::new(Terms::from_toml(&toml).expect("terms"));
-    agreement.sign("acme", &acme.key).expect("sign");
-    agreement.sign("shopx", &shopx.key).expect("sign");
-    let id = agreement.id().to_string();
-    for h in [&acme, &shopx] {
-        h.store()
-            .expect("store")
-            .put_agreement(
-                &id,
-                &serde_json::to_string(&agreement).expect("json"),
-                "active",
-                "test",
-            )
-            .expect("put");
-    }
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    for (h, l) in [(acme.clone(), acme_l), (shopx.clone(), shop_l)] {
-        let mut rx = rx.clone();
-        tokio::spawn(async move {
-            let _ = crate::server::serve(&h, l, async move {
-                let _ = rx.changed().await;
-            })
-            .await;
-        });
-    }
-    Fixture {
-        _root: root,
-        acme,
-        shopx,
-        agreement_id: id,
-        _stop: stop,
-    }
-}
-
-fn query(f: &Fixture) -> OverlapQuery {
-    OverlapQuery {
-        agreement_id: f.agreement_id.clone(),
-        join_key: None,
-        group_by: Some("seg".into()),
-        peer_group_by: Some("tier".into()),
-        epsilon: 1.0,
-        fresh: true,
-    }
+    Fixture::start().await
 }
 
 /// Builds acme's signed first message of a fresh run.
 fn signed_request(f: &Fixture) -> (Envelope, Vec<u8>, Vec<(&'static str, String)>) {
-    let prepared =
-        crate::querier::prepare_query(&f.acme.store_path(), &f.acme.key, "acme", &query(f), "test")
-            .expect("prepare");
+    let prepared = prepare_query(
+        &f.acme.store_path(),
+        &f.acme.key,
+        "acme",
+        &Overlap,
+        &query(f),
+        "test",
+    )
+    .expect("prepare");
     let Prepared::Fresh(p) = prepared else {
         panic!("fresh run expected")
     };
-    let env = Envelope {
-        agreement_id: f.agreement_id.clone(),
-        run_id: hex::encode(p.run_id),
-        sender: "acme".into(),
-        timestamp_ms: crate::wire::now_ms(),
-    };
-    let body = crate::wire::frame(&p.opening, &p.message);
-    let headers = env.sign(PSI_REQUEST, &body, &f.acme.key);
+    let (body, headers) = p.signed_request(&f.acme.key);
+    let env = Envelope::from_headers(&header_map(&headers))
+        .expect("envelope")
+        .0;
     (env, body, headers)
 }
 
-fn peer(f: &Fixture) -> crate::client::Peer {
-    crate::client::Peer {
+fn header_map(pairs: &[(&'static str, String)]) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, v.parse().expect("header value"));
+    }
+    h
+}
+
+fn peer(f: &Fixture) -> Peer {
+    Peer {
         url: f.shopx.config.public_url.clone(),
-        cert_sha256: crate::tls::parse_fingerprint(&f.shopx.tls_fingerprint()).expect("fp"),
+        cert_sha256: parse_fingerprint(&f.shopx.tls_fingerprint()).expect("fp"),
     }
 }
 
@@ -201,7 +81,7 @@ async fn post(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlap_runs_over_https() {
     let f = fixture().await;
-    let report = crate::querier::run_query(&f.acme, &query(&f), "test")
+    let report = run_query(&f.acme, &Overlap, &query(&f), "test")
         .await
         .expect("query");
     assert_eq!(report.cells.len(), 3 * 3);
@@ -254,41 +134,41 @@ async fn tampered_or_foreign_messages_are_rejected() {
     env.run_id = hex::encode([0xAB; 16]);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
-    let (opening, message) = crate::wire::unframe(&body, 1 << 20).expect("frame");
-    let mut opening: crate::overlap::RunOpening = serde_json::from_value(opening).expect("opening");
-    opening.querier_head = crate::ledger_head::SignedHead::sign(
+    let (opening, message) = unframe(&body, MAX_FRAME_JSON).expect("frame");
+    let mut opening: RunOpening = serde_json::from_value(opening).expect("opening");
+    opening.querier_head = SignedHead::sign(
         opening.querier_head.budget,
         &env.agreement_id,
         &env.run_id,
         &f.acme.key,
     )
     .expect("sign");
-    let body = crate::wire::frame(&serde_json::to_value(&opening).expect("json"), message);
+    let body = frame(&serde_json::to_value(&opening).expect("json"), message);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("binding") || text.contains("run"), "{text}");
     // A querier on other identifier rules is refused with the reason.
     let (env, body, _) = signed_request(&f);
-    let (opening, message) = crate::wire::unframe(&body, 1 << 20).expect("frame");
-    let mut opening: crate::overlap::RunOpening = serde_json::from_value(opening).expect("opening");
+    let (opening, message) = unframe(&body, MAX_FRAME_JSON).expect("frame");
+    let mut opening: RunOpening = serde_json::from_value(opening).expect("opening");
     opening.request.identity_rules = "tandem-id-v0".into();
-    let body = crate::wire::frame(&serde_json::to_value(&opening).expect("json"), message);
+    let body = frame(&serde_json::to_value(&opening).expect("json"), message);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(text.contains("tandem-id-v0"), "{text}");
     // A querier naming a δ other than the agreement's is refused (a larger δ would mean a
     // smaller offset T and more clamping than the responder agreed to).
     let (env, body, _) = signed_request(&f);
-    let (opening, message) = crate::wire::unframe(&body, 1 << 20).expect("frame");
-    let mut opening: crate::overlap::RunOpening = serde_json::from_value(opening).expect("opening");
+    let (opening, message) = unframe(&body, MAX_FRAME_JSON).expect("frame");
+    let mut opening: RunOpening = serde_json::from_value(opening).expect("opening");
     opening.request.delta = 0.01;
-    let body = crate::wire::frame(&serde_json::to_value(&opening).expect("json"), message);
+    let body = frame(&serde_json::to_value(&opening).expect("json"), message);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(text.contains("δ"), "{text}");
     // A stale timestamp.
     let (mut env, body, _) = signed_request(&f);
-    env.timestamp_ms -= crate::wire::MAX_SKEW_MS + 1000;
+    env.timestamp_ms -= MAX_SKEW_MS + 1000;
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
     // The sender claims to be shopx itself.
@@ -301,7 +181,7 @@ async fn tampered_or_foreign_messages_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinning_refuses_another_certificate() {
     let f = fixture().await;
-    let wrong = crate::client::Peer {
+    let wrong = Peer {
         url: f.shopx.config.public_url.clone(),
         cert_sha256: [0; 32],
     };
@@ -310,10 +190,7 @@ async fn pinning_refuses_another_certificate() {
         .await
         .err()
         .expect("refused");
-    assert!(
-        matches!(err, crate::client::CallError::Unreachable { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, CallError::Unreachable { .. }), "{err}");
 }
 
 async fn api(
@@ -331,7 +208,7 @@ async fn api(
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = req.body(Body::from(body.to_string())).expect("request");
-    crate::server::router(state.clone())
+    tandem_node::server::router(state.clone())
         .oneshot(req)
         .await
         .expect("response")
@@ -508,7 +385,7 @@ async fn large_or_unauthenticated_bodies_are_refused_before_reading() {
                 req = req.header(k, v);
             }
             let req = req.body(Body::from(body)).expect("request");
-            crate::server::router(state)
+            tandem_node::server::router(state)
                 .oneshot(req)
                 .await
                 .expect("response")

@@ -5,12 +5,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use tandem_agreement::{Agreement, Terms};
 use tandem_store::Store;
 
+use crate::error::{Code, NodeError, OrCode, Result};
 use crate::home::Home;
+
+/// Returns a [`NodeError`] with `code` and a formatted reason.
+macro_rules! fail {
+    ($code:expr, $($fmt:tt)*) => {
+        return Err(NodeError::new($code, format!($($fmt)*)))
+    };
+}
 
 /// Placeholder for a key or fingerprint that `propose` fills in from the proposing node.
 const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -31,9 +38,12 @@ fn fill_own_party(terms: &mut Terms, home: &Home) -> Result<()> {
         .parties
         .iter_mut()
         .find(|p| &p.name == me)
-        .with_context(|| format!("this node ({me}) is not one of the agreement's parties"))?;
+        .or_code(Code::Invalid, || {
+            format!("this node ({me}) is not one of the agreement's parties")
+        })?;
     if party.region != home.config.region {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement places {me}'s data in region {:?}, but this node is configured for {:?} (data residency)",
             party.region,
             home.config.region
@@ -46,7 +56,10 @@ fn fill_own_party(terms: &mut Terms, home: &Home) -> Result<()> {
         if field.is_empty() || field == PLACEHOLDER {
             *field = mine;
         } else if *field != mine {
-            bail!("the agreement names key {field} for {me}, but this node's is {mine}");
+            fail!(
+                Code::Invalid,
+                "the agreement names key {field} for {me}, but this node's is {mine}"
+            );
         }
     }
     Ok(())
@@ -58,22 +71,25 @@ fn check_own_party(agreement: &Agreement, home: &Home) -> Result<()> {
     let party = agreement
         .terms
         .party(me)
-        .with_context(|| format!("this node ({me}) is not a party"))?;
+        .or_code(Code::Invalid, || format!("this node ({me}) is not a party"))?;
     if party.region != home.config.region {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement places {me}'s data in region {:?}, but this node is configured for {:?} (data residency)",
             party.region,
             home.config.region
         );
     }
     if party.signing_key != home.key_fingerprint() {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement names signing key {} for {me}, not this node's",
             party.signing_key
         );
     }
     if party.tls_cert_sha256 != home.tls_fingerprint() {
-        bail!(
+        fail!(
+            Code::Invalid,
             "the agreement names TLS certificate {} for {me}, not this node's",
             party.tls_cert_sha256
         );
@@ -104,7 +120,8 @@ pub async fn propose(
     toml_text: &str,
     peer_url: Option<&str>,
 ) -> Result<(Agreement, Delivery)> {
-    let mut terms: Terms = toml::from_str(toml_text).context("agreement file does not parse")?;
+    let mut terms: Terms = toml::from_str(toml_text)
+        .or_code(Code::BadData, || "agreement file does not parse".into())?;
     fill_own_party(&mut terms, home)?;
     if let Some(url) = peer_url {
         let me = home.config.name.clone();
@@ -120,7 +137,7 @@ pub async fn propose(
     let mut store = home.store()?;
     note_shared_budget(&store, &agreement)?;
     store.put_agreement(&id, &json, "proposed", "cli:admin")?;
-    let delivery = deliver(home, &agreement, crate::server::PROPOSE_PATH).await?;
+    let delivery = deliver(home, &agreement, crate::wire::PROPOSE_PATH).await?;
     Ok((agreement, delivery))
 }
 
@@ -134,16 +151,16 @@ pub async fn accept(
     let agreement: Agreement = match (id, file) {
         (_, Some(path)) => serde_json::from_str(
             &std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?,
+                .or_code(Code::NotFound, || format!("reading {}", path.display()))?,
         )
-        .context("agreement file does not parse")?,
+        .or_code(Code::BadData, || "agreement file does not parse".into())?,
         (Some(id), None) => {
             let stored = store
                 .agreement(id)?
-                .with_context(|| format!("no proposal {id} on this node"))?;
+                .or_code(Code::NotFound, || format!("no proposal {id} on this node"))?;
             serde_json::from_str(&stored.doc_json)?
         }
-        (None, None) => bail!("name the agreement id or --file"),
+        (None, None) => fail!(Code::BadRequest, "name the agreement id or --file"),
     };
     let mut agreement = agreement;
     agreement.terms.validate()?;
@@ -151,7 +168,10 @@ pub async fn accept(
     check_own_party(&agreement, home)?;
     agreement.sign(&home.config.name, &home.key)?;
     if !agreement.is_fully_signed() {
-        bail!("the proposer's signature is missing: ask them to run `tandem agreement propose`");
+        fail!(
+            Code::Invalid,
+            "the proposer's signature is missing: ask them to run `tandem agreement propose`"
+        );
     }
     agreement.check_active(crate::wire::now_ms() / 1000)?;
     note_shared_budget(&store, &agreement)?;
@@ -162,7 +182,7 @@ pub async fn accept(
         "active",
         "cli:admin",
     )?;
-    let delivery = deliver(home, &agreement, crate::server::COUNTERSIGN_PATH).await?;
+    let delivery = deliver(home, &agreement, crate::wire::COUNTERSIGN_PATH).await?;
     Ok((agreement, delivery))
 }
 
@@ -170,9 +190,10 @@ pub async fn accept(
 /// could not deliver it).
 pub fn import(home: &Home, path: &std::path::Path) -> Result<Agreement> {
     let agreement: Agreement = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        &std::fs::read_to_string(path)
+            .or_code(Code::NotFound, || format!("reading {}", path.display()))?,
     )
-    .context("agreement file does not parse")?;
+    .or_code(Code::BadData, || "agreement file does not parse".into())?;
     let mut store = home.store()?;
     if agreement.is_fully_signed() {
         check_own_party(&agreement, home)?;
@@ -184,28 +205,33 @@ pub fn import(home: &Home, path: &std::path::Path) -> Result<Agreement> {
 }
 
 /// Stores a proposal delivered by the peer, after checking its signature and that this node
-/// is a party.
+/// is a party. Errors: 422 `bad_data` (terms invalid), 401 `bad_signature`, 403 `refused`.
 pub fn receive_proposal(
     store: &mut Store,
     me: &str,
     key: &SigningKey,
     agreement: &Agreement,
-) -> Result<()> {
+) -> crate::error::Result<()> {
     agreement.terms.validate()?;
     agreement.verify_signatures()?;
     let mine = agreement
         .terms
         .party(me)
-        .with_context(|| format!("this node ({me}) is not a party"))?;
+        .ok_or_else(|| NodeError::refused(format!("this node ({me}) is not a party")))?;
     if mine.signing_key != hex::encode(key.verifying_key().to_bytes()) {
-        bail!("the proposal names another signing key for {me}");
+        return Err(NodeError::refused(format!(
+            "the proposal names another signing key for {me}"
+        )));
     }
     let peer = agreement
         .terms
         .peer_of(me)
-        .context("no peer in the agreement")?;
+        .ok_or_else(|| NodeError::refused("no peer in the agreement"))?;
     if !agreement.signatures.contains_key(&peer.name) {
-        bail!("the proposal is not signed by {}", peer.name);
+        return Err(NodeError::refused(format!(
+            "the proposal is not signed by {}",
+            peer.name
+        )));
     }
     let id = agreement.id().to_string();
     if store
@@ -223,17 +249,24 @@ pub fn receive_proposal(
     Ok(())
 }
 
-/// Stores the fully signed agreement delivered back by the peer.
-pub fn receive_countersigned(store: &mut Store, me: &str, agreement: &Agreement) -> Result<()> {
+/// Stores the fully signed agreement delivered back by the peer. Errors as
+/// [`receive_proposal`].
+pub fn receive_countersigned(
+    store: &mut Store,
+    me: &str,
+    agreement: &Agreement,
+) -> crate::error::Result<()> {
     agreement.terms.validate()?;
     agreement.verify_signatures()?;
     if !agreement.is_fully_signed() {
-        bail!("the agreement is not signed by both parties");
+        return Err(NodeError::refused(
+            "the agreement is not signed by both parties",
+        ));
     }
     let peer = agreement
         .terms
         .peer_of(me)
-        .with_context(|| format!("this node ({me}) is not a party"))?;
+        .ok_or_else(|| NodeError::refused(format!("this node ({me}) is not a party")))?;
     let id = agreement.id().to_string();
     store.put_agreement(
         &id,
@@ -249,10 +282,10 @@ async fn deliver(home: &Home, agreement: &Agreement, path: &str) -> Result<Deliv
     let peer = agreement
         .terms
         .peer_of(&home.config.name)
-        .context("no peer in the agreement")?;
+        .or_code(Code::Invalid, || "no peer in the agreement".into())?;
     let target = crate::client::Peer {
         url: peer.url.clone(),
-        cert_sha256: crate::tls::parse_fingerprint(&peer.tls_cert_sha256)?,
+        cert_sha256: crate::wire::parse_fingerprint(&peer.tls_cert_sha256)?,
     };
     let body = serde_json::to_vec(agreement)?;
     let outcome = target

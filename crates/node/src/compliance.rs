@@ -1,7 +1,7 @@
 //! What a compliance officer reads: budgets in every accounting (basic ε, zCDP ρ, ε at the
 //! agreement's δ), and the record of processing per agreement (GDPR Art. 30, PIPL Arts. 55–56).
 
-use anyhow::Result;
+use crate::error::Result;
 use serde::Serialize;
 use tandem_agreement::Agreement;
 use tandem_store::Store;
@@ -86,8 +86,8 @@ pub fn budgets(store: &Store, me: &str, only: Option<&str>) -> Result<Vec<Budget
             continue;
         };
         let b = party.budget;
-        let cap_rho = crate::overlap::rho_cap(&b)?;
-        let since = crate::overlap::budget_period_start(&agreement, crate::wire::now_ms());
+        let cap_rho = crate::budget::rho_cap(&b)?;
+        let since = crate::budget::budget_period_start(&agreement, crate::wire::now_ms());
         let status = store.budget_with_rho_cap(
             &stored.id,
             b.epsilon_total,
@@ -342,55 +342,41 @@ pub fn purge(home: &crate::home::Home) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use tandem_agreement::{Agreement, Terms};
+    use tandem_agreement::Agreement;
     use tandem_dp::PrivacyLoss;
     use tandem_store::StoreError;
+    use tandem_testkit::{AgreementBuilder, PartySpec};
 
-    use crate::overlap::{RunRequest, new_run};
+    use crate::budget::{EntryFor, ledger_entry};
 
     /// An active agreement where acme's budget is ε 10, δ 1e-6 (ε ≤ 1 a query), in a fresh store.
     fn setup() -> (tempfile::TempDir, tandem_store::Store, Agreement) {
-        setup_with("")
+        setup_with(None)
     }
 
-    /// [`setup`] with `extra` added to the top-level terms.
-    fn setup_with(extra: &str) -> (tempfile::TempDir, tandem_store::Store, Agreement) {
+    /// [`setup`] with budgets refreshing every `refresh_days`.
+    fn setup_with(
+        refresh_days: Option<u32>,
+    ) -> (tempfile::TempDir, tandem_store::Store, Agreement) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = tandem_store::Store::open(dir.path()).expect("store");
-        let party = |name: &str, column: &str, seed: u8| {
-            format!(
-                r#"[[parties]]
-name = "{name}"
-url = "https://127.0.0.1:1"
-signing_key = "{key}"
-tls_cert_sha256 = "{tls}"
-region = "CN"
-[parties.columns]
-{column} = ["a", "b"]
-[parties.budget]
-epsilon_per_query = 1.0
-epsilon_total = 10.0
-delta_per_query = 1e-9
-delta_total = 1e-6
-"#,
-                key = tandem_agreement::fingerprint(
-                    &ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key()
-                ),
-                tls = format!("{seed:02x}").repeat(32),
+        let mut builder = AgreementBuilder::new()
+            .purpose("budget views")
+            .party(
+                PartySpec::seeded("acme", 1)
+                    .column("seg", &["a", "b"])
+                    .epsilon(1.0, 10.0),
             )
-        };
-        let toml = format!(
-            "version = 1\npurpose = \"budget views\"\nlegal_basis = \"test\"\n\
-             expires_at = \"2099-01-01T00:00:00Z\"\njoin_keys = [\"email\"]\n\
-             min_reporting_threshold = 0\nretention_days = 30\n{extra}\n{}{}",
-            party("acme", "seg", 1),
-            party("shopx", "tier", 2)
-        );
-        let agreement = Agreement::new(Terms::from_toml(&toml).expect("terms"));
-        let json = serde_json::to_string(&agreement).expect("json");
-        store
-            .put_agreement(&agreement.id().to_string(), &json, "active", "test")
-            .expect("put");
+            .party(
+                PartySpec::seeded("shopx", 2)
+                    .column("tier", &["a", "b"])
+                    .epsilon(1.0, 10.0),
+            );
+        if let Some(days) = refresh_days {
+            builder = builder.refresh_days(days);
+        }
+        let agreement = builder.agreement();
+        tandem_testkit::store_active(&mut store, &agreement);
         (dir, store, agreement)
     }
 
@@ -408,30 +394,20 @@ delta_total = 1e-6
 
     /// The ledger entry of one acme run of `epsilon` (δ 1e-9, ρ = ε²/2) as the node makes it.
     fn acme_run(agreement: &Agreement, i: usize, epsilon: f64) -> tandem_store::NewRun {
-        let req = RunRequest {
-            protocol: "psi-ca-v1".into(),
-            join_key: "email".into(),
-            querier_column: None,
-            responder_column: None,
-            epsilon,
-            delta: 1e-9,
-            identity_rules: tandem_identity::RULES_VERSION.into(),
-        };
         let loss = PrivacyLoss {
             epsilon,
             delta: 1e-9,
         };
-        let run = new_run(
-            agreement,
-            "acme",
-            "querier",
-            &format!("r{i}"),
-            "test",
-            &req,
-            loss,
-            epsilon * epsilon / 2.0,
-        )
-        .expect("new run");
+        let entry = EntryFor {
+            party: "acme",
+            role: "querier",
+            run_id: &format!("r{i}"),
+            actor: "test",
+            params_json: "{}".into(),
+            join_key: "email",
+            rho: epsilon * epsilon / 2.0,
+        };
+        let run = ledger_entry(agreement, entry, loss).expect("ledger entry");
         assert!(run.cap_rho.is_some_and(|r| (r - 1.478441918).abs() < 1e-8));
         run
     }
@@ -474,7 +450,7 @@ delta_total = 1e-6
 
     #[test]
     fn budget_windows_slide_and_are_off_by_default() {
-        use crate::overlap::budget_period_start;
+        use crate::budget::budget_period_start;
         // 2027-01-15T08:00:00Z.
         let now = 1_800_000_000_000;
         let (_dir, store, whole_life) = setup();
@@ -487,7 +463,7 @@ delta_total = 1e-6
         let record = &super::processing_records(&store).expect("records")[0];
         assert_eq!(record.budget_refresh_days, None);
 
-        let (_dir, mut store, monthly) = setup_with("budget_refresh_days = 30");
+        let (_dir, mut store, monthly) = setup_with(Some(30));
         assert_ne!(monthly.id(), whole_life.id());
         // The window is the 30 days before now, not an epoch-aligned period.
         assert_eq!(budget_period_start(&monthly, now), now - 30 * 86_400_000);
@@ -521,8 +497,8 @@ delta_total = 1e-6
     /// spend is refused.
     #[test]
     fn the_full_cap_just_before_and_just_after_a_period_boundary_is_refused() {
-        use crate::overlap::budget_period_start;
-        let (_dir, mut store, monthly) = setup_with("budget_refresh_days = 30");
+        use crate::budget::budget_period_start;
+        let (_dir, mut store, monthly) = setup_with(Some(30));
         // ε cap 10 at ε = 1 a query: ten runs, then both routes are spent (Σρ = 5 > 1.48).
         for i in 0..10 {
             charge(&mut store, &monthly, i, 1.0).expect("fits");

@@ -1,0 +1,155 @@
+//! Budget policy: what a party may spend under an agreement and how its ledger entry is built.
+//! The ledger itself (atomic check-and-charge, composition routes) is `tandem-store`'s; this
+//! module derives its inputs from the agreement — per-query caps, the zCDP ρ cap, the budget
+//! period — and the [`BudgetView`] a party signs after a run.
+
+use tandem_agreement::Agreement;
+use tandem_dp::PrivacyLoss;
+use tandem_store::{NewRun, Store};
+
+use crate::error::{NodeError, Result};
+use crate::wire::{BudgetView, now_ms};
+
+/// Milliseconds in a day, the unit of `budget_refresh_days`.
+const DAY_MS: i64 = 86_400_000;
+
+/// The ρ cap of the ledger's zCDP route for a party's budget: the largest total ρ whose ε at
+/// half the δ cap is at most the ε cap (`tandem_dp::rho_for_epsilon(ε_total, δ_total / 2)`).
+/// The other half of the δ cap is left for the runs' own δ. `None` when `delta_total` is 0
+/// (zCDP converts to approximate DP only at δ > 0): then only basic composition applies.
+pub fn rho_cap(budget: &tandem_agreement::Budget) -> Result<Option<f64>> {
+    if budget.delta_total <= 0.0 {
+        return Ok(None);
+    }
+    let rho = tandem_dp::rho_for_epsilon(budget.epsilon_total, budget.delta_total / 2.0)
+        .map_err(|e| NodeError::bad_data(format!("the agreement's zCDP ρ cap: {e}")))?;
+    Ok(Some(rho))
+}
+
+/// Start (Unix ms) of the budget window ending at `now_ms`: `now − P` with
+/// `P = budget_refresh_days × 1 day` when the agreement refreshes budgets (a sliding window: any
+/// `P` days hold at most the caps, so spending the cap just before a boundary and again just
+/// after it is refused), else 0 (the caps apply over all charges).
+pub fn budget_period_start(agreement: &Agreement, now_ms: i64) -> i64 {
+    match agreement.terms.budget_refresh_days {
+        Some(days) if days > 0 => now_ms.saturating_sub(i64::from(days) * DAY_MS),
+        _ => 0,
+    }
+}
+
+/// δ of a run: the smaller of the two parties' per-query δ (each side derives it from the
+/// agreement; the responder refuses a request naming another).
+pub fn run_delta(agreement: &Agreement) -> f64 {
+    agreement
+        .terms
+        .parties
+        .iter()
+        .map(|p| p.budget.delta_per_query)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A party's budget terms (404 `not_found` if it is not a party).
+fn party_budget(agreement: &Agreement, party: &str) -> Result<tandem_agreement::Budget> {
+    Ok(agreement
+        .terms
+        .party(party)
+        .ok_or_else(|| NodeError::not_found(format!("{party} is not a party to the agreement")))?
+        .budget)
+}
+
+/// Refuses a loss over the party's per-query ε cap (422 `invalid_query`).
+pub fn check_per_query_cap(agreement: &Agreement, party: &str, loss: PrivacyLoss) -> Result<()> {
+    let budget = party_budget(agreement, party)?;
+    if loss.epsilon > budget.epsilon_per_query + 1e-12 {
+        return Err(NodeError::invalid_query(format!(
+            "{party}: this query costs ε = {:.4}, over the agreement's per-query cap of {}",
+            loss.epsilon, budget.epsilon_per_query
+        ))
+        .with_details(serde_json::json!({
+            "party": party, "cost": loss.epsilon, "per_query_cap": budget.epsilon_per_query,
+        })));
+    }
+    Ok(())
+}
+
+/// What a ledger entry records about a run besides its loss.
+pub struct EntryFor<'a> {
+    /// This node's party.
+    pub party: &'a str,
+    /// `querier` or `responder`.
+    pub role: &'a str,
+    /// Run id (hex).
+    pub run_id: &'a str,
+    /// Who asked.
+    pub actor: &'a str,
+    /// The request, recorded as the run's parameters.
+    pub params_json: String,
+    /// Join key of the run: the ledger charges the budget account of the partner and this key.
+    pub join_key: &'a str,
+    /// The run's per-mechanism zCDP cost (`tandem_psi::accounting::querier_rho` /
+    /// `responder_rho`), not `(Σε)²/2`.
+    pub rho: f64,
+}
+
+/// Ledger entry for a run, checked against the party's per-query cap. The ledger charges it to
+/// the agreement and to the budget account of the partner and `e.join_key`, and admits it by
+/// its one rule (`Σδ ≤ δ cap/2`, and `Σε ≤ ε cap` or `Σρ ≤ ρ cap` with [`rho_cap`]) over the
+/// window [`budget_period_start`] (`protocols/psi-ca-v1.md` §6.1).
+pub fn ledger_entry(agreement: &Agreement, e: EntryFor<'_>, loss: PrivacyLoss) -> Result<NewRun> {
+    let budget = party_budget(agreement, e.party)?;
+    check_per_query_cap(agreement, e.party, loss)?;
+    Ok(NewRun {
+        run_id: e.run_id.to_string(),
+        agreement_id: agreement.id().to_string(),
+        role: e.role.to_string(),
+        join_key: Some(e.join_key.to_string()),
+        actor: e.actor.to_string(),
+        params_json: e.params_json,
+        epsilon: loss.epsilon,
+        delta: loss.delta,
+        rho: e.rho,
+        cap_epsilon: budget.epsilon_total,
+        cap_delta: budget.delta_total,
+        cap_rho: rho_cap(&budget)?,
+        fingerprint: None,
+        budget_since_ms: budget_period_start(agreement, now_ms()),
+    })
+}
+
+/// ε the party has left under the agreement now (in the current period).
+pub fn epsilon_left(store: &Store, agreement: &Agreement, party: &str) -> Result<f64> {
+    let budget = party_budget(agreement, party)?;
+    let status = store.budget(
+        &agreement.id().to_string(),
+        budget.epsilon_total,
+        budget.delta_total,
+        budget_period_start(agreement, now_ms()),
+    )?;
+    Ok(status.left_epsilon)
+}
+
+/// The party's budget view after run `run_id` charged `charged`.
+pub fn budget_view(
+    store: &Store,
+    agreement: &Agreement,
+    party: &str,
+    run_id: &str,
+    charged: PrivacyLoss,
+) -> Result<BudgetView> {
+    let budget = party_budget(agreement, party)?;
+    let status = store.budget(
+        &agreement.id().to_string(),
+        budget.epsilon_total,
+        budget.delta_total,
+        budget_period_start(agreement, now_ms()),
+    )?;
+    Ok(BudgetView {
+        party: party.to_string(),
+        epsilon_spent: charged.epsilon,
+        delta_spent: charged.delta,
+        epsilon_total_spent: status.spent_epsilon,
+        epsilon_left: status.left_epsilon,
+        rho_total_spent: status.spent_rho,
+        route: store.run(run_id)?.and_then(|r| r.route),
+    })
+}

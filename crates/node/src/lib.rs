@@ -1,0 +1,41 @@
+//! A Tandem node as a library: its home directory, store access, the two roles of a run, the
+//! one release path, the analyses, node-wire-v1, the HTTPS server and client, the people's API
+//! and the compliance views. The `tandem` binary is a thin CLI over it.
+//!
+//! Modules, from the bottom up (each uses only modules above it):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`error`] | [`NodeError`]: one error type, codes grouped by who is at fault, HTTP status |
+//! | [`wire`] | node-wire-v1: envelope, frame, paths, run request/receipt, signed ledger heads |
+//! | [`home`], [`tls`], [`client`] | node directory and keys; pinned TLS; HTTPS calls to the peer |
+//! | [`budget`] | budget policy: per-query caps, zCDP ρ cap, budget periods, ledger entries |
+//! | [`release`] | the one release path: charge → draw → release/abandon → audit |
+//! | [`analysis`] | the [`analysis::Analysis`] trait, its registry, and one module per analysis |
+//! | [`run`] | what both roles derive the same way from agreement and request |
+//! | [`querier`], [`responder`] | the two roles of a run |
+//! | [`agreements`], [`compliance`] | agreement life cycle; budgets and records of processing |
+//! | [`state`], [`api`], [`server`] | shared handler state; the people's API; the HTTPS server |
+//! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
+
+pub mod agreements;
+pub mod analysis;
+pub mod api;
+pub mod budget;
+pub mod client;
+pub mod compliance;
+pub mod demo;
+pub mod error;
+pub mod home;
+pub mod maintenance;
+pub mod querier;
+pub mod release;
+pub mod responder;
+pub mod run;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod wire;
+
+pub use error::{Code, Fault, NodeError};
+pub use home::{Config, Home};

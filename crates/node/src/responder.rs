@@ -1,0 +1,200 @@
+//! The responder's side of a run, for any registered analysis: authenticate the querier's signed
+//! message, check it against the agreement and this node's caps (refusals are audited), charge
+//! the ledger (a [`Reservation`]), answer, and sign the receipt with this node's ledger head.
+//! Transport-free: the server hands in the parsed envelope and the body.
+
+use ed25519_dalek::Signature;
+use tandem_agreement::Agreement;
+use tandem_psi::Limits;
+use tandem_store::{AuditEvent, NewRun, Store};
+
+use crate::budget::{EntryFor, budget_view, ledger_entry};
+use crate::error::{Code, NodeError, Result};
+use crate::home::Home;
+use crate::release::{Exposure, Reservation};
+use crate::run::{Derived, active_agreement, derive, load_buckets};
+use crate::wire::{
+    Envelope, MAX_FRAME_JSON, PSI_REQUEST, Receipt, RunOpening, RunRequest, SignedHead, frame,
+    now_ms, parse_run_id, unframe,
+};
+
+/// A run the responder has authenticated and checked against the agreement, not yet charged.
+struct CheckedRun {
+    agreement: Agreement,
+    peer: String,
+    request: RunRequest,
+    derived: Derived,
+    querier_head: SignedHead,
+    /// The ledger entry to reserve (per-query cap already checked).
+    ledger_entry: NewRun,
+}
+
+/// The header-only part of the checks, before a possibly large body is read: a fresh timestamp
+/// and an active agreement naming the sender as this node's peer. Everything is checked again,
+/// with the signature over the body, by [`respond`].
+pub fn precheck(home: &Home, env: &Envelope) -> Result<()> {
+    env.check_fresh(now_ms())?;
+    let store = home.store()?;
+    let (_, peer) = active_agreement(&store, &env.agreement_id, &home.config.name, Code::Refused)?;
+    if env.sender != peer {
+        return Err(NodeError::refused(format!(
+            "{} is not the peer in this agreement",
+            env.sender
+        )));
+    }
+    Ok(())
+}
+
+/// Authenticates the caller and checks the run against the agreement and the per-query cap;
+/// returns the checked run and the PSI query inside the body.
+fn check_run<'b>(
+    me: &str,
+    store: &Store,
+    env: &Envelope,
+    sig: &Signature,
+    body: &'b [u8],
+) -> Result<(CheckedRun, &'b [u8])> {
+    let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
+    if env.sender != peer {
+        return Err(NodeError::refused(format!(
+            "{} is not the peer in this agreement",
+            env.sender
+        )));
+    }
+    let peer_key = agreement
+        .terms
+        .party(&peer)
+        .ok_or_else(|| NodeError::refused("peer missing"))?
+        .verifying_key()
+        .map_err(NodeError::refused)?;
+    env.verify(PSI_REQUEST, body, sig, &peer_key, now_ms())?;
+    let (opening, query) = unframe(body, MAX_FRAME_JSON)?;
+    let opening: RunOpening = serde_json::from_value(opening)
+        .map_err(|e| NodeError::bad_request(format!("the run opening does not parse: {e}")))?;
+    opening
+        .querier_head
+        .verify(&env.agreement_id, &env.run_id, &peer_key)?;
+    let request = opening.request;
+    let run_id = parse_run_id(&env.run_id)?;
+    let derived = derive(&agreement, &peer, me, &request, run_id, Code::Refused)?;
+    let loss = tandem_psi::accounting::responder_loss(&derived.params)?;
+    let rho = tandem_psi::accounting::responder_rho(&derived.params)?;
+    let ledger_entry = ledger_entry(
+        &agreement,
+        EntryFor {
+            party: me,
+            role: "responder",
+            run_id: &env.run_id,
+            actor: &format!("peer:{peer}"),
+            params_json: serde_json::to_string(&request)?,
+            join_key: &request.join_key,
+            rho,
+        },
+        loss,
+    )
+    .map_err(|e| NodeError::refused(e.message()))?;
+    Ok((
+        CheckedRun {
+            agreement,
+            peer,
+            request,
+            derived,
+            querier_head: opening.querier_head,
+            ledger_entry,
+        },
+        query,
+    ))
+}
+
+/// The responder's side of a run: the envelope and body of the answer.
+pub fn respond(
+    home: &Home,
+    env: Envelope,
+    sig: &Signature,
+    body: &[u8],
+) -> Result<(Envelope, Vec<u8>)> {
+    let me = home.config.name.as_str();
+    let mut store = home.store()?;
+    let (run, query) = match check_run(me, &store, &env, sig, body) {
+        Ok(checked) => checked,
+        Err(e) => {
+            // Refusals before any charge are recorded too (the store records its own).
+            let event = AuditEvent::now(
+                format!("peer:{}", env.sender),
+                "query.refused",
+                serde_json::json!({"run_id": env.run_id, "role": "responder", "reason": e.message(), "code": e.code_str()}),
+            )
+            .with_agreement(&env.agreement_id);
+            store.append_audit(event)?;
+            tracing::warn!(run = %env.run_id, sender = %env.sender, reason = %e, "refused a run");
+            return Err(e);
+        }
+    };
+    let actor = run.ledger_entry.actor.clone();
+    let reservation = Reservation::charge(&mut store, &run.ledger_entry, me)?;
+    store.append_audit(
+        AuditEvent::now(
+            &actor,
+            "peer.ledger",
+            serde_json::to_value(&run.querier_head)?,
+        )
+        .with_agreement(&env.agreement_id),
+    )?;
+    let answer = (|| -> Result<Vec<u8>> {
+        let items = load_buckets(
+            &store,
+            &run.agreement,
+            me,
+            &run.request.join_key,
+            run.request.responder_column.as_deref(),
+        )?;
+        let limits = Limits {
+            max_points: home.config.max_message_bytes / 32,
+        };
+        Ok(tandem_psi::respond(
+            &run.derived.params,
+            &items,
+            query,
+            &limits,
+            &mut reservation.noise(),
+        )?)
+    })();
+    let reply = match answer {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing computed from our data left the node: release the reservation.
+            reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
+            return Err(e);
+        }
+    };
+    let loss = reservation.loss();
+    let budget = budget_view(&store, &run.agreement, me, &env.run_id, loss)?;
+    let receipt = Receipt {
+        charged: loss,
+        head: SignedHead::sign(budget, &env.agreement_id, &env.run_id, &home.key)?,
+    };
+    let payload = frame(&serde_json::to_value(&receipt)?, &reply);
+    let receipt_json = serde_json::to_string(&receipt)?;
+    let cells = run.derived.grid.len();
+    reservation.release(
+        &mut store,
+        &receipt_json,
+        &payload,
+        &actor,
+        serde_json::json!({"cells": cells, "role": "responder"}),
+    )?;
+    tracing::info!(
+        run = %env.run_id,
+        peer = %run.peer,
+        epsilon = loss.epsilon,
+        cells,
+        "answered a run"
+    );
+    let out = Envelope {
+        agreement_id: env.agreement_id,
+        run_id: env.run_id,
+        sender: me.to_string(),
+        timestamp_ms: now_ms(),
+    };
+    Ok((out, payload))
+}

@@ -1,0 +1,190 @@
+//! What both roles of a run derive the same way from the agreement and the request: the active
+//! agreement and the peer, the checks a request must pass, the protocol parameters (through the
+//! request's [`Analysis`]), this node's buckets, and the cache fingerprint.
+
+use tandem_agreement::Agreement;
+use tandem_psi::RunParams;
+use tandem_store::Store;
+
+use crate::analysis::{Analysis, CellGrid};
+use crate::budget::run_delta;
+use crate::error::{Code, NodeError, Result};
+use crate::wire::{PROTOCOL, RunRequest, now_ms};
+
+/// Loads an agreement this node may act under now, and the peer's name. Errors: 404
+/// `not_found` (unknown), `inactive` coded by the caller's role (not both signed, expired, this
+/// node not a party), 500 `corrupt_data` (stored document does not parse).
+pub fn active_agreement(
+    store: &Store,
+    id: &str,
+    me: &str,
+    inactive: Code,
+) -> Result<(Agreement, String)> {
+    let stored = store
+        .agreement(id)?
+        .ok_or_else(|| NodeError::not_found(format!("unknown agreement {id}")))?;
+    if stored.status != "active" {
+        return Err(NodeError::new(
+            inactive,
+            format!(
+                "agreement {id} is {} (both parties must sign it first)",
+                stored.status
+            ),
+        ));
+    }
+    let agreement: Agreement = serde_json::from_str(&stored.doc_json).map_err(|e| {
+        NodeError::new(
+            Code::CorruptData,
+            format!("stored agreement does not parse: {e}"),
+        )
+    })?;
+    agreement
+        .check_active(now_ms() / 1000)
+        .map_err(|e| NodeError::new(inactive, e))?;
+    let peer = agreement
+        .terms
+        .peer_of(me)
+        .ok_or_else(|| {
+            NodeError::new(
+                inactive,
+                format!("this node ({me}) is not a party to agreement {id}"),
+            )
+        })?
+        .name
+        .clone();
+    Ok((agreement, peer))
+}
+
+/// A request's analysis, grid and protocol parameters, as both sides derive them — never taken
+/// from numbers the peer chose.
+pub struct Derived {
+    /// The analysis.
+    pub analysis: &'static dyn Analysis,
+    /// Its cells.
+    pub grid: CellGrid,
+    /// The protocol parameters.
+    pub params: RunParams,
+}
+
+/// Checks `req` against the agreement — protocol and analysis known, join key and columns
+/// listed (minimum necessity: only listed columns, only their public value sets), a positive ε,
+/// the agreement's δ, this node's identifier rules — and derives the run's parameters.
+/// Every refusal carries `code` (the querier refuses its analyst's query with 422
+/// `invalid_query`, the responder its peer's request with 403 `refused`).
+pub fn derive(
+    agreement: &Agreement,
+    querier: &str,
+    responder: &str,
+    req: &RunRequest,
+    run_id: [u8; 16],
+    code: Code,
+) -> Result<Derived> {
+    let refuse = |msg: String| NodeError::new(code, msg);
+    if req.protocol != PROTOCOL {
+        return Err(refuse(format!(
+            "protocol {:?} is not {PROTOCOL}",
+            req.protocol
+        )));
+    }
+    let analysis = crate::analysis::find(&req.analysis).map_err(|e| refuse(e.message().into()))?;
+    let keys = &agreement.terms.join_keys;
+    if !keys.iter().any(|k| k == &req.join_key) {
+        return Err(refuse(format!(
+            "join key {:?} is not in the agreement (allowed: {})",
+            req.join_key,
+            keys.join(", ")
+        )));
+    }
+    if req.delta != run_delta(agreement) {
+        return Err(refuse(format!(
+            "the request's δ {} is not the agreement's per-query δ {}",
+            req.delta,
+            run_delta(agreement)
+        )));
+    }
+    if req.identity_rules != tandem_identity::RULES_VERSION {
+        return Err(refuse(format!(
+            "the querier hashed identifiers with rules {:?}, this node with {:?}: both must use the same rules",
+            req.identity_rules,
+            tandem_identity::RULES_VERSION
+        )));
+    }
+    if !(req.epsilon.is_finite() && req.epsilon > 0.0) {
+        return Err(refuse(format!(
+            "epsilon must be a positive number, got {}",
+            req.epsilon
+        )));
+    }
+    let inputs = analysis.inputs(req);
+    if !(inputs.querier_values.is_empty() && inputs.responder_values.is_empty()) {
+        return Err(refuse(format!(
+            "{} reads value columns, which {PROTOCOL} cannot carry",
+            analysis.name()
+        )));
+    }
+    let grid = analysis
+        .cells(agreement, querier, responder, &inputs)
+        .map_err(|e| refuse(e.message().to_string()))?;
+    if analysis.sensitivity() != 1 {
+        return Err(NodeError::internal(format!(
+            "{} declares sensitivity {}; {PROTOCOL} counts have sensitivity 1",
+            analysis.name(),
+            analysis.sensitivity()
+        )));
+    }
+    let split = analysis.epsilon_split();
+    // The hash-to-curve domain names the join key *and* the identifier rules version, so
+    // digests made under different normalisation rules can never match by accident.
+    let params = RunParams::for_epsilon(
+        agreement.id().0,
+        format!("{}/{}", req.join_key, req.identity_rules),
+        run_id,
+        grid.querier.len() as u32,
+        grid.responder.len() as u32,
+        req.epsilon * split.querier,
+        req.epsilon * split.responder,
+        req.delta,
+    )
+    .map_err(|e| refuse(e.to_string()))?;
+    Ok(Derived {
+        analysis,
+        grid,
+        params,
+    })
+}
+
+/// Loads this node's audience for `join_key` and groups the digests into the side's buckets
+/// (`column`: the one group-by column, or none).
+pub fn load_buckets(
+    store: &Store,
+    agreement: &Agreement,
+    party: &str,
+    join_key: &str,
+    column: Option<&str>,
+) -> Result<Vec<Vec<[u8; 32]>>> {
+    let kind: tandem_identity::IdKind = join_key
+        .parse()
+        .map_err(|e| NodeError::invalid_query(format!("{e}")))?;
+    let columns: Vec<String> = column.iter().map(|c| c.to_string()).collect();
+    let n = crate::analysis::bucket_labels(agreement, party, &columns)?.len();
+    let mut buckets = vec![Vec::new(); n];
+    for (digest, value) in store.members("default", kind, column)? {
+        let b = match column {
+            None => 0,
+            Some(c) => agreement.bucket_of(party, c, value.as_deref())? as usize,
+        };
+        buckets[b].push(digest);
+    }
+    Ok(buckets)
+}
+
+/// Fingerprint of a query on this node's data: identical queries on unchanged data return the
+/// stored answer instead of fresh noise (repeats must not average the noise away).
+pub fn query_fingerprint(store: &Store, req: &RunRequest, agreement_id: &str) -> Result<String> {
+    let v = serde_json::json!({
+        "agreement": agreement_id,
+        "request": req,
+        "audience_version": store.audience_version()?,
+    });
+    Ok(crate::home::sha256_hex(v.to_string().as_bytes()))
+}

@@ -1,0 +1,407 @@
+//! The node-to-node envelope (`protocols/node-wire-v1.md`): every request and response between
+//! paired nodes carries the agreement id, the run id, the sender's party name, a timestamp and an
+//! ed25519 signature over those and the SHA-256 of the body. The server authenticates the caller
+//! by this signature (the TLS layer authenticates the server by pinning); the run id makes each
+//! message single-use, and the timestamp bounds how long a captured message could be replayed.
+//!
+//! Everything two nodes exchange is here and nowhere else: the envelope, the frame, the peer
+//! endpoints' paths, the run's JSON parts ([`RunRequest`], [`RunOpening`], [`Receipt`]) and the
+//! signed ledger heads ([`SignedHead`]). This module knows HTTP headers (`http`), not a server.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use hex::FromHex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tandem_dp::PrivacyLoss;
+
+use crate::error::{NodeError, Result};
+
+/// Path of the PSI run endpoint.
+pub const PSI_PATH: &str = "/v1/psi/run";
+/// Signature kind of a PSI request.
+pub const PSI_REQUEST: &str = "request POST /v1/psi/run";
+/// Signature kind of a PSI response.
+pub const PSI_RESPONSE: &str = "response POST /v1/psi/run";
+/// Path where a peer delivers a proposed agreement.
+pub const PROPOSE_PATH: &str = "/v1/agreements/propose";
+/// Path where a peer delivers a countersigned agreement.
+pub const COUNTERSIGN_PATH: &str = "/v1/agreements/countersign";
+/// Path of the health check.
+pub const HEALTH_PATH: &str = "/v1/health";
+/// Largest JSON part of a frame, bytes.
+pub const MAX_FRAME_JSON: usize = 1 << 20;
+/// The protocol a run speaks.
+pub const PROTOCOL: &str = "psi-ca-v1";
+
+/// Header carrying the agreement id (hex).
+pub const H_AGREEMENT: &str = "tandem-agreement";
+/// Header carrying the run id (hex, 16 bytes).
+pub const H_RUN: &str = "tandem-run";
+/// Header carrying the sender's party name.
+pub const H_SENDER: &str = "tandem-sender";
+/// Header carrying the sender's clock, Unix milliseconds.
+pub const H_TIMESTAMP: &str = "tandem-timestamp";
+/// Header carrying the hex ed25519 signature.
+pub const H_SIGNATURE: &str = "tandem-signature";
+
+/// How far a message's timestamp may be from the receiver's clock.
+pub const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// The authenticated fields of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Agreement the message acts under (hex).
+    pub agreement_id: String,
+    /// Run the message belongs to (hex, 32 characters).
+    pub run_id: String,
+    /// Party name of the sender.
+    pub sender: String,
+    /// Sender's clock, Unix milliseconds.
+    pub timestamp_ms: i64,
+}
+
+impl Envelope {
+    /// The exact bytes signed: a domain label, the message kind (`"request POST /v1/psi/run"` or
+    /// `"response POST /v1/psi/run"`), the fields, and the body's SHA-256, one per line.
+    pub fn signing_bytes(&self, kind: &str, body: &[u8]) -> Vec<u8> {
+        format!(
+            "tandem-wire-v1\n{kind}\n{}\n{}\n{}\n{}\n{}",
+            self.agreement_id,
+            self.run_id,
+            self.sender,
+            self.timestamp_ms,
+            hex::encode(Sha256::digest(body))
+        )
+        .into_bytes()
+    }
+
+    /// Signs the envelope and body; returns the headers to send.
+    pub fn sign(&self, kind: &str, body: &[u8], key: &SigningKey) -> Vec<(&'static str, String)> {
+        let sig = key.sign(&self.signing_bytes(kind, body));
+        vec![
+            (H_AGREEMENT, self.agreement_id.clone()),
+            (H_RUN, self.run_id.clone()),
+            (H_SENDER, self.sender.clone()),
+            (H_TIMESTAMP, self.timestamp_ms.to_string()),
+            (H_SIGNATURE, hex::encode(sig.to_bytes())),
+        ]
+    }
+
+    /// Reads the envelope fields from headers (not yet verified).
+    /// Errors: 400 `bad_request` naming the missing or malformed header.
+    pub fn from_headers(headers: &http::HeaderMap) -> Result<(Envelope, Signature)> {
+        let get = |name: &str| -> Result<String> {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| NodeError::bad_request(format!("missing header {name}")))
+        };
+        let timestamp_ms = get(H_TIMESTAMP)?
+            .parse()
+            .map_err(|_| NodeError::bad_request("bad tandem-timestamp"))?;
+        let sig_bytes: [u8; 64] = parse_hex(&get(H_SIGNATURE)?, "tandem-signature")?;
+        let run_id = get(H_RUN)?;
+        parse_run_id(&run_id)?;
+        Ok((
+            Envelope {
+                agreement_id: get(H_AGREEMENT)?,
+                run_id,
+                sender: get(H_SENDER)?,
+                timestamp_ms,
+            },
+            Signature::from_bytes(&sig_bytes),
+        ))
+    }
+
+    /// Verifies the signature with the sender's key from the agreement and the timestamp against
+    /// `now_ms`. Errors: 401 `bad_signature`.
+    pub fn verify(
+        &self,
+        kind: &str,
+        body: &[u8],
+        sig: &Signature,
+        key: &VerifyingKey,
+        now_ms: i64,
+    ) -> Result<()> {
+        key.verify(&self.signing_bytes(kind, body), sig)
+            .map_err(|_| {
+                NodeError::bad_signature(format!(
+                    "signature of {} does not verify with its agreement key",
+                    self.sender
+                ))
+            })?;
+        self.check_fresh(now_ms)
+    }
+
+    /// Checks the timestamp is within [`MAX_SKEW_MS`] of `now_ms` (401 `bad_signature`).
+    pub fn check_fresh(&self, now_ms: i64) -> Result<()> {
+        if (now_ms - self.timestamp_ms).abs() > MAX_SKEW_MS {
+            return Err(NodeError::bad_signature(format!(
+                "message timestamp {} is more than {} s from this node's clock",
+                self.timestamp_ms,
+                MAX_SKEW_MS / 1000
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `2·N` hex digits into `N` bytes; `what` names the field in the 400 `bad_request`.
+pub fn parse_hex<const N: usize>(hex_str: &str, what: &str) -> Result<[u8; N]>
+where
+    [u8; N]: FromHex,
+{
+    <[u8; N]>::from_hex(hex_str.trim())
+        .map_err(|_| NodeError::bad_request(format!("{what} is not {N} bytes of hex")))
+}
+
+/// Parses a hex run id (16 bytes).
+pub fn parse_run_id(hex_str: &str) -> Result<[u8; 16]> {
+    parse_hex(hex_str, "the run id (tandem-run)")
+}
+
+/// Parses a hex SHA-256 fingerprint (of a TLS certificate).
+pub fn parse_fingerprint(hex_str: &str) -> Result<[u8; 32]> {
+    parse_hex(hex_str, "the TLS certificate fingerprint")
+}
+
+/// Parses a hex ed25519 public key from an agreement.
+pub fn verifying_key(hex_key: &str) -> Result<VerifyingKey> {
+    let bytes: [u8; 32] = parse_hex(hex_key, "the ed25519 key")?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| NodeError::bad_request("not a valid ed25519 public key"))
+}
+
+/// Frames a JSON header and a binary payload as one body: `u32 LE length ‖ JSON ‖ payload`.
+pub fn frame(json: &serde_json::Value, payload: &[u8]) -> Vec<u8> {
+    let json = json.to_string().into_bytes();
+    let mut out = Vec::with_capacity(4 + json.len() + payload.len());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Splits a body framed by [`frame`], refusing a JSON part over `max_json` bytes (400
+/// `bad_request`).
+pub fn unframe(body: &[u8], max_json: usize) -> Result<(serde_json::Value, &[u8])> {
+    let len_bytes: [u8; 4] = body
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| NodeError::bad_request("body shorter than its 4-byte header length"))?;
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len > max_json {
+        return Err(NodeError::bad_request(format!(
+            "JSON header of {len} bytes exceeds the limit of {max_json}"
+        )));
+    }
+    let json = body
+        .get(4..4 + len)
+        .ok_or_else(|| NodeError::bad_request("body shorter than its declared JSON header"))?;
+    let value = serde_json::from_slice(json)
+        .map_err(|e| NodeError::bad_request(format!("JSON header does not parse: {e}")))?;
+    Ok((value, &body[4 + len..]))
+}
+
+/// The analysis a request names when it names none (requests before the registry).
+fn default_analysis() -> String {
+    "overlap".to_string()
+}
+
+/// The request the querier sends with its first PSI message (JSON part of the frame).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// Protocol name, [`PROTOCOL`].
+    pub protocol: String,
+    /// The analysis (a name in the node's analysis registry); `overlap` when absent.
+    #[serde(default = "default_analysis")]
+    pub analysis: String,
+    /// Join key kind.
+    pub join_key: String,
+    /// Querier's grouping column.
+    pub querier_column: Option<String>,
+    /// Responder's grouping column.
+    pub responder_column: Option<String>,
+    /// ε of the run.
+    pub epsilon: f64,
+    /// δ of each mechanism's clamping, from the agreement.
+    pub delta: f64,
+    /// Identifier normalisation rules the querier hashed with (`tandem-id-v1`); the responder
+    /// refuses a run under other rules rather than report a silently smaller overlap.
+    pub identity_rules: String,
+}
+
+/// What the querier sends beside its first PSI message (the JSON part of the frame).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunOpening {
+    /// The query.
+    pub request: RunRequest,
+    /// The querier's ledger after reserving this run, signed.
+    pub querier_head: SignedHead,
+}
+
+/// What the responder returns beside its PSI reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    /// ε/δ the responder charged for this run.
+    pub charged: PrivacyLoss,
+    /// The responder's ledger after the run, signed.
+    pub head: SignedHead,
+}
+
+/// One side's budget, as shown in a report and signed in a ledger head.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BudgetView {
+    /// Party name.
+    pub party: String,
+    /// ε charged for this run.
+    pub epsilon_spent: f64,
+    /// δ charged for this run.
+    pub delta_spent: f64,
+    /// ε spent so far under the agreement and the budget accounts it shares with other
+    /// agreements with the same partner (in the sliding window, when the agreement refreshes
+    /// budgets), this run included.
+    pub epsilon_total_spent: f64,
+    /// ε left under `Σε ≤ ε cap` (the zCDP route may admit runs past 0).
+    pub epsilon_left: f64,
+    /// ρ spent so far, counted as `epsilon_total_spent` is.
+    #[serde(default)]
+    pub rho_total_spent: f64,
+    /// Which side of the ledger's admission rule admitted this run: `basic` (`Σε ≤ ε cap`) or
+    /// `zcdp` (only `Σρ ≤ ρ cap`); `protocols/psi-ca-v1.md` §6.1.
+    #[serde(default)]
+    pub route: Option<String>,
+}
+
+/// A party's ledger after a run, signed with its node key, so that each side keeps offline
+/// evidence of what the other charged (stored in its audit log as `peer.ledger`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignedHead {
+    /// The ledger view.
+    pub budget: BudgetView,
+    /// Hex ed25519 signature over [`SignedHead::signing_bytes`].
+    pub signature: String,
+}
+
+impl SignedHead {
+    /// `"tandem-ledger-head-v1" LF agreement LF run LF canonical(budget)`, the budget in the
+    /// project's one canonical JSON form (RFC 8785, `tandem-canonical`).
+    fn signing_bytes(budget: &BudgetView, agreement: &str, run: &str) -> Result<Vec<u8>> {
+        let json = tandem_canonical::to_canonical_string(&serde_json::to_value(budget)?)
+            .map_err(NodeError::internal)?;
+        Ok(format!("tandem-ledger-head-v1\n{agreement}\n{run}\n{json}").into_bytes())
+    }
+
+    /// Signs `budget` for one run.
+    pub fn sign(
+        budget: BudgetView,
+        agreement: &str,
+        run: &str,
+        key: &SigningKey,
+    ) -> Result<SignedHead> {
+        let signature = hex::encode(
+            key.sign(&Self::signing_bytes(&budget, agreement, run)?)
+                .to_bytes(),
+        );
+        Ok(SignedHead { budget, signature })
+    }
+
+    /// Verifies the signature with the party's key (401 `bad_signature`).
+    pub fn verify(&self, agreement: &str, run: &str, key: &VerifyingKey) -> Result<()> {
+        let bytes: [u8; 64] = parse_hex(&self.signature, "the ledger head signature")
+            .map_err(|e| NodeError::bad_signature(e.message()))?;
+        key.verify(
+            &Self::signing_bytes(&self.budget, agreement, run)?,
+            &Signature::from_bytes(&bytes),
+        )
+        .map_err(|_| {
+            NodeError::bad_signature(format!(
+                "the ledger head of {} does not verify",
+                self.budget.party
+            ))
+        })
+    }
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            agreement_id: "ab".repeat(32),
+            run_id: "01".repeat(16),
+            sender: "acme".into(),
+            timestamp_ms: 1_000_000,
+        }
+    }
+
+    fn headers(pairs: Vec<(&'static str, String)>) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn sign_verify_round_trip_and_tamper() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let env = envelope();
+        let hs = headers(env.sign("request POST /v1/psi/run", b"body", &key));
+        let (parsed, sig) = Envelope::from_headers(&hs).unwrap();
+        assert_eq!(parsed, env);
+        let vk = key.verifying_key();
+        parsed
+            .verify("request POST /v1/psi/run", b"body", &sig, &vk, 1_000_500)
+            .unwrap();
+        assert!(
+            parsed
+                .verify("request POST /v1/psi/run", b"bodx", &sig, &vk, 1_000_500)
+                .is_err()
+        );
+        assert!(
+            parsed
+                .verify("response POST /v1/psi/run", b"body", &sig, &vk, 1_000_500)
+                .is_err()
+        );
+        assert!(
+            parsed
+                .verify(
+                    "request POST /v1/psi/run",
+                    b"body",
+                    &sig,
+                    &vk,
+                    1_000_000 + MAX_SKEW_MS + 1
+                )
+                .is_err()
+        );
+        let mut other = parsed.clone();
+        other.run_id = "02".repeat(16);
+        assert!(
+            other
+                .verify("request POST /v1/psi/run", b"body", &sig, &vk, 1_000_500)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn framing() {
+        let body = frame(&serde_json::json!({"a": 1}), b"xyz");
+        let (v, rest) = unframe(&body, 100).unwrap();
+        assert_eq!(v["a"], 1);
+        assert_eq!(rest, b"xyz");
+        assert!(unframe(&body, 3).is_err());
+        assert!(unframe(&body[..6], 100).is_err());
+        assert!(unframe(&[1, 2], 100).is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! Each class of API error over HTTP (router in process, the peer over loopback HTTPS): what a
+//! caller did wrong is a 4xx with a stable code, a peer's refusal passes its code through, data
+//! the node holds is named as such, and nothing a client did wrong is a 500.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use tandem_node::state::NodeState;
+use tandem_testkit::NodePair;
+use tower::ServiceExt;
+
+/// Sends one API request; returns the status and the JSON body (`Null` if none).
+async fn call(
+    state: &Arc<NodeState>,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let resp = tandem_node::server::router(state.clone())
+        .oneshot(req)
+        .await
+        .expect("response");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+struct Api {
+    state: Arc<NodeState>,
+    admin: String,
+    analyst: String,
+}
+
+fn api(pair: &NodePair) -> Api {
+    let mut store = pair.acme.store().expect("store");
+    Api {
+        state: Arc::new(NodeState::new(&pair.acme)),
+        admin: store.create_token("root", "admin", "test").expect("token"),
+        analyst: store
+            .create_token("alice", "analyst", "test")
+            .expect("token"),
+    }
+}
+
+fn query(pair: &NodePair) -> String {
+    serde_json::to_string(&pair.query()).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_errors_are_4xx_with_stable_codes() {
+    let pair = NodePair::start().await;
+    let a = api(&pair);
+    let cases = [
+        (
+            "POST",
+            "/api/v1/tokens",
+            r#"{"name": "bob", "role": "root"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens",
+            r#"{"name": "alice", "role": "analyst"}"#,
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            "POST",
+            "/api/v1/tokens",
+            "{bad",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "DELETE",
+            "/api/v1/tokens/nobody",
+            "",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/api/v1/suppressions",
+            r#"{"id_kind": "fax", "identifiers": []}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (s, v) = call(&a.state, method, path, &a.admin, body).await;
+        assert_eq!((s, v["code"].as_str()), (status, Some(code)), "{path}: {v}");
+        assert_eq!(v["fault"], "caller", "{v}");
+    }
+    let q = query(&pair);
+    let unknown = q.replace(&pair.agreement_id, &"cd".repeat(32));
+    let other_column = q.replace("\"seg\"", "\"income\"");
+    let cases = [
+        (
+            "/api/v1/query/lift",
+            q.as_str(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/api/v1/query/overlap",
+            "{not json",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "/api/v1/query/overlap",
+            &unknown,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/api/v1/query/overlap/preview",
+            &other_column,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let (s, v) = call(&a.state, "POST", path, &a.analyst, body).await;
+        assert_eq!((s, v["code"].as_str()), (status, Some(code)), "{path}: {v}");
+    }
+    // A role that may not: 403 forbidden.
+    let (s, v) = call(&a.state, "POST", "/api/v1/query/overlap", &a.admin, &q).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    // The registry's route and the original overlap route answer alike.
+    for path in [
+        "/api/v1/query/overlap/preview",
+        "/api/v1/queries/overlap/preview",
+    ] {
+        let (s, v) = call(&a.state, "POST", path, &a.analyst, &q).await;
+        assert_eq!((s, v["cells"].as_u64()), (StatusCode::OK, Some(9)), "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_budget_exhausted_is_403_naming_cap_and_what_is_left() {
+    // acme spends ε/4 = 0.25 a query out of 0.3.
+    let pair = NodePair::with_budgets(0.3, 50.0).await;
+    let a = api(&pair);
+    let q = query(&pair);
+    let (s, _) = call(&a.state, "POST", "/api/v1/query/overlap", &a.analyst, &q).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(&a.state, "POST", "/api/v1/query/overlap", &a.analyst, &q).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("budget_exceeded")),
+        "{v}"
+    );
+    assert_eq!(
+        (v["fault"].as_str(), v["details"]["party"].as_str()),
+        (Some("caller"), Some("acme"))
+    );
+    assert_eq!(v["details"]["cap"].as_f64(), Some(0.3));
+    let left = v["details"]["left"].as_f64().expect("left");
+    assert!((left - 0.05).abs() < 1e-9, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("acme") && e.contains("0.3")),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refusal_passes_its_code_through() {
+    // shopx spends ε = 1 a query out of 1.5: the second run is refused by shopx.
+    let pair = NodePair::with_budgets(50.0, 1.5).await;
+    let a = api(&pair);
+    let q = query(&pair);
+    let (s, _) = call(&a.state, "POST", "/api/v1/query/overlap", &a.analyst, &q).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(&a.state, "POST", "/api/v1/query/overlap", &a.analyst, &q).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("budget_exceeded")),
+        "{v}"
+    );
+    assert_eq!(
+        (v["fault"].as_str(), v["peer"]["name"].as_str()),
+        (Some("peer"), Some("shopx"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_faults_are_named_and_an_unreachable_peer_is_a_502() {
+    let mut pair = NodePair::start().await;
+    let a = api(&pair);
+    // An agreement stored on this node that does not parse is the data's fault, not the caller's.
+    let broken = "ef".repeat(32);
+    pair.acme
+        .store()
+        .expect("store")
+        .put_agreement(&broken, "{}", "active", "test")
+        .expect("put");
+    let q = query(&pair).replace(&pair.agreement_id, &broken);
+    let (s, v) = call(
+        &a.state,
+        "POST",
+        "/api/v1/query/overlap/preview",
+        &a.analyst,
+        &q,
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str(), v["fault"].as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some("corrupt_data"),
+            Some("data")
+        ),
+        "{v}"
+    );
+    // The peer's node is gone: 502, and since nothing left this node, its charge is released.
+    pair.stop_responder().await;
+    let (s, v) = call(
+        &a.state,
+        "POST",
+        "/api/v1/query/overlap",
+        &a.analyst,
+        &query(&pair),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str(), v["fault"].as_str()),
+        (
+            StatusCode::BAD_GATEWAY,
+            Some("peer_unreachable"),
+            Some("peer")
+        ),
+        "{v}"
+    );
+    let store = pair.acme.store().expect("store");
+    let views = tandem_node::compliance::budgets(&store, "acme", Some(&pair.agreement_id))
+        .expect("budgets");
+    assert_eq!(views[0].epsilon_spent, 0.0);
+    let runs = store.runs(Some(&pair.agreement_id)).expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["failed"]
+    );
+}
