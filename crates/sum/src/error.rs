@@ -105,19 +105,9 @@ pub enum SumError {
         /// Where the point is.
         role: PointRole,
     },
-    /// A cell's worst-case plaintext `n_c·U + 2T` exceeds the querier's
-    /// [`crate::Limits::max_plaintext`] (checked before the request is sent).
-    #[error("cell {cell}: plaintext bound {bound} exceeds the limit {limit}")]
-    PlaintextBound {
-        /// The cell.
-        cell: usize,
-        /// Its bound.
-        bound: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// A decrypted cell is not in `[0, bound]`: the holder deviated (honest plaintexts are
-    /// always in range). Found after at most `bound / 2^baby_bits + 1` giant steps.
+    /// A decrypted cell is not in `[0, bound]`: the holder deviated, or an honest noised sum
+    /// exceeds the querier's [`crate::Limits::max_plaintext`]. Found after at most
+    /// `bound / 2^baby_bits + 1` giant steps.
     #[error("cell {cell}: decryption is not in [0, {bound}]")]
     OutOfRange {
         /// The cell.

@@ -89,9 +89,9 @@ impl SumParams {
 pub struct Limits {
     /// Largest number of ciphertexts a values message may declare.
     pub max_points: usize,
-    /// Largest plaintext the querier will search for per cell (its per-cell bound
-    /// `n_c·U + 2T` must not exceed it); the discrete logarithm then takes at most
-    /// `max_plaintext / 2^baby_bits + 1` giant steps.
+    /// Largest plaintext the querier searches for per cell: its per-cell bound is
+    /// `min(n_c·U + 2T, max_plaintext)`, so a discrete logarithm takes at most
+    /// `max_plaintext / 2^baby_bits + 1` giant steps (2^20 at the defaults, about a second).
     pub max_plaintext: u64,
 }
 

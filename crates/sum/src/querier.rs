@@ -114,8 +114,8 @@ impl SumQuerier {
     /// `expected_points` is the number of responder points in the `psi-ca-v1` reply;
     /// `cells[c]` lists the flat indices (bucket 0 first) of the responder points that matched
     /// cell `c` (`cells.len()` must equal `params.cells`; no index twice). Checks every point of
-    /// the message (canonical, not the identity), checks each cell's plaintext bound
-    /// `n_c·U + 2T` (and `n_c·U² + 2T₂`) against `limits.max_plaintext`, then for every cell
+    /// the message (canonical, not the identity), keeps each cell's plaintext bound
+    /// `min(n_c·U + 2T, max_plaintext)` (and `min(n_c·U² + 2T₂, max_plaintext)`), then for every cell
     /// draws `r'_c`, `m_c` (and `m₂_c`) from `rng` in that order and sends
     /// `(ΣR + r'·G, ΣV + r'·K + m·G [, ΣV₂ + r'·K₂ + m₂·G])`.
     pub fn request<R: CryptoRng + ?Sized>(
@@ -133,27 +133,20 @@ impl SumQuerier {
         let n = records.len() / width;
         let used = check_cells(&params, cells, n)?;
 
+        // Capped, never refused: refusing here would tell the holder something about the
+        // matches (spec §4.2). A capped cell that overflows fails in `finish`, after the last
+        // message.
         let mut bounds = Vec::with_capacity(cells.len() * keys.len());
-        for (c, list) in cells.iter().enumerate() {
+        for list in cells {
             let n_c = list.len() as u64;
-            let mut cell_bounds = vec![plaintext_bound(
-                n_c,
-                u64::from(params.value_bound),
-                params.sum_noise.offset,
-            )];
+            let offset = params.sum_noise.offset;
+            bounds.push(plaintext_bound(n_c, u64::from(params.value_bound), offset));
             if let Some(dist) = &params.square_noise {
-                cell_bounds.push(plaintext_bound(n_c, params.squared_bound(), dist.offset));
+                bounds.push(plaintext_bound(n_c, params.squared_bound(), dist.offset));
             }
-            for bound in cell_bounds {
-                if bound > limits.max_plaintext {
-                    return Err(SumError::PlaintextBound {
-                        cell: c,
-                        bound,
-                        limit: limits.max_plaintext,
-                    });
-                }
-                bounds.push(bound);
-            }
+        }
+        for b in &mut bounds {
+            *b = (*b).min(limits.max_plaintext);
         }
 
         // Ciphertexts no cell uses: checked, then dropped.
