@@ -30,7 +30,7 @@ pub use dlog::DiscreteLog;
 pub use error::{PointRole, SumError};
 pub use holder::ValueHolder;
 pub use message::{MAGIC, MessageHeader, MessageType, VERSION, peek_header};
-pub use params::{Limits, MAX_CELLS, SumParams};
+pub use params::{Limits, MAX_CELLS, MAX_SQUARED_BOUND, SumParams};
 pub use querier::{CellSums, SumQuerier};
 
 #[cfg(test)]

@@ -410,3 +410,55 @@ fn out_of_range_plaintexts_fail_cleanly() {
 fn reply_of(f: Fixture) -> Vec<u8> {
     f.holder.decrypt(&f.request, &mut NoNoise).unwrap()
 }
+
+/// A deviating querier asks the holder to decrypt ciphertexts of its own choosing (here fresh
+/// encryptions of chosen plaintexts under the holder's keys): every decryption comes back with
+/// the holder's noise draw added (spec §8.3).
+#[test]
+fn any_request_is_answered_with_noise_added() {
+    struct Fixed(Vec<Vec<u32>>);
+    impl NoiseSource for Fixed {
+        fn shifted(&mut self, _: &ShiftedLaplace, n: usize) -> Result<Vec<u32>, DpError> {
+            let d = self.0.remove(0);
+            assert_eq!(d.len(), n);
+            Ok(d)
+        }
+    }
+    let f = fixture();
+    let at = header_len(&f.p);
+    let key = |i: usize| {
+        CompressedRistretto::from_slice(&f.values[at + 32 * i..at + 32 * (i + 1)])
+            .unwrap()
+            .decompress()
+            .unwrap()
+    };
+    let (k1, k2) = (key(0), key(1));
+    let chosen = [[7u64, 1 << 40], [0, 3], [123_456, 9]];
+    let mut request = Vec::new();
+    crate::message::MessageHeader::encode(&f.p, MessageType::DecryptRequest, &mut request);
+    request.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&f.values));
+    let mut r = rng(77);
+    for [x, y] in chosen {
+        let s = Scalar::from(r.random::<u64>() | 1);
+        for p in [
+            RistrettoPoint::mul_base(&s),
+            RistrettoPoint::mul_base(&Scalar::from(x)) + s * k1,
+            RistrettoPoint::mul_base(&Scalar::from(y)) + s * k2,
+        ] {
+            request.extend_from_slice(p.compress().as_bytes());
+        }
+    }
+    let draws = [vec![1, 2, 3], vec![4, 5, 6]];
+    let reply = f
+        .holder
+        .decrypt(&request, &mut Fixed(draws.to_vec()))
+        .unwrap();
+    let body = at + 32;
+    for (c, [x, y]) in chosen.iter().enumerate() {
+        for (j, plain) in [x, y].into_iter().enumerate() {
+            let w = &reply[body + 32 * (2 * c + j)..body + 32 * (2 * c + j + 1)];
+            let expected = RistrettoPoint::mul_base(&Scalar::from(plain + u64::from(draws[j][c])));
+            assert_eq!(w, expected.compress().as_bytes(), "cell {c}, component {j}");
+        }
+    }
+}
