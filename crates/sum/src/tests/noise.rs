@@ -93,7 +93,18 @@ fn opendp_noise_goes_through() {
     .unwrap();
     let v = values(21, 800, 500);
     let cells = cells_of(22, v.len(), 100);
-    let got = run(&p, &v, &cells, &mut OpenDpNoise, 23).unwrap();
+    // A test stands in for the ledger: this release is "charged" by construction.
+    struct TestRelease;
+    impl tandem_dp::Charged for TestRelease {
+        fn charged_loss(&self) -> tandem_dp::PrivacyLoss {
+            tandem_dp::PrivacyLoss {
+                epsilon: 1.0,
+                delta: 1e-9,
+            }
+        }
+    }
+    let mut noise = OpenDpNoise::for_release(&TestRelease);
+    let got = run(&p, &v, &cells, &mut noise, 23).unwrap();
     let (sums, _) = plain(&v, &cells);
     let t = i64::from(p.sum_noise.offset);
     let mut covered = 0;
