@@ -50,6 +50,7 @@ pub fn routes() -> Router<Arc<NodeState>> {
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/tokens/{name}", delete(revoke_token))
         .route("/api/v1/suppressions", post(suppress))
+        .route("/api/v1/whoami", get(whoami))
 }
 
 /// Authenticates the bearer token and checks that its role is one of `allowed`; the use (or the
@@ -163,6 +164,18 @@ async fn preview_overlap(
             Ok(Json(p).into_response())
         },
     )
+    .await
+}
+
+/// `{name, role, node}`: the caller's token name and role and this node's party name (the web
+/// console shows the pages of the role).
+async fn whoami(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorized(state, headers, "identify itself", READERS, |node, _, p| {
+        Ok(Json(json!({"name": p.name, "role": p.role, "node": node.name})).into_response())
+    })
     .await
 }
 
