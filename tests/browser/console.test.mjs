@@ -15,7 +15,7 @@ let context;
 let page;
 
 // A long hexadecimal run (agreement/run ids, hashes, keys) or a token must never be on screen.
-const IDENTIFIER = /\b[0-9a-f]{16,}\b|tdm_/i;
+const IDENTIFIER = /\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{16,}\b|tdm_/i;
 
 async function shot(name) {
   await page.screenshot({ path: join(SHOT_DIR, `${name}.png`), fullPage: true });
@@ -105,7 +105,7 @@ test('preview is free, the run shows a chart with error bars and a table that ma
   const n = (s) => Number(s.replace(/,/g, ''));
   report.cells.forEach((c, i) => {
     const [label, ...vals] = rows[i];
-    assert.equal(label, `age_band ${c.querier_group} · tier ${c.responder_group}`);
+    assert.equal(label, `${c.querier_group} · ${c.responder_group}`);
     if (c.below_threshold) assert.deepEqual(vals, [`< ${report.threshold}`]);
     else assert.deepEqual(vals.map(n), [c.estimate, c.ci_low, c.ci_high]);
   });

@@ -9,8 +9,10 @@
 //   inputs(ctx)                  fields: {name, label, type: 'select'|'number', options, value, min, max, step, hint}
 //   request(ctx, values)         the JSON body of both calls
 //   preview(p, ctx)              [label, text] pairs shown before running
-//   result(r, ctx)               {title, rows: [{label, estimate, low, high, hidden, note}], facts: [[label, text]]}
-//   ownsRun(params)              true for a stored run (its params) this entry can re-open
+//   result(r, ctx)               {title, rowHeader, rows: [{label, estimate, low, high, hidden, note}],
+//                                facts: [[label, text]]}; hidden rows (below the reporting threshold) show only note
+//   ownsRun(params)              true for a stored run (its params_json) this entry can re-open at no cost
+//   question(params)             the stored run's question in words, for the results history
 'use strict';
 
 (function () {
@@ -20,7 +22,6 @@
     const p = terms.parties.find((x) => x.name === party);
     return p ? Object.keys(p.columns || {}) : [];
   };
-  const bucket = (column, label) => (label === 'all' && !column ? 'everyone' : `${column} ${label}`);
   const moreLike = (left, cost) => (cost > 0 ? Math.floor(Math.max(0, left) / cost + 1e-9) : null);
 
   const overlap = {
@@ -70,8 +71,8 @@
     },
     result: (r) => {
       const rows = r.cells.map((c) => ({
-        label: [bucket(r.querier_column, c.querier_group), bucket(r.responder_column, c.responder_group)]
-          .filter((s) => s !== 'everyone').join(' · ') || 'everyone',
+        label: [r.querier_column && c.querier_group, r.responder_column && c.responder_group]
+          .filter(Boolean).join(' · ') || 'everyone',
         estimate: c.estimate,
         low: c.ci_low,
         high: c.ci_high,
@@ -84,7 +85,7 @@
           `${r.responder_budget.party} ε ${eps(r.responder_budget.epsilon_spent)}`;
       return {
         title: `Shared customers of ${r.querier} and ${r.responder}`,
-        unit: 'customers',
+        rowHeader: [r.querier_column, r.responder_column].filter(Boolean).join(' · ') || 'Segment',
         rows,
         facts: [
           ['Split', `${r.querier}: ${r.querier_column || 'none'} · ${r.responder}: ${r.responder_column || 'none'}`],

@@ -109,9 +109,10 @@
       throw new Error('The node cannot be reached (' + e.message + ').');
     }
     const type = resp.headers.get('content-type') || '';
+    const isJson = type.startsWith('application/json');
     if (!resp.ok) {
       let message = `The node answered ${resp.status}.`;
-      if (type.includes('json')) {
+      if (isJson) {
         const body = await resp.json().catch(() => null);
         if (body && body.error) message = body.error;
       }
@@ -126,7 +127,7 @@
       err.status = resp.status;
       throw err;
     }
-    return type.includes('json') ? resp.json() : resp.text();
+    return isJson ? resp.json() : resp.text();
   }
 
   // ---------- agreements ----------
@@ -258,8 +259,10 @@
     const mag = Math.pow(10, Math.floor(Math.log10(step0)));
     const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) || step0;
     const ticks = [];
-    for (let v = Math.floor(lo / step) * step; v <= hi + step / 2; v += step) ticks.push(v);
-    return ticks;
+    for (let v = Math.floor(lo / step) * step; ; v += step) {
+      ticks.push(v);
+      if (v >= hi) return ticks;
+    }
   }
 
   function chart(view, host) {
@@ -308,7 +311,7 @@
     return el('table', { class: 'results' },
       el('caption', { text: `${view.title} (95% intervals)` }),
       el('thead', {}, el('tr', {},
-        el('th', { scope: 'col', text: 'Segment' }), el('th', { scope: 'col', class: 'num', text: 'Estimate' }),
+        el('th', { scope: 'col', text: view.rowHeader || 'Segment' }), el('th', { scope: 'col', class: 'num', text: 'Estimate' }),
         el('th', { scope: 'col', class: 'num', text: 'From' }), el('th', { scope: 'col', class: 'num', text: 'To' }))),
       el('tbody', {}, view.rows.map((r) => el('tr', {},
         el('th', { scope: 'row', text: r.label }),
@@ -476,7 +479,7 @@
     for (const [k, v] of Object.entries(obj || {})) {
       const key = prefix ? `${prefix}.${k}` : k;
       if (v && typeof v === 'object' && !Array.isArray(v)) flat(v, key, out);
-      else out.push(`${key}: ${Array.isArray(v) ? v.join(', ') : v}`);
+      else out.push(`${key}: ${Array.isArray(v) ? v.join(', ') : typeof v === 'number' ? Number(v.toPrecision(4)) : v}`);
     }
     return out;
   }
