@@ -141,9 +141,13 @@
     const p = terms.parties.find((x) => x.name !== state.node);
     return p ? p.name : '';
   }
+  // Tables name an agreement by its parties (and its expiry when two agreements share them).
   function agreementLabelById(id) {
     const a = state.agreements.find((x) => x.id === id);
-    return a ? labelOf(a) : '(another agreement)';
+    if (!a) return '(an agreement no longer on this node)';
+    const parties = partiesOf(a.agreement).join(' ↔ ');
+    const twins = state.agreements.filter((x) => partiesOf(x.agreement).join(' ↔ ') === parties);
+    return twins.length > 1 ? `${parties} (until ${a.agreement.terms.expires_at.slice(0, 10)})` : parties;
   }
 
   async function loadAgreements() {
@@ -452,7 +456,7 @@
         } }, 'Open');
       }
       return el('tr', {},
-        el('td', { text: when(r.started_at_ms) }),
+        el('td', { class: 'when', text: when(r.started_at_ms) }),
         el('td', { text: `${r.actor.replace(/^token:/, '')} (${asker} asked)` }),
         el('td', { text: agreementLabelById(r.agreement_id) }),
         el('td', { text: analysis ? analysis.question(params) : 'another analysis' }),
@@ -547,7 +551,7 @@
       el('caption', { text: 'Newest first' }),
       el('thead', {}, el('tr', {}, ['No.', 'When', 'Who', 'Action', 'Agreement', 'Details'].map((h) => el('th', { scope: 'col', text: h })))),
       el('tbody', {}, page.length ? page.map((r) => el('tr', {},
-        el('td', { class: 'num', text: String(r.seq) }), el('td', { text: r.when }), el('td', { text: r.who }),
+        el('td', { class: 'num', text: String(r.seq) }), el('td', { class: 'when', text: r.when }), el('td', { text: r.who }),
         el('td', { text: r.action }), el('td', { text: r.agreement }), el('td', { class: 'details', text: r.details })))
         : el('tr', {}, el('td', { colspan: '6', text: 'No entries match.' }))))));
     $('audit-page').textContent = `Page ${state.auditPage + 1} of ${pages}`;

@@ -56,7 +56,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -96,7 +99,12 @@ mod tests {
             let resp = get_path(path).await;
             assert_eq!(resp.status(), StatusCode::OK, "{path}");
             let h = resp.headers();
-            assert!(h[header::CONTENT_TYPE].to_str().unwrap_or("").starts_with(ty));
+            assert!(
+                h[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap_or("")
+                    .starts_with(ty)
+            );
             assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP);
             assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
             let bytes = resp.into_body().collect().await.expect("body").to_bytes();
