@@ -149,6 +149,12 @@ test('results history re-opens the stored result', async () => {
   await page.locator('#history-result').getByRole('heading', { name: 'Shared customers of acme and shopx' }).waitFor();
   await noIdentifiers();
   await shot('5-history');
+  // After the run both parties have a gauge: this node's ledger and the partner's last report.
+  await page.getByRole('link', { name: 'Agreements' }).click();
+  await page.getByText('About 40 more questions like the last one.').waitFor();
+  const meters = await page.getByRole('meter').evaluateAll((ms) => ms.map((m) => m.getAttribute('aria-valuetext')));
+  assert.deepEqual(meters, ['ε 0.25 spent, 0 reserved, 9.75 left of 10', 'ε 1 spent, 0 reserved, 9 left of 10']);
+  await shot('6-agreements-after-run');
 });
 
 test('the auditor sees the audit log, pages through it and its checkpoints', async () => {
@@ -168,7 +174,7 @@ test('the auditor sees the audit log, pages through it and its checkpoints', asy
   assert.ok(actions.length >= 1 && actions.every((a) => a === 'budget.charged'), actions.join(','));
   await noIdentifiers();
   await page.getByLabel('Action').selectOption('');
-  await shot('6-audit');
+  await shot('7-audit');
   const [download] = await Promise.all([page.waitForEvent('download'),
     page.getByRole('button', { name: /JSON lines/ }).click()]);
   assert.match(download.suggestedFilename(), /\.jsonl$/);
