@@ -48,6 +48,8 @@
   const count = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en') : '–');
   const eps = (n) => (Number.isFinite(n) ? Number(Number(n).toPrecision(3)).toString() : '–');
   const when = (ms) => (Number.isFinite(ms) ? new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '–');
+  // `token:carol(analyst)` → `carol (analyst)`; `peer:shopx` → `shopx's node`.
+  const actor = (a) => String(a).replace(/^token:(.*)\((\w+)\)$/, '$1 ($2)').replace(/^peer:(.*)$/, "$1's node");
   const dl = (pairs) => el('dl', { class: 'facts' }, pairs.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
 
   function status(text) { $('status').textContent = text || ''; }
@@ -444,7 +446,6 @@
       let params = {};
       try { params = JSON.parse(r.params_json); } catch (e) { params = {}; }
       const analysis = ANALYSES.find((x) => x.ownsRun(params));
-      const asker = r.role === 'querier' ? 'this node' : 'the partner';
       let open = '';
       if (analysis && r.result_json) {
         open = el('button', { type: 'button', onclick: () => {
@@ -457,7 +458,7 @@
       }
       return el('tr', {},
         el('td', { class: 'when', text: when(r.started_at_ms) }),
-        el('td', { text: `${r.actor.replace(/^token:/, '')} (${asker} asked)` }),
+        el('td', { text: r.role === 'querier' ? actor(r.actor) : `${actor(r.actor)} (the partner)` }),
         el('td', { text: agreementLabelById(r.agreement_id) }),
         el('td', { text: analysis ? analysis.question(params) : 'another analysis' }),
         el('td', { class: 'num', text: eps(r.epsilon) }),
@@ -527,7 +528,7 @@
     return {
       seq: e.seq,
       when: when(e.event.at_unix_ms),
-      who: String(e.event.actor),
+      who: actor(e.event.actor),
       action: e.event.action,
       agreement: e.event.agreement_id ? agreementLabelById(e.event.agreement_id) : '',
       details: flat(scrub(e.event.details), '', []).join('; '),
