@@ -54,6 +54,7 @@ pub fn routes() -> Router<Arc<NodeState>> {
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/tokens/{name}", delete(revoke_token))
         .route("/api/v1/suppressions", post(suppress))
+        .route("/api/v1/whoami", get(whoami))
 }
 
 /// Authenticates the bearer token and checks that its role is one of `allowed`; the use (or the
@@ -201,6 +202,16 @@ async fn preview_overlap(
     body: axum::body::Bytes,
 ) -> Answer {
     run_preview(state, headers, &analysis::overlap::Overlap, body).await
+}
+
+/// `{name, role, node}`: the caller's token name and role and this node's party name (the web
+/// console shows the pages of the role).
+async fn whoami(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
+    let me = authorized(state, headers, "identify itself", READERS, |node, _, p| {
+        Ok(json!({"name": p.name, "role": p.role, "node": node.name}))
+    })
+    .await?;
+    Ok(Json(me).into_response())
 }
 
 #[derive(Deserialize)]

@@ -27,6 +27,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
     let limit = state.home.config.max_message_bytes;
     Router::new()
         .merge(crate::api::routes())
+        .merge(tandem_console::router())
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
         .route(PROPOSE_PATH, post(receive_proposal))

@@ -1,0 +1,181 @@
+// Real-browser test of the web console (run by run.sh, which starts two nodes and makes the
+// tokens): an analyst signs in, previews and runs an overlap, and the page's numbers and chart
+// must match the node's answer; an auditor then opens the audit log. Screenshots: $SHOT_DIR.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const { CONSOLE_URL, ANALYST_TOKEN, AUDITOR_TOKEN, SHOT_DIR } = process.env;
+const TRUE_OVERLAP = Number(process.env.TRUE_OVERLAP);
+const profile = mkdtempSync(join(tmpdir(), 'tandem-chromium-'));
+let context;
+let page;
+
+// A long hexadecimal run (agreement/run ids, hashes, keys) or a token must never be on screen.
+const IDENTIFIER = /\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{16,}\b|tdm_/i;
+
+async function shot(name) {
+  await page.screenshot({ path: join(SHOT_DIR, `${name}.png`), fullPage: true });
+}
+
+async function signIn(token) {
+  await page.goto(CONSOLE_URL);
+  await page.getByLabel('Access token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+async function noIdentifiers() {
+  const text = await page.locator('body').innerText();
+  assert.doesNotMatch(text, IDENTIFIER);
+}
+
+before(async () => {
+  assert.ok(CONSOLE_URL && ANALYST_TOKEN && AUDITOR_TOKEN && SHOT_DIR, 'run this through run.sh');
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    ignoreHTTPSErrors: true,
+    viewport: { width: 1100, height: 800 },
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--ignore-certificate-errors'],
+  });
+  page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (e) => { throw e; });
+});
+
+after(async () => {
+  await context?.close();
+  rmSync(profile, { recursive: true, force: true });
+});
+
+test('an unknown token is refused and the login page stays', async () => {
+  await signIn('tdm_not-a-real-token');
+  await page.getByRole('alert').filter({ hasText: 'not known' }).waitFor();
+  assert.equal(await page.getByRole('heading', { name: 'Sign in' }).isVisible(), true);
+});
+
+test('the analyst sees the agreement, what each side learns and both budgets', async () => {
+  await signIn(ANALYST_TOKEN);
+  await page.getByRole('heading', { name: 'acme ↔ shopx' }).waitFor();
+  const nav = page.getByRole('navigation', { name: 'Pages' });
+  assert.deepEqual(await nav.getByRole('link').allInnerTexts(), ['Agreements', 'Ask', 'Results history']);
+  await page.getByText('When acme asks:').waitFor();
+  await page.getByText('When shopx asks:').waitFor();
+  assert.match(await page.getByRole('meter').first().getAttribute('aria-valuetext'), /ε 0 spent, 0 reserved, 10 left of 10/);
+  await noIdentifiers();
+  await shot('1-agreements');
+});
+
+test('preview is free, the run shows a chart with error bars and a table that match the node', async () => {
+  await page.getByRole('link', { name: 'Ask' }).click();
+  await page.getByLabel("Split acme's customers by").selectOption('age_band');
+  await page.getByLabel("Split shopx's customers by").selectOption('tier');
+  await page.getByLabel('Privacy budget for this question (ε)').fill('1');
+  await page.getByRole('button', { name: 'Preview cost (free)' }).click();
+  const preview = page.locator('#ask-preview-out');
+  await preview.getByText('acme spends ε 0.25, shopx spends ε 1.').waitFor();
+  assert.match(await preview.innerText(), /20 \(one per pair of segments\)/);
+  await shot('2-preview');
+
+  // Keyboard only: the Run button is reachable and pressed with Enter.
+  await page.getByRole('button', { name: 'Run' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Shared customers of acme and shopx' }).waitFor({ timeout: 120_000 });
+
+  // The same question again is answered from the store at no cost: the node's numbers.
+  const report = await page.evaluate(async () => {
+    const a = (await (await fetch('/api/v1/agreements', { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('tandem.token') } })).json())[0];
+    const r = await fetch('/api/v1/queries/overlap', {
+      method: 'POST',
+      headers: { Authorization: 'Bearer ' + sessionStorage.getItem('tandem.token'), 'Content-Type': 'application/json' },
+      body: JSON.stringify({ agreement_id: a.id, join_key: 'email', group_by: 'age_band', peer_group_by: 'tier', epsilon: 1 }),
+    });
+    return r.json();
+  });
+  assert.equal(report.cached, true);
+  assert.equal(report.cells.length, 20);
+
+  const rows = await page.locator('table.results tbody tr').evaluateAll((trs) =>
+    trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+  assert.equal(rows.length, report.cells.length);
+  const n = (s) => Number(s.replace(/,/g, ''));
+  report.cells.forEach((c, i) => {
+    const [label, ...vals] = rows[i];
+    assert.equal(label, `${c.querier_group} · ${c.responder_group}`);
+    if (c.below_threshold) assert.deepEqual(vals, [`< ${report.threshold}`]);
+    else assert.deepEqual(vals.map(n), [c.estimate, c.ci_low, c.ci_high]);
+  });
+  // The 20 cells partition the 1,000 shared customers; the noises' sum stays inside the sum of
+  // the 95% half-widths except with negligible probability.
+  const sum = report.cells.reduce((s, c) => s + c.estimate, 0);
+  const slack = report.cells.reduce((s, c) => s + (c.ci_high - c.ci_low) / 2, 0);
+  assert.ok(Math.abs(sum - TRUE_OVERLAP) <= slack, `sum ${sum} vs ${TRUE_OVERLAP} ± ${slack}`);
+
+  // The chart: one dot and one interval per shown cell, the dot inside its interval.
+  const chart = page.getByRole('img', { name: 'Shared customers of acme and shopx' });
+  const marks = await chart.locator('g.row').evaluateAll((gs) => gs.map((g) => {
+    const [bar] = g.querySelectorAll('line.ci');
+    const dot = g.querySelector('circle.est');
+    return dot ? { x1: +bar.getAttribute('x1'), x2: +bar.getAttribute('x2'), cx: +dot.getAttribute('cx') } : null;
+  }));
+  assert.equal(marks.length, report.cells.length);
+  report.cells.forEach((c, i) => {
+    if (c.below_threshold) return assert.equal(marks[i], null);
+    assert.ok(marks[i].x1 <= marks[i].cx && marks[i].cx <= marks[i].x2, `cell ${i}: ${JSON.stringify(marks[i])}`);
+  });
+  await noIdentifiers();
+  await shot('3-result');
+
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+  assert.match(download.suggestedFilename(), /^tandem-overlap-.*\.csv$/);
+});
+
+test('a narrow window still reads: chart above the table, nothing wider than the screen', async () => {
+  await page.setViewportSize({ width: 390, height: 800 });
+  await page.waitForTimeout(200);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than the window`);
+  await shot('4-result-narrow');
+  await page.setViewportSize({ width: 1100, height: 800 });
+});
+
+test('results history re-opens the stored result', async () => {
+  await page.getByRole('link', { name: 'Results history' }).click();
+  await page.getByRole('button', { name: 'Open' }).first().click();
+  await page.locator('#history-result').getByRole('heading', { name: 'Shared customers of acme and shopx' }).waitFor();
+  await noIdentifiers();
+  await shot('5-history');
+  // After the run both parties have a gauge: this node's ledger and the partner's last report.
+  await page.getByRole('link', { name: 'Agreements' }).click();
+  await page.getByText(/About \d+ more questions like the last one/).first().waitFor();
+  const meters = await page.getByRole('meter').evaluateAll((ms) => ms.map((m) => m.getAttribute('aria-valuetext')));
+  assert.deepEqual(meters, ['ε 0.25 spent, 0 reserved, 9.75 left of 10', 'ε 1 spent, 0 reserved, 9 left of 10']);
+  await shot('6-agreements-after-run');
+});
+
+test('the auditor sees the audit log, pages through it and its checkpoints', async () => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await signIn(AUDITOR_TOKEN);
+  const nav = page.getByRole('navigation', { name: 'Pages' });
+  await nav.getByRole('link', { name: 'Audit' }).waitFor();
+  assert.deepEqual(await nav.getByRole('link').allInnerTexts(), ['Agreements', 'Results history', 'Audit']);
+  await nav.getByRole('link', { name: 'Audit' }).click();
+  await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+  await page.locator('table.audit tbody tr').first().waitFor();
+  const text = await page.locator('table.audit').innerText();
+  assert.match(text, /budget\.charged/);
+  assert.match(text, /carol \(analyst\)|token:carol\(analyst\)/);
+  await page.getByLabel('Action').selectOption('budget.charged');
+  const actions = await page.locator('table.audit tbody tr td:nth-child(4)').allInnerTexts();
+  assert.ok(actions.length >= 1 && actions.every((a) => a === 'budget.charged'), actions.join(','));
+  await noIdentifiers();
+  await page.getByLabel('Action').selectOption('');
+  await shot('7-audit');
+  const [download] = await Promise.all([page.waitForEvent('download'),
+    page.getByRole('button', { name: /JSON lines/ }).click()]);
+  assert.match(download.suggestedFilename(), /\.jsonl$/);
+});
