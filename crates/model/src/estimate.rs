@@ -16,6 +16,13 @@ use crate::{ModelError, NoisyMarginal, Schema};
 /// push that cell's probability to 0); `ρ‖θ‖²/2` with `ρ = 1e-6` is far below the data term.
 const POTENTIAL_RIDGE: f64 = 1e-6;
 
+/// Stop when an iteration lowers the cost by less than this. The cost is in χ² units (one
+/// noise variance per unit), so 10⁻⁶ is far below the noise.
+const COST_TOLERANCE: f64 = 1e-6;
+
+/// Stop when the gradient's L2 norm is below this (same units per unit of potential).
+const GRADIENT_TOLERANCE: f64 = 1e-4;
+
 /// L-BFGS memory.
 const LBFGS_MEMORY: usize = 10;
 
@@ -232,8 +239,8 @@ pub(crate) fn estimate(
         _ => vec![0.0; data.parameters()],
     };
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), LBFGS_MEMORY)
-        .with_tolerance_grad(1e-6)
-        .and_then(|s| s.with_tolerance_cost(1e-12))
+        .with_tolerance_grad(GRADIENT_TOLERANCE)
+        .and_then(|s| s.with_tolerance_cost(COST_TOLERANCE))
         .map_err(|e| ModelError::Optimisation(e.to_string()))?;
     let result = Executor::new(problem, solver)
         .configure(|state| state.param(init).max_iters(max_iterations))

@@ -34,7 +34,7 @@ impl Default for FitOptions {
             confidence: 0.95,
             bootstrap_replicates: 200,
             seed: 0,
-            max_iterations: 1000,
+            max_iterations: 200,
         }
     }
 }

@@ -98,9 +98,8 @@ pub fn fit_linear(
             "statistics and variances must be finite (variances ≥ 0)".into(),
         ));
     }
-    if !(options.failure_probability > 0.0 && options.failure_probability < 1.0)
-        || !(options.confidence > 0.0 && options.confidence < 1.0)
-    {
+    let in_unit = |x: f64| x > 0.0 && x < 1.0;
+    if !(in_unit(options.failure_probability) && in_unit(options.confidence)) {
         return Err(ModelError::InvalidOptions(
             "failure probability and confidence must be in (0, 1)".into(),
         ));
