@@ -344,4 +344,38 @@ mod tests {
         };
         assert!(MarginalPlan::new(&s, &same, budget).is_err());
     }
+
+    proptest::proptest! {
+        /// Every domain cell lands in exactly the marginal cell that decodes back to its values,
+        /// and each marginal's cells are all hit (the layout is a projection onto psi's grid).
+        #[test]
+        fn marginal_cells_project_the_domain(
+            ks in proptest::collection::vec(2usize..5, 1..4),
+            pick in proptest::collection::vec(proptest::bool::ANY, 4),
+            label in proptest::bool::ANY,
+        ) {
+            let features = ks
+                .iter()
+                .enumerate()
+                .map(|(j, &k)| Feature {
+                    name: format!("f{j}"),
+                    values: (0..k).map(|v| v.to_string()).collect(),
+                })
+                .collect();
+            let s = Schema::new(features, "y").unwrap();
+            let chosen: Vec<usize> = (0..ks.len()).filter(|&j| pick[j]).collect();
+            let spec = MarginalSpec { features: chosen.clone(), label: label || chosen.is_empty() };
+            let mut hit = vec![0usize; spec.cells(&s)];
+            for cell in 0..s.cells() {
+                let values = s.decode(cell / 2);
+                let m = spec.cell_of(&s, &values, cell % 2);
+                hit[m] += 1;
+                let (marginal_values, y) = spec.decode_cell(&s, m);
+                let expected: Vec<usize> = spec.features.iter().map(|&j| values[j]).collect();
+                proptest::prop_assert_eq!(marginal_values, expected);
+                proptest::prop_assert_eq!(y, spec.label.then_some(cell % 2));
+            }
+            proptest::prop_assert!(hit.iter().all(|&h| h == s.cells() / spec.cells(&s)));
+        }
+    }
 }
