@@ -40,11 +40,18 @@ impl MarginalSpec {
         self.querier_buckets(schema) * self.responder_buckets()
     }
 
+    /// The querier bucket `gA` of a customer with feature value indices `values` (one per
+    /// schema feature): the mixed-radix index of its values of this marginal's features, the
+    /// first listed most significant. This is how the querier buckets its set for the run.
+    pub fn querier_bucket(&self, schema: &Schema, values: &[usize]) -> usize {
+        self.features.iter().fold(0, |acc, &j| {
+            acc * schema.features[j].values.len() + values[j]
+        })
+    }
+
     /// The marginal cell holding a domain cell (feature value indices `values`, label `y`).
     pub fn cell_of(&self, schema: &Schema, values: &[usize], y: usize) -> usize {
-        let ga = self.features.iter().fold(0, |acc, &j| {
-            acc * schema.features[j].values.len() + values[j]
-        });
+        let ga = self.querier_bucket(schema, values);
         if self.label { ga * 2 + y } else { ga }
     }
 
