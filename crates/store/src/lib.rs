@@ -12,6 +12,7 @@
 mod agreements;
 mod audience;
 mod audit_log;
+mod csv_source;
 mod error;
 mod import;
 mod ledger;
@@ -25,8 +26,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use agreements::StoredAgreement;
 pub use audience::{AudienceSummary, Member};
+pub use csv_source::{TextEncoding, parse_delimiter};
 pub use error::StoreError;
-pub use import::{ImportOptions, ImportReport};
+pub use import::{AttributeValues, ImportOptions, ImportReport};
 pub use ledger::{BudgetStatus, CachedResult, NewRun, RunRecord};
 pub use purge::PurgeReport;
 pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
