@@ -20,6 +20,7 @@ pub async fn run(command: Command) -> Result<()> {
                 listen: a.listen,
                 public_url: url,
                 region: a.region,
+                default_region: a.default_region,
                 default_country_code: a.default_country_code,
                 max_message_bytes: 1 << 30,
             };
@@ -127,6 +128,15 @@ async fn import(a: ImportArgs) -> Result<()> {
         audience: a.audience,
         attributes: a.attributes,
         normaliser: home.normaliser(),
+        id_encoding: a
+            .source
+            .id_encoding
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        encoding: tandem_store::TextEncoding::for_label(&a.encoding)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        delimiter: tandem_store::parse_delimiter(&a.delimiter)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         ..tandem_store::ImportOptions::new(a.source.id_column, kind)
     };
     let store_path = home.store_path();
@@ -156,6 +166,7 @@ async fn import(a: ImportArgs) -> Result<()> {
         secs,
         report.rows as f64 / secs.max(1e-9)
     );
+    print!("{}", report.details());
     Ok(())
 }
 
@@ -504,6 +515,11 @@ fn suppress(a: SuppressArgs) -> Result<()> {
         .id_kind
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let encoding: tandem_identity::IdEncoding = a
+        .source
+        .id_encoding
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let normaliser = home.normaliser();
     let mut reader = csv::Reader::from_path(&a.source.file)
         .with_context(|| format!("reading {}", a.source.file.display()))?;
@@ -523,7 +539,7 @@ fn suppress(a: SuppressArgs) -> Result<()> {
         let row = row.with_context(|| format!("{}: line {}", a.source.file.display(), i + 2))?;
         let raw = row.get(col).unwrap_or("");
         let d = normaliser
-            .digest(kind, raw)
+            .digest_encoded(kind, encoding, raw)
             .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", a.source.file.display(), i + 2))?;
         digests.push(d);
     }

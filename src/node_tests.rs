@@ -29,6 +29,7 @@ fn home(root: &std::path::Path, name: &str, addr: std::net::SocketAddr) -> Home 
         listen: addr.to_string(),
         public_url: format!("https://{addr}"),
         region: "CN".into(),
+        default_region: None,
         default_country_code: None,
         max_message_bytes: 1 << 26,
     };
@@ -276,6 +277,7 @@ async fn tampered_or_foreign_messages_are_rejected() {
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(text.contains("tandem-id-v0"), "{text}");
+    assert!(text.contains("re-import"), "{text}");
     // A querier naming a δ other than the agreement's is refused (a larger δ would mean a
     // smaller offset T and more clamping than the responder agreed to).
     let (env, body, _) = signed_request(&f);
