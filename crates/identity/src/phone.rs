@@ -40,7 +40,8 @@ pub(crate) fn normalise(raw: &str, region: Option<Region>) -> Result<String, Str
     let number = if international {
         parse_international(&digits)?
     } else if let Some(rest) = region
-        .and_then(|r| strip_international_prefix(r.metadata(), &digits))
+        .and_then(|r| r.metadata())
+        .and_then(|meta| strip_international_prefix(meta, &digits))
         .or_else(|| digits.strip_prefix("00"))
     {
         parse_international(rest)?

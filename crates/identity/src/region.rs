@@ -47,18 +47,16 @@ impl Region {
 
     /// The region's country calling code, e.g. 44 for `GB`.
     pub fn calling_code(&self) -> u16 {
-        self.metadata().country_code()
+        self.metadata().map_or(0, |m| m.country_code())
     }
 
     pub(crate) fn id(&self) -> Id {
         self.0
     }
 
-    pub(crate) fn metadata(&self) -> &'static phonenumber::Metadata {
-        // `Region` is only constructed for ids present in the database.
-        DATABASE
-            .by_id(self.0.as_ref())
-            .unwrap_or_else(|| unreachable!("region {:?} checked at construction", self.0))
+    /// libphonenumber's metadata of the region (present for every constructed `Region`).
+    pub(crate) fn metadata(&self) -> Option<&'static phonenumber::Metadata> {
+        DATABASE.by_id(self.0.as_ref())
     }
 }
 

@@ -235,3 +235,38 @@ fn issue_10_email_examples_have_their_digests() {
         }
     }
 }
+
+/// Normalising and hashing rates per kind, for the import budget (≈ 200k rows/s). Release build:
+/// `cargo test --release -p tandem-identity --test vectors -- --ignored --nocapture rates`
+#[test]
+#[ignore]
+fn normalise_rates() {
+    let n = Normaliser::with_region("CN".parse().unwrap());
+    let count = 200_000u32;
+    for (kind, make) in [
+        (
+            IdKind::Email,
+            (|i| format!(" User.{i}@Example.com ")) as fn(u32) -> String,
+        ),
+        (IdKind::Email, |i| format!("jürgen{i}@bücher.de")),
+        (IdKind::Phone, |i| {
+            format!("138 {:04} {:04}", i / 10_000, i % 10_000)
+        }),
+        (IdKind::Phone, |i| format!("+44 7911 {:06}", i)),
+        (IdKind::DeviceId, |i| {
+            format!("4b61639e-47cc-4056-a16a-c8217e{:06x}", i)
+        }),
+    ] {
+        let inputs: Vec<String> = (0..count).map(make).collect();
+        let t = std::time::Instant::now();
+        for raw in &inputs {
+            n.digest(kind, raw).unwrap();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{kind} {:?}…: {:.0} per second",
+            &inputs[0],
+            f64::from(count) / secs
+        );
+    }
+}
