@@ -146,8 +146,8 @@ impl Home {
             .ok()
             .and_then(|b| b.try_into().ok())
             .context("node.key does not hold a 32-byte hex key")?;
-        let phone_region = phone_region(&config)
-            .with_context(|| format!("in {}", cfg_path.display()))?;
+        let phone_region =
+            phone_region(&config).with_context(|| format!("in {}", cfg_path.display()))?;
         Ok(Home {
             dir: dir.to_path_buf(),
             phone_region,

@@ -180,11 +180,14 @@ pub(crate) fn guess_encoding(path: &Path, tried: &'static Encoding) -> Option<St
         .take(GUESS_BYTES as u64)
         .read_to_end(&mut sample)
         .ok()?;
-    let guess = utf16_without_bom(&sample).unwrap_or_else(|| {
-        let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
-        detector.feed(&sample, sample.len() < GUESS_BYTES);
-        detector.guess(None, chardetng::Utf8Detection::Allow)
-    });
+    let guess = utf16_without_bom(&sample)
+        .or_else(|| chinese(&sample))
+        .unwrap_or_else(|| {
+            let mut detector =
+                chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+            detector.feed(&sample, sample.len() < GUESS_BYTES);
+            detector.guess(None, chardetng::Utf8Detection::Allow)
+        });
     // GB18030 decodes everything GBK does, and more.
     let guess = if guess == encoding_rs::GBK {
         encoding_rs::GB18030
@@ -198,6 +201,38 @@ pub(crate) fn guess_encoding(path: &Path, tried: &'static Encoding) -> Option<St
             guess.name()
         )
     })
+}
+
+/// GB18030 when the sample decodes in it without error, nearly all its non-ASCII bytes come in
+/// GB2312-style pairs (both bytes 0xA1 or above; Latin-1 text puts ASCII letters after its
+/// accented ones), and most of its non-ASCII characters are CJK ideographs. `chardetng` needs
+/// more text than an export with a Chinese header over ASCII data (phones, emails) holds; such
+/// a file is the common case this catches.
+fn chinese(sample: &[u8]) -> Option<&'static Encoding> {
+    let (mut pairs, mut unpaired, mut i) = (0usize, 0usize, 0usize);
+    while i < sample.len() {
+        if sample[i] < 0x80 {
+            i += 1;
+        } else if sample.get(i + 1).is_some_and(|b| *b >= 0xA1) && sample[i] >= 0xA1 {
+            pairs += 1;
+            i += 2;
+        } else {
+            unpaired += 1;
+            i += 1;
+        }
+    }
+    if pairs == 0 || unpaired * 10 > pairs {
+        return None;
+    }
+    let text = encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(sample)?;
+    let (mut cjk, mut other) = (0usize, 0usize);
+    for c in text.chars().filter(|c| !c.is_ascii()) {
+        match c {
+            '\u{4E00}'..='\u{9FFF}' | '\u{3000}'..='\u{303F}' | '\u{FF00}'..='\u{FFEF}' => cjk += 1,
+            _ => other += 1,
+        }
+    }
+    (cjk > 0 && other * 10 <= cjk).then_some(encoding_rs::GB18030)
 }
 
 /// UTF-16LE or UTF-16BE when at least a third of the sample's bytes at even (BE) or odd (LE)
@@ -308,6 +343,22 @@ mod tests {
         assert_eq!(inner.map(|e| e.line), Some(2));
         let text = decode_all(&gbk, TextEncoding::for_label("gb18030").unwrap()).unwrap();
         assert_eq!(text, "email\n张三@example.com\n");
+    }
+
+    #[test]
+    fn a_chinese_header_over_ascii_data_is_recognised_as_gb18030() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gbk.csv");
+        let (bytes, _, _) = encoding_rs::GB18030.encode("手机,等级\n8613800138000,gold\n");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            guess_encoding(&path, UTF_8).as_deref(),
+            Some("the file looks like gb18030: use --encoding gb18030")
+        );
+        // Latin-1 text is not mistaken for Chinese.
+        std::fs::write(&path, b"email,ville\nx@example.com,Montr\xe9al\n").unwrap();
+        let guess = guess_encoding(&path, UTF_8).unwrap();
+        assert!(!guess.contains("gb18030"), "{guess}");
     }
 
     #[test]
