@@ -80,11 +80,13 @@ fn parse_international(digits: &str) -> Result<PhoneNumber, String> {
         return Err("country code cannot start with 0".into());
     }
     let text = format!("+{digits}");
-    let first = phonenumber::parse(None, &text).map_err(parse_reason)?;
-    match Region::for_calling_code(first.code().value()) {
-        Ok(main) => phonenumber::parse(Some(main.id()), &text).map_err(parse_reason),
-        Err(_) => Ok(first),
-    }
+    // Country calling codes are prefix-free (ITU-T E.164), so the first 1-3 digits that name
+    // one are the code.
+    let main = (1..=3)
+        .filter_map(|n| digits.get(..n)?.parse::<u16>().ok())
+        .find(|code| DATABASE.region(code).is_some())
+        .and_then(|code| Region::for_calling_code(code).ok());
+    phonenumber::parse(main.map(|r| r.id()), &text).map_err(parse_reason)
 }
 
 /// The digits after the region's international (IDD) prefix, if `digits` starts with one and
