@@ -96,8 +96,13 @@ pub struct InitArgs {
     /// Data-residency region of this node's data.
     #[arg(long, default_value = "CN")]
     pub region: String,
-    /// Country calling code for phone numbers written without one (e.g. 86).
+    /// Region (ISO 3166-1 alpha-2, e.g. CN, US, GB, IT) whose dialling rules read phone numbers
+    /// written without `+`: `0086 138…` and `138…` are then Chinese numbers.
     #[arg(long)]
+    pub default_region: Option<String>,
+    /// Older form of --default-region: a country calling code (e.g. 86), read as its main
+    /// region (86 → CN, 1 → US, 44 → GB).
+    #[arg(long, conflicts_with = "default_region")]
     pub default_country_code: Option<u16>,
 }
 
@@ -110,9 +115,13 @@ pub struct IdFile {
     /// Column holding the identifier.
     #[arg(long)]
     pub id_column: String,
-    /// Identifier kind: email, phone, device_id or sha256 (already normalised and hashed).
+    /// Identifier kind, the join key: email, phone or device_id.
     #[arg(long)]
     pub id_kind: String,
+    /// How the column writes it: raw, or sha256 (SHA-256 of the normalised identifier, hex or
+    /// Base64, as partners following UID2 send it). A hashed and a raw column of one kind join.
+    #[arg(long, default_value = "raw")]
+    pub id_encoding: String,
 }
 
 /// `tandem import`.
@@ -128,6 +137,13 @@ pub struct ImportArgs {
     /// Audience name (an import replaces that audience).
     #[arg(long, default_value = "default")]
     pub audience: String,
+    /// Text encoding of the file (WHATWG label: utf-8, gb18030, utf-16le, big5, shift_jis,
+    /// windows-1252, …). A byte-order mark at the start of the file takes precedence.
+    #[arg(long, default_value = "utf-8")]
+    pub encoding: String,
+    /// Field delimiter: one character such as ';' or '|', or 'tab'.
+    #[arg(long, default_value = ",")]
+    pub delimiter: String,
 }
 
 /// `tandem agreement …`.

@@ -17,6 +17,15 @@ pub async fn import(a: ImportArgs) -> Result<()> {
         audience: a.audience,
         attributes: a.attributes,
         normaliser: home.normaliser(),
+        id_encoding: a
+            .source
+            .id_encoding
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        encoding: tandem_store::TextEncoding::for_label(&a.encoding)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        delimiter: tandem_store::parse_delimiter(&a.delimiter)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         ..tandem_store::ImportOptions::new(a.source.id_column, kind)
     };
     let store_path = home.store_path();
@@ -46,6 +55,7 @@ pub async fn import(a: ImportArgs) -> Result<()> {
         secs,
         report.rows as f64 / secs.max(1e-9)
     );
+    print!("{}", report.details());
     Ok(())
 }
 
@@ -55,6 +65,11 @@ pub fn suppress(a: SuppressArgs) -> Result<()> {
     let kind: tandem_identity::IdKind = a
         .source
         .id_kind
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let encoding: tandem_identity::IdEncoding = a
+        .source
+        .id_encoding
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let normaliser = home.normaliser();
@@ -76,7 +91,7 @@ pub fn suppress(a: SuppressArgs) -> Result<()> {
         let row = row.with_context(|| format!("{}: line {}", a.source.file.display(), i + 2))?;
         let raw = row.get(col).unwrap_or("");
         let d = normaliser
-            .digest(kind, raw)
+            .digest_encoded(kind, encoding, raw)
             .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", a.source.file.display(), i + 2))?;
         digests.push(d);
     }

@@ -15,6 +15,7 @@ pub fn init(a: InitArgs) -> Result<()> {
         listen: a.listen,
         public_url: url,
         region: a.region,
+        default_region: a.default_region,
         default_country_code: a.default_country_code,
         max_message_bytes: 1 << 30,
     };

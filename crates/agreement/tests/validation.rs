@@ -59,7 +59,7 @@ fn header_rules() {
     assert_rejects(
         "join_keys kind",
         |t| t.join_keys.push("Email".into()),
-        "join_keys: unknown identifier kind \"Email\"; accepted kinds: email, phone, device_id, sha256",
+        "join_keys: unknown identifier kind \"Email\"; accepted kinds: email, phone, device_id",
     );
     assert_rejects(
         "join_keys duplicate",

@@ -4,7 +4,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use proptest::prelude::*;
-use tandem_identity::{IdKind, Normaliser};
+use sha2::{Digest, Sha256};
+use tandem_identity::{INVISIBLE, IdEncoding, IdKind, Normaliser, Region};
+use unicode_normalization::UnicodeNormalization;
 
 /// Applies an upper/lower-case mask to ASCII text.
 fn recase(text: &str, mask: &[bool]) -> String {
@@ -75,6 +77,115 @@ fn phone_parts() -> impl Strategy<Value = (String, String)> {
     })
 }
 
+/// A numbering plan to spell numbers in: region, country code, international prefix, trunk
+/// prefix, and a mobile (or fixed) number's leading digits and number of remaining digits.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    region: &'static str,
+    cc: &'static str,
+    idd: &'static str,
+    trunk: &'static str,
+    lead: &'static str,
+    tail: usize,
+}
+
+/// Plans of the issue's regions and a few more (leading digits from libphonenumber's examples).
+const PLANS: &[Plan] = &[
+    Plan {
+        region: "CN",
+        cc: "86",
+        idd: "00",
+        trunk: "0",
+        lead: "138",
+        tail: 8,
+    },
+    Plan {
+        region: "CN",
+        cc: "86",
+        idd: "00",
+        trunk: "0",
+        lead: "10",
+        tail: 8,
+    },
+    Plan {
+        region: "US",
+        cc: "1",
+        idd: "011",
+        trunk: "1",
+        lead: "234",
+        tail: 7,
+    },
+    Plan {
+        region: "GB",
+        cc: "44",
+        idd: "00",
+        trunk: "0",
+        lead: "7911",
+        tail: 6,
+    },
+    Plan {
+        region: "GB",
+        cc: "44",
+        idd: "00",
+        trunk: "0",
+        lead: "20",
+        tail: 8,
+    },
+    Plan {
+        region: "IT",
+        cc: "39",
+        idd: "00",
+        trunk: "",
+        lead: "06",
+        tail: 8,
+    },
+    Plan {
+        region: "DE",
+        cc: "49",
+        idd: "00",
+        trunk: "0",
+        lead: "151",
+        tail: 8,
+    },
+    Plan {
+        region: "FR",
+        cc: "33",
+        idd: "00",
+        trunk: "0",
+        lead: "6",
+        tail: 8,
+    },
+    Plan {
+        region: "AU",
+        cc: "61",
+        idd: "0011",
+        trunk: "0",
+        lead: "4",
+        tail: 8,
+    },
+    Plan {
+        region: "JP",
+        cc: "81",
+        idd: "010",
+        trunk: "0",
+        lead: "90",
+        tail: 8,
+    },
+];
+
+/// (Unicode form, ASCII form) of internationalised domains.
+const IDN_DOMAINS: &[(&str, &str)] = &[
+    ("b\u{fc}cher.de", "xn--bcher-kva.de"),
+    ("m\u{fc}nchen.de", "xn--mnchen-3ya.de"),
+    ("caf\u{e9}.fr", "xn--caf-dma.fr"),
+    ("\u{4e2d}\u{6587}.cn", "xn--fiq228c.cn"),
+    ("example.com", "example.com"),
+];
+
+fn cn() -> Region {
+    Region::for_calling_code(86).unwrap_or_else(|e| panic!("{e}"))
+}
+
 proptest! {
     #[test]
     fn email_case_and_padding_do_not_change_digest(
@@ -115,41 +226,91 @@ proptest! {
     }
 
     #[test]
-    fn phone_plus_and_00_prefixes_share_a_digest(
-        (cc, sub) in phone_parts(),
-        prefix in prop::sample::select(vec!["+", "00", "+ ", "00 "]),
-    ) {
-        let n = Normaliser::default();
-        let canonical = format!("+{cc}{sub}");
-        let plain = format!("{prefix}{cc}{sub}");
-        prop_assert_eq!(n.normalise(IdKind::Phone, &plain)?, canonical.clone());
-        prop_assert_eq!(n.digest(IdKind::Phone, &plain)?, n.digest(IdKind::Phone, &canonical)?);
-    }
-
-    #[test]
     fn phone_separators_and_parentheses_do_not_change_digest(
-        ((cc, sub), text) in phone_parts().prop_flat_map(|(cc, sub)| {
-            let digits = format!("{cc}{sub}");
-            (Just((cc, sub)), formatted(digits))
+        (canonical, text) in prop::sample::select(PLANS.to_vec()).prop_flat_map(|plan| {
+            (Just(plan), prop::collection::vec(0u8..10, plan.tail))
+        }).prop_flat_map(|(plan, tail)| {
+            let tail: String = tail.iter().map(|d| char::from(b'0' + d)).collect();
+            let digits = format!("{}{}{tail}", plan.cc, plan.lead);
+            (Just(format!("+{digits}")), formatted(digits))
         }),
         prefix in prop::sample::select(vec!["+", "00", "+ ", "00 "]),
         before in padding(),
     ) {
         let n = Normaliser::default();
-        let canonical = format!("+{cc}{sub}");
         let variant = format!("{before}{prefix}{text}");
         prop_assert_eq!(n.normalise(IdKind::Phone, &variant)?, canonical.clone());
         prop_assert_eq!(n.digest(IdKind::Phone, &variant)?, n.digest(IdKind::Phone, &canonical)?);
     }
 
+    /// Issue 10: one number written nationally, internationally, with the trunk prefix, and
+    /// with the default region's international prefix gives one digest.
     #[test]
-    fn national_phone_with_default_country_code(
-        (cc, sub) in phone_parts().prop_filter("NANP has its own trunk rule", |(cc, _)| cc != "1"),
+    fn phone_spellings_of_one_number_share_a_digest(
+        (plan, tail) in prop::sample::select(PLANS.to_vec()).prop_flat_map(|plan| {
+            (Just(plan), prop::collection::vec(0u8..10, plan.tail))
+        }),
+        spelling in 0usize..6,
+        sep in prop::sample::select(vec!["", " ", "-", ".", " - "]),
+        before in padding(),
     ) {
-        let Ok(code) = cc.parse::<u16>() else { return Err(TestCaseError::fail("cc")) };
-        let n = Normaliser { default_country_code: Some(code) };
-        let national = format!("0{sub}");
-        prop_assert_eq!(n.normalise(IdKind::Phone, &national)?, format!("+{cc}{sub}"));
+        let tail: String = tail.iter().map(|d| char::from(b'0' + d)).collect();
+        let nsn = format!("{}{tail}", plan.lead);
+        let canonical = format!("+{}{nsn}", plan.cc);
+        let n = Normaliser::with_region(plan.region.parse::<Region>().map_err(|e| TestCaseError::fail(e.to_string()))?);
+        let (head, rest) = nsn.split_at(plan.lead.len());
+        let grouped = format!("{head}{sep}{rest}");
+        let text = match spelling {
+            0 => format!("+{}{sep}{grouped}", plan.cc),
+            1 => format!("{}{sep}{}{sep}{grouped}", plan.idd, plan.cc),
+            2 => format!("{}{grouped}", plan.trunk),
+            3 => format!("+{} ({}){grouped}", plan.cc, plan.trunk),
+            4 => format!("{}{sep}{}{sep}{}{grouped}", plan.idd, plan.cc, plan.trunk),
+            _ => format!("+{}{sep}{}{grouped}", plan.cc, plan.trunk),
+        };
+        // A trunk prefix after the country code (`+44 (0)20 …`) is written only where it is `0`.
+        prop_assume!(plan.trunk == "0" || !matches!(spelling, 3 | 5));
+        let variant = format!("{before}{text}");
+        prop_assert_eq!(n.normalise(IdKind::Phone, &variant)?, canonical.clone());
+        let expected: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
+        prop_assert_eq!(n.digest(IdKind::Phone, &variant)?, expected);
+    }
+
+    /// Issue 10: case, whitespace, NFC/NFD, invisible characters and IDN forms of one address
+    /// give one digest.
+    #[test]
+    fn email_spellings_of_one_address_share_a_digest(
+        local in "[a-z0-9][a-z0-9._-]{0,12}",
+        accent in prop::option::of(prop::sample::select(vec!["ü", "é", "ø", "å"])),
+        (unicode_domain, ascii_domain) in prop::sample::select(IDN_DOMAINS.to_vec()),
+        use_ascii_domain in any::<bool>(),
+        decompose in any::<bool>(),
+        upper in any::<bool>(),
+        mask in prop::collection::vec(any::<bool>(), 1..40),
+        invisible in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(INVISIBLE.to_vec())), 0..4),
+        before in padding(),
+        after in padding(),
+    ) {
+        let n = Normaliser::default();
+        let local = format!("{local}{}", accent.unwrap_or(""));
+        let base = format!("{local}@{unicode_domain}");
+        let domain = if use_ascii_domain { ascii_domain } else { unicode_domain };
+        let mut variant = format!("{local}@{domain}");
+        if upper {
+            variant = variant.to_uppercase();
+        }
+        variant = recase(&variant, &mask);
+        if decompose {
+            variant = variant.nfd().collect();
+        }
+        let mut chars: Vec<char> = variant.chars().collect();
+        for (at, c) in invisible {
+            chars.insert(at.index(chars.len() + 1), c);
+        }
+        let variant = format!("{before}{}{after}", chars.into_iter().collect::<String>());
+        prop_assert_eq!(n.normalise(IdKind::Email, &variant)?, base.clone());
+        let expected: [u8; 32] = Sha256::digest(base.as_bytes()).into();
+        prop_assert_eq!(n.digest(IdKind::Email, &variant)?, expected);
     }
 
     #[test]
@@ -165,14 +326,15 @@ proptest! {
             URL_SAFE_NO_PAD.encode(bytes),
         ];
         for text in &spellings {
-            prop_assert_eq!(n.digest(IdKind::Sha256, text)?, bytes);
-            prop_assert_eq!(n.normalise(IdKind::Sha256, text)?, hex_lower.clone());
+            prop_assert_eq!(n.digest_encoded(IdKind::Email, IdEncoding::Sha256, text)?, bytes);
         }
     }
 
     #[test]
-    fn device_id_spellings_agree(bytes in any::<[u8; 16]>(), mask in prop::collection::vec(any::<bool>(), 1..40), braces in any::<bool>()) {
-        prop_assume!(bytes != [0u8; 16]);
+    fn device_id_spellings_agree(mut bytes in any::<[u8; 16]>(), mask in prop::collection::vec(any::<bool>(), 1..40), braces in any::<bool>()) {
+        // A version-4, RFC 9562-variant UUID, as advertising ids are.
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
         let n = Normaliser::default();
         let bare = hex::encode(bytes);
         let hyphenated = format!("{}-{}-{}-{}-{}", &bare[..8], &bare[8..12], &bare[12..16], &bare[16..20], &bare[20..]);
@@ -186,7 +348,7 @@ proptest! {
 
     #[test]
     fn normalise_is_idempotent_on_arbitrary_text(raw in "\\PC{0,40}", kind in prop::sample::select(IdKind::all().to_vec())) {
-        let n = Normaliser { default_country_code: Some(86) };
+        let n = Normaliser::with_region(cn());
         if let Ok(once) = n.normalise(kind, &raw) {
             prop_assert_eq!(n.normalise(kind, &once)?, once.clone());
         }
@@ -199,12 +361,13 @@ proptest! {
         (cc, sub) in phone_parts(),
         device in any::<[u8; 16]>(),
     ) {
-        let n = Normaliser { default_country_code: Some(86) };
+        let n = Normaliser::with_region(cn());
         for (kind, raw) in [
             (IdKind::Email, email),
             (IdKind::Email, gmail),
             (IdKind::Phone, format!("00{cc} {sub}")),
             (IdKind::Phone, format!("0{sub}")),
+            (IdKind::Email, format!("x{}@B\u{fc}cher.de", hex::encode(device))),
             (IdKind::DeviceId, hex::encode(device)),
         ] {
             if let Ok(once) = n.normalise(kind, &raw) {

@@ -346,6 +346,9 @@ async fn revoke_token(
 #[derive(Deserialize)]
 struct Suppression {
     id_kind: String,
+    /// `raw` (default) or `sha256` (hex or Base64 of the normalised identifier).
+    #[serde(default)]
+    id_encoding: Option<String>,
     identifiers: Vec<String>,
 }
 
@@ -366,6 +369,12 @@ async fn suppress(
             let bad = |e: String| NodeError::new(Code::Invalid, e);
             let kind: tandem_identity::IdKind =
                 req.id_kind.parse().map_err(|e| bad(format!("{e}")))?;
+            let encoding: tandem_identity::IdEncoding = req
+                .id_encoding
+                .as_deref()
+                .unwrap_or("raw")
+                .parse()
+                .map_err(|e| bad(format!("{e}")))?;
             let normaliser = node.home.normaliser();
             let digests = req
                 .identifiers
@@ -373,7 +382,7 @@ async fn suppress(
                 .enumerate()
                 .map(|(i, raw)| {
                     normaliser
-                        .digest(kind, raw)
+                        .digest_encoded(kind, encoding, raw)
                         .map_err(|e| bad(format!("identifier #{}: {e}", i + 1)))
                 })
                 .collect::<Result<Vec<_>, _>>()?;

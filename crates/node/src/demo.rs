@@ -248,7 +248,8 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
             listen: addr.to_string(),
             public_url: format!("https://{addr}"),
             region: "CN".into(),
-            default_country_code: Some(86),
+            default_region: Some("CN".into()),
+            default_country_code: None,
             max_message_bytes: 1 << 30,
         };
         Home::init(&dir, cfg)?;

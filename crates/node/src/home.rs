@@ -29,12 +29,44 @@ pub struct Config {
     /// Data-residency region of this node's data (e.g. `CN`, `EU`).
     #[serde(default = "default_region")]
     pub region: String,
-    /// Country code for phone numbers written without one.
-    #[serde(default)]
+    /// Region (ISO 3166-1 alpha-2, e.g. `CN`) whose dialling rules read phone numbers written
+    /// without `+`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<String>,
+    /// Country calling code for phone numbers written without one (older configs): read as its
+    /// main region (86 → CN, 1 → US, 44 → GB) when `default_region` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_country_code: Option<u16>,
     /// Largest protocol message accepted, in bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+}
+
+/// The default phone region of a config: `default_region`, else the main region of
+/// `default_country_code`; an error when either is unknown or they disagree.
+fn phone_region(config: &Config) -> Result<Option<tandem_identity::Region>> {
+    use tandem_identity::Region;
+    let by_code = config
+        .default_country_code
+        .map(Region::for_calling_code)
+        .transpose()
+        .map_err(|e| NodeError::new(Code::BadData, e))?;
+    let Some(name) = &config.default_region else {
+        return Ok(by_code);
+    };
+    let region: Region = name.parse().map_err(|e| NodeError::new(Code::BadData, e))?;
+    if let Some(code) = config.default_country_code
+        && code != region.calling_code()
+    {
+        return Err(NodeError::new(
+            Code::BadData,
+            format!(
+                "default_region {region} dials +{}, not default_country_code {code}; keep only default_region",
+                region.calling_code()
+            ),
+        ));
+    }
+    Ok(Some(region))
 }
 
 fn default_region() -> String {
@@ -58,6 +90,8 @@ pub struct Home {
     pub tls_cert: Vec<u8>,
     /// DER (PKCS#8) of the TLS private key.
     pub tls_key: Vec<u8>,
+    /// The default phone region resolved from the config.
+    phone_region: Option<tandem_identity::Region>,
 }
 
 /// What `init` created, for printing.
@@ -81,6 +115,7 @@ impl Home {
             ));
         }
         validate_name(&config.name)?;
+        phone_region(&config)?;
         std::fs::create_dir_all(dir.join("tls"))
             .or_code(Code::Internal, || format!("creating {}", dir.display()))?;
         let key = SigningKey::generate(&mut rand::rng());
@@ -120,8 +155,12 @@ impl Home {
             .or_code(Code::BadData, || {
                 "node.key does not hold a 32-byte hex key".into()
             })?;
+        let phone_region = phone_region(&config).map_err(|e| {
+            NodeError::new(Code::BadData, format!("in {}: {e}", cfg_path.display()))
+        })?;
         Ok(Home {
             dir: dir.to_path_buf(),
+            phone_region,
             config,
             key: SigningKey::from_bytes(&key_bytes),
             tls_cert: std::fs::read(dir.join("tls/cert.der"))
@@ -155,7 +194,7 @@ impl Home {
     /// The identifier rules this node applies on import.
     pub fn normaliser(&self) -> tandem_identity::Normaliser {
         tandem_identity::Normaliser {
-            default_country_code: self.config.default_country_code,
+            default_region: self.phone_region,
         }
     }
 
@@ -255,6 +294,7 @@ mod tests {
             listen: "127.0.0.1:0".into(),
             public_url: "https://127.0.0.1:7401".into(),
             region: "CN".into(),
+            default_region: None,
             default_country_code: Some(86),
             max_message_bytes: 1 << 20,
         };

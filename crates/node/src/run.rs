@@ -104,7 +104,7 @@ pub fn derive(
     }
     if req.identity_rules != tandem_identity::RULES_VERSION {
         return Err(refuse(format!(
-            "the querier hashed identifiers with rules {:?}, this node with {:?}: both must use the same rules",
+            "the querier hashed identifiers with rules {:?}, this node with {:?}: identifiers hash differently under different rules, so both nodes must run the same tandem release and re-import their audiences after upgrading (`tandem import`)",
             req.identity_rules,
             tandem_identity::RULES_VERSION
         )));

@@ -156,6 +156,7 @@ async fn tampered_or_foreign_messages_are_rejected() {
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
     assert!(text.contains("tandem-id-v0"), "{text}");
+    assert!(text.contains("re-import"), "{text}");
     // A querier naming a δ other than the agreement's is refused (a larger δ would mean a
     // smaller offset T and more clamping than the responder agreed to).
     let (env, body, _) = signed_request(&f);

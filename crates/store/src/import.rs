@@ -1,18 +1,22 @@
 //! Streaming CSV import of an audience: normalise, hash, insert digests, all in one transaction.
+//! Reading the file (encoding, line endings, delimiter) is `csv_source`'s part.
 
-use std::collections::BTreeSet;
-use std::fs::File;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
 use tandem_audit::AuditEvent;
-use tandem_identity::{IdKind, Normaliser};
+use tandem_identity::{IdEncoding, IdKind, Normaliser};
 
+use crate::csv_source::{self, DecodeError, TextEncoding};
 use crate::{Store, StoreError, audience, audit_log, now_ms};
 
 /// How often (in data rows) the progress callback is called.
 const PROGRESS_EVERY: u64 = 10_000;
+
+/// Distinct values counted per attribute column; rows with further values are counted together.
+const MAX_DISTINCT: usize = 1_000;
 
 /// What to import and how.
 #[derive(Clone, Debug)]
@@ -21,8 +25,15 @@ pub struct ImportOptions {
     pub audience: String,
     /// Header name of the identifier column.
     pub id_column: String,
-    /// Kind of identifier in that column.
+    /// Kind of identifier in that column: the join key the audience is stored under.
     pub id_kind: IdKind,
+    /// How the column writes it: raw (default), or SHA-256 of the normalised identifier (hex or
+    /// Base64) as partners following UID2 send it. Either way the stored digest is the same.
+    pub id_encoding: IdEncoding,
+    /// Text encoding of the file (default UTF-8; a byte-order mark takes precedence).
+    pub encoding: TextEncoding,
+    /// Field delimiter (default `,`).
+    pub delimiter: u8,
     /// Header names of attribute columns to keep (segment, region, …); never identifiers.
     pub attributes: Vec<String>,
     /// Normalisation rules (e.g. default phone country code).
@@ -35,12 +46,16 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
-    /// Defaults: audience `default`, no attributes, default normaliser, replace, actor `cli:admin`.
+    /// Defaults: audience `default`, raw identifiers, UTF-8, comma-separated, no attributes,
+    /// default normaliser, replace, actor `cli:admin`.
     pub fn new(id_column: impl Into<String>, id_kind: IdKind) -> Self {
         ImportOptions {
             audience: "default".into(),
             id_column: id_column.into(),
             id_kind,
+            id_encoding: IdEncoding::Raw,
+            encoding: TextEncoding::default(),
+            delimiter: b',',
             attributes: Vec::new(),
             normaliser: Normaliser::default(),
             replace: true,
@@ -56,8 +71,19 @@ pub struct ImportReport {
     pub audience: String,
     /// Identifier kind.
     pub id_kind: IdKind,
-    /// Data rows read (header excluded).
+    /// Text encoding the file was read in (the BOM's, if it had one), e.g. `UTF-8`.
+    pub encoding: &'static str,
+    /// Data rows with an identifier (header and empty rows excluded).
     pub rows: u64,
+    /// Rows whose cells were all empty, skipped.
+    pub empty_rows: u64,
+    /// Repeated identifiers whose attribute values differ from those of the row kept (the
+    /// first row in the file, or the member already in the audience when appending).
+    pub conflicting_duplicates: u64,
+    /// Line of the first such repeat.
+    pub first_conflict_line: Option<u64>,
+    /// Per attribute column, in the order given: its distinct values with their row counts.
+    pub attribute_values: Vec<AttributeValues>,
     /// New members added.
     pub imported: u64,
     /// Rows whose identifier was already present (earlier in the file, or already in the
@@ -67,6 +93,123 @@ pub struct ImportReport {
     pub suppressed: u64,
     /// Members of this audience and kind after the import.
     pub members: u64,
+}
+
+/// Distinct values shown per attribute column by [`ImportReport::details`].
+const TOP_VALUES: usize = 10;
+
+impl ImportReport {
+    /// What a person should check after an import, one line each: the encoding read, empty
+    /// rows skipped, repeated identifiers with conflicting attributes (and which row won), and
+    /// per attribute column its most frequent values with counts. Values are the node's own
+    /// data, printed locally only.
+    pub fn details(&self) -> String {
+        let mut out = format!("read as {}", self.encoding);
+        if self.empty_rows > 0 {
+            out.push_str(&format!("; {} empty rows skipped", self.empty_rows));
+        }
+        out.push('\n');
+        if self.conflicting_duplicates > 0 {
+            out.push_str(&format!(
+                "{} repeated identifiers had attribute values different from the row kept (first at line {}); the first row of each identifier wins (when appending: the member already stored)\n",
+                self.conflicting_duplicates,
+                self.first_conflict_line.unwrap_or(0),
+            ));
+        }
+        for col in &self.attribute_values {
+            let shown: Vec<String> = col
+                .counts
+                .iter()
+                .take(TOP_VALUES)
+                .map(|(v, n)| {
+                    format!(
+                        "{} {n}",
+                        v.as_deref()
+                            .map_or("(empty)".to_owned(), |v| format!("{v:?}"))
+                    )
+                })
+                .collect();
+            let more = col.counts.len().saturating_sub(TOP_VALUES);
+            out.push_str(&format!(
+                "{}: {} distinct value{}: {}{}{}\n",
+                col.column,
+                col.counts.len(),
+                if col.counts.len() == 1 { "" } else { "s" },
+                shown.join(", "),
+                if more > 0 {
+                    format!(", and {more} more")
+                } else {
+                    String::new()
+                },
+                if col.uncounted_rows > 0 {
+                    format!(
+                        "; {} rows with further values not counted",
+                        col.uncounted_rows
+                    )
+                } else {
+                    String::new()
+                },
+            ));
+        }
+        out
+    }
+}
+
+/// The values one attribute column took in an import, counted over the rows with an
+/// identifier (before duplicates and opt-outs are removed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeValues {
+    /// Column name.
+    pub column: String,
+    /// Up to 1,000 distinct values (`None`: empty cell) with their row counts, most frequent
+    /// first, then by value.
+    pub counts: Vec<(Option<String>, u64)>,
+    /// Rows whose value was not among the first 1,000 distinct values seen.
+    pub uncounted_rows: u64,
+}
+
+impl AttributeValues {
+    /// Rows whose value is none of `public` (an agreement's public value set for this column):
+    /// they are grouped as `other` in queries. Empty cells count as outside; `None` when values
+    /// went uncounted, so the number is unknown.
+    pub fn outside(&self, public: &[String]) -> Option<u64> {
+        (self.uncounted_rows == 0).then(|| {
+            self.counts
+                .iter()
+                .filter(|(v, _)| !v.as_ref().is_some_and(|v| public.contains(v)))
+                .map(|(_, n)| n)
+                .sum()
+        })
+    }
+}
+
+/// Counts of one attribute column while importing.
+#[derive(Default)]
+struct ValueCounter {
+    counts: HashMap<Option<String>, u64>,
+    uncounted: u64,
+}
+
+impl ValueCounter {
+    fn add(&mut self, value: Option<&str>) {
+        if let Some(n) = self.counts.get_mut(&value.map(str::to_owned)) {
+            *n += 1;
+        } else if self.counts.len() < MAX_DISTINCT {
+            self.counts.insert(value.map(str::to_owned), 1);
+        } else {
+            self.uncounted += 1;
+        }
+    }
+
+    fn finish(self, column: &str) -> AttributeValues {
+        let mut counts: Vec<_> = self.counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        AttributeValues {
+            column: column.to_owned(),
+            counts,
+            uncounted_rows: self.uncounted,
+        }
+    }
 }
 
 struct Columns {
@@ -91,7 +234,10 @@ fn find_columns(
             (None, _) => Err(fail(
                 1,
                 Some(name),
-                format!("no such column in the header (columns: {})", available()),
+                match csv_source::delimiter_hint(header, opts.delimiter) {
+                    Some(hint) => format!("no such column in the header; {hint}"),
+                    None => format!("no such column in the header (columns: {})", available()),
+                },
             )),
             (Some(_), Some(_)) => Err(fail(
                 1,
@@ -120,13 +266,18 @@ fn find_columns(
 
 impl Store {
     /// Imports a CSV file (header row required) into an audience, streaming with constant
-    /// memory. Each identifier is normalised and hashed with `tandem-identity`; only the 32-byte
-    /// digest and the chosen attribute values are stored. Duplicates keep the first row;
-    /// opted-out identifiers are dropped. Everything, including the `import.done` audit entry,
-    /// happens in one transaction: any bad row (missing or empty identifier, identifier that does
-    /// not normalise, wrong number of fields, invalid UTF-8) aborts the import with
-    /// [`StoreError::Import`] naming file, line, column and reason, and leaves the store exactly
-    /// as it was. `progress` is called with the number of rows read every 10,000 rows and at the end.
+    /// memory. The file is decoded from `opts.encoding` (a byte-order mark takes precedence) and
+    /// CR, LF and CRLF each end a line. Each identifier is normalised and hashed with
+    /// `tandem-identity` (or, with [`IdEncoding::Sha256`], decoded); only the 32-byte digest and
+    /// the chosen attribute values are stored. Rows whose cells are all empty are skipped and
+    /// counted. A repeated identifier keeps its first row (when appending: the member already
+    /// stored); repeats whose attribute values differ are counted. Opted-out identifiers are
+    /// dropped. Everything, including the `import.done` audit entry, happens in one
+    /// transaction: any bad row (missing or empty identifier, identifier that does not
+    /// normalise, wrong number of fields, bytes not valid in the encoding) aborts the import
+    /// with [`StoreError::Import`] naming file, line, column and reason, and leaves the store
+    /// exactly as it was. `progress` is called with the number of rows read every 10,000 rows
+    /// and at the end.
     pub fn import_csv(
         &mut self,
         path: &Path,
@@ -143,25 +294,46 @@ impl Store {
         if opts.audience.is_empty() {
             return Err(StoreError::Invalid("audience name is empty".into()));
         }
-        let file = File::open(path).map_err(|e| fail(0, None, format!("cannot open: {e}")))?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::Headers)
-            .from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+        let mut reader = csv_source::open(path, opts.encoding, opts.delimiter)
+            .map_err(|e| fail(0, None, format!("cannot open: {e}")))?;
         let csv_fail = |e: csv::Error| {
             let line = e.position().map_or(0, csv::Position::line);
-            let reason = match e.kind() {
+            match e.kind() {
                 csv::ErrorKind::UnequalLengths {
                     expected_len, len, ..
-                } => {
-                    format!("expected {expected_len} fields like the header, found {len}")
+                } => fail(
+                    line,
+                    None,
+                    format!("expected {expected_len} fields like the header, found {len}"),
+                ),
+                csv::ErrorKind::Io(io) => {
+                    match io.get_ref().and_then(|e| e.downcast_ref::<DecodeError>()) {
+                        Some(bad) => {
+                            let hint = csv_source::guess_encoding(path, bad.encoding)
+                                .map(|h| format!("; {h}"))
+                                .unwrap_or_default();
+                            fail(bad.line, None, format!("{bad}{hint}"))
+                        }
+                        None => fail(line, None, format!("cannot read: {io}")),
+                    }
                 }
-                csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
-                _ => e.to_string(),
-            };
-            fail(line, None, reason)
+                _ => fail(line, None, e.to_string()),
+            }
         };
         let header = reader.headers().map_err(csv_fail)?.clone();
+        if header.iter().any(|h| h.contains('\0')) {
+            let used = reader.get_ref().encoding();
+            let hint = csv_source::guess_encoding(path, used)
+                .unwrap_or_else(|| "set the file's encoding with --encoding".into());
+            return Err(fail(
+                1,
+                None,
+                format!(
+                    "the header contains NUL characters, so it is not {}; {hint}",
+                    used.name()
+                ),
+            ));
+        }
         let columns = find_columns(&header, opts, &fail)?;
         let kind = opts.id_kind.as_str();
         let now = now_ms();
@@ -178,29 +350,43 @@ impl Store {
                     params![opts.audience, kind],
                 )?;
             }
-            let (mut rows, mut inserted) = (0u64, 0u64);
+            let (mut rows, mut inserted, mut empty_rows) = (0u64, 0u64, 0u64);
+            let (mut conflicting_duplicates, mut first_conflict_line) = (0u64, None);
+            let mut counters: Vec<ValueCounter> = columns
+                .attributes
+                .iter()
+                .map(|_| ValueCounter::default())
+                .collect();
             {
                 let mut insert = tx.prepare(
                     "INSERT OR IGNORE INTO audience_members (audience, id_kind, digest, attrs) VALUES (?1, ?2, ?3, ?4)",
                 )?;
+                let mut kept = tx.prepare(
+                    "SELECT attrs FROM audience_members WHERE audience = ?1 AND id_kind = ?2 AND digest = ?3",
+                )?;
                 let mut record = csv::StringRecord::new();
                 while reader.read_record(&mut record).map_err(csv_fail)? {
+                    let line = record.position().map_or(0, csv::Position::line);
+                    if record.iter().all(|cell| cell.trim().is_empty()) {
+                        empty_rows += 1;
+                        continue;
+                    }
                     rows += 1;
-                    let line = record.position().map_or(rows + 1, csv::Position::line);
                     let raw = record.get(columns.id).unwrap_or("");
                     if raw.trim().is_empty() {
                         return Err(fail(line, Some(&opts.id_column), "empty identifier".into()));
                     }
                     let digest = opts
                         .normaliser
-                        .digest(opts.id_kind, raw)
+                        .digest_encoded(opts.id_kind, opts.id_encoding, raw)
                         .map_err(|e| fail(line, Some(&opts.id_column), e.to_string()))?;
                     let attrs = if columns.attributes.is_empty() {
                         None
                     } else {
                         let mut map = Map::with_capacity(columns.attributes.len());
-                        for (name, i) in &columns.attributes {
+                        for ((name, i), counter) in columns.attributes.iter().zip(&mut counters) {
                             let v = record.get(*i).unwrap_or("").trim();
+                            counter.add((!v.is_empty()).then_some(v));
                             map.insert(
                                 name.clone(),
                                 if v.is_empty() {
@@ -212,7 +398,16 @@ impl Store {
                         }
                         Some(Value::Object(map).to_string())
                     };
-                    inserted += insert.execute(params![opts.audience, kind, digest, attrs])? as u64;
+                    let added = insert.execute(params![opts.audience, kind, digest, attrs])? as u64;
+                    inserted += added;
+                    if added == 0 && attrs.is_some() {
+                        let stored: Option<String> =
+                            kept.query_row(params![opts.audience, kind, digest], |r| r.get(0))?;
+                        if stored != attrs {
+                            conflicting_duplicates += 1;
+                            first_conflict_line.get_or_insert(line);
+                        }
+                    }
                     if rows.is_multiple_of(PROGRESS_EVERY)
                         && let Some(p) = progress
                     {
@@ -256,6 +451,11 @@ impl Store {
             )?;
             audience::bump_version(&tx)?;
             let duplicates = rows - inserted;
+            let attribute_values: Vec<AttributeValues> = counters
+                .into_iter()
+                .zip(&columns.attributes)
+                .map(|(c, (name, _))| c.finish(name))
+                .collect();
             audit_log::append(
                 &tx,
                 AuditEvent::now(
@@ -264,7 +464,11 @@ impl Store {
                     json!({
                         "audience": opts.audience,
                         "id_kind": kind,
+                        "id_encoding": opts.id_encoding.as_str(),
+                        "encoding": reader.get_ref().encoding().name(),
                         "rows": rows,
+                        "empty_rows": empty_rows,
+                        "conflicting_duplicates": conflicting_duplicates,
                         "imported": imported,
                         "duplicates": duplicates,
                         "suppressed": suppressed,
@@ -279,7 +483,12 @@ impl Store {
             Ok(ImportReport {
                 audience: opts.audience.clone(),
                 id_kind: opts.id_kind,
+                encoding: reader.get_ref().encoding().name(),
                 rows,
+                empty_rows,
+                conflicting_duplicates,
+                first_conflict_line,
+                attribute_values,
                 imported,
                 duplicates,
                 suppressed,

@@ -128,6 +128,7 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
         listen: addr.to_string(),
         public_url: format!("https://{addr}"),
         region: "CN".into(),
+        default_region: None,
         default_country_code: None,
         max_message_bytes: 1 << 26,
     };
