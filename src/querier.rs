@@ -234,7 +234,7 @@ pub(crate) fn prepare_query(
             request.querier_column.as_deref(),
         )?;
         let (querier, message) =
-            tandem_psi::Querier::start(params.clone(), &items, &mut OpenDpNoise)?;
+            tandem_psi::Querier::start(params.clone(), &items, &mut OpenDpNoise, &mut rand::rng())?;
         let head = SignedHead::sign(
             budget_view(&store, &agreement, me, loss)?,
             &id,

@@ -138,6 +138,7 @@ pub fn respond(
             query,
             &limits,
             &mut OpenDpNoise,
+            &mut rand::rng(),
         )?)
     })();
     let reply = match answer {

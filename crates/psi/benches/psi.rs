@@ -62,9 +62,11 @@ fn full_run(c: &mut Criterion) {
         bench.iter_batched(
             || params.clone(),
             |params| {
+                let mut rng = rand::rng();
                 let (querier, query) =
-                    Querier::start(params.clone(), &a, &mut Midpoint).expect("query");
-                let reply = respond(&params, &b, &query, &limits, &mut Midpoint).expect("reply");
+                    Querier::start(params.clone(), &a, &mut Midpoint, &mut rng).expect("query");
+                let reply =
+                    respond(&params, &b, &query, &limits, &mut Midpoint, &mut rng).expect("reply");
                 querier.finish(&reply, &limits).expect("finish")
             },
             BatchSize::SmallInput,

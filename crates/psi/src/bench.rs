@@ -112,9 +112,9 @@ pub fn run_with_noise(n: usize, noise: &mut dyn NoiseSource) -> Result<BenchRepo
     let limits = Limits::default();
 
     let t0 = Instant::now();
-    let (querier, query) = Querier::start(params.clone(), &a_items, noise)?;
+    let (querier, query) = Querier::start(params.clone(), &a_items, noise, &mut rng)?;
     let t1 = Instant::now();
-    let reply = respond(&params, &b_items, &query, &limits, noise)?;
+    let reply = respond(&params, &b_items, &query, &limits, noise, &mut rng)?;
     let t2 = Instant::now();
     let counts = querier.finish(&reply, &limits)?;
     let t3 = Instant::now();

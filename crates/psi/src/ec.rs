@@ -2,11 +2,13 @@
 
 use std::sync::LazyLock;
 
+use chacha20::ChaCha20Rng;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
-use rand::CryptoRng;
+use rand::{CryptoRng, SeedableRng};
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use crate::PsiError;
 
@@ -20,6 +22,29 @@ pub(crate) fn random_nonzero_scalar<R: CryptoRng + ?Sized>(rng: &mut R) -> Scala
         if k != Scalar::ZERO {
             return k;
         }
+    }
+}
+
+/// A key for independent ChaCha20 generators, drawn once from the caller's RNG, so that work
+/// split over rayon threads draws the same values whatever the thread count or schedule.
+/// `stream(i)` is ChaCha20 under this key with stream number `i` (RFC 7539's cipher with a
+/// 64-bit nonce, as `ChaCha20Rng` of `chacha20` 0.10): one generator per slot index (spec §4.4).
+/// The key and the generators' states are wiped on drop.
+pub(crate) struct StreamKey(Zeroizing<[u8; 32]>);
+
+impl StreamKey {
+    /// Draws a key: 32 bytes from `rng`.
+    pub(crate) fn draw<R: CryptoRng + ?Sized>(rng: &mut R) -> StreamKey {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *key);
+        StreamKey(key)
+    }
+
+    /// The generator of slot `index`.
+    pub(crate) fn stream(&self, index: u64) -> ChaCha20Rng {
+        let mut rng = ChaCha20Rng::from_seed(*self.0);
+        rng.set_stream(index);
+        rng
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
+use rand::CryptoRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
 use zeroize::Zeroizing;
 
-use crate::ec::{self, CHUNK};
+use crate::ec::{self, CHUNK, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
@@ -44,7 +45,8 @@ impl fmt::Debug for Querier {
 #[derive(Clone, Copy)]
 enum Slot<'a> {
     Item(&'a [u8; 32]),
-    Junk,
+    /// The junk slot with this index (counted over all buckets in order, before shuffling).
+    Junk(u64),
 }
 
 /// The querier's output: a noised intersection count for every cell `(gA, gB)`.
@@ -78,40 +80,46 @@ impl CellCounts {
 impl Querier {
     /// Starts a run: `items[g]` are the querier's digests in bucket `g`
     /// (`items.len() == querier_buckets`, no digest twice). Draws the junk counts from
-    /// `noise` and a fresh secret `α`; returns the state to keep and the encoded query.
-    pub fn start(
+    /// `noise`, and the secret `α`, the shuffles and the junk from `rng` (a CSPRNG: the node
+    /// passes one seeded from the OS; a seeded one makes the query reproducible byte for byte,
+    /// spec §4.4). Returns the state to keep and the encoded query.
+    pub fn start<R: CryptoRng + ?Sized>(
         params: RunParams,
         items: &[Vec<[u8; 32]>],
         noise: &mut dyn NoiseSource,
+        rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
-        let alpha = ec::random_nonzero_scalar(&mut rand::rng());
-        Self::start_with_scalar(params, items, noise, alpha)
+        let alpha = ec::random_nonzero_scalar(rng);
+        Self::start_with_scalar(params, items, noise, alpha, rng)
     }
 
     /// [`Querier::start`] with a given `α` (test vectors).
-    pub(crate) fn start_with_scalar(
+    pub(crate) fn start_with_scalar<R: CryptoRng + ?Sized>(
         params: RunParams,
         items: &[Vec<[u8; 32]>],
         noise: &mut dyn NoiseSource,
         alpha: Scalar,
+        rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
         params.validate()?;
         check_items(params.querier_buckets, items)?;
         let domain = Domain::new(&params)?;
         let junk = draw(noise, &params.querier_bucket_noise, items.len())?;
 
-        let mut rng = rand::rng();
         let total: usize = items.iter().map(Vec::len).sum::<usize>()
             + junk.iter().map(|&j| j as usize).sum::<usize>();
         let mut slots = Vec::with_capacity(total);
         let mut sent = Vec::with_capacity(items.len());
+        let mut junk_index = 0u64;
         for (bucket, &j) in items.iter().zip(&junk) {
             let start = slots.len();
             slots.extend(bucket.iter().map(Slot::Item));
-            slots.extend(std::iter::repeat_n(Slot::Junk, j as usize));
-            slots[start..].shuffle(&mut rng);
+            slots.extend((junk_index..junk_index + u64::from(j)).map(Slot::Junk));
+            junk_index += u64::from(j);
+            slots[start..].shuffle(rng);
             sent.push((slots.len() - start) as u64);
         }
+        let junk_key = StreamKey::draw(rng);
 
         let alpha = Zeroizing::new(alpha);
         let q = (*alpha * domain.dummy_base(&params.run_id)).compress();
@@ -126,13 +134,13 @@ impl Querier {
         msg[body..]
             .par_chunks_mut(32 * CHUNK)
             .zip(slots.par_chunks(CHUNK))
-            .for_each_init(rand::rng, |rng, (out, slots)| {
+            .for_each(|(out, slots)| {
                 let points: Vec<RistrettoPoint> = slots
                     .iter()
-                    .map(|slot| match slot {
+                    .map(|slot| match *slot {
                         Slot::Item(x) => *alpha_half * domain.item(x),
                         // Uniform, and stays uniform after the doubling below.
-                        Slot::Junk => RistrettoPoint::random(rng),
+                        Slot::Junk(j) => RistrettoPoint::random(&mut junk_key.stream(j)),
                     })
                     .collect();
                 ec::write_doubled::<32>(&points, out);
