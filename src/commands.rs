@@ -106,7 +106,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Bench(BenchCmd::Psi { n }) => {
             let report = tokio::task::spawn_blocking(move || {
-                tandem_psi::bench::run_with_noise(n, &mut tandem_dp::OpenDpNoise)
+                tandem_bench::run_with_noise(n, &mut tandem_dp::OpenDpNoise)
             })
             .await
             .context("benchmark panicked")??;

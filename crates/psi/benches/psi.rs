@@ -8,7 +8,7 @@ use curve25519_dalek::scalar::Scalar;
 use rand::Rng;
 use sha2::Sha512;
 use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
-use tandem_psi::{Limits, Querier, respond};
+use tandem_psi::{Limits, Querier, RunParams, respond};
 
 /// Every draw is the offset: the work of a run does not depend on the draws.
 struct Midpoint;
@@ -16,6 +16,29 @@ struct Midpoint;
 impl NoiseSource for Midpoint {
     fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
         Ok(vec![dist.offset; count])
+    }
+}
+
+/// Parameters of a typical run (T = 30 per cell); fixed ids.
+fn typical_params(querier_buckets: u32, responder_buckets: u32) -> RunParams {
+    RunParams {
+        agreement_id: [7; 32],
+        join_key: "email/tandem-id-v1".into(),
+        run_id: [9; 16],
+        querier_buckets,
+        responder_buckets,
+        querier_bucket_noise: ShiftedLaplace {
+            scale: 1.0,
+            offset: 25,
+        },
+        responder_bucket_noise: ShiftedLaplace {
+            scale: 4.0,
+            offset: 90,
+        },
+        cell_noise: ShiftedLaplace {
+            scale: 4.0 / 3.0,
+            offset: 30,
+        },
     }
 }
 
@@ -54,7 +77,7 @@ fn full_run(c: &mut Criterion) {
         .chunks(n / 3 + 1)
         .map(<[_]>::to_vec)
         .collect();
-    let params = tandem_psi::bench::typical_params(a.len() as u32, b.len() as u32);
+    let params = typical_params(a.len() as u32, b.len() as u32);
     let limits = Limits::default();
     let mut group = c.benchmark_group("full_run");
     group.sample_size(10);

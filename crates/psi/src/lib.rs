@@ -16,7 +16,6 @@
 #![deny(missing_docs)]
 
 pub mod accounting;
-pub mod bench;
 mod ec;
 mod error;
 mod hash;

@@ -1,4 +1,8 @@
-//! In-process speed measurement of a full run against the per-item floor (spec §7).
+//! `tandem-bench`: in-process speed measurement of a full `psi-ca-v1` run against the per-item
+//! floor (`protocols/psi-ca-v1.md` §7), for `tandem bench psi`. Kept out of the protocol
+//! library so that `tandem-psi` holds the protocol only.
+
+#![deny(missing_docs)]
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -10,7 +14,7 @@ use serde::Serialize;
 use sha2::Sha512;
 use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
 
-use crate::{Limits, PsiError, Querier, RunParams, respond};
+use tandem_psi::{Limits, PsiError, Querier, RunParams, respond};
 
 /// Querier and responder bucket counts of the benchmark.
 const BUCKETS: (u32, u32) = (4, 3);
@@ -68,7 +72,7 @@ pub fn run(n: usize) -> Result<BenchReport, PsiError> {
 
 /// Parameters of a typical run (ε = 1 for the responder, ε = 1 for the querier's bucket sizes,
 /// δ ≈ 1e-9: T = 30 per cell) for benchmarks; fixed ids, never for a real release.
-pub fn typical_params(querier_buckets: u32, responder_buckets: u32) -> RunParams {
+fn typical_params(querier_buckets: u32, responder_buckets: u32) -> RunParams {
     RunParams {
         agreement_id: [7; 32],
         join_key: "email/tandem-id-v1".into(),
