@@ -4,16 +4,14 @@ use std::collections::HashMap;
 use std::fmt;
 
 use curve25519_dalek::ristretto::RistrettoPoint;
-use curve25519_dalek::scalar::Scalar;
 use rand::CryptoRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
-use zeroize::Zeroizing;
 
-use crate::ec::{self, CHUNK, StreamKey};
+use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
@@ -27,7 +25,7 @@ pub const TRUNCATED_LEN: usize = 12;
 pub struct Querier {
     params: RunParams,
     /// α/2, the run's secret exponent (halved for batch compression); wiped on drop.
-    alpha_half: Zeroizing<Scalar>,
+    alpha_half: SecretScalar,
     sent: Vec<u64>,
     query_digest: [u8; 32],
 }
@@ -89,7 +87,7 @@ impl Querier {
         noise: &mut dyn NoiseSource,
         rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
-        let alpha = ec::random_nonzero_scalar(rng);
+        let alpha = SecretScalar::random(rng);
         Self::start_with_scalar(params, items, noise, alpha, rng)
     }
 
@@ -98,7 +96,7 @@ impl Querier {
         params: RunParams,
         items: &[Vec<[u8; 32]>],
         noise: &mut dyn NoiseSource,
-        alpha: Scalar,
+        alpha: SecretScalar,
         rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
         params.validate()?;
@@ -111,7 +109,7 @@ impl Querier {
         let mut slots = Vec::with_capacity(total);
         let mut sent = Vec::with_capacity(items.len());
         let mut junk_index = 0u64;
-        for (bucket, &j) in items.iter().zip(&junk) {
+        for (bucket, &j) in items.iter().zip(junk.iter()) {
             let start = slots.len();
             slots.extend(bucket.iter().map(Slot::Item));
             slots.extend((junk_index..junk_index + u64::from(j)).map(Slot::Junk));
@@ -121,9 +119,9 @@ impl Querier {
         }
         let junk_key = StreamKey::draw(rng);
 
-        let alpha = Zeroizing::new(alpha);
-        let q = (*alpha * domain.dummy_base(&params.run_id)).compress();
-        let alpha_half = Zeroizing::new(ec::half(&alpha));
+        let q = alpha.mul(&domain.dummy_base(&params.run_id)).compress();
+        let alpha_half = alpha.half();
+        drop(alpha);
 
         let mut msg = Vec::with_capacity(160 + 8 * items.len() + 32 * total);
         MessageHeader::encode(&params, MessageType::Query, &mut msg);
@@ -138,9 +136,9 @@ impl Querier {
                 let points: Vec<RistrettoPoint> = slots
                     .iter()
                     .map(|slot| match *slot {
-                        Slot::Item(x) => *alpha_half * domain.item(x),
-                        // Uniform, and stays uniform after the doubling below.
-                        Slot::Junk(j) => RistrettoPoint::random(&mut junk_key.stream(j)),
+                        Slot::Item(x) => alpha_half.mul(&domain.item(x)),
+                        // Junk costs what an item costs: α·H(r) for a fresh random r.
+                        Slot::Junk(j) => alpha_half.mul(&domain.item(&junk_key.junk_input(j))),
                     })
                     .collect();
                 ec::write_doubled::<32>(&points, out);
@@ -234,7 +232,7 @@ impl Querier {
                     for (j, bytes) in chunk.iter().enumerate() {
                         let p =
                             ec::decode_point(bytes).map_err(|f| f.at(b_off.locate(base + j)))?;
-                        points.push(*self.alpha_half * p);
+                        points.push(self.alpha_half.mul(&p));
                     }
                     let compressed = RistrettoPoint::double_and_compress_batch(&points);
                     for (j, c) in compressed.iter().enumerate() {

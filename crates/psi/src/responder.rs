@@ -2,15 +2,13 @@
 //! injects the noised dummy matches (spec §4.2).
 
 use curve25519_dalek::ristretto::{RistrettoBasepointTable, RistrettoPoint};
-use curve25519_dalek::scalar::Scalar;
 use rand::CryptoRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
-use zeroize::Zeroizing;
 
-use crate::ec::{self, CHUNK, StreamKey};
+use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
@@ -89,7 +87,7 @@ pub fn respond<R: CryptoRng + ?Sized>(
     noise: &mut dyn NoiseSource,
     rng: &mut R,
 ) -> Result<Vec<u8>, PsiError> {
-    let beta = ec::random_nonzero_scalar(rng);
+    let beta = SecretScalar::random(rng);
     respond_with_scalar(params, items, query, limits, noise, beta, rng)
 }
 
@@ -100,7 +98,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     query: &[u8],
     limits: &Limits,
     noise: &mut dyn NoiseSource,
-    beta: Scalar,
+    beta: SecretScalar,
     rng: &mut R,
 ) -> Result<Vec<u8>, PsiError> {
     params.validate()?;
@@ -150,7 +148,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     let mut own = Vec::with_capacity(b_total as usize);
     let mut own_counts = Vec::with_capacity(nb);
     let mut junk_index = 0u64;
-    for (gb, (bucket, &j)) in items.iter().zip(&junk).enumerate() {
+    for (gb, (bucket, &j)) in items.iter().zip(junk.iter()).enumerate() {
         let start = own.len();
         own.extend(bucket.iter().map(Own::Item));
         own.extend((junk_index..junk_index + u64::from(j)).map(Own::Junk));
@@ -166,25 +164,20 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     let junk_key = StreamKey::draw(rng);
 
     // Injected slot i of cell c = i / 2T: (r1/2, r_A/2) where r_A = r1 for the first K_c slots
-    // and an independent r2 otherwise. Both scalars are always drawn and the choice is
-    // arithmetic (r2 + m·(r1 − r2), m ∈ {0, 1}), so the work does not depend on K_c.
-    let dummy: Vec<(Scalar, Scalar)> = (0..injected)
+    // and an independent r2 otherwise (ec::injected_halves: the work does not depend on K_c).
+    let dummy: Vec<(SecretScalar, SecretScalar)> = (0..injected)
         .into_par_iter()
         .map(|i| {
-            let mut rng = injected_key.stream(i as u64);
-            let r1 = ec::random_nonzero_scalar(&mut rng);
-            let r2 = ec::random_nonzero_scalar(&mut rng);
-            let m = Scalar::from(u64::from((i % slots) < kept[i / slots] as usize));
-            let ra = r2 + m * (r1 - r2);
-            (ec::half(&r1), ec::half(&ra))
+            let matching = (i % slots) < kept[i / slots] as usize;
+            ec::injected_halves(&mut injected_key.stream(i as u64), matching)
         })
         .collect();
 
     let domain = Domain::new(params)?;
     let d_table = RistrettoBasepointTable::create(&domain.dummy_base(&params.run_id));
     let q_table = RistrettoBasepointTable::create(&q);
-    let beta = Zeroizing::new(beta);
-    let beta_half = Zeroizing::new(ec::half(&beta));
+    let beta_half = beta.half();
+    drop(beta);
 
     let mut msg =
         Vec::with_capacity(200 + 8 * (na + nb) + TRUNCATED_LEN * returned.len() + 32 * own.len());
@@ -207,9 +200,9 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
                     Returned::Query(i) => {
                         let p =
                             ec::decode_point(&a_points[i]).map_err(|f| f.at(a_off.locate(i)))?;
-                        *beta_half * p
+                        beta_half.mul(&p)
                     }
-                    Returned::Dummy(i) => &q_table * &dummy[i].1,
+                    Returned::Dummy(i) => dummy[i].1.mul_table(&q_table),
                 });
             }
             ec::write_doubled::<TRUNCATED_LEN>(&points, out);
@@ -223,10 +216,10 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
             let points: Vec<RistrettoPoint> = slots
                 .iter()
                 .map(|slot| match *slot {
-                    Own::Item(x) => *beta_half * domain.item(x),
-                    // Uniform, and stays uniform after the doubling.
-                    Own::Junk(j) => RistrettoPoint::random(&mut junk_key.stream(j)),
-                    Own::Dummy(i) => &d_table * &dummy[i].0,
+                    Own::Item(x) => beta_half.mul(&domain.item(x)),
+                    // Junk costs what an item costs: β·H(r) for a fresh random r.
+                    Own::Junk(j) => beta_half.mul(&domain.item(&junk_key.junk_input(j))),
+                    Own::Dummy(i) => dummy[i].0.mul_table(&d_table),
                 })
                 .collect();
             ec::write_doubled::<32>(&points, out);

@@ -234,7 +234,7 @@ fn wrong_binding() {
         ("querier_buckets", |p| p.querier_buckets = 3),
         ("cell_noise", |p| p.cell_noise.scale = 2.5),
         ("responder_bucket_noise", |p| {
-            p.responder_bucket_noise.offset = 2
+            p.responder_bucket_noise.offset = 2;
         }),
     ];
     for (field, change) in cases {

@@ -8,6 +8,7 @@ use curve25519_dalek::scalar::Scalar;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::*;
+use crate::ec::SecretScalar;
 use crate::hash::{DUMMY_LABEL, DUMMY_TAG, Domain, ITEM_TAG, dst};
 use crate::responder::respond_with_scalar;
 
@@ -122,8 +123,14 @@ fn spec_test_vectors() {
     let a = vec![vec![a0], vec![a1]];
     let b = vec![vec![a1], vec![b1]];
     // No junk and no injected slots: the messages do not depend on the generator.
-    let (querier, query) =
-        Querier::start_with_scalar(p.clone(), &a, &mut NoNoise, alpha, &mut rng()).unwrap();
+    let (querier, query) = Querier::start_with_scalar(
+        p.clone(),
+        &a,
+        &mut NoNoise,
+        SecretScalar::new(alpha),
+        &mut rng(),
+    )
+    .unwrap();
     check(&v, "query", &query);
     let reply = respond_with_scalar(
         &p,
@@ -131,7 +138,7 @@ fn spec_test_vectors() {
         &query,
         &Limits::default(),
         &mut NoNoise,
-        beta,
+        SecretScalar::new(beta),
         &mut rng(),
     )
     .unwrap();
