@@ -50,12 +50,11 @@ impl SignedHead {
         run: &str,
         key: &ed25519_dalek::VerifyingKey,
     ) -> Result<()> {
-        use ed25519_dalek::Verifier;
         let bytes: [u8; 64] = hex::decode(&self.signature)
             .ok()
             .and_then(|b| b.try_into().ok())
             .context("ledger head signature is not 64 hex bytes")?;
-        key.verify(
+        key.verify_strict(
             &Self::signing_bytes(&self.budget, agreement, run)?,
             &ed25519_dalek::Signature::from_bytes(&bytes),
         )

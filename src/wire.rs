@@ -5,7 +5,7 @@
 //! message single-use, and the timestamp bounds how long a captured message could be replayed.
 
 use anyhow::{Context, Result, bail};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 /// Header carrying the agreement id (hex).
@@ -101,7 +101,7 @@ impl Envelope {
         key: &VerifyingKey,
         now_ms: i64,
     ) -> Result<()> {
-        key.verify(&self.signing_bytes(kind, body), sig)
+        key.verify_strict(&self.signing_bytes(kind, body), sig)
             .map_err(|_| {
                 anyhow::anyhow!(
                     "signature of {} does not verify with its agreement key",

@@ -57,7 +57,7 @@ fn primitives(c: &mut Criterion) {
     let mut rng = rand::rng();
     let digest = digests(1)[0];
     c.bench_function("hash_to_curve", |b| {
-        b.iter(|| RistrettoPoint::hash_from_bytes::<Sha512>(black_box(&digest)))
+        b.iter(|| RistrettoPoint::hash_from_bytes::<Sha512>(black_box(&digest)));
     });
     let p = RistrettoPoint::random(&mut rng);
     let k = Scalar::random(&mut rng);
@@ -65,7 +65,7 @@ fn primitives(c: &mut Criterion) {
     c.bench_function("compress", |b| b.iter(|| black_box(p).compress()));
     let points: Vec<RistrettoPoint> = (0..256).map(|_| RistrettoPoint::random(&mut rng)).collect();
     c.bench_function("double_and_compress_batch_256", |b| {
-        b.iter(|| RistrettoPoint::double_and_compress_batch(black_box(&points)))
+        b.iter(|| RistrettoPoint::double_and_compress_batch(black_box(&points)));
     });
 }
 
@@ -93,7 +93,7 @@ fn full_run(c: &mut Criterion) {
                 querier.finish(&reply, &limits).expect("finish")
             },
             BatchSize::SmallInput,
-        )
+        );
     });
     group.finish();
 }

@@ -13,6 +13,7 @@
 //! from the OS; tests a seeded one, which reproduces a run byte for byte, spec §4.4) and a
 //! noise source.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod accounting;
