@@ -225,6 +225,25 @@ mod tests {
         );
     }
 
+    /// A small-order key with the signature (R = identity, s = 0) passes plain `verify` for every
+    /// message; `verify_strict` refuses it.
+    #[test]
+    fn weak_key_signature_is_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let sig = Signature::from_bytes(&sig);
+        let env = envelope();
+        let msg = env.signing_bytes("request POST /v1/psi/run", b"body");
+        assert!(ed25519_dalek::Verifier::verify(&weak, &msg, &sig).is_ok());
+        assert!(
+            env.verify("request POST /v1/psi/run", b"body", &sig, &weak, 1_000_500)
+                .is_err()
+        );
+    }
+
     #[test]
     fn framing() {
         let body = frame(&serde_json::json!({"a": 1}), b"xyz");
