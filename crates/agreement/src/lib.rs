@@ -7,6 +7,8 @@
 //! The format (terms, canonical bytes, id, signatures, life cycle) is specified normatively in
 //! `protocols/agreement-v1.md`, whose test vector `tests/spec_vector.rs` checks.
 
+#![forbid(unsafe_code)]
+
 mod agreement;
 mod error;
 mod id;

@@ -18,9 +18,8 @@ pub(crate) fn parse_rfc3339_utc(text: &str) -> Result<i64, String> {
         return Err(bad());
     }
     let rest = &text[19..];
-    let fraction = match rest.strip_suffix('Z') {
-        Some(fraction) => fraction,
-        None => return Err(bad()),
+    let Some(fraction) = rest.strip_suffix('Z') else {
+        return Err(bad());
     };
     if !fraction.is_empty() {
         let digits = fraction.strip_prefix('.').ok_or_else(bad)?;

@@ -49,7 +49,7 @@ fn expiry() {
     for now in [EXPIRES, EXPIRES + 1, i64::MAX] {
         match agreement.check_active(now) {
             Err(AgreementError::Expired { expires_at }) => {
-                assert_eq!(expires_at, "2027-06-30T00:00:00Z")
+                assert_eq!(expires_at, "2027-06-30T00:00:00Z");
             }
             other => panic!("{other:?}"),
         }
@@ -237,7 +237,7 @@ fn bucket_errors() {
     // Columns belong to a party: acme has no `tier`.
     match agreement.bucket_of("acme", "tier", Some("gold")) {
         Err(AgreementError::UnknownColumn { party, column }) => {
-            assert_eq!((party.as_str(), column.as_str()), ("acme", "tier"))
+            assert_eq!((party.as_str(), column.as_str()), ("acme", "tier"));
         }
         other => panic!("{other:?}"),
     }

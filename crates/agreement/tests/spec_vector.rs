@@ -152,7 +152,7 @@ fn negative_checks() {
     unsigned.signatures.remove("beta");
     match unsigned.check_active(now) {
         Err(e @ AgreementError::NotSigned { .. }) => {
-            assert_eq!(e.to_string(), "beta has not signed the agreement")
+            assert_eq!(e.to_string(), "beta has not signed the agreement");
         }
         other => panic!("{other:?}"),
     }

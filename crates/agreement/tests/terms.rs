@@ -144,32 +144,32 @@ fn id_changes_with_every_field() {
         ("purpose", |t| t.purpose.push('.')),
         ("legal_basis", |t| t.legal_basis.push('.')),
         ("expires_at", |t| {
-            t.expires_at = "2027-06-30T00:00:01Z".into()
+            t.expires_at = "2027-06-30T00:00:01Z".into();
         }),
         ("join_keys order", |t| t.join_keys.reverse()),
         ("join_keys", |t| t.join_keys.push("device_id".into())),
         ("min_reporting_threshold", |t| {
-            t.min_reporting_threshold += 1
+            t.min_reporting_threshold += 1;
         }),
         ("retention_days", |t| t.retention_days += 1),
         ("transfer_mechanism", |t| {
-            t.transfer_mechanism = Some("SCC".into())
+            t.transfer_mechanism = Some("SCC".into());
         }),
         ("impact_assessment", |t| {
-            t.impact_assessment = Some("PIA-2026-015".into())
+            t.impact_assessment = Some("PIA-2026-015".into());
         }),
         ("impact_assessment removed", |t| t.impact_assessment = None),
         ("budget_refresh_days", |t| t.budget_refresh_days = Some(30)),
         ("parties order", |t| t.parties.reverse()),
         ("name", |t| t.parties[0].name = "acme2".into()),
         ("url", |t| {
-            t.parties[0].url = "https://127.0.0.1:7409".into()
+            t.parties[0].url = "https://127.0.0.1:7409".into();
         }),
         ("signing_key", |t| {
-            t.parties[0].signing_key = "ab".repeat(32)
+            t.parties[0].signing_key = "ab".repeat(32);
         }),
         ("tls_cert_sha256", |t| {
-            t.parties[1].tls_cert_sha256 = "cd".repeat(32)
+            t.parties[1].tls_cert_sha256 = "cd".repeat(32);
         }),
         ("region", |t| t.parties[1].region = "EU".into()),
         ("column added", |t| {
@@ -188,13 +188,13 @@ fn id_changes_with_every_field() {
             }
         }),
         ("epsilon_per_query", |t| {
-            t.parties[0].budget.epsilon_per_query = 0.5
+            t.parties[0].budget.epsilon_per_query = 0.5;
         }),
         ("epsilon_total", |t| {
-            t.parties[0].budget.epsilon_total = 10.5
+            t.parties[0].budget.epsilon_total = 10.5;
         }),
         ("delta_per_query", |t| {
-            t.parties[1].budget.delta_per_query = 2e-9
+            t.parties[1].budget.delta_per_query = 2e-9;
         }),
         ("delta_total", |t| t.parties[1].budget.delta_total = 2e-7),
     ];

@@ -33,6 +33,8 @@
 //! assert!(json.contains("\"lift_rel\""));
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod attribution;
 pub mod conversion;
 pub mod grid;

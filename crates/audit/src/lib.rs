@@ -9,6 +9,8 @@
 //! The format is normative in `protocols/audit-log-v1.md`. This crate does no I/O except
 //! writing exports and reading files handed to [`verify_jsonl`].
 
+#![forbid(unsafe_code)]
+
 mod canonical;
 mod checkpoint;
 mod entry;

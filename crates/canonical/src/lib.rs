@@ -19,6 +19,7 @@
 //! The writer never delegates to `serde_json`'s printer, so the bytes cannot change with a
 //! `serde_json` upgrade, nor when some crate in the build enables its `preserve_order` feature.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use std::fmt::Write as _;

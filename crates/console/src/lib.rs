@@ -10,6 +10,8 @@
 //! and API calls; no inline script), `X-Content-Type-Options: nosniff` and
 //! `Referrer-Policy: no-referrer`.
 
+#![forbid(unsafe_code)]
+
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -8,6 +8,8 @@
 //! them inside the call, so callers on an async runtime must call these from synchronous code
 //! (`tokio::task::spawn_blocking`).
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 

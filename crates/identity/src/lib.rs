@@ -21,6 +21,8 @@
 //!
 //! The digest of a normalised identifier is SHA-256 (FIPS 180-4) over its UTF-8 bytes.
 
+#![forbid(unsafe_code)]
+
 mod device;
 mod email;
 mod kind;

@@ -13,6 +13,8 @@
 //!
 //! Pure: no I/O, no clock, no released noise (the bootstrap only simulates known noise).
 
+#![forbid(unsafe_code)]
+
 mod crosstab;
 mod estimate;
 mod fit;

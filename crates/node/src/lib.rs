@@ -18,6 +18,8 @@
 //! | [`state`], [`api`], [`server`] | shared handler state; the people's API; the HTTPS server |
 //! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
 
+#![forbid(unsafe_code)]
+
 pub mod agreements;
 pub mod analysis;
 pub mod api;

@@ -273,8 +273,12 @@ pub fn prepare_query(
             &request.join_key,
             request.querier_column.as_deref(),
         )?;
-        let (querier, message) =
-            tandem_psi::Querier::start(derived.params.clone(), &items, &mut reservation.noise())?;
+        let (querier, message) = tandem_psi::Querier::start(
+            derived.params.clone(),
+            &items,
+            &mut reservation.noise(),
+            &mut rand::rng(),
+        )?;
         let head = SignedHead::sign(
             budget_view(
                 &store,

@@ -157,6 +157,7 @@ pub fn respond(
             query,
             &limits,
             &mut reservation.noise(),
+            &mut rand::rng(),
         )?)
     })();
     let reply = match answer {

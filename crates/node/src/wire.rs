@@ -8,7 +8,7 @@
 //! endpoints' paths, the run's JSON parts ([`RunRequest`], [`RunOpening`], [`Receipt`]) and the
 //! signed ledger heads ([`SignedHead`]). This module knows HTTP headers (`http`), not a server.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hex::FromHex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -124,7 +124,7 @@ impl Envelope {
         key: &VerifyingKey,
         now_ms: i64,
     ) -> Result<()> {
-        key.verify(&self.signing_bytes(kind, body), sig)
+        key.verify_strict(&self.signing_bytes(kind, body), sig)
             .map_err(|_| {
                 NodeError::bad_signature(format!(
                     "signature of {} does not verify with its agreement key",
@@ -311,7 +311,7 @@ impl SignedHead {
     pub fn verify(&self, agreement: &str, run: &str, key: &VerifyingKey) -> Result<()> {
         let bytes: [u8; 64] = parse_hex(&self.signature, "the ledger head signature")
             .map_err(|e| NodeError::bad_signature(e.message()))?;
-        key.verify(
+        key.verify_strict(
             &Self::signing_bytes(&self.budget, agreement, run)?,
             &Signature::from_bytes(&bytes),
         )
@@ -343,6 +343,25 @@ mod tests {
             sender: "acme".into(),
             timestamp_ms: 1_000_000,
         }
+    }
+
+    /// A small-order key with the signature (R = identity, s = 0) passes plain `verify` for every
+    /// message; `verify_strict` refuses it.
+    #[test]
+    fn weak_key_signature_is_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).expect("a point");
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let sig = Signature::from_bytes(&sig);
+        let env = envelope();
+        let msg = env.signing_bytes("request POST /v1/psi/run", b"body");
+        assert!(ed25519_dalek::Verifier::verify(&weak, &msg, &sig).is_ok());
+        assert!(
+            env.verify("request POST /v1/psi/run", b"body", &sig, &weak, 1_000_500)
+                .is_err()
+        );
     }
 
     fn headers(pairs: Vec<(&'static str, String)>) -> http::HeaderMap {

@@ -1,6 +1,7 @@
 //! Checks of local inputs and of noise draws.
 
 use tandem_dp::{NoiseSource, ShiftedLaplace};
+use zeroize::Zeroizing;
 
 use crate::PsiError;
 use crate::ec::find_duplicate;
@@ -23,13 +24,14 @@ pub(crate) fn check_items(buckets: u32, items: &[Vec<[u8; 32]>]) -> Result<Vec<u
     Ok(sizes)
 }
 
-/// `count` draws from `dist`, checked to be `count` values in `[0, 2T]`.
+/// `count` draws from `dist`, checked to be `count` values in `[0, 2T]`. The draws are the
+/// noise itself (junk counts, `K_c`): wiped when dropped.
 pub(crate) fn draw(
     noise: &mut dyn NoiseSource,
     dist: &ShiftedLaplace,
     count: usize,
-) -> Result<Vec<u32>, PsiError> {
-    let draws = noise.shifted(dist, count)?;
+) -> Result<Zeroizing<Vec<u32>>, PsiError> {
+    let draws = Zeroizing::new(noise.shifted(dist, count)?);
     let max = 2 * u64::from(dist.offset);
     if draws.len() != count || draws.iter().any(|&k| u64::from(k) > max) {
         return Err(PsiError::BadNoiseDraws {

@@ -8,12 +8,15 @@
 //!
 //! The crate is sans-IO: [`Querier::start`] makes the query bytes, [`respond`] turns them into
 //! the reply bytes, [`Querier::finish`] turns the reply into [`CellCounts`]. Moving bytes,
-//! persisting state and charging budgets ([`accounting`]) are the caller's job.
+//! persisting state and charging budgets ([`accounting`]) are the caller's job. It draws no
+//! randomness of its own either: the caller passes a [`rand::CryptoRng`] (the node one seeded
+//! from the OS; tests a seeded one, which reproduces a run byte for byte, spec §4.4) and a
+//! noise source.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod accounting;
-pub mod bench;
 mod ec;
 mod error;
 mod hash;

@@ -4,15 +4,14 @@ use std::collections::HashMap;
 use std::fmt;
 
 use curve25519_dalek::ristretto::RistrettoPoint;
-use curve25519_dalek::scalar::Scalar;
+use rand::CryptoRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
-use zeroize::Zeroizing;
 
-use crate::ec::{self, CHUNK};
+use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
@@ -26,7 +25,7 @@ pub const TRUNCATED_LEN: usize = 12;
 pub struct Querier {
     params: RunParams,
     /// α/2, the run's secret exponent (halved for batch compression); wiped on drop.
-    alpha_half: Zeroizing<Scalar>,
+    alpha_half: SecretScalar,
     sent: Vec<u64>,
     query_digest: [u8; 32],
 }
@@ -44,7 +43,8 @@ impl fmt::Debug for Querier {
 #[derive(Clone, Copy)]
 enum Slot<'a> {
     Item(&'a [u8; 32]),
-    Junk,
+    /// The junk slot with this index (counted over all buckets in order, before shuffling).
+    Junk(u64),
 }
 
 /// The querier's output: a noised intersection count for every cell `(gA, gB)`.
@@ -78,44 +78,50 @@ impl CellCounts {
 impl Querier {
     /// Starts a run: `items[g]` are the querier's digests in bucket `g`
     /// (`items.len() == querier_buckets`, no digest twice). Draws the junk counts from
-    /// `noise` and a fresh secret `α`; returns the state to keep and the encoded query.
-    pub fn start(
+    /// `noise`, and the secret `α`, the shuffles and the junk from `rng` (a CSPRNG: the node
+    /// passes one seeded from the OS; a seeded one makes the query reproducible byte for byte,
+    /// spec §4.4). Returns the state to keep and the encoded query.
+    pub fn start<R: CryptoRng + ?Sized>(
         params: RunParams,
         items: &[Vec<[u8; 32]>],
         noise: &mut dyn NoiseSource,
+        rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
-        let alpha = ec::random_nonzero_scalar(&mut rand::rng());
-        Self::start_with_scalar(params, items, noise, alpha)
+        let alpha = SecretScalar::random(rng);
+        Self::start_with_scalar(params, items, noise, alpha, rng)
     }
 
     /// [`Querier::start`] with a given `α` (test vectors).
-    pub(crate) fn start_with_scalar(
+    pub(crate) fn start_with_scalar<R: CryptoRng + ?Sized>(
         params: RunParams,
         items: &[Vec<[u8; 32]>],
         noise: &mut dyn NoiseSource,
-        alpha: Scalar,
+        alpha: SecretScalar,
+        rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
         params.validate()?;
         check_items(params.querier_buckets, items)?;
         let domain = Domain::new(&params)?;
         let junk = draw(noise, &params.querier_bucket_noise, items.len())?;
 
-        let mut rng = rand::rng();
         let total: usize = items.iter().map(Vec::len).sum::<usize>()
             + junk.iter().map(|&j| j as usize).sum::<usize>();
         let mut slots = Vec::with_capacity(total);
         let mut sent = Vec::with_capacity(items.len());
-        for (bucket, &j) in items.iter().zip(&junk) {
+        let mut junk_index = 0u64;
+        for (bucket, &j) in items.iter().zip(junk.iter()) {
             let start = slots.len();
             slots.extend(bucket.iter().map(Slot::Item));
-            slots.extend(std::iter::repeat_n(Slot::Junk, j as usize));
-            slots[start..].shuffle(&mut rng);
+            slots.extend((junk_index..junk_index + u64::from(j)).map(Slot::Junk));
+            junk_index += u64::from(j);
+            slots[start..].shuffle(rng);
             sent.push((slots.len() - start) as u64);
         }
+        let junk_key = StreamKey::draw(rng);
 
-        let alpha = Zeroizing::new(alpha);
-        let q = (*alpha * domain.dummy_base(&params.run_id)).compress();
-        let alpha_half = Zeroizing::new(ec::half(&alpha));
+        let q = alpha.mul(&domain.dummy_base(&params.run_id)).compress();
+        let alpha_half = alpha.half();
+        drop(alpha);
 
         let mut msg = Vec::with_capacity(160 + 8 * items.len() + 32 * total);
         MessageHeader::encode(&params, MessageType::Query, &mut msg);
@@ -126,13 +132,13 @@ impl Querier {
         msg[body..]
             .par_chunks_mut(32 * CHUNK)
             .zip(slots.par_chunks(CHUNK))
-            .for_each_init(rand::rng, |rng, (out, slots)| {
+            .for_each(|(out, slots)| {
                 let points: Vec<RistrettoPoint> = slots
                     .iter()
-                    .map(|slot| match slot {
-                        Slot::Item(x) => *alpha_half * domain.item(x),
-                        // Uniform, and stays uniform after the doubling below.
-                        Slot::Junk => RistrettoPoint::random(rng),
+                    .map(|slot| match *slot {
+                        Slot::Item(x) => alpha_half.mul(&domain.item(x)),
+                        // Junk costs what an item costs: α·H(r) for a fresh random r.
+                        Slot::Junk(j) => alpha_half.mul(&domain.item(&junk_key.junk_input(j))),
                     })
                     .collect();
                 ec::write_doubled::<32>(&points, out);
@@ -226,7 +232,7 @@ impl Querier {
                     for (j, bytes) in chunk.iter().enumerate() {
                         let p =
                             ec::decode_point(bytes).map_err(|f| f.at(b_off.locate(base + j)))?;
-                        points.push(*self.alpha_half * p);
+                        points.push(self.alpha_half.mul(&p));
                     }
                     let compressed = RistrettoPoint::double_and_compress_batch(&points);
                     for (j, c) in compressed.iter().enumerate() {

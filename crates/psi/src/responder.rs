@@ -2,14 +2,13 @@
 //! injects the noised dummy matches (spec §4.2).
 
 use curve25519_dalek::ristretto::{RistrettoBasepointTable, RistrettoPoint};
-use curve25519_dalek::scalar::Scalar;
+use rand::CryptoRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
-use zeroize::Zeroizing;
 
-use crate::ec::{self, CHUNK};
+use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
@@ -29,7 +28,8 @@ enum Returned {
 #[derive(Clone, Copy)]
 enum Own<'a> {
     Item(&'a [u8; 32]),
-    Junk,
+    /// The junk slot with this index (counted over all buckets in order, before shuffling).
+    Junk(u64),
     /// `r·D` for the injected slot at this index.
     Dummy(usize),
 }
@@ -76,26 +76,30 @@ pub fn query_bucket_sizes(
 
 /// Answers an encoded `query` for the session `params` with the responder's `items`
 /// (`items[g]` = digests of responder bucket `g`, no digest twice). Draws the junk counts and
-/// the injected matches from `noise` and a fresh secret `β`; returns the encoded reply.
-pub fn respond(
+/// the injected matches from `noise`, and the secret `β`, the injected slots' scalars, the
+/// shuffles and the junk from `rng` (a CSPRNG: the node passes one seeded from the OS; a seeded
+/// one makes the reply reproducible byte for byte, spec §4.4). Returns the encoded reply.
+pub fn respond<R: CryptoRng + ?Sized>(
     params: &RunParams,
     items: &[Vec<[u8; 32]>],
     query: &[u8],
     limits: &Limits,
     noise: &mut dyn NoiseSource,
+    rng: &mut R,
 ) -> Result<Vec<u8>, PsiError> {
-    let beta = ec::random_nonzero_scalar(&mut rand::rng());
-    respond_with_scalar(params, items, query, limits, noise, beta)
+    let beta = SecretScalar::random(rng);
+    respond_with_scalar(params, items, query, limits, noise, beta, rng)
 }
 
 /// [`respond`] with a given `β` (test vectors).
-pub(crate) fn respond_with_scalar(
+pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     params: &RunParams,
     items: &[Vec<[u8; 32]>],
     query: &[u8],
     limits: &Limits,
     noise: &mut dyn NoiseSource,
-    beta: Scalar,
+    beta: SecretScalar,
+    rng: &mut R,
 ) -> Result<Vec<u8>, PsiError> {
     params.validate()?;
     let item_counts = check_items(params.responder_buckets, items)?;
@@ -132,49 +136,48 @@ pub(crate) fn respond_with_scalar(
         });
     }
 
-    // Injected slot i of cell c = i / 2T: (r1/2, r_A/2) where r_A = r1 for the first K_c slots
-    // and an independent r2 otherwise. Both scalars are always drawn and the choice is
-    // arithmetic (r2 + m·(r1 − r2), m ∈ {0, 1}), so the work does not depend on K_c.
-    let dummy: Vec<(Scalar, Scalar)> = (0..injected)
-        .into_par_iter()
-        .map_init(rand::rng, |rng, i| {
-            let r1 = ec::random_nonzero_scalar(rng);
-            let r2 = ec::random_nonzero_scalar(rng);
-            let m = Scalar::from(u64::from((i % slots) < kept[i / slots] as usize));
-            let ra = r2 + m * (r1 - r2);
-            (ec::half(&r1), ec::half(&ra))
-        })
-        .collect();
-
-    let mut rng = rand::rng();
     let mut returned = Vec::with_capacity(a_total as usize + injected);
     let mut returned_counts = Vec::with_capacity(na);
     for ga in 0..na {
         let start = returned.len();
         returned.extend(a_off.range(ga).map(Returned::Query));
         returned.extend((ga * nb * slots..(ga + 1) * nb * slots).map(Returned::Dummy));
-        returned[start..].shuffle(&mut rng);
+        returned[start..].shuffle(rng);
         returned_counts.push((returned.len() - start) as u64);
     }
     let mut own = Vec::with_capacity(b_total as usize);
     let mut own_counts = Vec::with_capacity(nb);
-    for (gb, (bucket, &j)) in items.iter().zip(&junk).enumerate() {
+    let mut junk_index = 0u64;
+    for (gb, (bucket, &j)) in items.iter().zip(junk.iter()).enumerate() {
         let start = own.len();
         own.extend(bucket.iter().map(Own::Item));
-        own.extend(std::iter::repeat_n(Own::Junk, j as usize));
+        own.extend((junk_index..junk_index + u64::from(j)).map(Own::Junk));
+        junk_index += u64::from(j);
         for ga in 0..na {
             let cell = ga * nb + gb;
             own.extend((cell * slots..(cell + 1) * slots).map(Own::Dummy));
         }
-        own[start..].shuffle(&mut rng);
+        own[start..].shuffle(rng);
         own_counts.push((own.len() - start) as u64);
     }
+    let injected_key = StreamKey::draw(rng);
+    let junk_key = StreamKey::draw(rng);
+
+    // Injected slot i of cell c = i / 2T: (r1/2, r_A/2) where r_A = r1 for the first K_c slots
+    // and an independent r2 otherwise (ec::injected_halves: the work does not depend on K_c).
+    let dummy: Vec<(SecretScalar, SecretScalar)> = (0..injected)
+        .into_par_iter()
+        .map(|i| {
+            let matching = (i % slots) < kept[i / slots] as usize;
+            ec::injected_halves(&mut injected_key.stream(i as u64), matching)
+        })
+        .collect();
 
     let domain = Domain::new(params)?;
     let d_table = RistrettoBasepointTable::create(&domain.dummy_base(&params.run_id));
     let q_table = RistrettoBasepointTable::create(&q);
-    let beta = Zeroizing::new(beta);
-    let beta_half = Zeroizing::new(ec::half(&beta));
+    let beta_half = beta.half();
+    drop(beta);
 
     let mut msg =
         Vec::with_capacity(200 + 8 * (na + nb) + TRUNCATED_LEN * returned.len() + 32 * own.len());
@@ -197,9 +200,9 @@ pub(crate) fn respond_with_scalar(
                     Returned::Query(i) => {
                         let p =
                             ec::decode_point(&a_points[i]).map_err(|f| f.at(a_off.locate(i)))?;
-                        *beta_half * p
+                        beta_half.mul(&p)
                     }
-                    Returned::Dummy(i) => &q_table * &dummy[i].1,
+                    Returned::Dummy(i) => dummy[i].1.mul_table(&q_table),
                 });
             }
             ec::write_doubled::<TRUNCATED_LEN>(&points, out);
@@ -209,14 +212,14 @@ pub(crate) fn respond_with_scalar(
     own_out
         .par_chunks_mut(32 * CHUNK)
         .zip(own.par_chunks(CHUNK))
-        .for_each_init(rand::rng, |rng, (out, slots)| {
+        .for_each(|(out, slots)| {
             let points: Vec<RistrettoPoint> = slots
                 .iter()
                 .map(|slot| match *slot {
-                    Own::Item(x) => *beta_half * domain.item(x),
-                    // Uniform, and stays uniform after the doubling.
-                    Own::Junk => RistrettoPoint::random(rng),
-                    Own::Dummy(i) => &d_table * &dummy[i].0,
+                    Own::Item(x) => beta_half.mul(&domain.item(x)),
+                    // Junk costs what an item costs: β·H(r) for a fresh random r.
+                    Own::Junk(j) => beta_half.mul(&domain.item(&junk_key.junk_input(j))),
+                    Own::Dummy(i) => dummy[i].0.mul_table(&d_table),
                 })
                 .collect();
             ec::write_doubled::<32>(&points, out);

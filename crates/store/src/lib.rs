@@ -9,6 +9,8 @@
 //! A [`Store`] is one SQLite connection: cheap to open, `Send` but not `Sync`. Open one per
 //! blocking task.
 
+#![forbid(unsafe_code)]
+
 mod account;
 mod agreements;
 mod audience;

@@ -15,6 +15,7 @@
 //! answer into [`CellSums`]. Moving bytes, persisting state and charging budgets
 //! ([`accounting`]) are the caller's job.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod accounting;

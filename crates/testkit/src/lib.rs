@@ -6,6 +6,8 @@
 //! - [`NodePair`]: two nodes (`acme` querier, `shopx` responder) in a temporary directory with
 //!   audiences, an active agreement and their HTTPS servers running in process on loopback.
 
+#![forbid(unsafe_code)]
+
 pub mod noise;
 mod pair;
 

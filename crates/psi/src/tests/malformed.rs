@@ -13,12 +13,17 @@ struct Fixture {
 }
 
 fn fixture() -> (Querier, Fixture) {
+    fixture_with(&mut rng())
+}
+
+/// [`fixture`] with the protocol's randomness from `rng`.
+fn fixture_with(rng: &mut ChaCha20Rng) -> (Querier, Fixture) {
     let all = digests(10, 40);
     let p = params(2, 2, 1, 1, 1);
     let a = split(&all[..20], 2, |i| (i % 2) as u32);
     let b = split(&all[10..], 2, |i| (i % 2) as u32);
-    let (querier, query) = Querier::start(p.clone(), &a, &mut NoNoise).unwrap();
-    let reply = respond(&p, &b, &query, &Limits::default(), &mut NoNoise).unwrap();
+    let (querier, query) = Querier::start(p.clone(), &a, &mut NoNoise, rng).unwrap();
+    let reply = respond(&p, &b, &query, &Limits::default(), &mut NoNoise, rng).unwrap();
     (
         querier,
         Fixture {
@@ -33,7 +38,14 @@ fn fixture() -> (Querier, Fixture) {
 
 impl Fixture {
     fn respond(&self, query: &[u8]) -> Result<Vec<u8>, PsiError> {
-        respond(&self.p, &self.b, query, &Limits::default(), &mut NoNoise)
+        respond(
+            &self.p,
+            &self.b,
+            query,
+            &Limits::default(),
+            &mut NoNoise,
+            &mut rng(),
+        )
     }
     /// Offset of the dummy commitment Q in the query.
     fn q_at(&self) -> usize {
@@ -150,7 +162,7 @@ fn huge_declared_count_in_tiny_message() {
     let limits = Limits {
         max_points: usize::MAX,
     };
-    let err = respond(&f.p, &f.b, &tiny, &limits, &mut NoNoise);
+    let err = respond(&f.p, &f.b, &tiny, &limits, &mut NoNoise, &mut rng());
     assert!(matches!(err, Err(PsiError::Truncated { .. })), "{err:?}");
     // A lower limit applies to a valid query too.
     let err = respond(
@@ -159,6 +171,7 @@ fn huge_declared_count_in_tiny_message() {
         &f.query,
         &Limits { max_points: 10 },
         &mut NoNoise,
+        &mut rng(),
     );
     assert!(
         matches!(
@@ -221,13 +234,20 @@ fn wrong_binding() {
         ("querier_buckets", |p| p.querier_buckets = 3),
         ("cell_noise", |p| p.cell_noise.scale = 2.5),
         ("responder_bucket_noise", |p| {
-            p.responder_bucket_noise.offset = 2
+            p.responder_bucket_noise.offset = 2;
         }),
     ];
     for (field, change) in cases {
         let mut other = f.p.clone();
         change(&mut other);
-        let err = respond(&other, &f.b, &f.query, &Limits::default(), &mut NoNoise);
+        let err = respond(
+            &other,
+            &f.b,
+            &f.query,
+            &Limits::default(),
+            &mut NoNoise,
+            &mut rng(),
+        );
         assert!(
             matches!(err, Err(PsiError::WrongBinding { field: got }) if got == field),
             "{field}: {err:?}"
@@ -390,8 +410,8 @@ fn reply_point_faults() {
 fn reply_binding_faults() {
     // A reply to another query of the same session.
     let (querier, f) = fixture();
-    let (_, other) = fixture();
-    let _ = f;
+    let (_, other) = fixture_with(&mut ChaCha20Rng::seed_from_u64(2));
+    assert_ne!(f.query, other.query);
     let err = querier.finish(&other.reply, &Limits::default());
     assert!(
         matches!(
@@ -428,7 +448,7 @@ fn local_input_faults() {
     let all = digests(11, 10);
     let p = params(2, 2, 1, 1, 1);
     let one = vec![all.clone()];
-    let err = Querier::start(p.clone(), &one, &mut NoNoise);
+    let err = Querier::start(p.clone(), &one, &mut NoNoise, &mut rng());
     assert!(
         matches!(
             err,
@@ -441,7 +461,7 @@ fn local_input_faults() {
     );
 
     let dup = vec![all[..5].to_vec(), vec![all[6], all[3]]];
-    let err = Querier::start(p.clone(), &dup, &mut NoNoise);
+    let err = Querier::start(p.clone(), &dup, &mut NoNoise, &mut rng());
     assert!(
         matches!(
             err,
@@ -452,8 +472,16 @@ fn local_input_faults() {
         ),
         "{err:?}"
     );
-    let (_, query) = Querier::start(p.clone(), &[vec![], vec![]], &mut NoNoise).unwrap();
-    let err = respond(&p, &dup, &query, &Limits::default(), &mut NoNoise);
+    let (_, query) =
+        Querier::start(p.clone(), &[vec![], vec![]], &mut NoNoise, &mut rng()).unwrap();
+    let err = respond(
+        &p,
+        &dup,
+        &query,
+        &Limits::default(),
+        &mut NoNoise,
+        &mut rng(),
+    );
     assert!(
         matches!(
             err,
@@ -468,25 +496,32 @@ fn local_input_faults() {
     let mut long = p.clone();
     long.join_key = "k".repeat(256);
     assert!(matches!(
-        Querier::start(long, &[vec![], vec![]], &mut NoNoise),
+        Querier::start(long, &[vec![], vec![]], &mut NoNoise, &mut rng()),
         Err(PsiError::InvalidParams(_))
     ));
     let mut zero = p.clone();
     zero.responder_buckets = 0;
     assert!(matches!(
-        Querier::start(zero, &[vec![], vec![]], &mut NoNoise),
+        Querier::start(zero, &[vec![], vec![]], &mut NoNoise, &mut rng()),
         Err(PsiError::InvalidParams(_))
     ));
     let mut wide = p.clone();
     (wide.querier_buckets, wide.responder_buckets) = (1 << 11, 1 << 10);
     assert!(matches!(
-        respond(&wide, &[], &[], &Limits::default(), &mut NoNoise),
+        respond(
+            &wide,
+            &[],
+            &[],
+            &Limits::default(),
+            &mut NoNoise,
+            &mut rng()
+        ),
         Err(PsiError::InvalidParams(_))
     ));
     let mut nan = p.clone();
     nan.cell_noise.scale = f64::NAN;
     assert!(matches!(
-        Querier::start(nan, &[vec![], vec![]], &mut NoNoise),
+        Querier::start(nan, &[vec![], vec![]], &mut NoNoise, &mut rng()),
         Err(PsiError::InvalidParams(_))
     ));
 
@@ -497,7 +532,7 @@ fn local_input_faults() {
             Ok(vec![2 * d.offset + 1; n])
         }
     }
-    let err = Querier::start(p, &[vec![], vec![]], &mut TooBig);
+    let err = Querier::start(p, &[vec![], vec![]], &mut TooBig, &mut rng());
     assert!(
         matches!(
             err,

@@ -8,6 +8,7 @@ mod vectors;
 
 use std::collections::HashSet;
 
+use chacha20::ChaCha20Rng;
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
@@ -21,6 +22,11 @@ impl NoiseSource for NoNoise {
     fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
         Ok(vec![dist.offset; count])
     }
+}
+
+/// The protocol's randomness for tests: ChaCha20 from a fixed seed.
+pub(crate) fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(0x7a6e_6465_6d21)
 }
 
 /// Seeded discrete Laplace: `Z = G1 − G2` with `G ~ Geometric(1 − e^{−1/scale})`, clamped.
@@ -106,8 +112,9 @@ pub(crate) fn run(
     noise: &mut dyn NoiseSource,
 ) -> Result<CellCounts, PsiError> {
     let limits = Limits::default();
-    let (querier, query) = Querier::start(params.clone(), a, noise)?;
-    let reply = respond(params, b, &query, &limits, noise)?;
+    let mut rng = rng();
+    let (querier, query) = Querier::start(params.clone(), a, noise, &mut rng)?;
+    let reply = respond(params, b, &query, &limits, noise, &mut rng)?;
     querier.finish(&reply, &limits)
 }
 

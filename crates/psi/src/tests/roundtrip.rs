@@ -61,7 +61,7 @@ fn header_and_sizes() {
     let p = params(2, 3, 2, 3, 1);
     let a = split(&all[..20], 2, |i| (i % 2) as u32);
     let b = split(&all[10..], 3, |i| (i % 3) as u32);
-    let (querier, query) = Querier::start(p.clone(), &a, &mut NoNoise).unwrap();
+    let (querier, query) = Querier::start(p.clone(), &a, &mut NoNoise, &mut rng()).unwrap();
     let h = header_len(&p);
     // Query: header, Q, table, (20 items + 2·2 junk) points of 32 bytes.
     assert_eq!(query.len(), h + 32 + 8 * 2 + 32 * (20 + 4));
@@ -69,7 +69,7 @@ fn header_and_sizes() {
     assert_eq!(header.message_type, MessageType::Query);
     assert_eq!(header.params(), p);
 
-    let reply = respond(&p, &b, &query, &Limits::default(), &mut NoNoise).unwrap();
+    let reply = respond(&p, &b, &query, &Limits::default(), &mut NoNoise, &mut rng()).unwrap();
     assert_eq!(
         crate::query_bucket_sizes(&p, &query, &Limits::default()).unwrap(),
         vec![12, 12]

@@ -2,20 +2,28 @@
 
 use std::collections::HashMap;
 
+use chacha20::ChaCha20Rng;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::*;
+use crate::ec::SecretScalar;
 use crate::hash::{DUMMY_LABEL, DUMMY_TAG, Domain, ITEM_TAG, dst};
 use crate::responder::respond_with_scalar;
 
 const SPEC: &str = include_str!("../../../../protocols/psi-ca-v1.md");
 const FENCE: &str = "```psi-ca-v1-vectors";
+const SEEDED_FENCE: &str = "```psi-ca-v1-seeded-vectors";
 
 /// The `name = value` lines of the vectors block.
 fn vectors() -> HashMap<&'static str, &'static str> {
-    let start = SPEC.find(FENCE).expect("vectors block in the spec") + FENCE.len();
+    block(FENCE)
+}
+
+/// The `name = value` lines of the block opened by `fence`.
+fn block(fence: &str) -> HashMap<&'static str, &'static str> {
+    let start = SPEC.find(fence).expect("vectors block in the spec") + fence.len();
     let end = start + SPEC[start..].find("```").expect("end of the vectors block");
     SPEC[start..end]
         .lines()
@@ -114,12 +122,130 @@ fn spec_test_vectors() {
 
     let a = vec![vec![a0], vec![a1]];
     let b = vec![vec![a1], vec![b1]];
-    let (querier, query) = Querier::start_with_scalar(p.clone(), &a, &mut NoNoise, alpha).unwrap();
+    // No junk and no injected slots: the messages do not depend on the generator.
+    let (querier, query) = Querier::start_with_scalar(
+        p.clone(),
+        &a,
+        &mut NoNoise,
+        SecretScalar::new(alpha),
+        &mut rng(),
+    )
+    .unwrap();
     check(&v, "query", &query);
-    let reply =
-        respond_with_scalar(&p, &b, &query, &Limits::default(), &mut NoNoise, beta).unwrap();
+    let reply = respond_with_scalar(
+        &p,
+        &b,
+        &query,
+        &Limits::default(),
+        &mut NoNoise,
+        SecretScalar::new(beta),
+        &mut rng(),
+    )
+    .unwrap();
     check(&v, "reply", &reply);
     let counts = querier.finish(&reply, &Limits::default()).unwrap();
     let cells: Vec<String> = counts.noised.iter().map(i64::to_string).collect();
     assert_eq!(cells.join(" "), v["cells"]);
+}
+
+/// Noise draws given in the spec, handed out in the order they are asked for.
+struct GivenDraws(Vec<Vec<u32>>);
+
+impl NoiseSource for GivenDraws {
+    fn shifted(&mut self, _: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
+        let draws = self.0.remove(0);
+        assert_eq!(draws.len(), count, "draws asked for in another order");
+        Ok(draws)
+    }
+}
+
+fn numbers<T: std::str::FromStr>(v: &HashMap<&str, &str>, key: &str) -> Vec<T> {
+    v[key]
+        .split_whitespace()
+        .map(|x| x.parse().ok().expect("number"))
+        .collect()
+}
+
+fn dist(v: &HashMap<&str, &str>, key: &str) -> ShiftedLaplace {
+    let [scale, offset]: [&str; 2] = v[key]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("scale offset");
+    ShiftedLaplace {
+        scale: scale.parse().expect("scale"),
+        offset: offset.parse().expect("offset"),
+    }
+}
+
+/// The seeded run of §9: junk and injected slots, every random choice from ChaCha20 seeded
+/// with the given 32 bytes (one generator per party), noise draws as given. Reports every
+/// value that differs, as `name = value` lines ready for the spec.
+#[test]
+fn spec_seeded_test_vectors() {
+    let v = block(SEEDED_FENCE);
+    let base = vectors();
+    let p = RunParams {
+        agreement_id: array(&base, "agreement_id"),
+        join_key: base["join_key"].to_owned(),
+        run_id: array(&base, "run_id"),
+        querier_buckets: 2,
+        responder_buckets: 2,
+        querier_bucket_noise: dist(&v, "querier_bucket_noise"),
+        responder_bucket_noise: dist(&v, "responder_bucket_noise"),
+        cell_noise: dist(&v, "cell_noise"),
+    };
+    let emails = ["alice@example.com", "bob@example.com", "carol@example.com"];
+    let [a0, a1, b1]: [[u8; 32]; 3] = emails.map(|e| Sha256::digest(e).into());
+    let a = vec![vec![a0], vec![a1]];
+    let b = vec![vec![a1], vec![b1]];
+
+    let mut querier_rng = ChaCha20Rng::from_seed(array(&v, "querier_seed"));
+    let mut responder_rng = ChaCha20Rng::from_seed(array(&v, "responder_seed"));
+    let mut querier_noise = GivenDraws(vec![numbers(&v, "J_A")]);
+    let mut responder_noise = GivenDraws(vec![numbers(&v, "J_B"), numbers(&v, "K")]);
+    let (querier, query) =
+        Querier::start(p.clone(), &a, &mut querier_noise, &mut querier_rng).expect("query");
+    let reply = respond(
+        &p,
+        &b,
+        &query,
+        &Limits::default(),
+        &mut responder_noise,
+        &mut responder_rng,
+    )
+    .expect("reply");
+    let counts = querier.finish(&reply, &Limits::default()).expect("finish");
+    let join = |xs: &[i64]| xs.iter().map(i64::to_string).collect::<Vec<_>>().join(" ");
+    let sizes: Vec<i64> = counts
+        .responder_bucket_sizes_noised
+        .iter()
+        .map(|&n| n as i64)
+        .collect();
+
+    let got = [
+        ("query", hex::encode(&query)),
+        ("reply", hex::encode(&reply)),
+        ("cells", join(&counts.noised)),
+        ("responder_bucket_sizes", join(&sizes)),
+    ];
+    let wrong: Vec<String> = got
+        .iter()
+        .filter(|(key, value)| v.get(key) != Some(&value.as_str()))
+        .map(|(key, value)| format!("{key} = {value}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "seeded vectors differ:\n{}",
+        wrong.join("\n")
+    );
+    // The cells are the true intersections (0 0 1 0) plus K − T.
+    let t = i64::from(p.cell_noise.offset);
+    let k: Vec<i64> = numbers(&v, "K");
+    let expected: Vec<i64> = [0, 0, 1, 0]
+        .iter()
+        .zip(&k)
+        .map(|(x, k)| x + k - t)
+        .collect();
+    assert_eq!(counts.noised, expected);
 }
