@@ -275,7 +275,7 @@ impl Store {
         match &result {
             // The old live set, now retired; errors leave it to the next open's cleanup.
             Ok(_) => {
-                let _ = self.delete_dead_sets();
+                let _ = self.delete_retired_sets();
             }
             Err(_) => {
                 if let Some(set_id) = staging {

@@ -111,12 +111,23 @@ impl Store {
         self.truncate_wal();
     }
 
-    /// Deletes every set that is not `live`, chunk by chunk. Caller holds the lock file.
-    pub(crate) fn delete_dead_sets(&mut self) -> Result<(), StoreError> {
+    /// Deletes every set that is not `live`, chunk by chunk. Only for the holder of the
+    /// exclusive lock: otherwise a running import's staging set would go too.
+    fn delete_dead_sets(&mut self) -> Result<(), StoreError> {
+        self.delete_sets_where("state != 'live'")
+    }
+
+    /// Deletes the `retired` sets (replaced or purged audiences), chunk by chunk. Caller holds
+    /// the shared lock, so that no open's cleanup does the same work meanwhile.
+    pub(crate) fn delete_retired_sets(&mut self) -> Result<(), StoreError> {
+        self.delete_sets_where("state = 'retired'")
+    }
+
+    fn delete_sets_where(&mut self, condition: &str) -> Result<(), StoreError> {
         let ids: Vec<i64> = {
             let mut stmt = self
                 .conn
-                .prepare("SELECT set_id FROM member_sets WHERE state != 'live'")?;
+                .prepare(&format!("SELECT set_id FROM member_sets WHERE {condition}"))?;
             stmt.query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?
         };

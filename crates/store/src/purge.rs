@@ -79,7 +79,7 @@ impl Store {
         if !old.is_empty() {
             // Best effort: what is left is deleted by the next open's cleanup.
             if let Ok(_lock) = self.sets_lock_shared() {
-                let _ = self.delete_dead_sets();
+                let _ = self.delete_retired_sets();
             }
         }
         self.truncate_wal();

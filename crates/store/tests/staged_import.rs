@@ -237,3 +237,38 @@ fn an_opt_out_during_an_import_is_not_undone_by_it() {
     assert_eq!(r.members, 40_000 - 2);
     assert_eq!(dpo.audience_summary().unwrap()[0].members, 40_000 - 2);
 }
+
+/// An import that finishes deletes the set it replaced, never another running import's staging
+/// set (nor does any open while that import holds the lock file).
+#[test]
+fn a_finished_import_leaves_a_running_imports_staging_set_alone() {
+    let (dir, mut store) = store();
+    let path = numbered_csv(dir.path(), "a.csv", 0, 100, false);
+    store.import_csv(&path, &opts(), None).unwrap();
+    let mut lock_path = store.path().as_os_str().to_owned();
+    lock_path.push("-import.lock");
+    let running = std::fs::File::open(&lock_path).unwrap();
+    running.lock_shared().unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO member_sets (set_id, audience, id_kind, state, created_at_ms, members)
+             VALUES (99, 'other', 'email', 'staging', 0, 1);
+         INSERT INTO audience_members (set_id, digest, attrs) VALUES (99, zeroblob(32), NULL);",
+    )
+    .unwrap();
+    store.import_csv(&path, &opts(), None).unwrap();
+    Store::open(store.path()).unwrap();
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM member_sets WHERE set_id = 99"),
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM member_sets WHERE state = 'retired'"
+        ),
+        0,
+        "the replaced set was deleted"
+    );
+    drop(running);
+}
