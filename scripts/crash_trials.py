@@ -102,6 +102,7 @@ class Harness:
         self.shopx = Node(self.bin, work, "shopx", base + 1)
         self.sent = 0  # queries sent (each may charge each node once)
         self.failures = []
+        self.mid = 0  # trials whose kill hit a running operation
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self):
@@ -195,18 +196,21 @@ class Harness:
                                   "email", "--id-kind", "email", "--attributes", "age_band,region"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.delay(self.t_import * n / self.big[1])
+            self.mid += p.poll() is None
             p.send_signal(signal.SIGKILL)
             p.wait()
         elif kind == "querier_cli":
             self.sent += 1
             p = subprocess.Popen([self.bin, *self.query_args()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.delay(self.t_query)
+            self.mid += p.poll() is None
             p.send_signal(signal.SIGKILL)
             p.wait()
         elif kind == "querier_node":
             th = threading.Thread(target=self.query_api)
             th.start()
             self.delay(self.t_query)
+            self.mid += th.is_alive()
             self.acme.kill()
             th.join()
             self.acme.start()
@@ -214,6 +218,7 @@ class Harness:
             self.sent += 1
             p = subprocess.Popen([self.bin, *self.query_args()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.delay(self.t_query)
+            self.mid += p.poll() is None
             self.shopx.kill()
             p.wait(timeout=300)
             self.shopx.start()
@@ -320,7 +325,8 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
     wall = time.time() - start
     print(f"\n{args.trials} trials ({', '.join(f'{k} {n}' for k, n in counts.items())}), "
-          f"{len({t for t, _ in h.failures})} failed, {len(h.failures)} failed checks, wall {wall:.0f} s, seed {args.seed}")
+          f"{h.mid} killed mid-operation, {len({t for t, _ in h.failures})} failed, "
+          f"{len(h.failures)} failed checks, wall {wall:.0f} s, seed {args.seed}")
     if h.failures:
         print(f"work dir kept: {work}")
         sys.exit(1)
