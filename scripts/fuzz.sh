@@ -12,7 +12,7 @@ secs=${1:-60}
 merge=${2:-}
 cd "$here/fuzz"
 targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^tandem-fuzz$')
-cargo +nightly fuzz build -O $targets >/dev/null 2>&1 || cargo +nightly fuzz build -O
+cargo +nightly fuzz build -O
 status=0
 printf '%-16s %12s %10s %8s\n' target execs exec/s crashes
 for t in $targets; do
