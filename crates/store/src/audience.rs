@@ -52,12 +52,16 @@ impl Store {
         column: Option<&str>,
     ) -> Result<Vec<Member>, StoreError> {
         let kind = id_kind.as_str();
-        let attributes = self
-            .conn
+        // One read transaction: the live set and its rows come from the same snapshot even if
+        // an import swaps a new set in meanwhile.
+        let tx = self.conn.unchecked_transaction()?;
+        let (attributes, set_id) = tx
             .query_row(
-                "SELECT attributes_json FROM audiences WHERE audience = ?1 AND id_kind = ?2",
+                "SELECT a.attributes_json, s.set_id FROM audiences a
+                 JOIN member_sets s ON s.audience = a.audience AND s.id_kind = a.id_kind AND s.state = 'live'
+                 WHERE a.audience = ?1 AND a.id_kind = ?2",
                 params![audience, kind],
-                |r| r.get::<_, String>(0),
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )
             .optional()?
             .ok_or_else(|| {
@@ -72,13 +76,13 @@ impl Store {
                 )));
             }
         }
-        let mut stmt = self.conn.prepare(
+        let mut stmt = tx.prepare(
             "SELECT m.digest, m.attrs FROM audience_members m
-             WHERE m.audience = ?1 AND m.id_kind = ?2
+             WHERE m.set_id = ?1
                AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)
              ORDER BY m.digest",
         )?;
-        let mut rows = stmt.query(params![audience, kind])?;
+        let mut rows = stmt.query([set_id])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let digest: [u8; 32] = row.get(0)?;
@@ -107,9 +111,10 @@ impl Store {
     /// Member counts per audience and identifier kind.
     pub fn audience_summary(&self) -> Result<Vec<AudienceSummary>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT a.audience, a.id_kind, a.attributes_json, a.imported_at_ms,
-                    (SELECT COUNT(*) FROM audience_members m WHERE m.audience = a.audience AND m.id_kind = a.id_kind)
-             FROM audiences a ORDER BY a.audience, a.id_kind",
+            "SELECT a.audience, a.id_kind, a.attributes_json, a.imported_at_ms, coalesce(s.members, 0)
+             FROM audiences a
+             LEFT JOIN member_sets s ON s.audience = a.audience AND s.id_kind = a.id_kind AND s.state = 'live'
+             ORDER BY a.audience, a.id_kind",
         )?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
@@ -138,20 +143,28 @@ impl Store {
         let tx = self.write_tx()?;
         let (mut deleted, mut newly_suppressed) = (0u64, 0u64);
         {
-            // Delete by full primary key, one (audience, kind) at a time: no index on digest alone.
-            let mut pairs = tx.prepare("SELECT audience, id_kind FROM audiences")?;
-            let pairs: Vec<(String, String)> = pairs
+            // Live sets and the staging sets of running imports (whose chunks skip suppressed
+            // digests from now on): the opt-out reaches whichever set wins.
+            let mut sets = tx.prepare(
+                "SELECT set_id, state = 'live' FROM member_sets WHERE state IN ('live', 'staging')",
+            )?;
+            let sets: Vec<(i64, bool)> = sets
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
-            let mut del = tx.prepare(
-                "DELETE FROM audience_members WHERE audience = ?1 AND id_kind = ?2 AND digest = ?3",
+            let mut del =
+                tx.prepare("DELETE FROM audience_members WHERE set_id = ?1 AND digest = ?2")?;
+            let mut count = tx.prepare(
+                "UPDATE member_sets SET members = max(members - 1, 0) WHERE set_id = ?1",
             )?;
             let mut sup = tx.prepare(
                 "INSERT OR IGNORE INTO suppressed (digest, added_at_ms) VALUES (?1, ?2)",
             )?;
             for d in digests {
-                for (audience, kind) in &pairs {
-                    deleted += del.execute(params![audience, kind, d])? as u64;
+                for &(set_id, live) in &sets {
+                    if del.execute(params![set_id, d])? > 0 {
+                        count.execute([set_id])?;
+                        deleted += u64::from(live);
+                    }
                 }
                 newly_suppressed += sup.execute(params![d, now])? as u64;
             }

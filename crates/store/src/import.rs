@@ -1,5 +1,7 @@
-//! Streaming CSV import of an audience: normalise, hash, insert digests, all in one transaction.
-//! Reading the file (encoding, line endings, delimiter) is `csv_source`'s part.
+//! Streaming CSV import of an audience: normalise, hash, collect digests in a temporary table,
+//! move them into a staging set in short chunk transactions and swap it in with one short
+//! transaction (`member_sets.rs`). Reading the file (encoding, line endings, delimiter) is
+//! `csv_source`'s part.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use tandem_audit::AuditEvent;
 use tandem_identity::{IdEncoding, IdKind, Normaliser};
 
 use crate::csv_source::{self, DecodeError, TextEncoding};
+use crate::member_sets;
 use crate::{Store, StoreError, audience, audit_log, now_ms};
 
 /// How often (in data rows) the progress callback is called.
@@ -272,12 +275,17 @@ impl Store {
     /// the chosen attribute values are stored. Rows whose cells are all empty are skipped and
     /// counted. A repeated identifier keeps its first row (when appending: the member already
     /// stored); repeats whose attribute values differ are counted. Opted-out identifiers are
-    /// dropped. Everything, including the `import.done` audit entry, happens in one
-    /// transaction: any bad row (missing or empty identifier, identifier that does not
-    /// normalise, wrong number of fields, bytes not valid in the encoding) aborts the import
-    /// with [`StoreError::Import`] naming file, line, column and reason, and leaves the store
-    /// exactly as it was. `progress` is called with the number of rows read every 10,000 rows
-    /// and at the end.
+    /// dropped. Rows are collected in a temporary table private to this connection, then moved
+    /// into a staging set in transactions of 10,000 rows, so readers and the node's own writes
+    /// never wait on a long import; one short transaction then swaps the new members in together
+    /// with the `import.done` audit entry (readers see the old audience or the new one, never a
+    /// mix). Appending fails with [`StoreError::Conflict`] if the audience was replaced or purged
+    /// meanwhile. Any bad row (missing or empty identifier, identifier that does not normalise,
+    /// wrong number of fields, bytes not valid in the encoding) aborts the import with
+    /// [`StoreError::Import`] naming file, line, column and reason, and leaves the store as it
+    /// was (the staging rows are deleted; if the process dies first, the next [`Store::open`]
+    /// deletes them). `progress` is called with the number of rows read every 10,000 rows and at
+    /// the end.
     pub fn import_csv(
         &mut self,
         path: &Path,
@@ -338,16 +346,38 @@ impl Store {
         let kind = opts.id_kind.as_str();
         let now = now_ms();
 
+        // Staged import (member_sets.rs): rows are collected in a temporary table private to
+        // this connection (no database lock), moved into a staging set in short sorted chunk
+        // transactions, and swapped in by one short transaction. Readers and other writers never
+        // wait on the import.
+        let lock = self.sets_lock_shared()?;
+        let based_on = member_sets::live_set(&self.conn, &opts.audience, kind)?;
         let cache_size: i64 = self
             .conn
             .pragma_query_value(None, "cache_size", |r| r.get(0))?;
-        self.conn.pragma_update(None, "cache_size", -65_536)?; // 64 MiB for the bulk insert
+        let temp_cache_size: i64 =
+            self.conn
+                .pragma_query_value(Some("temp"), "cache_size", |r| r.get(0))?;
+        // 64 MiB for the bulk insert.
+        self.conn
+            .pragma_update(Some("temp"), "cache_size", -65_536)?;
+        self.conn.pragma_update(None, "cache_size", -65_536)?;
+        let mut staging = None;
         let result = (|| {
-            let tx = self.write_tx()?;
-            if opts.replace {
+            self.conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS import_rows (
+                     digest BLOB PRIMARY KEY, attrs TEXT, old INTEGER NOT NULL
+                 ) WITHOUT ROWID, STRICT;
+                 DELETE FROM temp.import_rows;",
+            )?;
+            let tx = self.conn.unchecked_transaction()?; // writes the temp database only
+            if !opts.replace
+                && let Some(live) = based_on
+            {
                 tx.execute(
-                    "DELETE FROM audience_members WHERE audience = ?1 AND id_kind = ?2",
-                    params![opts.audience, kind],
+                    "INSERT INTO temp.import_rows (digest, attrs, old)
+                     SELECT digest, attrs, 1 FROM main.audience_members WHERE set_id = ?1",
+                    [live],
                 )?;
             }
             let (mut rows, mut inserted, mut empty_rows) = (0u64, 0u64, 0u64);
@@ -359,11 +389,10 @@ impl Store {
                 .collect();
             {
                 let mut insert = tx.prepare(
-                    "INSERT OR IGNORE INTO audience_members (audience, id_kind, digest, attrs) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR IGNORE INTO temp.import_rows (digest, attrs, old) VALUES (?1, ?2, 0)",
                 )?;
-                let mut kept = tx.prepare(
-                    "SELECT attrs FROM audience_members WHERE audience = ?1 AND id_kind = ?2 AND digest = ?3",
-                )?;
+                let mut kept =
+                    tx.prepare("SELECT attrs FROM temp.import_rows WHERE digest = ?1")?;
                 let mut record = csv::StringRecord::new();
                 while reader.read_record(&mut record).map_err(csv_fail)? {
                     let line = record.position().map_or(0, csv::Position::line);
@@ -398,11 +427,11 @@ impl Store {
                         }
                         Some(Value::Object(map).to_string())
                     };
-                    let added = insert.execute(params![opts.audience, kind, digest, attrs])? as u64;
+                    let added = insert.execute(params![digest, attrs])? as u64;
                     inserted += added;
                     if added == 0 && attrs.is_some() {
                         let stored: Option<String> =
-                            kept.query_row(params![opts.audience, kind, digest], |r| r.get(0))?;
+                            kept.query_row(params![digest], |r| r.get(0))?;
                         if stored != attrs {
                             conflicting_duplicates += 1;
                             first_conflict_line.get_or_insert(line);
@@ -415,72 +444,20 @@ impl Store {
                     }
                 }
             }
+            tx.commit()?;
             if let Some(p) = progress {
                 p(rows);
             }
-            let suppressed = tx.execute(
-                "DELETE FROM audience_members WHERE audience = ?1 AND id_kind = ?2
-                   AND digest IN (SELECT digest FROM suppressed)",
-                params![opts.audience, kind],
-            )? as u64;
-            let imported = inserted - suppressed;
-            let members: u64 = tx.query_row(
-                "SELECT COUNT(*) FROM audience_members WHERE audience = ?1 AND id_kind = ?2",
-                params![opts.audience, kind],
-                |r| r.get::<_, i64>(0),
-            )? as u64;
-            let mut attributes: BTreeSet<String> = if opts.replace {
-                BTreeSet::new()
-            } else {
-                tx.query_row(
-                    "SELECT attributes_json FROM audiences WHERE audience = ?1 AND id_kind = ?2",
-                    params![opts.audience, kind],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?
-                .map(|s| audience::parse_attributes(&s))
-                .transpose()?
-                .unwrap_or_default()
-            };
-            attributes.extend(columns.attributes.iter().map(|(n, _)| n.clone()));
-            tx.execute(
-                "INSERT INTO audiences (audience, id_kind, imported_at_ms, attributes_json) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (audience, id_kind) DO UPDATE SET imported_at_ms = excluded.imported_at_ms,
-                                                              attributes_json = excluded.attributes_json",
-                params![opts.audience, kind, now, json!(attributes).to_string()],
-            )?;
-            audience::bump_version(&tx)?;
-            let duplicates = rows - inserted;
+            let set_id = self.create_staging_set(&opts.audience, kind, now)?;
+            staging = Some(set_id);
+            let (imported, suppressed) = self.move_staged_rows(set_id)?;
+            debug_assert_eq!(imported + suppressed, inserted);
             let attribute_values: Vec<AttributeValues> = counters
                 .into_iter()
                 .zip(&columns.attributes)
                 .map(|(c, (name, _))| c.finish(name))
                 .collect();
-            audit_log::append(
-                &tx,
-                AuditEvent::now(
-                    &opts.actor,
-                    "import.done",
-                    json!({
-                        "audience": opts.audience,
-                        "id_kind": kind,
-                        "id_encoding": opts.id_encoding.as_str(),
-                        "encoding": reader.get_ref().encoding().name(),
-                        "rows": rows,
-                        "empty_rows": empty_rows,
-                        "conflicting_duplicates": conflicting_duplicates,
-                        "imported": imported,
-                        "duplicates": duplicates,
-                        "suppressed": suppressed,
-                        "members": members,
-                        "attributes": attributes,
-                        "replace": opts.replace,
-                        "rules": tandem_identity::RULES_VERSION,
-                    }),
-                ),
-            )?;
-            tx.commit()?;
-            Ok(ImportReport {
+            let report = ImportReport {
                 audience: opts.audience.clone(),
                 id_kind: opts.id_kind,
                 encoding: reader.get_ref().encoding().name(),
@@ -490,12 +467,122 @@ impl Store {
                 first_conflict_line,
                 attribute_values,
                 imported,
-                duplicates,
+                duplicates: rows - inserted,
                 suppressed,
-                members,
-            })
+                members: 0,
+            };
+            self.swap_in(set_id, based_on, report, &columns, opts, now)
         })();
+        let _ = self
+            .conn
+            .execute_batch("DROP TABLE IF EXISTS temp.import_rows");
+        match &result {
+            // The old live set, now retired; errors leave it to the next open's cleanup.
+            Ok(_) => {
+                let _ = self.delete_retired_sets();
+            }
+            Err(_) => {
+                if let Some(set_id) = staging {
+                    let _ = self.delete_set(set_id);
+                }
+            }
+        }
+        drop(lock);
+        self.truncate_wal();
         self.conn.pragma_update(None, "cache_size", cache_size)?;
+        self.conn
+            .pragma_update(Some("temp"), "cache_size", temp_cache_size)?;
         result
+    }
+
+    /// The import's one short transaction: checks the staging set is intact and (when
+    /// appending) that the audience was not replaced meanwhile, makes it `live`, retires the
+    /// old set, records the audience and audits `import.done`.
+    fn swap_in(
+        &mut self,
+        staging: i64,
+        based_on: Option<i64>,
+        mut report: ImportReport,
+        columns: &Columns,
+        opts: &ImportOptions,
+        now: i64,
+    ) -> Result<ImportReport, StoreError> {
+        let kind = opts.id_kind.as_str();
+        let tx = self.eager_write_tx()?;
+        let members: Option<i64> = tx
+            .query_row(
+                "SELECT members FROM member_sets WHERE set_id = ?1 AND state = 'staging'",
+                [staging],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let members = members.ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "the import's staging set {staging} was removed while it ran"
+            ))
+        })?;
+        let live = member_sets::live_set(&tx, &opts.audience, kind)?;
+        if !opts.replace && live != based_on {
+            return Err(StoreError::Conflict(format!(
+                "audience {:?} ({kind}) was replaced or purged while this import appended to it; \
+                 nothing was imported, run the import again",
+                opts.audience
+            )));
+        }
+        tx.execute(
+            "UPDATE member_sets SET state = 'retired' WHERE audience = ?1 AND id_kind = ?2 AND state = 'live'",
+            params![opts.audience, kind],
+        )?;
+        tx.execute(
+            "UPDATE member_sets SET state = 'live' WHERE set_id = ?1",
+            [staging],
+        )?;
+        report.members = members as u64;
+        let mut attributes: BTreeSet<String> = if opts.replace {
+            BTreeSet::new()
+        } else {
+            tx.query_row(
+                "SELECT attributes_json FROM audiences WHERE audience = ?1 AND id_kind = ?2",
+                params![opts.audience, kind],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(|s| audience::parse_attributes(&s))
+            .transpose()?
+            .unwrap_or_default()
+        };
+        attributes.extend(columns.attributes.iter().map(|(n, _)| n.clone()));
+        tx.execute(
+            "INSERT INTO audiences (audience, id_kind, imported_at_ms, attributes_json) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (audience, id_kind) DO UPDATE SET imported_at_ms = excluded.imported_at_ms,
+                                                          attributes_json = excluded.attributes_json",
+            params![opts.audience, kind, now, json!(attributes).to_string()],
+        )?;
+        audience::bump_version(&tx)?;
+        audit_log::append(
+            &tx,
+            AuditEvent::now(
+                &opts.actor,
+                "import.done",
+                json!({
+                    "audience": opts.audience,
+                    "id_kind": kind,
+                    "id_encoding": opts.id_encoding.as_str(),
+                    "encoding": report.encoding,
+                    "rows": report.rows,
+                    "empty_rows": report.empty_rows,
+                    "conflicting_duplicates": report.conflicting_duplicates,
+                    "imported": report.imported,
+                    "duplicates": report.duplicates,
+                    "suppressed": report.suppressed,
+                    "members": report.members,
+                    "attributes": attributes,
+                    "replace": opts.replace,
+                    "rules": tandem_identity::RULES_VERSION,
+                }),
+            ),
+        )?;
+        tx.commit()?;
+        Ok(report)
     }
 }

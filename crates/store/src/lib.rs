@@ -5,6 +5,9 @@
 //! log (`tandem-audit`, `protocols/audit-log-v1.md`) live beside them. Every state change is
 //! written together with its audit entry in one `BEGIN IMMEDIATE` transaction, so a crash leaves
 //! state and log consistent and concurrent writers (threads or processes) are serialised.
+//! Long work never holds the write lock for long: an import is staged and moved in chunks and
+//! swapped in by one short transaction (`member_sets.rs`), so readers (WAL) and the node's
+//! short writes never wait on it.
 //!
 //! A [`Store`] is one SQLite connection: cheap to open, `Send` but not `Sync`. Open one per
 //! blocking task.
@@ -19,6 +22,7 @@ mod csv_source;
 mod error;
 mod import;
 mod ledger;
+mod member_sets;
 mod purge;
 mod schema;
 mod tokens;
@@ -48,6 +52,8 @@ pub const DB_FILE_NAME: &str = "tandem.sqlite";
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The connection's busy timeout (see [`Store::set_busy_timeout`]).
+    busy_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -70,7 +76,22 @@ impl Store {
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn, path })
+        let mut store = Store {
+            conn,
+            path,
+            busy_timeout: BUSY_TIMEOUT,
+        };
+        store.clean_dead_sets();
+        Ok(store)
+    }
+
+    /// How long this connection waits for another writer before failing with "database is
+    /// locked" (default [`BUSY_TIMEOUT`]). Imports hold the write lock only per chunk of a few
+    /// thousand rows, so a short timeout suffices for the node's own writes.
+    pub fn set_busy_timeout(&mut self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(timeout)?;
+        self.busy_timeout = timeout;
+        Ok(())
     }
 
     /// Path of the database file.
@@ -86,11 +107,15 @@ impl Store {
     }
 
     /// Best effort: moves the WAL into the database and truncates it, so that overwritten
-    /// (deleted) pages do not linger in the WAL file.
+    /// (deleted) pages do not linger in the WAL file. Does not wait: a truncating checkpoint
+    /// holds the write lock until every reader is done, which would stall the node's writers.
     fn truncate_wal(&self) {
-        let _ = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        if self.conn.busy_timeout(std::time::Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        let _ = self.conn.busy_timeout(self.busy_timeout);
     }
 }
 

@@ -31,19 +31,24 @@ impl Store {
              WHERE ended_at_ms < ?1 AND result_json IS NOT NULL",
             params![older_than_ms, now],
         )? as u64;
-        let old: Vec<(String, String)> = {
+        // Retire the live sets here (one short transaction); their rows are deleted in chunks
+        // after the commit, or by the next open's cleanup if this process dies first.
+        let old: Vec<(String, String, Option<i64>)> = {
             let mut stmt = tx.prepare(
-                "SELECT audience, id_kind FROM audiences WHERE imported_at_ms < ?1 ORDER BY audience, id_kind",
+                "SELECT a.audience, a.id_kind, s.members FROM audiences a
+                 LEFT JOIN member_sets s ON s.audience = a.audience AND s.id_kind = a.id_kind AND s.state = 'live'
+                 WHERE a.imported_at_ms < ?1 ORDER BY a.audience, a.id_kind",
             )?;
-            stmt.query_map([older_than_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+            stmt.query_map([older_than_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?
         };
         let mut members_deleted = 0u64;
-        for (a, k) in &old {
-            members_deleted += tx.execute(
-                "DELETE FROM audience_members WHERE audience = ?1 AND id_kind = ?2",
+        for (a, k, members) in &old {
+            members_deleted += members.unwrap_or(0) as u64;
+            tx.execute(
+                "UPDATE member_sets SET state = 'retired' WHERE audience = ?1 AND id_kind = ?2 AND state = 'live'",
                 params![a, k],
-            )? as u64;
+            )?;
             tx.execute(
                 "DELETE FROM audiences WHERE audience = ?1 AND id_kind = ?2",
                 params![a, k],
@@ -54,7 +59,7 @@ impl Store {
         }
         let report = PurgeReport {
             results_cleared,
-            audiences_deleted: old.iter().map(|(a, k)| format!("{a}/{k}")).collect(),
+            audiences_deleted: old.iter().map(|(a, k, _)| format!("{a}/{k}")).collect(),
             members_deleted,
         };
         audit_log::append(
@@ -71,6 +76,12 @@ impl Store {
             ),
         )?;
         tx.commit()?;
+        if !old.is_empty() {
+            // Best effort: what is left is deleted by the next open's cleanup.
+            if let Ok(_lock) = self.sets_lock_shared() {
+                let _ = self.delete_retired_sets();
+            }
+        }
         self.truncate_wal();
         Ok(report)
     }

@@ -13,7 +13,7 @@ use crate::audit_log;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS];
+const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS, V3_STAGED_IMPORTS];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -166,6 +166,42 @@ JOIN pairs p ON p.id = c.agreement_id
 JOIN json_each(p.doc, '$.terms.join_keys') k
 WHERE k.type = 'text' AND (c.join_key IS NULL OR c.join_key = k.value);
 "#;
+
+// ---- Migration: staged imports (issue 11, defect 1) --------------------------------------------
+// Members live in *member sets*. An import fills a `staging` set in short chunked transactions
+// (readers and other writers never wait on the whole import), then swaps it in with one short
+// transaction: the set becomes `live` and the previous live set `retired`. Retired sets and the
+// staging sets of failed or killed imports are deleted in chunks afterwards (see `import.rs`).
+// `members` counts the set's rows, maintained with every insert and delete.
+const V3_STAGED_IMPORTS: &str = r#"
+CREATE TABLE member_sets (
+    set_id        INTEGER PRIMARY KEY,
+    audience      TEXT NOT NULL,
+    id_kind       TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('staging', 'live', 'retired')),
+    created_at_ms INTEGER NOT NULL,
+    members       INTEGER NOT NULL DEFAULT 0 CHECK (members >= 0)
+) STRICT;
+CREATE UNIQUE INDEX member_sets_one_live ON member_sets (audience, id_kind) WHERE state = 'live';
+
+INSERT INTO member_sets (audience, id_kind, state, created_at_ms, members)
+    SELECT a.audience, a.id_kind, 'live', a.imported_at_ms,
+           (SELECT COUNT(*) FROM audience_members m WHERE m.audience = a.audience AND m.id_kind = a.id_kind)
+    FROM audiences a ORDER BY a.audience, a.id_kind;
+
+CREATE TABLE set_members (
+    set_id INTEGER NOT NULL REFERENCES member_sets (set_id),
+    digest BLOB NOT NULL CHECK (length(digest) = 32),
+    attrs  TEXT,
+    PRIMARY KEY (set_id, digest)
+) WITHOUT ROWID, STRICT;
+INSERT INTO set_members (set_id, digest, attrs)
+    SELECT s.set_id, m.digest, m.attrs FROM audience_members m
+    JOIN member_sets s ON s.audience = m.audience AND s.id_kind = m.id_kind;
+DROP TABLE audience_members;
+ALTER TABLE set_members RENAME TO audience_members;
+"#;
+// ---- end of migration: staged imports ------------------------------------------------------------
 
 /// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
