@@ -61,8 +61,8 @@
 
   // Identifiers, digests, keys and signatures never reach the screen: keys with such names and
   // long hexadecimal strings are dropped from anything shown or downloaded.
-  const SECRET_KEY = /^(?!join_key$).*(^|_)(id|ids|hash|sha256|signature|signatures|sig|key|keys|fingerprint|digest|digests|token|url)$/i;
-  const HEXISH = /^(tdm_|[0-9a-f]{16,}$|[A-Za-z0-9+/=_-]{40,}$)/i;
+  const SECRET_KEY = /^(?!join_key$).*(^|_)(id|ids|hash|sha256|signature|signatures|sig|key|keys|fingerprint|digest|digests|token|url|account|accounts)$/i;
+  const HEXISH = /(^tdm_|[0-9a-f]{16,}|^[A-Za-z0-9+/=_-]{40,}$)/i;
   function scrub(v) {
     if (Array.isArray(v)) return v.map(scrub).filter((x) => x !== undefined);
     if (v && typeof v === 'object') {
