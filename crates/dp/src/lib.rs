@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 mod mechanisms;
 mod tail;
+#[cfg(feature = "test-noise")]
+pub mod test_noise;
 
 /// Errors of the DP layer.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 
 use tandem_agreement::{Agreement, Terms};
-use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
+use tandem_dp::ShiftedLaplace;
 use tandem_identity::IdKind;
 use tandem_psi::{Limits, Querier, RunParams, peek_header, query_bucket_sizes, respond};
 use tandem_store::{ImportOptions, Store};
@@ -31,15 +31,6 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("csv_import", csv_import),
     ("audit_verify", audit_verify),
 ];
-
-/// Noise switched off: every draw is the offset `T`. Fuzzing only, never for a release.
-struct NoNoise;
-
-impl NoiseSource for NoNoise {
-    fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
-        Ok(vec![dist.offset; count])
-    }
-}
 
 /// A small 2×2 session with `T = 1` everywhere.
 pub fn psi_params() -> RunParams {
@@ -69,6 +60,8 @@ pub fn psi_items() -> (Buckets, Buckets) {
 }
 
 /// Small enough that no input makes a decoder allocate much.
+use tandem_dp::test_noise::NoNoise;
+
 /// A fixed-seed generator: a fuzz input replays to the same run.
 fn rng() -> chacha20::ChaCha20Rng {
     rand::SeedableRng::seed_from_u64(0x7a6e_6465_6d21)

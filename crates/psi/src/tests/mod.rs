@@ -10,50 +10,16 @@ use std::collections::HashSet;
 
 use chacha20::ChaCha20Rng;
 use rand::rngs::StdRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, SeedableRng};
 use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
 
+pub(crate) use tandem_dp::test_noise::{NoNoise, SeededLaplace};
+
 use crate::{CellCounts, Limits, PsiError, Querier, RunParams, respond};
-
-/// Every draw is exactly `T`: no noise.
-pub(crate) struct NoNoise;
-
-impl NoiseSource for NoNoise {
-    fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
-        Ok(vec![dist.offset; count])
-    }
-}
 
 /// The protocol's randomness for tests: ChaCha20 from a fixed seed.
 pub(crate) fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(0x7a6e_6465_6d21)
-}
-
-/// Seeded discrete Laplace: `Z = G1 − G2` with `G ~ Geometric(1 − e^{−1/scale})`, clamped.
-pub(crate) struct SeededLaplace(pub StdRng);
-
-impl SeededLaplace {
-    pub(crate) fn new(seed: u64) -> Self {
-        SeededLaplace(StdRng::seed_from_u64(seed))
-    }
-
-    fn geometric(&mut self, q: f64) -> i64 {
-        let u = 1.0 - self.0.random::<f64>(); // (0, 1]
-        (u.ln() / q.ln()).floor() as i64
-    }
-}
-
-impl NoiseSource for SeededLaplace {
-    fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
-        let q = (-1.0 / dist.scale).exp();
-        let t = i64::from(dist.offset);
-        Ok((0..count)
-            .map(|_| {
-                let z = self.geometric(q) - self.geometric(q);
-                (t + z).clamp(0, 2 * t) as u32
-            })
-            .collect())
-    }
 }
 
 /// Parameters with the given shape and noise offsets (scales are arbitrary for [`NoNoise`]).

@@ -12,44 +12,9 @@ use chacha20::ChaCha20Rng;
 use rand::{Rng, RngExt, SeedableRng};
 use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
 
+pub(crate) use tandem_dp::test_noise::{NoNoise, SeededLaplace};
+
 use crate::{CellSums, DiscreteLog, Limits, SumError, SumParams, SumQuerier, ValueHolder};
-
-/// Every draw is exactly `T`: the test-only no-noise path.
-pub(crate) struct NoNoise;
-
-impl NoiseSource for NoNoise {
-    fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
-        Ok(vec![dist.offset; count])
-    }
-}
-
-/// Seeded discrete Laplace: `Z = G1 − G2` with `G ~ Geometric(1 − e^{−1/scale})`, clamped to
-/// `[−T, T]` and shifted by `T` — the distribution of `tandem_dp::OpenDpNoise`, reproducibly.
-pub(crate) struct SeededLaplace(pub ChaCha20Rng);
-
-impl SeededLaplace {
-    pub(crate) fn new(seed: u64) -> Self {
-        SeededLaplace(ChaCha20Rng::seed_from_u64(seed))
-    }
-
-    fn geometric(&mut self, q: f64) -> i64 {
-        let u = 1.0 - self.0.random::<f64>(); // (0, 1]
-        (u.ln() / q.ln()).floor() as i64
-    }
-}
-
-impl NoiseSource for SeededLaplace {
-    fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
-        let q = (-1.0 / dist.scale).exp();
-        let t = i64::from(dist.offset);
-        Ok((0..count)
-            .map(|_| {
-                let z = self.geometric(q) - self.geometric(q);
-                (t + z).clamp(0, 2 * t) as u32
-            })
-            .collect())
-    }
-}
 
 /// Parameters with `cells` cells, bound `U`, sum offset `t` and, if `square_t` is given,
 /// squares with that offset (scales are arbitrary for [`NoNoise`]).
