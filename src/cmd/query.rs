@@ -21,9 +21,9 @@ pub async fn query(a: QueryArgs) -> Result<()> {
     if a.preview {
         let p = tandem_node::querier::preview(&home.store()?, &home.config.name, analysis, &q)?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            outln!("{}", serde_json::to_string_pretty(&p)?);
         } else {
-            println!(
+            outln!(
                 "{} cells · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}) · the peer spends ε {:.4} (its per-query cap {}){}",
                 p.cells,
                 p.half_width_95,
@@ -48,9 +48,9 @@ pub async fn query(a: QueryArgs) -> Result<()> {
     };
     let text = analysis.render(&report, format)?;
     if format == Format::Json {
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(())
 }

@@ -50,15 +50,20 @@ pub async fn run_query(
         Prepared::Cached(report) => return Ok(*report),
         Prepared::Fresh(p) => p,
     };
-    let peer_party = pending
-        .agreement
-        .terms
-        .party(&pending.peer)
-        .ok_or_else(|| NodeError::internal("peer missing from the agreement"))?
-        .clone();
-    let peer = Peer {
-        url: peer_party.url.clone(),
-        cert_sha256: crate::wire::parse_fingerprint(&peer_party.tls_cert_sha256)?,
+    // From here on the run is charged and `started`: every error ends in `abandon`.
+    let (peer, peer_key) = match peer_target(&pending.agreement, &pending.peer) {
+        Ok(t) => t,
+        Err(e) => {
+            let store_path = home.store_path();
+            return blocking(move || {
+                let mut store = Store::open(&store_path)?;
+                pending
+                    .reservation
+                    .abandon(&mut store, e.message(), Exposure::NothingLeft)?;
+                Err(e)
+            })
+            .await;
+        }
     };
     let (body, headers) = pending.signed_request(&home.key);
     let call = peer
@@ -71,8 +76,20 @@ pub async fn run_query(
         )
         .await;
     let store_path = home.store_path();
-    let peer_key = verifying_key(&peer_party.signing_key)?;
     blocking(move || complete_query(&store_path, pending, call, &peer_key, started)).await
+}
+
+/// The peer's address, TLS pin and signing key from the agreement.
+fn peer_target(agreement: &Agreement, peer: &str) -> Result<(Peer, VerifyingKey)> {
+    let party = agreement
+        .terms
+        .party(peer)
+        .ok_or_else(|| NodeError::internal("peer missing from the agreement"))?;
+    let target = Peer {
+        url: party.url.clone(),
+        cert_sha256: crate::wire::parse_fingerprint(&party.tls_cert_sha256)?,
+    };
+    Ok((target, verifying_key(&party.signing_key)?))
 }
 
 /// Runs `f` on the blocking pool.
