@@ -65,11 +65,20 @@ fn authorize(
     what: &str,
     allowed: &[Role],
 ) -> Result<Principal> {
-    let secret = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| NodeError::new(Code::Unauthenticated, "a bearer token is required"))?;
+    let secret = match bearer_token(headers) {
+        Ok(secret) => secret,
+        Err(reason) => {
+            store.append_audit(AuditEvent::now(
+                "api:no-token",
+                "api.refused",
+                json!({"what": what, "reason": reason}),
+            ))?;
+            return Err(NodeError::new(
+                Code::Unauthenticated,
+                format!("a bearer token is required ({reason})"),
+            ));
+        }
+    };
     let Some(principal) = store.authenticate(secret)? else {
         store.append_audit(AuditEvent::now(
             "api:unknown-token",
@@ -99,6 +108,25 @@ fn authorize(
         ));
     }
     Ok(principal)
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme name is case-insensitive
+/// (RFC 9110 §11.1, RFC 6750 §2.1), so `bearer` and `BEARER` are accepted. Errors: why there is
+/// no token (no header, another scheme, an empty token), for the audit log.
+fn bearer_token(headers: &HeaderMap) -> std::result::Result<&str, &'static str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or("no Authorization header")?
+        .to_str()
+        .map_err(|_| "the Authorization header is not visible ASCII")?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or("no bearer token")?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("the Authorization scheme is not Bearer");
+    }
+    match token.trim() {
+        "" => Err("no bearer token"),
+        token => Ok(token),
+    }
 }
 
 /// Roles that may read the ledger and run history.
@@ -392,4 +420,73 @@ async fn suppress(
     )
     .await?;
     Ok(Json(done).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            value.parse().expect("header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR  tok "] {
+            assert_eq!(bearer_token(&with_auth(value)), Ok("tok"), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_missing_tokens_are_refused_with_a_reason() {
+        assert_eq!(
+            bearer_token(&HeaderMap::new()),
+            Err("no Authorization header")
+        );
+        assert_eq!(
+            bearer_token(&with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l")),
+            Err("the Authorization scheme is not Bearer")
+        );
+        assert_eq!(bearer_token(&with_auth("Bearer")), Err("no bearer token"));
+        assert_eq!(
+            bearer_token(&with_auth("Bearer   ")),
+            Err("no bearer token")
+        );
+    }
+
+    #[test]
+    fn every_refusal_is_audited_and_any_case_of_bearer_is_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path().join("store.db")).expect("store");
+        let secret = store
+            .create_token("ana", Role::Analyst.name(), "test")
+            .expect("token");
+        let refusals = |store: &Store| {
+            store
+                .audit_entries(None, None)
+                .expect("audit")
+                .iter()
+                .filter(|e| e.event.action == "api.refused")
+                .count()
+        };
+        for headers in [
+            HeaderMap::new(),
+            with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
+        ] {
+            let before = refusals(&store);
+            let e = authorize(&mut store, &headers, "read runs", READERS).expect_err("refused");
+            assert_eq!(e.code(), Code::Unauthenticated);
+            assert_eq!(refusals(&store), before + 1);
+        }
+        for scheme in ["bearer", "BEARER", "Bearer"] {
+            let headers = with_auth(&format!("{scheme} {secret}"));
+            let p = authorize(&mut store, &headers, "read runs", READERS).expect("accepted");
+            assert_eq!(p.role, Role::Analyst.name());
+        }
+    }
 }
