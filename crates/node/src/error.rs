@@ -46,8 +46,11 @@ pub enum Code {
     Refused,
     /// 403: the privacy budget cannot afford the run; nothing was charged.
     BudgetExceeded,
-    /// 401: a peer message's envelope or ledger head does not verify (or its timestamp is stale).
+    /// 401: a peer message's envelope or ledger head does not verify.
     BadSignature,
+    /// 401: a peer message's timestamp is outside the allowed window around the receiver's
+    /// clock: the two nodes' clocks differ (`details`: both clocks and the window, in ms).
+    ClockSkew,
     /// 409: the run id was used before.
     Replay,
     /// 502: the peer could not be reached; nothing was sent to it.
@@ -70,7 +73,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 21] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
@@ -82,6 +85,7 @@ impl Code {
         Code::Refused,
         Code::BudgetExceeded,
         Code::BadSignature,
+        Code::ClockSkew,
         Code::Replay,
         Code::PeerUnreachable,
         Code::PeerFailed,
@@ -107,6 +111,7 @@ impl Code {
             Code::Refused => "refused",
             Code::BudgetExceeded => "budget_exceeded",
             Code::BadSignature => "bad_signature",
+            Code::ClockSkew => "clock_skew",
             Code::Replay => "replay",
             Code::PeerUnreachable => "peer_unreachable",
             Code::PeerFailed => "peer_failed",
@@ -133,6 +138,7 @@ impl Code {
             | Code::Refused
             | Code::BudgetExceeded
             | Code::BadSignature
+            | Code::ClockSkew
             | Code::Replay => Fault::Caller,
             Code::PeerUnreachable | Code::PeerFailed | Code::BadPeerAnswer | Code::PeerRefused => {
                 Fault::Peer
@@ -147,7 +153,9 @@ impl Code {
     pub fn status(self) -> StatusCode {
         match self {
             Code::BadRequest => StatusCode::BAD_REQUEST,
-            Code::Unauthenticated | Code::BadSignature => StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated | Code::BadSignature | Code::ClockSkew => {
+                StatusCode::UNAUTHORIZED
+            }
             Code::Forbidden | Code::Refused | Code::BudgetExceeded | Code::PeerRefused => {
                 StatusCode::FORBIDDEN
             }

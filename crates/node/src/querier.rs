@@ -408,10 +408,13 @@ fn read_answer(
             status: resp.status.as_u16(),
             code: field("code"),
         };
-        return Err(NodeError::peer_refused(
-            answer,
-            format!("{peer} answered {}: {msg}", resp.status),
-        ));
+        let refused =
+            NodeError::peer_refused(answer, format!("{peer} answered {}: {msg}", resp.status));
+        // The peer's details (which cap and what is left, both clocks) are passed through.
+        return Err(match body.as_ref().map(|v| &v["details"]) {
+            Some(d) if d.is_object() => refused.with_details(d.clone()),
+            _ => refused,
+        });
     }
     let (env, sig) = Envelope::from_headers(&resp.headers)
         .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
@@ -516,6 +519,12 @@ fn complete_query(
             } else {
                 Exposure::MayHaveLeft
             };
+            tracing::warn!(
+                run = reservation.run_id(),
+                code = e.code_str(),
+                error = %e,
+                "run failed"
+            );
             reservation.abandon(&mut store, e.message(), exposure)?;
             Err(e)
         }

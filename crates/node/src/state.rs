@@ -63,6 +63,9 @@ impl IntoResponse for HttpError {
         let e = self.0;
         if e.code().status().is_server_error() {
             tracing::error!(code = e.code_str(), error = %e, "request failed");
+        } else if e.code() == Code::ClockSkew {
+            // The operator must fix the clocks: say so in this node's log too.
+            tracing::warn!(code = e.code_str(), error = %e, "refused a peer message");
         }
         (e.status(), axum::Json(e.body())).into_response()
     }
