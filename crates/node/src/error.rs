@@ -216,6 +216,23 @@ impl NodeError {
         self
     }
 
+    /// Appends a note to the reason (`"<reason>; <note>"`).
+    pub fn note(mut self, note: impl std::fmt::Display) -> NodeError {
+        self.message = format!("{}; {note}", self.message);
+        self
+    }
+
+    /// Adds `value` under `key` to the details (made an object if there were none).
+    pub fn with_detail(mut self, key: &str, value: serde_json::Value) -> NodeError {
+        match &mut self.details {
+            Some(serde_json::Value::Object(map)) => {
+                map.insert(key.to_string(), value);
+            }
+            _ => self.details = Some(serde_json::json!({ key: value })),
+        }
+        self
+    }
+
     /// A refusal by the peer, its code passed through.
     pub fn peer_refused(answer: PeerAnswer, message: impl std::fmt::Display) -> NodeError {
         NodeError {

@@ -485,6 +485,7 @@ fn complete_query(
     let outcome = read_answer(&mut store, &mut p, call, peer_key, started);
     let PendingQuery {
         agreement,
+        peer,
         me,
         reservation,
         actor,
@@ -512,6 +513,11 @@ fn complete_query(
             Ok(report)
         }
         Err(e) => {
+            let reservation_summary = ChargeSummary {
+                run_id: reservation.run_id().to_string(),
+                loss: reservation.loss(),
+                peer,
+            };
             // Our first message carries our noised bucket sizes: once it may have reached the
             // peer, the charge stands.
             let exposure = if e.code() == Code::PeerUnreachable {
@@ -526,7 +532,44 @@ fn complete_query(
                 "run failed"
             );
             reservation.abandon(&mut store, e.message(), exposure)?;
-            Err(e)
+            Err(explain_charge(e, &reservation_summary, exposure))
         }
     }
+}
+
+/// This node's charge for a failed run, for the error's explanation.
+struct ChargeSummary {
+    run_id: String,
+    loss: PrivacyLoss,
+    peer: String,
+}
+
+/// Says in a failed run's error what became of this node's own charge: it stands once the first
+/// message may have reached the peer (it carries this node's noised bucket sizes), else it is
+/// released. Also under `details.querier_charge`: `run_id`, `epsilon`, `delta`, `stands`.
+fn explain_charge(e: NodeError, charge: &ChargeSummary, exposure: Exposure) -> NodeError {
+    let ChargeSummary { run_id, loss, peer } = charge;
+    let stands = exposure == Exposure::MayHaveLeft;
+    let note = if stands {
+        format!(
+            "this node's own charge for run {run_id} (ε {}, δ {:e}) stands: its first message, \
+             with this node's noised bucket sizes, may have reached {peer}",
+            loss.epsilon, loss.delta
+        )
+    } else {
+        format!(
+            "this node's own charge for run {run_id} (ε {}, δ {:e}) was released: nothing \
+             reached {peer}",
+            loss.epsilon, loss.delta
+        )
+    };
+    e.note(note).with_detail(
+        "querier_charge",
+        serde_json::json!({
+            "run_id": run_id,
+            "epsilon": loss.epsilon,
+            "delta": loss.delta,
+            "stands": stands,
+        }),
+    )
 }
