@@ -16,7 +16,7 @@ use tandem_store::{AuditEvent, Principal, Store};
 
 use crate::analysis::{self, Analysis};
 use crate::error::{Code, NodeError, Result};
-use crate::state::{Answer, NodeState, blocking};
+use crate::state::{Answer, HttpError, NodeState, blocking};
 
 /// Roles, from least to most trusted for writing (an auditor reads, it never writes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +127,65 @@ fn bearer_token(headers: &HeaderMap) -> std::result::Result<&str, &'static str> 
         "" => Err("no bearer token"),
         token => Ok(token),
     }
+}
+
+/// Throttles the API per source: a source over
+/// [`crate::state::MAX_AUTH_FAILURES_PER_MINUTE`] failed authentications this minute gets 429
+/// `too_many_requests` with `Retry-After` (the first such answer per minute is audited as
+/// `api.throttled` with the count); every 401 answered is counted against its source.
+pub async fn throttle(
+    axum::extract::State(state): axum::extract::State<Arc<NodeState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(crate::state::Source(source)) = req.extensions().get().copied() else {
+        return next.run(req).await;
+    };
+    let now = crate::wire::now_ms();
+    let failures = || {
+        state
+            .auth_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let throttled = failures().check(source, now);
+    if let Some(t) = throttled {
+        if t.first {
+            let st = state.clone();
+            let audited = blocking(move || {
+                st.home.store()?.append_audit(AuditEvent::now(
+                    format!("api:{source}"),
+                    "api.throttled",
+                    json!({"source": source.to_string(), "count": t.count,
+                           "minute_start_ms": now - now.rem_euclid(60_000)}),
+                ))?;
+                Ok(())
+            })
+            .await;
+            if let Err(e) = audited {
+                return HttpError(e).into_response();
+            }
+        }
+        let e = NodeError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many failed authentications from {source} this minute; retry in {} s",
+                t.retry_after_s
+            ),
+        )
+        .with_details(json!({"retry_after_s": t.retry_after_s}));
+        let mut response = HttpError(e).into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(t.retry_after_s),
+        );
+        return response;
+    }
+    let response = next.run(req).await;
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        failures().record(source, now);
+    }
+    response
 }
 
 /// Roles that may read the ledger and run history.

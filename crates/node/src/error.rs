@@ -53,6 +53,8 @@ pub enum Code {
     ClockSkew,
     /// 409: the run id was used before.
     Replay,
+    /// 429: too many failed authentications from this source this minute (`Retry-After`).
+    TooManyRequests,
     /// 502: the peer could not be reached; nothing was sent to it.
     PeerUnreachable,
     /// 502: the call to the peer failed after the request was (perhaps) sent.
@@ -73,7 +75,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 22] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
@@ -87,6 +89,7 @@ impl Code {
         Code::BadSignature,
         Code::ClockSkew,
         Code::Replay,
+        Code::TooManyRequests,
         Code::PeerUnreachable,
         Code::PeerFailed,
         Code::BadPeerAnswer,
@@ -113,6 +116,7 @@ impl Code {
             Code::BadSignature => "bad_signature",
             Code::ClockSkew => "clock_skew",
             Code::Replay => "replay",
+            Code::TooManyRequests => "too_many_requests",
             Code::PeerUnreachable => "peer_unreachable",
             Code::PeerFailed => "peer_failed",
             Code::BadPeerAnswer => "bad_peer_answer",
@@ -139,7 +143,8 @@ impl Code {
             | Code::BudgetExceeded
             | Code::BadSignature
             | Code::ClockSkew
-            | Code::Replay => Fault::Caller,
+            | Code::Replay
+            | Code::TooManyRequests => Fault::Caller,
             Code::PeerUnreachable | Code::PeerFailed | Code::BadPeerAnswer | Code::PeerRefused => {
                 Fault::Peer
             }
@@ -161,6 +166,7 @@ impl Code {
             }
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Conflict | Code::Replay => StatusCode::CONFLICT,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Invalid | Code::InvalidQuery | Code::BadData => StatusCode::UNPROCESSABLE_ENTITY,
             Code::PeerUnreachable | Code::PeerFailed | Code::BadPeerAnswer => {
