@@ -1,6 +1,16 @@
 //! `tandem`: the command-line interface of a node (`tandem-node`). Nothing but argument
 //! parsing and printing lives here: `cli` declares the commands, `cmd` runs them.
 
+/// `println!` to stdout through [`print_out`]: a closed stdout ends the command quietly.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::print_out(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` to stdout through [`print_out`].
+macro_rules! out {
+    ($($t:tt)*) => { $crate::print_out(format_args!($($t)*)) };
+}
+
 mod cli;
 mod cmd;
 
@@ -8,9 +18,6 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    if !matches!(cli.command, cli::Command::Serve(_) | cli::Command::Demo(_)) {
-        exit_quietly_on_closed_stdout();
-    }
     init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -42,17 +49,19 @@ fn init_tracing(format: cli::LogFormat) {
     }
 }
 
-/// Rust starts with SIGPIPE ignored, so `tandem runs | head` would panic once `head` closes the
-/// pipe. Commands that only print take the default action (exit quietly); `serve` and `demo`,
-/// which run servers, keep ignoring it so a closed socket is an error, never a kill.
-#[cfg(unix)]
-fn exit_quietly_on_closed_stdout() {
-    // SAFETY: called once at start-up, before any other thread exists; restores the default
-    // disposition of one signal.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// Writes to stdout. Rust ignores SIGPIPE, so a reader that closes the pipe early
+/// (`tandem runs | head -1`) shows up here as `ErrorKind::BrokenPipe`: the command has nothing
+/// left to say, so it exits quietly with status 0. The signal is left ignored so that a peer
+/// closing a TCP connection is an error the node handles, never a kill.
+pub(crate) fn print_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
     }
 }
-
-#[cfg(not(unix))]
-fn exit_quietly_on_closed_stdout() {}

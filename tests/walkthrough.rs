@@ -106,11 +106,28 @@ fn walkthrough_overlap_budget_and_refusals() {
     // charge (0.25) stands; shopx's does not move.
     let err = overlap(&pair, &id, "1.0", true).expect_err("shopx must refuse");
     assert!(err.contains("shopx") && err.contains("budget"), "{err}");
+    // Issue 11 defect 4: the peer's code (403 budget_exceeded, not 422), which cap and what is
+    // left, and what became of acme's own charge.
+    for part in [
+        "budget_exceeded (403)",
+        "refused by shopx",
+        "cap:",
+        "left:",
+        "own charge for run",
+        "stands",
+        "querier_charge:",
+    ] {
+        assert!(err.contains(part), "{part} missing from {err}");
+    }
     assert!((spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
     assert!((spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
     // Fourth, at ε = 2: acme would spend 1.25 > 1.0 and refuses before sending anything.
     let err = overlap(&pair, &id, "2.0", true).expect_err("acme must refuse");
     assert!(err.contains("acme") && err.contains("budget"), "{err}");
+    assert!(
+        err.contains("budget_exceeded (403)") && err.contains("left:"),
+        "{err}"
+    );
     assert!((spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
     assert!((spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
 

@@ -22,8 +22,8 @@ fn print_delivery(
         .map(|p| p.name.as_str())
         .unwrap_or("the peer");
     match d {
-        Delivery::Delivered => println!("delivered to {peer}'s node; {delivered_next}"),
-        Delivery::Written(path, why) => println!(
+        Delivery::Delivered => outln!("delivered to {peer}'s node; {delivered_next}"),
+        Delivery::Written(path, why) => outln!(
             "{peer}'s node is not reachable ({why}).\nHand {peer} this file: {}\n{peer} then runs: {offline_next} --file {}",
             path.display(),
             path.display()
@@ -53,7 +53,7 @@ async fn propose(dir: &Path, file: &Path, peer_url: Option<&str>) -> Result<()> 
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (a, d) = tandem_node::agreements::propose(&home, &text, peer_url).await?;
-    println!("proposed agreement {}", a.id());
+    outln!("proposed agreement {}", a.id());
     print_delivery(
         &d,
         &a,
@@ -70,7 +70,7 @@ async fn propose(dir: &Path, file: &Path, peer_url: Option<&str>) -> Result<()> 
 async fn accept(dir: &Path, id: Option<&str>, file: Option<&Path>) -> Result<()> {
     let home = Home::open(dir)?;
     let (a, d) = tandem_node::agreements::accept(&home, id, file).await?;
-    println!(
+    outln!(
         "agreement {} is signed by both parties and active here",
         a.id()
     );
@@ -87,7 +87,7 @@ async fn accept(dir: &Path, id: Option<&str>, file: Option<&Path>) -> Result<()>
 fn import(dir: &Path, file: &Path) -> Result<()> {
     let home = Home::open(dir)?;
     let a = tandem_node::agreements::import(&home, file)?;
-    println!(
+    outln!(
         "imported agreement {} ({})",
         a.id(),
         if a.is_fully_signed() {
@@ -107,13 +107,13 @@ fn list(dir: &Path, json: bool) -> Result<()> {
             .iter()
             .map(|a| serde_json::json!({"id": a.id, "status": a.status, "agreement": serde_json::from_str::<serde_json::Value>(&a.doc_json).ok()}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for a in list {
             let purpose = serde_json::from_str::<tandem_agreement::Agreement>(&a.doc_json)
                 .map(|x| x.terms.purpose)
                 .unwrap_or_default();
-            println!("{}  {:<9} {}", a.id, a.status, purpose);
+            outln!("{}  {:<9} {}", a.id, a.status, purpose);
         }
     }
     Ok(())
@@ -126,7 +126,7 @@ fn show(dir: &Path, id: &str) -> Result<()> {
         .agreement(id)?
         .with_context(|| format!("unknown agreement {id}"))?;
     let v: serde_json::Value = serde_json::from_str(&a.doc_json)?;
-    println!(
+    outln!(
         "status: {}\n{}",
         a.status,
         serde_json::to_string_pretty(&v)?

@@ -31,7 +31,7 @@ pub fn audit(cmd: AuditCmd) -> Result<()> {
                 }
                 (None, None) => anyhow::bail!("name the node (--dir) or an exported file (--file)"),
             };
-            println!(
+            outln!(
                 "audit log verifies: {} entries, {} signed checkpoint(s), head {} at seq {}",
                 report.entries,
                 report.checkpoints,

@@ -9,6 +9,6 @@ pub async fn psi(n: usize) -> Result<()> {
     })
     .await
     .context("benchmark panicked")??;
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -14,10 +14,10 @@ pub fn budget(a: ListArgs) -> Result<()> {
         a.agreement.as_deref(),
     )?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&views)?);
+        outln!("{}", serde_json::to_string_pretty(&views)?);
     } else {
         for b in views {
-            println!(
+            outln!(
                 "{}  {:<9} {}{}: ε spent {:.4} of {} (reserved {:.4}) · ε left {:.4} · δ spent {:.2e} of {:.2e} · ρ {:.4}{} · {} bound tighter{}",
                 b.agreement,
                 b.status,
@@ -57,10 +57,10 @@ pub fn runs(a: ListArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
     let runs = home.store()?.runs(a.agreement.as_deref())?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        outln!("{}", serde_json::to_string_pretty(&runs)?);
     } else {
         for r in runs {
-            println!(
+            outln!(
                 "{}  {:<9} {:<8} ε {:.4}  {}  {}",
                 r.run_id,
                 r.role,

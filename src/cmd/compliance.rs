@@ -8,9 +8,9 @@ pub fn processing(dir: &std::path::Path, json: bool) -> Result<()> {
     let home = Home::open(dir)?;
     let records = tandem_node::compliance::processing_records(&home.store()?)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        outln!("{}", serde_json::to_string_pretty(&records)?);
     } else {
-        print!("{}", tandem_node::compliance::processing_text(&records));
+        out!("{}", tandem_node::compliance::processing_text(&records));
     }
     Ok(())
 }
@@ -18,6 +18,6 @@ pub fn processing(dir: &std::path::Path, json: bool) -> Result<()> {
 /// `tandem purge`.
 pub fn purge(dir: &std::path::Path) -> Result<()> {
     let home = Home::open(dir)?;
-    println!("{}", tandem_node::compliance::purge(&home)?);
+    outln!("{}", tandem_node::compliance::purge(&home)?);
     Ok(())
 }

@@ -22,9 +22,9 @@ pub async fn demo(a: DemoArgs) -> Result<()> {
     let outcome = tandem_node::demo::run(args, &say).await?;
     if json {
         let v = tandem_node::demo::outcome_json(&outcome);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{}", tandem_node::demo::outcome_text(&outcome)?);
+        outln!("{}", tandem_node::demo::outcome_text(&outcome)?);
     }
     Ok(())
 }

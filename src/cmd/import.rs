@@ -46,7 +46,7 @@ pub async fn import(a: ImportArgs) -> Result<()> {
     .await
     .context("import task panicked")??;
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "imported {} of {} rows into audience {:?} ({} repeated identifiers counted once) in {:.2} s ({:.0} rows/s); identifiers stored as SHA-256 only",
         report.imported,
         report.rows,
@@ -55,7 +55,7 @@ pub async fn import(a: ImportArgs) -> Result<()> {
         secs,
         report.rows as f64 / secs.max(1e-9)
     );
-    print!("{}", report.details());
+    out!("{}", report.details());
     Ok(())
 }
 
@@ -96,7 +96,7 @@ pub fn suppress(a: SuppressArgs) -> Result<()> {
         digests.push(d);
     }
     let removed = home.store()?.delete_digests(&digests, "cli:admin")?;
-    println!(
+    outln!(
         "{} people suppressed: removed from {removed} audience rows; future imports and runs skip them",
         digests.len()
     );

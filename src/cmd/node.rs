@@ -21,19 +21,19 @@ pub fn init(a: InitArgs) -> Result<()> {
     };
     let summary = Home::init(&a.dir, cfg)?;
     Home::open(&a.dir)?.store()?;
-    println!("created node {} in {}", a.name, a.dir.display());
-    println!("signing key (ed25519)  {}", summary.key_fingerprint);
-    println!("TLS certificate SHA-256 {}", summary.tls_fingerprint);
-    println!(
+    outln!("created node {} in {}", a.name, a.dir.display());
+    outln!("signing key (ed25519)  {}", summary.key_fingerprint);
+    outln!("TLS certificate SHA-256 {}", summary.tls_fingerprint);
+    outln!(
         "\nGive your partner this block for the agreement (compare the fingerprints by phone):\n"
     );
-    print!("{}", Home::open(&a.dir)?.party_card());
+    out!("{}", Home::open(&a.dir)?.party_card());
     Ok(())
 }
 
 /// `tandem card`.
 pub fn card(dir: &Path) -> Result<()> {
-    print!("{}", Home::open(dir)?.party_card());
+    out!("{}", Home::open(dir)?.party_card());
     Ok(())
 }
 
@@ -41,21 +41,23 @@ pub fn card(dir: &Path) -> Result<()> {
 pub fn status(dir: &std::path::Path) -> Result<()> {
     let home = Home::open(dir)?;
     let store = home.store()?;
-    println!(
+    outln!(
         "node {} · {} · key {}",
         home.config.name,
         home.config.public_url,
         home.key_fingerprint()
     );
     for a in store.audience_summary()? {
-        println!(
+        outln!(
             "audience {:<12} {:<9} {} members",
-            a.audience, a.id_kind, a.members
+            a.audience,
+            a.id_kind,
+            a.members
         );
     }
     let agreements = store.agreements()?;
     let active = agreements.iter().filter(|a| a.status == "active").count();
-    println!(
+    outln!(
         "agreements: {} ({} active) · runs: {}",
         agreements.len(),
         active,

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use tandem_node::analysis::{self, Format, Query};
+use tandem_node::error::NodeError;
 use tandem_node::home::Home;
 
 use crate::cli::QueryArgs;
@@ -21,9 +22,9 @@ pub async fn query(a: QueryArgs) -> Result<()> {
     if a.preview {
         let p = tandem_node::querier::preview(&home.store()?, &home.config.name, analysis, &q)?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            outln!("{}", serde_json::to_string_pretty(&p)?);
         } else {
-            println!(
+            outln!(
                 "{} cells · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}) · the peer spends ε {:.4} (its per-query cap {}){}",
                 p.cells,
                 p.half_width_95,
@@ -40,7 +41,9 @@ pub async fn query(a: QueryArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let report = tandem_node::querier::run_query(&home, analysis, &q, "cli:analyst").await?;
+    let report = tandem_node::querier::run_query(&home, analysis, &q, "cli:analyst")
+        .await
+        .map_err(explain)?;
     let format = match (a.json, a.csv) {
         (true, _) => Format::Json,
         (false, true) => Format::Csv,
@@ -48,9 +51,66 @@ pub async fn query(a: QueryArgs) -> Result<()> {
     };
     let text = analysis.render(&report, format)?;
     if format == Format::Json {
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(())
+}
+
+/// A failed query for people: the code as the API would send it (the peer's own code for a
+/// refusal it passed through, e.g. `budget_exceeded`), the HTTP status, the reason (which says
+/// what became of this node's charge) and every detail (which cap, what is left) on its own line.
+fn explain(e: NodeError) -> anyhow::Error {
+    let mut text = format!(
+        "{} ({}): {}",
+        e.code_str(),
+        e.status().as_u16(),
+        e.message()
+    );
+    if let Some(peer) = e.peer_answer() {
+        text += &format!("\n  refused by {} (its status {})", peer.peer, peer.status);
+    }
+    if let Some(serde_json::Value::Object(details)) = e.details() {
+        for (key, value) in details {
+            text += &format!("\n  {key}: {value}");
+        }
+    }
+    anyhow::anyhow!(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_node::error::PeerAnswer;
+
+    #[test]
+    fn a_peer_budget_refusal_prints_its_code_cap_left_and_our_charge() {
+        let e = NodeError::peer_refused(
+            PeerAnswer {
+                peer: "shopx".into(),
+                status: 403,
+                code: Some("budget_exceeded".into()),
+            },
+            "shopx answered 403 Forbidden: budget exceeded",
+        )
+        .with_details(serde_json::json!({"budget": "epsilon", "cap": 2.5, "left": 0.5}))
+        .note("this node's own charge for run 01 (ε 0.25, δ 0e0) stands")
+        .with_detail("querier_charge", serde_json::json!({"stands": true}));
+        let text = format!("{:#}", explain(e));
+        assert!(
+            text.starts_with("budget_exceeded (403): shopx answered"),
+            "{text}"
+        );
+        for part in [
+            "refused by shopx (its status 403)",
+            "cap: 2.5",
+            "left: 0.5",
+            "budget: \"epsilon\"",
+            "own charge for run 01",
+            "querier_charge: {\"stands\":true}",
+        ] {
+            assert!(text.contains(part), "{part} missing from {text}");
+        }
+    }
 }

@@ -11,12 +11,12 @@ pub fn token(cmd: TokenCmd) -> Result<()> {
         TokenCmd::Create { dir, name, role } => {
             let home = Home::open(&dir.dir)?;
             let secret = home.store()?.create_token(&name, &role, "cli:admin")?;
-            println!("token for {name} ({role}) — shown once, keep it secret:\n{secret}");
+            outln!("token for {name} ({role}) — shown once, keep it secret:\n{secret}");
         }
         TokenCmd::Revoke { dir, name } => {
             let home = Home::open(&dir.dir)?;
             home.store()?.revoke_token(&name, "cli:admin")?;
-            println!("revoked {name}");
+            outln!("revoked {name}");
         }
     }
     Ok(())

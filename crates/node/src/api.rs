@@ -16,7 +16,7 @@ use tandem_store::{AuditEvent, Principal, Store};
 
 use crate::analysis::{self, Analysis};
 use crate::error::{Code, NodeError, Result};
-use crate::state::{Answer, NodeState, blocking};
+use crate::state::{Answer, HttpError, NodeState, blocking};
 
 /// Roles, from least to most trusted for writing (an auditor reads, it never writes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,11 +65,20 @@ fn authorize(
     what: &str,
     allowed: &[Role],
 ) -> Result<Principal> {
-    let secret = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| NodeError::new(Code::Unauthenticated, "a bearer token is required"))?;
+    let secret = match bearer_token(headers) {
+        Ok(secret) => secret,
+        Err(reason) => {
+            store.append_audit(AuditEvent::now(
+                "api:no-token",
+                "api.refused",
+                json!({"what": what, "reason": reason}),
+            ))?;
+            return Err(NodeError::new(
+                Code::Unauthenticated,
+                format!("a bearer token is required ({reason})"),
+            ));
+        }
+    };
     let Some(principal) = store.authenticate(secret)? else {
         store.append_audit(AuditEvent::now(
             "api:unknown-token",
@@ -99,6 +108,84 @@ fn authorize(
         ));
     }
     Ok(principal)
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme name is case-insensitive
+/// (RFC 9110 §11.1, RFC 6750 §2.1), so `bearer` and `BEARER` are accepted. Errors: why there is
+/// no token (no header, another scheme, an empty token), for the audit log.
+fn bearer_token(headers: &HeaderMap) -> std::result::Result<&str, &'static str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or("no Authorization header")?
+        .to_str()
+        .map_err(|_| "the Authorization header is not visible ASCII")?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or("no bearer token")?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err("the Authorization scheme is not Bearer");
+    }
+    match token.trim() {
+        "" => Err("no bearer token"),
+        token => Ok(token),
+    }
+}
+
+/// Throttles the API per source: a source over
+/// [`crate::state::MAX_AUTH_FAILURES_PER_MINUTE`] failed authentications this minute gets 429
+/// `too_many_requests` with `Retry-After` (the first such answer per minute is audited as
+/// `api.throttled` with the count); every 401 answered is counted against its source.
+pub async fn throttle(
+    axum::extract::State(state): axum::extract::State<Arc<NodeState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(crate::state::Source(source)) = req.extensions().get().copied() else {
+        return next.run(req).await;
+    };
+    let now = crate::wire::now_ms();
+    let failures = || {
+        state
+            .auth_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let throttled = failures().check(source, now);
+    if let Some(t) = throttled {
+        if t.first {
+            let st = state.clone();
+            let audited = blocking(move || {
+                st.home.store()?.append_audit(AuditEvent::now(
+                    format!("api:{source}"),
+                    "api.throttled",
+                    json!({"source": source.to_string(), "count": t.count,
+                           "minute_start_ms": now - now.rem_euclid(60_000)}),
+                ))?;
+                Ok(())
+            })
+            .await;
+            if let Err(e) = audited {
+                return HttpError(e).into_response();
+            }
+        }
+        let e = NodeError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many failed authentications from {source} this minute; retry in {} s",
+                t.retry_after_s
+            ),
+        )
+        .with_details(json!({"retry_after_s": t.retry_after_s}));
+        let mut response = HttpError(e).into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(t.retry_after_s),
+        );
+        return response;
+    }
+    let response = next.run(req).await;
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        failures().record(source, now);
+    }
+    response
 }
 
 /// Roles that may read the ledger and run history.
@@ -392,4 +479,73 @@ async fn suppress(
     )
     .await?;
     Ok(Json(done).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            value.parse().expect("header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR  tok "] {
+            assert_eq!(bearer_token(&with_auth(value)), Ok("tok"), "{value}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_missing_tokens_are_refused_with_a_reason() {
+        assert_eq!(
+            bearer_token(&HeaderMap::new()),
+            Err("no Authorization header")
+        );
+        assert_eq!(
+            bearer_token(&with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l")),
+            Err("the Authorization scheme is not Bearer")
+        );
+        assert_eq!(bearer_token(&with_auth("Bearer")), Err("no bearer token"));
+        assert_eq!(
+            bearer_token(&with_auth("Bearer   ")),
+            Err("no bearer token")
+        );
+    }
+
+    #[test]
+    fn every_refusal_is_audited_and_any_case_of_bearer_is_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path().join("store.db")).expect("store");
+        let secret = store
+            .create_token("ana", Role::Analyst.name(), "test")
+            .expect("token");
+        let refusals = |store: &Store| {
+            store
+                .audit_entries(None, None)
+                .expect("audit")
+                .iter()
+                .filter(|e| e.event.action == "api.refused")
+                .count()
+        };
+        for headers in [
+            HeaderMap::new(),
+            with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
+        ] {
+            let before = refusals(&store);
+            let e = authorize(&mut store, &headers, "read runs", READERS).expect_err("refused");
+            assert_eq!(e.code(), Code::Unauthenticated);
+            assert_eq!(refusals(&store), before + 1);
+        }
+        for scheme in ["bearer", "BEARER", "Bearer"] {
+            let headers = with_auth(&format!("{scheme} {secret}"));
+            let p = authorize(&mut store, &headers, "read runs", READERS).expect("accepted");
+            assert_eq!(p.role, Role::Analyst.name());
+        }
+    }
 }

@@ -46,10 +46,15 @@ pub enum Code {
     Refused,
     /// 403: the privacy budget cannot afford the run; nothing was charged.
     BudgetExceeded,
-    /// 401: a peer message's envelope or ledger head does not verify (or its timestamp is stale).
+    /// 401: a peer message's envelope or ledger head does not verify.
     BadSignature,
+    /// 401: a peer message's timestamp is outside the allowed window around the receiver's
+    /// clock: the two nodes' clocks differ (`details`: both clocks and the window, in ms).
+    ClockSkew,
     /// 409: the run id was used before.
     Replay,
+    /// 429: too many failed authentications from this source this minute (`Retry-After`).
+    TooManyRequests,
     /// 502: the peer could not be reached; nothing was sent to it.
     PeerUnreachable,
     /// 502: the call to the peer failed after the request was (perhaps) sent.
@@ -70,7 +75,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 22] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
@@ -82,7 +87,9 @@ impl Code {
         Code::Refused,
         Code::BudgetExceeded,
         Code::BadSignature,
+        Code::ClockSkew,
         Code::Replay,
+        Code::TooManyRequests,
         Code::PeerUnreachable,
         Code::PeerFailed,
         Code::BadPeerAnswer,
@@ -107,7 +114,9 @@ impl Code {
             Code::Refused => "refused",
             Code::BudgetExceeded => "budget_exceeded",
             Code::BadSignature => "bad_signature",
+            Code::ClockSkew => "clock_skew",
             Code::Replay => "replay",
+            Code::TooManyRequests => "too_many_requests",
             Code::PeerUnreachable => "peer_unreachable",
             Code::PeerFailed => "peer_failed",
             Code::BadPeerAnswer => "bad_peer_answer",
@@ -133,7 +142,9 @@ impl Code {
             | Code::Refused
             | Code::BudgetExceeded
             | Code::BadSignature
-            | Code::Replay => Fault::Caller,
+            | Code::ClockSkew
+            | Code::Replay
+            | Code::TooManyRequests => Fault::Caller,
             Code::PeerUnreachable | Code::PeerFailed | Code::BadPeerAnswer | Code::PeerRefused => {
                 Fault::Peer
             }
@@ -147,12 +158,15 @@ impl Code {
     pub fn status(self) -> StatusCode {
         match self {
             Code::BadRequest => StatusCode::BAD_REQUEST,
-            Code::Unauthenticated | Code::BadSignature => StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated | Code::BadSignature | Code::ClockSkew => {
+                StatusCode::UNAUTHORIZED
+            }
             Code::Forbidden | Code::Refused | Code::BudgetExceeded | Code::PeerRefused => {
                 StatusCode::FORBIDDEN
             }
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Conflict | Code::Replay => StatusCode::CONFLICT,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Invalid | Code::InvalidQuery | Code::BadData => StatusCode::UNPROCESSABLE_ENTITY,
             Code::PeerUnreachable | Code::PeerFailed | Code::BadPeerAnswer => {
@@ -205,6 +219,23 @@ impl NodeError {
     /// Prefixes the reason with some context.
     pub fn context(mut self, context: impl std::fmt::Display) -> NodeError {
         self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// Appends a note to the reason (`"<reason>; <note>"`).
+    pub fn note(mut self, note: impl std::fmt::Display) -> NodeError {
+        self.message = format!("{}; {note}", self.message);
+        self
+    }
+
+    /// Adds `value` under `key` to the details (made an object if there were none).
+    pub fn with_detail(mut self, key: &str, value: serde_json::Value) -> NodeError {
+        match &mut self.details {
+            Some(serde_json::Value::Object(map)) => {
+                map.insert(key.to_string(), value);
+            }
+            _ => self.details = Some(serde_json::json!({ key: value })),
+        }
         self
     }
 

@@ -50,15 +50,20 @@ pub async fn run_query(
         Prepared::Cached(report) => return Ok(*report),
         Prepared::Fresh(p) => p,
     };
-    let peer_party = pending
-        .agreement
-        .terms
-        .party(&pending.peer)
-        .ok_or_else(|| NodeError::internal("peer missing from the agreement"))?
-        .clone();
-    let peer = Peer {
-        url: peer_party.url.clone(),
-        cert_sha256: crate::wire::parse_fingerprint(&peer_party.tls_cert_sha256)?,
+    // From here on the run is charged and `started`: every error ends in `abandon`.
+    let (peer, peer_key) = match peer_target(&pending.agreement, &pending.peer) {
+        Ok(t) => t,
+        Err(e) => {
+            let store_path = home.store_path();
+            return blocking(move || {
+                let mut store = Store::open(&store_path)?;
+                pending
+                    .reservation
+                    .abandon(&mut store, e.message(), Exposure::NothingLeft)?;
+                Err(e)
+            })
+            .await;
+        }
     };
     let (body, headers) = pending.signed_request(&home.key);
     let call = peer
@@ -71,8 +76,20 @@ pub async fn run_query(
         )
         .await;
     let store_path = home.store_path();
-    let peer_key = verifying_key(&peer_party.signing_key)?;
     blocking(move || complete_query(&store_path, pending, call, &peer_key, started)).await
+}
+
+/// The peer's address, TLS pin and signing key from the agreement.
+fn peer_target(agreement: &Agreement, peer: &str) -> Result<(Peer, VerifyingKey)> {
+    let party = agreement
+        .terms
+        .party(peer)
+        .ok_or_else(|| NodeError::internal("peer missing from the agreement"))?;
+    let target = Peer {
+        url: party.url.clone(),
+        cert_sha256: crate::wire::parse_fingerprint(&party.tls_cert_sha256)?,
+    };
+    Ok((target, verifying_key(&party.signing_key)?))
 }
 
 /// Runs `f` on the blocking pool.
@@ -391,10 +408,13 @@ fn read_answer(
             status: resp.status.as_u16(),
             code: field("code"),
         };
-        return Err(NodeError::peer_refused(
-            answer,
-            format!("{peer} answered {}: {msg}", resp.status),
-        ));
+        let refused =
+            NodeError::peer_refused(answer, format!("{peer} answered {}: {msg}", resp.status));
+        // The peer's details (which cap and what is left, both clocks) are passed through.
+        return Err(match body.as_ref().map(|v| &v["details"]) {
+            Some(d) if d.is_object() => refused.with_details(d.clone()),
+            _ => refused,
+        });
     }
     let (env, sig) = Envelope::from_headers(&resp.headers)
         .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
@@ -465,6 +485,7 @@ fn complete_query(
     let outcome = read_answer(&mut store, &mut p, call, peer_key, started);
     let PendingQuery {
         agreement,
+        peer,
         me,
         reservation,
         actor,
@@ -492,6 +513,11 @@ fn complete_query(
             Ok(report)
         }
         Err(e) => {
+            let reservation_summary = ChargeSummary {
+                run_id: reservation.run_id().to_string(),
+                loss: reservation.loss(),
+                peer,
+            };
             // Our first message carries our noised bucket sizes: once it may have reached the
             // peer, the charge stands.
             let exposure = if e.code() == Code::PeerUnreachable {
@@ -499,8 +525,51 @@ fn complete_query(
             } else {
                 Exposure::MayHaveLeft
             };
+            tracing::warn!(
+                run = reservation.run_id(),
+                code = e.code_str(),
+                error = %e,
+                "run failed"
+            );
             reservation.abandon(&mut store, e.message(), exposure)?;
-            Err(e)
+            Err(explain_charge(e, &reservation_summary, exposure))
         }
     }
+}
+
+/// This node's charge for a failed run, for the error's explanation.
+struct ChargeSummary {
+    run_id: String,
+    loss: PrivacyLoss,
+    peer: String,
+}
+
+/// Says in a failed run's error what became of this node's own charge: it stands once the first
+/// message may have reached the peer (it carries this node's noised bucket sizes), else it is
+/// released. Also under `details.querier_charge`: `run_id`, `epsilon`, `delta`, `stands`.
+fn explain_charge(e: NodeError, charge: &ChargeSummary, exposure: Exposure) -> NodeError {
+    let ChargeSummary { run_id, loss, peer } = charge;
+    let stands = exposure == Exposure::MayHaveLeft;
+    let note = if stands {
+        format!(
+            "this node's own charge for run {run_id} (ε {}, δ {:e}) stands: its first message, \
+             with this node's noised bucket sizes, may have reached {peer}",
+            loss.epsilon, loss.delta
+        )
+    } else {
+        format!(
+            "this node's own charge for run {run_id} (ε {}, δ {:e}) was released: nothing \
+             reached {peer}",
+            loss.epsilon, loss.delta
+        )
+    };
+    e.note(note).with_detail(
+        "querier_charge",
+        serde_json::json!({
+            "run_id": run_id,
+            "epsilon": loss.epsilon,
+            "delta": loss.delta,
+            "stands": stands,
+        }),
+    )
 }

@@ -19,14 +19,19 @@ use tokio::net::TcpListener;
 
 use crate::error::{Code, NodeError, OrCode, Result};
 use crate::home::Home;
-use crate::state::{Answer, NodeState, blocking};
+use crate::state::{Answer, NodeState, Source, blocking};
 use crate::wire::{COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE};
 
 /// The router of a node.
 pub fn router(state: Arc<NodeState>) -> Router {
     let limit = state.home.config.max_message_bytes;
     Router::new()
-        .merge(crate::api::routes())
+        .merge(
+            crate::api::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::api::throttle,
+            )),
+        )
         .merge(tandem_console::router())
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
@@ -54,7 +59,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted.or_code(Code::Internal, || "accepting a connection".into())?,
         };
         let tls = tls.clone();
-        let app = app.clone();
+        // Handlers see the connection's source (for throttling failed authentications).
+        let app = app.clone().layer(axum::Extension(Source(remote.ip())));
         tokio::spawn(async move {
             let stream = match tls.accept(tcp).await {
                 Ok(s) => s,
@@ -157,4 +163,73 @@ async fn receive_countersigned(State(state): State<Arc<NodeState>>, body: Bytes)
         axum::Json(serde_json::json!({"id": id, "status": "active"})),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::Config;
+    use crate::state::MAX_AUTH_FAILURES_PER_MINUTE;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_flood_of_bogus_tokens_is_throttled_with_retry_after_and_audited_boundedly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = Config {
+            name: "acme".into(),
+            listen: "127.0.0.1:0".into(),
+            public_url: "https://127.0.0.1:7401".into(),
+            region: "CN".into(),
+            default_region: None,
+            default_country_code: Some(86),
+            max_message_bytes: 1 << 20,
+        };
+        Home::init(dir.path(), cfg).expect("init");
+        let home = Home::open(dir.path()).expect("open");
+        let app = router(Arc::new(NodeState::new(&home)))
+            .layer(axum::Extension(Source([192, 0, 2, 7].into())));
+        let call = |auth: &str| {
+            axum::http::Request::get("/api/v1/runs")
+                .header("authorization", auth)
+                .body(axum::body::Body::empty())
+                .expect("request")
+        };
+        let audited = |action: &str| {
+            home.store()
+                .expect("store")
+                .audit_entries(None, None)
+                .expect("audit")
+                .iter()
+                .filter(|e| e.event.action == action)
+                .count()
+        };
+        let flood = 3 * MAX_AUTH_FAILURES_PER_MINUTE;
+        let (mut unauthenticated, mut throttled) = (0, 0);
+        for i in 0..flood {
+            let r = app
+                .clone()
+                .oneshot(call(&format!("Bearer tdm_bogus{i}")))
+                .await
+                .expect("answer");
+            match r.status() {
+                StatusCode::UNAUTHORIZED => unauthenticated += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    throttled += 1;
+                    let retry: u64 = r.headers()["retry-after"]
+                        .to_str()
+                        .expect("ascii")
+                        .parse()
+                        .expect("seconds");
+                    assert!((1..=60).contains(&retry), "{retry}");
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        // Calls straddling a minute boundary may get a fresh allowance: at most twice.
+        assert!(unauthenticated >= MAX_AUTH_FAILURES_PER_MINUTE);
+        assert!(unauthenticated <= 2 * MAX_AUTH_FAILURES_PER_MINUTE);
+        assert_eq!(unauthenticated + throttled, flood);
+        assert_eq!(audited("api.refused"), unauthenticated as usize);
+        assert!((1..=2).contains(&audited("api.throttled")));
+    }
 }

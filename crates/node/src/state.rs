@@ -11,6 +11,72 @@ use crate::home::Home;
 /// PSI runs a node answers at the same time; further requests wait for a slot.
 pub const MAX_CONCURRENT_RUNS: usize = 2;
 
+/// Failed authentications (401) one source may make per clock minute; further API calls from
+/// it are answered 429 `too_many_requests` with `Retry-After` until the minute ends, without
+/// being checked or audited one by one, so a flood of bogus tokens writes at most this many
+/// `api.refused` entries plus one `api.throttled` entry (with the count so far) per source and
+/// minute.
+pub const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
+
+/// The remote address of the connection a request came on (a request extension set by the
+/// server).
+#[derive(Clone, Copy, Debug)]
+pub struct Source(pub std::net::IpAddr);
+
+/// Failed authentications per source in the current clock minute (in memory; a restart forgets
+/// them).
+#[derive(Debug, Default)]
+pub struct AuthFailures {
+    /// The minute counted (ms since the epoch / 60 000).
+    minute: i64,
+    /// Failures per source in that minute.
+    counts: std::collections::HashMap<std::net::IpAddr, u32>,
+}
+
+/// A source over its failure allowance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttled {
+    /// Seconds until the minute ends (`Retry-After`, at least 1).
+    pub retry_after_s: u64,
+    /// Refused calls from the source in this minute, this one included.
+    pub count: u32,
+    /// True for the first throttled call of the minute (the one that is audited).
+    pub first: bool,
+}
+
+impl AuthFailures {
+    fn roll(&mut self, now_ms: i64) {
+        let minute = now_ms.div_euclid(60_000);
+        if minute != self.minute {
+            self.minute = minute;
+            self.counts.clear();
+        }
+    }
+
+    /// Whether a call from `source` at `now_ms` is throttled (and counts it if so).
+    pub fn check(&mut self, source: std::net::IpAddr, now_ms: i64) -> Option<Throttled> {
+        self.roll(now_ms);
+        let count = self.counts.get_mut(&source)?;
+        if *count < MAX_AUTH_FAILURES_PER_MINUTE {
+            return None;
+        }
+        *count = count.saturating_add(1);
+        let left_ms = 60_000 - now_ms.rem_euclid(60_000);
+        Some(Throttled {
+            retry_after_s: u64::try_from((left_ms + 999) / 1000).unwrap_or(60).max(1),
+            count: *count,
+            first: *count == MAX_AUTH_FAILURES_PER_MINUTE + 1,
+        })
+    }
+
+    /// Counts a failed authentication from `source` at `now_ms`.
+    pub fn record(&mut self, source: std::net::IpAddr, now_ms: i64) {
+        self.roll(now_ms);
+        let count = self.counts.entry(source).or_default();
+        *count = count.saturating_add(1);
+    }
+}
+
 /// What every handler needs.
 pub struct NodeState {
     /// This node's party name.
@@ -22,6 +88,8 @@ pub struct NodeState {
     /// Bounds the PSI runs answered at once (each holds its messages in memory and keeps the
     /// cores busy), so that concurrent large requests cannot exhaust memory.
     pub run_slots: tokio::sync::Semaphore,
+    /// Failed authentications per source, for throttling.
+    pub auth_failures: std::sync::Mutex<AuthFailures>,
 }
 
 impl NodeState {
@@ -32,6 +100,7 @@ impl NodeState {
             store_path: home.store_path(),
             home: home.clone(),
             run_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_RUNS),
+            auth_failures: std::sync::Mutex::new(AuthFailures::default()),
         }
     }
 }
@@ -63,7 +132,36 @@ impl IntoResponse for HttpError {
         let e = self.0;
         if e.code().status().is_server_error() {
             tracing::error!(code = e.code_str(), error = %e, "request failed");
+        } else if e.code() == Code::ClockSkew {
+            // The operator must fix the clocks: say so in this node's log too.
+            tracing::warn!(code = e.code_str(), error = %e, "refused a peer message");
         }
         (e.status(), axum::Json(e.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_auth_failures_are_throttled_until_the_minute_ends() {
+        let mut f = AuthFailures::default();
+        let (a, b) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let t0 = 120_000 * 60; // the start of a minute
+        for i in 0..MAX_AUTH_FAILURES_PER_MINUTE {
+            assert_eq!(f.check(a, t0 + i64::from(i)), None);
+            f.record(a, t0 + i64::from(i));
+        }
+        let first = f.check(a, t0 + 15_500).expect("throttled");
+        assert_eq!(first.retry_after_s, 45);
+        assert!(first.first);
+        assert_eq!(first.count, MAX_AUTH_FAILURES_PER_MINUTE + 1);
+        let again = f.check(a, t0 + 59_999).expect("still throttled");
+        assert!(!again.first);
+        assert_eq!(again.retry_after_s, 1);
+        // Another source is not affected; the next minute starts afresh.
+        assert_eq!(f.check(b, t0 + 20_000), None);
+        assert_eq!(f.check(a, t0 + 60_000), None);
     }
 }

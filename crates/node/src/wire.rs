@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tandem_dp::PrivacyLoss;
 
-use crate::error::{NodeError, Result};
+use crate::error::{Code, NodeError, Result};
 
 /// Path of the PSI run endpoint.
 pub const PSI_PATH: &str = "/v1/psi/run";
@@ -115,7 +115,7 @@ impl Envelope {
     }
 
     /// Verifies the signature with the sender's key from the agreement and the timestamp against
-    /// `now_ms`. Errors: 401 `bad_signature`.
+    /// `now_ms`. Errors: 401 `bad_signature`, 401 `clock_skew` ([`Envelope::check_fresh`]).
     pub fn verify(
         &self,
         kind: &str,
@@ -134,14 +134,32 @@ impl Envelope {
         self.check_fresh(now_ms)
     }
 
-    /// Checks the timestamp is within [`MAX_SKEW_MS`] of `now_ms` (401 `bad_signature`).
+    /// Checks the timestamp is within [`MAX_SKEW_MS`] of `now_ms` (the receiver's clock, ms
+    /// since the Unix epoch). Errors: 401 `clock_skew`, naming both clocks and the window, with
+    /// `details` `sender_clock_ms`, `receiver_clock_ms`, `difference_ms` (sender − receiver) and
+    /// `allowed_ms`.
     pub fn check_fresh(&self, now_ms: i64) -> Result<()> {
-        if (now_ms - self.timestamp_ms).abs() > MAX_SKEW_MS {
-            return Err(NodeError::bad_signature(format!(
-                "message timestamp {} is more than {} s from this node's clock",
-                self.timestamp_ms,
-                MAX_SKEW_MS / 1000
-            )));
+        let difference = self.timestamp_ms.saturating_sub(now_ms);
+        if difference.saturating_abs() > MAX_SKEW_MS {
+            let direction = if difference > 0 { "ahead of" } else { "behind" };
+            return Err(NodeError::new(
+                Code::ClockSkew,
+                format!(
+                    "clock difference: {}'s clock ({} ms since the epoch) is {:.1} s {direction} \
+                     the receiver's ({now_ms} ms); the allowed window is ±{} s — check both \
+                     nodes' time synchronisation (NTP)",
+                    self.sender,
+                    self.timestamp_ms,
+                    difference.saturating_abs() as f64 / 1000.0,
+                    MAX_SKEW_MS / 1000
+                ),
+            )
+            .with_details(serde_json::json!({
+                "sender_clock_ms": self.timestamp_ms,
+                "receiver_clock_ms": now_ms,
+                "difference_ms": difference,
+                "allowed_ms": MAX_SKEW_MS,
+            })));
         }
         Ok(())
     }
@@ -411,6 +429,34 @@ mod tests {
                 .verify("request POST /v1/psi/run", b"body", &sig, &vk, 1_000_500)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn clock_skew_names_both_clocks_and_the_window() {
+        let env = Envelope {
+            agreement_id: "a".into(),
+            run_id: "01".repeat(16),
+            sender: "acme".into(),
+            timestamp_ms: 1_000_000,
+        };
+        assert!(env.check_fresh(1_000_000 + MAX_SKEW_MS).is_ok());
+        assert!(env.check_fresh(1_000_000 - MAX_SKEW_MS).is_ok());
+        let now = 1_000_000 + 301_000;
+        let e = env.check_fresh(now).expect_err("301 s off");
+        assert_eq!(e.code(), Code::ClockSkew);
+        assert_eq!(e.code_str(), "clock_skew");
+        assert_eq!(e.status(), axum::http::StatusCode::UNAUTHORIZED);
+        let m = e.message();
+        assert!(m.contains("clock difference"), "{m}");
+        assert!(m.contains("1000000") && m.contains(&now.to_string()), "{m}");
+        assert!(m.contains("301.0 s behind") && m.contains("±300 s"), "{m}");
+        let d = e.details().expect("details");
+        assert_eq!(d["sender_clock_ms"], 1_000_000);
+        assert_eq!(d["receiver_clock_ms"], now);
+        assert_eq!(d["difference_ms"], -301_000);
+        assert_eq!(d["allowed_ms"], MAX_SKEW_MS);
+        let ahead = env.check_fresh(1_000_000 - 400_000).expect_err("ahead");
+        assert!(ahead.message().contains("400.0 s ahead of"), "{ahead}");
     }
 
     #[test]
