@@ -113,6 +113,8 @@ pub struct PendingQuery {
     opening: serde_json::Value,
     /// Who asked (the result is released to them).
     actor: String,
+    /// This node's members counted in `other` for being outside the public value set (local).
+    outside_value_set: u64,
 }
 
 impl PendingQuery {
@@ -283,7 +285,7 @@ pub fn prepare_query(
     }
     let reservation = Reservation::charge(&mut store, &entry, me)?;
     let started = (|| -> Result<_> {
-        let items = load_buckets(
+        let buckets = load_buckets(
             &store,
             &agreement,
             me,
@@ -292,7 +294,7 @@ pub fn prepare_query(
         )?;
         let (querier, message) = tandem_psi::Querier::start(
             derived.params.clone(),
-            &items,
+            &buckets.items,
             &mut reservation.noise(),
             &mut rand::rng(),
         )?;
@@ -312,9 +314,9 @@ pub fn prepare_query(
             request: request.clone(),
             querier_head: head,
         })?;
-        Ok((querier, message, opening))
+        Ok((querier, message, opening, buckets.outside_value_set))
     })();
-    let (querier, message, opening) = match started {
+    let (querier, message, opening, outside_value_set) = match started {
         Ok(x) => x,
         Err(e) => {
             reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
@@ -332,6 +334,7 @@ pub fn prepare_query(
         message,
         opening,
         actor: actor.to_string(),
+        outside_value_set,
     })))
 }
 
@@ -470,6 +473,11 @@ fn read_answer(
         cells: p.derived.analysis.outputs(&noised)?,
         querier_budget: BudgetView::default(),
         responder_budget: receipt.head.budget,
+        querier_outside_value_set: p
+            .request
+            .querier_column
+            .as_ref()
+            .map(|c| (c.clone(), p.outside_value_set)),
         wall_s: started.elapsed().as_secs_f64(),
     })
 }

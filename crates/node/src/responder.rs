@@ -141,13 +141,24 @@ pub fn respond(
         .with_agreement(&env.agreement_id),
     )?;
     let answer = (|| -> Result<Vec<u8>> {
-        let items = load_buckets(
+        let buckets = load_buckets(
             &store,
             &run.agreement,
             me,
             &run.request.join_key,
             run.request.responder_column.as_deref(),
         )?;
+        if let Some(column) = &run.request.responder_column
+            && buckets.outside_value_set > 0
+        {
+            // Local only: the operator learns why `other` is large; the peer never sees it.
+            tracing::info!(
+                column = %column,
+                members = buckets.outside_value_set,
+                "members with a value outside the agreement's set are counted in `other`"
+            );
+        }
+        let items = buckets.items;
         let limits = Limits {
             max_points: home.config.max_message_bytes / 32,
         };

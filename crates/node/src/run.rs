@@ -2,7 +2,7 @@
 //! agreement and the peer, the checks a request must pass, the protocol parameters (through the
 //! request's [`Analysis`]), this node's buckets, and the cache fingerprint.
 
-use tandem_agreement::Agreement;
+use tandem_agreement::{Agreement, OTHER_LABEL};
 use tandem_psi::RunParams;
 use tandem_store::Store;
 
@@ -161,21 +161,40 @@ pub fn load_buckets(
     party: &str,
     join_key: &str,
     column: Option<&str>,
-) -> Result<Vec<Vec<[u8; 32]>>> {
+) -> Result<Buckets> {
     let kind: tandem_identity::IdKind = join_key
         .parse()
         .map_err(|e| NodeError::invalid_query(format!("{e}")))?;
     let columns: Vec<String> = column.iter().map(|c| c.to_string()).collect();
     let n = crate::analysis::bucket_labels(agreement, party, &columns)?.len();
     let mut buckets = vec![Vec::new(); n];
+    let mut outside_value_set = 0u64;
     for (digest, value) in store.members("default", kind, column)? {
         let b = match column {
             None => 0,
             Some(c) => agreement.bucket_of(party, c, value.as_deref())? as usize,
         };
+        // The last bucket is `other`: a member lands there when its value is missing or not in
+        // the agreement's public set (say `Gold` against `bronze, silver, gold`).
+        if column.is_some() && b + 1 == n && value.as_deref() != Some(OTHER_LABEL) {
+            outside_value_set += 1;
+        }
         buckets[b].push(digest);
     }
-    Ok(buckets)
+    Ok(Buckets {
+        items: buckets,
+        outside_value_set,
+    })
+}
+
+/// This node's members of a run, by bucket, and how many of them fell into `other` because
+/// their value of the grouping column is missing or outside the agreement's public value set.
+/// That count is exact and local: the operator sees it, the peer never does.
+pub struct Buckets {
+    /// Digests per bucket, in the order of the bucket labels.
+    pub items: Vec<Vec<[u8; 32]>>,
+    /// Members counted in `other` without having the value `other`.
+    pub outside_value_set: u64,
 }
 
 /// Fingerprint of a query on this node's data: identical queries on unchanged data return the
@@ -187,4 +206,42 @@ pub fn query_fingerprint(store: &Store, req: &RunRequest, agreement_id: &str) ->
         "audience_version": store.audience_version()?,
     });
     Ok(crate::home::sha256_hex(v.to_string().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_testkit::{AgreementBuilder, PartySpec};
+
+    /// Issue 10: 100 rows with tier `Gold` against the public set `bronze, silver, gold` land in
+    /// `other`; the run says how many (locally) instead of silently moving them.
+    #[test]
+    fn members_outside_the_public_value_set_are_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = tandem_store::Store::open(dir.path()).expect("store");
+        let agreement = AgreementBuilder::new()
+            .party(PartySpec::seeded("acme", 1))
+            .party(PartySpec::seeded("shopx", 2).column("tier", &["bronze", "silver", "gold"]))
+            .agreement();
+        let mut csv = String::from("email,tier\n");
+        for i in 0..100 {
+            csv.push_str(&format!("g{i}@example.com,Gold\n"));
+        }
+        for i in 0..7 {
+            csv.push_str(&format!("s{i}@example.com,silver\n"));
+        }
+        csv.push_str("none@example.com,\n");
+        let file = dir.path().join("shopx.csv");
+        std::fs::write(&file, csv).expect("write");
+        let mut opts = tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email);
+        opts.attributes = vec!["tier".into()];
+        store.import_csv(&file, &opts, None).expect("import");
+
+        let b = super::load_buckets(&store, &agreement, "shopx", "email", Some("tier"))
+            .expect("buckets");
+        let sizes: Vec<usize> = b.items.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [0, 7, 0, 101]);
+        assert_eq!(b.outside_value_set, 101);
+        let all = super::load_buckets(&store, &agreement, "shopx", "email", None).expect("one");
+        assert_eq!((all.items.len(), all.outside_value_set), (1, 0));
+    }
 }

@@ -163,6 +163,11 @@ pub struct Report {
     pub querier_budget: BudgetView,
     /// The responder's budget (as it reported).
     pub responder_budget: BudgetView,
+    /// The querier's grouping column and how many of the querier's own members were counted in
+    /// its `other` group because their value is missing or outside the agreement's public set
+    /// (exact and local: this report is the querier's, the count never goes to the peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub querier_outside_value_set: Option<(String, u64)>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
 }

@@ -145,6 +145,15 @@ fn overlap_table(r: &Report) -> String {
         s.push('\n');
     }
     s.push('\n');
+    if let Some((column, n)) = &r.querier_outside_value_set
+        && *n > 0
+    {
+        let _ = writeln!(
+            s,
+            "note: {n} of {}'s members have a {column} value missing or outside the agreement's set and are counted in `other` (local figure, not sent to {})",
+            r.querier, r.responder
+        );
+    }
     for b in [&r.querier_budget, &r.responder_budget] {
         let _ = writeln!(s, "{}", budget_line(b));
     }
@@ -181,6 +190,7 @@ mod tests {
             cells,
             querier_budget: BudgetView::default(),
             responder_budget: BudgetView::default(),
+            querier_outside_value_set: Some(("seg".into(), 3)),
             wall_s: 0.5,
         }
     }
