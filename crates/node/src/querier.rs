@@ -214,12 +214,18 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         Code::InvalidQuery,
     )?;
     let fingerprint = query_fingerprint(store, &p.request, &p.agreement.id().to_string())?;
+    let querier_cost = tandem_psi::accounting::querier_loss(&d.params)?;
+    let responder_cost = tandem_psi::accounting::responder_loss(&d.params)?;
+    // The same per-query caps the run checks, so a preview never says "fine" to a query that
+    // would be refused.
+    crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
+    crate::budget::check_per_query_cap(&p.agreement, &p.peer, responder_cost)?;
     Ok(Preview {
         analysis: analysis.name().to_string(),
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),
         cells: d.grid.len(),
-        querier_cost: tandem_psi::accounting::querier_loss(&d.params)?,
-        responder_cost: tandem_psi::accounting::responder_loss(&d.params)?,
+        querier_cost,
+        responder_cost,
         half_width_95: d
             .params
             .cell_noise

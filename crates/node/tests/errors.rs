@@ -109,6 +109,10 @@ async fn caller_errors_are_4xx_with_stable_codes() {
     let q = query(&pair);
     let unknown = q.replace(&pair.agreement_id, &"cd".repeat(32));
     let other_column = q.replace("\"seg\"", "\"income\"");
+    // A preview prices what the run would do: over a per-query cap it refuses as the run would.
+    let mut over_cap: serde_json::Value = serde_json::from_str(&q).expect("query json");
+    over_cap["epsilon"] = serde_json::json!(1000.0);
+    let over_cap = over_cap.to_string();
     let cases = [
         (
             "/api/v1/query/lift",
@@ -131,6 +135,12 @@ async fn caller_errors_are_4xx_with_stable_codes() {
         (
             "/api/v1/query/overlap/preview",
             &other_column,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+        ),
+        (
+            "/api/v1/query/overlap/preview",
+            &over_cap,
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_query",
         ),
