@@ -140,41 +140,52 @@ pub fn respond(
         )
         .with_agreement(&env.agreement_id),
     )?;
-    let answer = (|| -> Result<Vec<u8>> {
-        let buckets = load_buckets(
-            &store,
-            &run.agreement,
-            me,
-            &run.request.join_key,
-            run.request.responder_column.as_deref(),
-        )?;
-        if let Some(column) = &run.request.responder_column
-            && buckets.outside_value_set > 0
-        {
-            // Local only: the operator learns why `other` is large; the peer never sees it.
-            tracing::info!(
-                column = %column,
-                members = buckets.outside_value_set,
-                "members with a value outside the agreement's set are counted in `other`"
-            );
+    // Reading the audience: a failure here (a column we did not import, say) depends on our
+    // data, so the peer gets an opaque code, the detail stays in our log and audit entry, and
+    // the charge stands (spec §4.2).
+    let buckets = match load_buckets(
+        &store,
+        &run.agreement,
+        me,
+        &run.request.join_key,
+        run.request.responder_column.as_deref(),
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e.message(), "run failed reading the audience");
+            reservation.abandon(&mut store, e.message(), Exposure::MayHaveLeft)?;
+            return Err(NodeError::new(
+                Code::Refused,
+                "the responder could not answer this run; the reason stays in its log",
+            ));
         }
-        let items = buckets.items;
-        let limits = Limits {
-            max_points: home.config.max_message_bytes / 32,
-        };
-        Ok(tandem_psi::respond(
-            &run.derived.params,
-            &items,
-            query,
-            &limits,
-            &mut reservation.noise(),
-            &mut rand::rng(),
-        )?)
-    })();
+    };
+    if let Some(column) = &run.request.responder_column
+        && buckets.outside_value_set > 0
+    {
+        // Local only: the operator learns why `other` is large; the peer never sees it.
+        tracing::info!(
+            column = %column,
+            members = buckets.outside_value_set,
+            "members with a value outside the agreement's set are counted in `other`"
+        );
+    }
+    let limits = Limits {
+        max_points: home.config.max_message_bytes / 32,
+    };
+    let answer = tandem_psi::respond(
+        &run.derived.params,
+        &buckets.items,
+        query,
+        &limits,
+        &mut reservation.noise(),
+        &mut rand::rng(),
+    );
     let reply = match answer {
         Ok(r) => r,
         Err(e) => {
-            // Nothing computed from our data left the node: release the reservation.
+            // The query itself was refused; nothing computed from our data left the node.
+            let e = NodeError::from(e);
             reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
             return Err(e);
         }

@@ -272,3 +272,40 @@ async fn data_faults_are_named_and_an_unreachable_peer_is_a_502() {
         ["failed"]
     );
 }
+
+/// A failure after the responder read its audience tells the querier nothing of that audience
+/// (here: which columns it imported) and keeps the responder's charge (psi-ca-v1 §4.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_reading_the_audience_is_opaque_and_charged() {
+    let pair = NodePair::start().await;
+    let a = api(&pair);
+    // shopx re-imports its buyers without the `tier` column the agreement offers.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("plain.csv");
+    std::fs::write(&file, "email,region\nbuyer1@example.com,north\n").expect("write");
+    let mut opts = tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email);
+    opts.attributes = vec!["region".into()];
+    pair.shopx
+        .store()
+        .expect("store")
+        .import_csv(&file, &opts, None)
+        .expect("import");
+    let (s, v) = call(
+        &a.state,
+        "POST",
+        "/api/v1/query/overlap",
+        &a.analyst,
+        &query(&pair),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let text = v.to_string();
+    assert!(
+        !text.contains("region") && !text.contains("available"),
+        "{text}"
+    );
+    let shopx = pair.shopx.store().expect("store");
+    let views = tandem_node::compliance::budgets(&shopx, "shopx", Some(&pair.agreement_id))
+        .expect("budgets");
+    assert!(views[0].epsilon_spent > 0.0, "{:?}", views[0]);
+}
