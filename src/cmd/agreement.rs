@@ -48,12 +48,21 @@ pub async fn agreement(cmd: AgreementCmd) -> Result<()> {
     }
 }
 
+/// Tells the operator which older agreements share the new one's budget.
+fn note_shared_budget(home: &Home, a: &tandem_agreement::Agreement) -> Result<()> {
+    for note in tandem_node::agreements::shared_budget_notes(&home.store()?, a)? {
+        eprintln!("note: {note}");
+    }
+    Ok(())
+}
+
 async fn propose(dir: &Path, file: &Path, peer_url: Option<&str>) -> Result<()> {
     let home = Home::open(dir)?;
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (a, d) = tandem_node::agreements::propose(&home, &text, peer_url).await?;
     outln!("proposed agreement {}", a.id());
+    note_shared_budget(&home, &a)?;
     print_delivery(
         &d,
         &a,
@@ -74,6 +83,7 @@ async fn accept(dir: &Path, id: Option<&str>, file: Option<&Path>) -> Result<()>
         "agreement {} is signed by both parties and active here",
         a.id()
     );
+    note_shared_budget(&home, &a)?;
     print_delivery(
         &d,
         &a,

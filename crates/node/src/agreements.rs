@@ -97,21 +97,24 @@ fn check_own_party(agreement: &Agreement, home: &Home) -> Result<()> {
     Ok(())
 }
 
-/// Tells the operator (on stderr) which stored agreements share `agreement`'s budget: the same
-/// partner key and join key, so runs under either count against the same caps and a new
+/// Notes for the operator naming the stored agreements that share `agreement`'s budget: the
+/// same partner key and join key, so runs under either count against the same caps and a new
 /// agreement gives no fresh budget (`protocols/agreement-v1.md` §2.6).
-fn note_shared_budget(store: &Store, agreement: &Agreement) -> Result<()> {
+pub fn shared_budget_notes(store: &Store, agreement: &Agreement) -> Result<Vec<String>> {
     let id = agreement.id().to_string();
-    for shared in store.agreements_sharing_budget(&serde_json::to_string(agreement)?, &id)? {
-        eprintln!(
-            "note: shares its privacy budget on {} with agreement {} ({}): runs under either \
-             count against the same caps",
-            shared.join_keys.join(", "),
-            shared.agreement_id,
-            shared.status
-        );
-    }
-    Ok(())
+    Ok(store
+        .agreements_sharing_budget(&serde_json::to_string(agreement)?, &id)?
+        .into_iter()
+        .map(|shared| {
+            format!(
+                "shares its privacy budget on {} with agreement {} ({}): runs under either \
+                 count against the same caps",
+                shared.join_keys.join(", "),
+                shared.agreement_id,
+                shared.status
+            )
+        })
+        .collect())
 }
 
 /// Signs `terms` as this node, stores the proposal and delivers it to the peer.
@@ -135,7 +138,6 @@ pub async fn propose(
     let id = agreement.id().to_string();
     let json = serde_json::to_string(&agreement)?;
     let mut store = home.store()?;
-    note_shared_budget(&store, &agreement)?;
     store.put_agreement(&id, &json, "proposed", "cli:admin")?;
     let delivery = deliver(home, &agreement, crate::wire::PROPOSE_PATH).await?;
     Ok((agreement, delivery))
@@ -174,7 +176,6 @@ pub async fn accept(
         );
     }
     agreement.check_active(crate::wire::now_ms() / 1000)?;
-    note_shared_budget(&store, &agreement)?;
     let id = agreement.id().to_string();
     store.put_agreement(
         &id,
