@@ -246,6 +246,34 @@ pub struct QueryArgs {
     /// Print the cells as CSV.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+    /// An analysis option `key=value` (repeatable), e.g. `peer_segment=gold` for affinity,
+    /// `stages=visit,cart,checkout` for funnel, `inference=population`.
+    #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+    pub options: Vec<(String, String)>,
+    /// Lift: this node's column holding the arm (the same as `--group-by`).
+    #[arg(long, conflicts_with = "group_by")]
+    pub arm_column: Option<String>,
+    /// Lift: the test arm's value (option `test_arm`, default `test`).
+    #[arg(long)]
+    pub test_arm: Option<String>,
+    /// Lift: the control arm's value (option `control_arm`, default `control`).
+    #[arg(long)]
+    pub control_arm: Option<String>,
+    /// Lift: the peer's column holding conversion (the same as `--peer-group-by`).
+    #[arg(long, conflicts_with = "peer_group_by")]
+    pub peer_conversion_column: Option<String>,
+    /// Lift: the peer's converting value (option `converted`; default the first of `1`, `yes`,
+    /// `true`, `converted`, `purchased` in the agreement's list).
+    #[arg(long)]
+    pub peer_converted_value: Option<String>,
+}
+
+/// `KEY=VALUE` of `--option`.
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// `tandem audit …`.

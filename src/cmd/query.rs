@@ -11,13 +11,24 @@ use crate::cli::QueryArgs;
 pub async fn query(a: QueryArgs) -> Result<()> {
     let analysis = analysis::find(&a.analysis)?;
     let home = Home::open(&a.dir.dir)?;
+    let mut options: std::collections::BTreeMap<String, String> = a.options.into_iter().collect();
+    for (key, value) in [
+        ("test_arm", a.test_arm),
+        ("control_arm", a.control_arm),
+        ("converted", a.peer_converted_value),
+    ] {
+        if let Some(v) = value {
+            options.insert(key.to_string(), v);
+        }
+    }
     let q = Query {
         agreement_id: a.agreement,
         join_key: a.join_key,
-        group_by: a.group_by,
-        peer_group_by: a.peer_group_by,
+        group_by: a.arm_column.or(a.group_by),
+        peer_group_by: a.peer_conversion_column.or(a.peer_group_by),
         epsilon: a.epsilon,
         fresh: a.fresh,
+        options,
     };
     if a.preview {
         let p = tandem_node::querier::preview(&home.store()?, &home.config.name, analysis, &q)?;

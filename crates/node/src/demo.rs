@@ -299,6 +299,7 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
         peer_group_by: Some("tier".into()),
         epsilon: a.epsilon,
         fresh: true,
+        options: Default::default(),
     };
     say(format!(
         "acme asks shopx for the overlap by age_band × tier at ε = {} over HTTPS …",

@@ -115,6 +115,10 @@ pub struct PendingQuery {
     actor: String,
     /// This node's members counted in `other` for being outside the public value set (local).
     outside_value_set: u64,
+    /// This node's exact bucket sizes (local).
+    my_sizes: Vec<u64>,
+    /// The query's options (for the derived figures).
+    options: std::collections::BTreeMap<String, String>,
 }
 
 impl PendingQuery {
@@ -213,7 +217,8 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         [0; 16],
         Code::InvalidQuery,
     )?;
-    let fingerprint = query_fingerprint(store, &p.request, &p.agreement.id().to_string())?;
+    crate::analysis::check_options(analysis, &d.grid, &d.params, &q.options)?;
+    let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
     let querier_cost = tandem_psi::accounting::querier_loss(&d.params)?;
     let responder_cost = tandem_psi::accounting::responder_loss(&d.params)?;
     // The same per-query caps the run checks, so a preview never says "fine" to a query that
@@ -320,9 +325,16 @@ pub fn prepare_query(
             request: request.clone(),
             querier_head: head,
         })?;
-        Ok((querier, message, opening, buckets.outside_value_set))
+        let my_sizes = buckets.items.iter().map(|b| b.len() as u64).collect();
+        Ok((
+            querier,
+            message,
+            opening,
+            buckets.outside_value_set,
+            my_sizes,
+        ))
     })();
-    let (querier, message, opening, outside_value_set) = match started {
+    let (querier, message, opening, outside_value_set, my_sizes) = match started {
         Ok(x) => x,
         Err(e) => {
             reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
@@ -341,6 +353,8 @@ pub fn prepare_query(
         opening,
         actor: actor.to_string(),
         outside_value_set,
+        my_sizes,
+        options: q.options.clone(),
     })))
 }
 
@@ -354,7 +368,7 @@ fn check_query(
     actor: &str,
 ) -> Result<(Plan, Derived, NewRun)> {
     let plan = plan(store, me, analysis, q)?;
-    let fingerprint = query_fingerprint(store, &plan.request, &plan.agreement.id().to_string())?;
+    let fingerprint = fingerprint(store, &plan.request, &plan.agreement, q)?;
     let run_id: [u8; 16] = rand::random();
     let derived = derive(
         &plan.agreement,
@@ -364,6 +378,7 @@ fn check_query(
         run_id,
         Code::InvalidQuery,
     )?;
+    crate::analysis::check_options(analysis, &derived.grid, &derived.params, &q.options)?;
     let loss = tandem_psi::accounting::querier_loss(&derived.params)?;
     let rho = tandem_psi::accounting::querier_rho(&derived.params)?;
     // The peer must be able to afford its side under its per-query cap before we spend ours.
@@ -461,7 +476,9 @@ fn read_answer(
         params: &p.derived.params,
         counts: &counts,
         threshold: agreement.terms.min_reporting_threshold,
+        my_sizes: &p.my_sizes,
     };
+    let analysis = p.derived.analysis;
     Ok(Report {
         analysis: p.derived.analysis.name().to_string(),
         agreement_id: agreement.id().to_string(),
@@ -485,7 +502,26 @@ fn read_answer(
             .as_ref()
             .map(|c| (c.clone(), p.outside_value_set)),
         wall_s: started.elapsed().as_secs_f64(),
+        options: p.options.clone(),
+        details: analysis.derived(&noised, &p.options)?,
     })
+}
+
+/// The cache fingerprint of a query: the run's (`query_fingerprint`), plus the options when
+/// there are any, so that a repeat with other options (another arm as the test arm) is not
+/// answered with figures derived for the first ones.
+fn fingerprint(
+    store: &Store,
+    request: &RunRequest,
+    agreement: &Agreement,
+    q: &Query,
+) -> Result<String> {
+    let base = query_fingerprint(store, request, &agreement.id().to_string())?;
+    if q.options.is_empty() {
+        return Ok(base);
+    }
+    let v = serde_json::json!({"run": base, "options": q.options});
+    Ok(crate::home::sha256_hex(v.to_string().as_bytes()))
 }
 
 fn complete_query(

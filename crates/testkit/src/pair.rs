@@ -118,6 +118,7 @@ impl NodePair {
             peer_group_by: Some("tier".into()),
             epsilon: 1.0,
             fresh: true,
+            options: Default::default(),
         }
     }
 }

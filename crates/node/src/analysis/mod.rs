@@ -7,7 +7,16 @@
 //! Adding an analysis: one file in this directory implementing [`Analysis`] (with its tests),
 //! plus one line in [`REGISTRY`].
 
+pub mod affinity;
+pub mod attribution;
+pub mod cohorts;
+pub mod frequency;
+pub mod funnel;
+pub mod lift;
 pub mod overlap;
+pub mod reach;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
@@ -17,7 +26,16 @@ use crate::error::{NodeError, Result};
 use crate::wire::{BudgetView, RunRequest};
 
 /// Every analysis this node runs, by name. One line per analysis.
-pub static REGISTRY: &[&dyn Analysis] = &[&overlap::Overlap];
+pub static REGISTRY: &[&dyn Analysis] = &[
+    &overlap::Overlap,
+    &affinity::Affinity,
+    &lift::Lift,
+    &reach::Reach,
+    &funnel::Funnel,
+    &frequency::Frequency,
+    &cohorts::Cohorts,
+    &attribution::Attribution,
+];
 
 /// The analysis called `name` (404 `not_found` naming the known ones).
 pub fn find(name: &str) -> Result<&'static dyn Analysis> {
@@ -58,6 +76,11 @@ pub struct Query {
     /// Ignore a cached answer and spend budget on a fresh run (default false).
     #[serde(default)]
     pub fresh: bool,
+    /// Analysis-specific inputs of the post-processing (e.g. lift's `test_arm`,
+    /// `control_arm`, `converted`): public bucket labels and switches, never data. Each
+    /// analysis documents its keys; an unknown key or label is refused before anything is spent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// The columns an analysis reads on each side. Group-by columns make the cells; value columns
@@ -170,6 +193,13 @@ pub struct Report {
     pub querier_outside_value_set: Option<(String, u64)>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
+    /// The options the derived figures were computed with (see [`Query::options`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// The analysis's derived figures ([`Analysis::derived`]) with their intervals and the
+    /// noise-share indicator, as JSON (shape: the analysis's result type in `tandem-analytics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 fn default_analysis() -> String {
@@ -197,6 +227,8 @@ pub struct NoisedCells<'a> {
     pub counts: &'a CellCounts,
     /// The agreement's minimum reporting threshold (on noised values).
     pub threshold: u64,
+    /// The querier's own bucket sizes `|A_r|`, exact and local (never sent to the peer).
+    pub my_sizes: &'a [u64],
 }
 
 /// Confidence of every interval a report shows.
@@ -234,6 +266,185 @@ pub trait Analysis: Sync {
 
     /// Renders a report.
     fn render(&self, report: &Report, format: Format) -> Result<String>;
+
+    /// The derived figures (indices, rates, lifts, credits … each with its interval at
+    /// [`CONFIDENCE`], plus the noise-share indicator) from the noised cells, the peer's noised
+    /// bucket sizes and this node's exact sizes, given the query's `options`; pure
+    /// post-processing, no budget. `None` for an analysis whose figures are its cells.
+    /// Errors: 422 `invalid_query` for an unknown option key or a label not in the grid (the
+    /// querier checks options on zero cells before charging, see [`check_options`]).
+    fn derived(
+        &self,
+        _noised: &NoisedCells<'_>,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Option<serde_json::Value>> {
+        check_option_keys(options, &[])?;
+        Ok(None)
+    }
+}
+
+/// Checks `options` of `analysis` before anything is charged: runs [`Analysis::derived`] on the
+/// query's grid with zero cells, unit sizes and the run's noise, so an unknown key or label is a
+/// 422 `invalid_query` that spends nothing.
+pub fn check_options(
+    analysis: &dyn Analysis,
+    grid: &CellGrid,
+    params: &RunParams,
+    options: &BTreeMap<String, String>,
+) -> Result<()> {
+    let counts = CellCounts {
+        querier_buckets: grid.querier.len() as u32,
+        responder_buckets: grid.responder.len() as u32,
+        noised: vec![0; grid.len()],
+        responder_bucket_sizes_noised: vec![1; grid.responder.len()],
+    };
+    let sizes = vec![1; grid.querier.len()];
+    let noised = NoisedCells {
+        grid,
+        params,
+        counts: &counts,
+        threshold: 0,
+        my_sizes: &sizes,
+    };
+    analysis.derived(&noised, options).map(|_| ())
+}
+
+/// Refuses an option key outside `known` (422 `invalid_query` naming the known ones).
+pub fn check_option_keys(options: &BTreeMap<String, String>, known: &[&str]) -> Result<()> {
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) if known.is_empty() => Err(NodeError::invalid_query(format!(
+            "unknown option {k:?}: this analysis takes no options"
+        ))),
+        Some(k) => Err(NodeError::invalid_query(format!(
+            "unknown option {k:?} (this analysis takes: {})",
+            known.join(", ")
+        ))),
+    }
+}
+
+/// The noised run as `tandem-analytics` reads it (spec `analyses-v1` §1.1): cells and the
+/// peer's sizes with their noise distributions, this node's exact sizes.
+pub fn analytics_grid(noised: &NoisedCells<'_>) -> Result<tandem_analytics::Grid> {
+    let to_noise = |d: &tandem_dp::ShiftedLaplace| {
+        tandem_analytics::Noise::clamped_laplace(d.scale, d.offset).map_err(analytics_error)
+    };
+    let cell = to_noise(&noised.params.cell_noise)?;
+    let size = to_noise(&noised.params.responder_bucket_noise)?;
+    let grid = tandem_analytics::Grid::new(
+        noised.grid.querier.clone(),
+        noised.grid.responder.clone(),
+        noised
+            .counts
+            .noised
+            .iter()
+            .map(|&c| tandem_analytics::NoisyCount::new(c, cell))
+            .collect(),
+        noised.my_sizes.to_vec(),
+        noised
+            .counts
+            .responder_bucket_sizes_noised
+            .iter()
+            .map(|&c| tandem_analytics::NoisyCount::new(i64::try_from(c).unwrap_or(i64::MAX), size))
+            .collect(),
+    );
+    grid.map_err(analytics_error)
+}
+
+/// An analytics error as 422 `invalid_query` (a label or option that does not fit the grid).
+pub fn analytics_error(e: tandem_analytics::AnalyticsError) -> NodeError {
+    NodeError::invalid_query(e.to_string())
+}
+
+/// The value of option `key`, or `default`.
+pub fn option<'o>(options: &'o BTreeMap<String, String>, key: &str, default: &'o str) -> &'o str {
+    options.get(key).map_or(default, String::as_str)
+}
+
+/// The peer bucket holding converters: option `key` if given, else the first of `1`, `yes`,
+/// `true`, `converted`, `purchased` among the peer's labels (422 when none is).
+pub fn converted_label(
+    options: &BTreeMap<String, String>,
+    key: &str,
+    peer: &[String],
+) -> Result<String> {
+    if let Some(v) = options.get(key) {
+        return Ok(v.clone());
+    }
+    ["1", "yes", "true", "converted", "purchased", "active"]
+        .iter()
+        .find(|c| peer.iter().any(|p| p == *c))
+        .map(|c| (*c).to_string())
+        .ok_or_else(|| {
+            NodeError::invalid_query(format!(
+                "name the peer's converting value with option {key}=VALUE (its values: {})",
+                peer.join(", ")
+            ))
+        })
+}
+
+/// `inference=descriptive|population` (default `default`).
+pub fn inference_option(
+    options: &BTreeMap<String, String>,
+    default: tandem_analytics::Inference,
+) -> Result<tandem_analytics::Inference> {
+    match options.get("inference").map(String::as_str) {
+        None => Ok(default),
+        Some("descriptive") => Ok(tandem_analytics::Inference::Descriptive),
+        Some("population") => Ok(tandem_analytics::Inference::Population),
+        Some(v) => Err(NodeError::invalid_query(format!(
+            "option inference={v:?}: use descriptive or population"
+        ))),
+    }
+}
+
+/// A comma-separated list option, or `None` when absent.
+pub fn list_option(options: &BTreeMap<String, String>, key: &str) -> Option<Vec<String>> {
+    options.get(key).map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+/// The derived figures of a report as the analysis's result type.
+pub fn details_as<T: serde::de::DeserializeOwned>(report: &Report) -> Result<T> {
+    let v = report.details.clone().ok_or_else(|| {
+        NodeError::internal(format!(
+            "the {} report has no derived figures",
+            report.analysis
+        ))
+    })?;
+    Ok(serde_json::from_value(v)?)
+}
+
+/// The derived figures as JSON.
+pub fn to_details<T: Serialize>(value: &T) -> Result<Option<serde_json::Value>> {
+    Ok(Some(serde_json::to_value(value)?))
+}
+
+/// The columns of an analysis that reads one group-by column per side (the querier's and the
+/// responder's of the request), as every single-run analysis of the registry does.
+pub fn group_by_inputs(request: &RunRequest) -> Inputs {
+    Inputs {
+        querier_group_by: request.querier_column.iter().cloned().collect(),
+        responder_group_by: request.responder_column.iter().cloned().collect(),
+        ..Inputs::default()
+    }
+}
+
+/// The cells of a one-run analysis: each side's bucket labels of its group-by column.
+pub fn group_by_cells(
+    agreement: &Agreement,
+    querier: &str,
+    responder: &str,
+    inputs: &Inputs,
+) -> Result<CellGrid> {
+    Ok(CellGrid {
+        querier: bucket_labels(agreement, querier, &inputs.querier_group_by)?,
+        responder: bucket_labels(agreement, responder, &inputs.responder_group_by)?,
+    })
 }
 
 /// Bucket labels of a side grouped by `columns` (at most one today): the column's public values
@@ -313,6 +524,235 @@ pub fn cells_csv(report: &Report) -> String {
     s
 }
 
+/// The first lines of an analysis table: title, purpose, join key, columns, ε and whether the
+/// answer was cached.
+pub fn table_header(r: &Report, title: &str) -> String {
+    let mut s = format!(
+        "{title}: {} × {} under agreement {}\nPurpose: {}\n",
+        r.querier,
+        r.responder,
+        short(&r.agreement_id),
+        r.purpose
+    );
+    s += &format!(
+        "Join key: {} · {}.{} × {}.{} · ε = {} · {}\n",
+        r.join_key,
+        r.querier,
+        r.querier_column.as_deref().unwrap_or(ALL),
+        r.responder,
+        r.responder_column.as_deref().unwrap_or(ALL),
+        r.epsilon,
+        if r.cached {
+            "cached answer (no budget spent)".to_string()
+        } else {
+            format!("run {}", short(&r.run_id))
+        }
+    );
+    s
+}
+
+/// The last lines of an analysis table: the noise-share indicator, the budgets, the wall time.
+pub fn table_footer(r: &Report, noise: &tandem_analytics::NoiseShare) -> String {
+    let mut s = format!(
+        "\nnoise share: {} of {} released counts ({:.0}%) have noise s.d. above 10% of their estimate\n",
+        noise.affected,
+        noise.cells,
+        noise.share * 100.0
+    );
+    for b in [&r.querier_budget, &r.responder_budget] {
+        s += &overlap::budget_line(b);
+        s.push('\n');
+    }
+    s += &format!("wall time {:.2} s\n", r.wall_s);
+    s
+}
+
+/// `estimate [low, high]` of a derived figure, with `digits` decimals (`—` for none).
+pub fn fmt_estimate(e: Option<&tandem_analytics::Estimate>, digits: usize) -> String {
+    match e {
+        None => "—".to_string(),
+        Some(e) => format!(
+            "{:.digits$} [{:.digits$}, {:.digits$}]",
+            e.estimate, e.ci_low, e.ci_high
+        ),
+    }
+}
+
+/// A rate or share as `12.3% [10.1%, 14.6%]` (`—` for none).
+pub fn fmt_percent(e: Option<&tandem_analytics::Estimate>) -> String {
+    match e {
+        None => "—".to_string(),
+        Some(e) => format!(
+            "{:.1}% [{:.1}%, {:.1}%]",
+            e.estimate * 100.0,
+            e.ci_low * 100.0,
+            e.ci_high * 100.0
+        ),
+    }
+}
+
+/// Renders rows as a left-aligned first column and right-aligned others.
+pub fn fmt_rows(header: &[&str], rows: &[Vec<String>]) -> String {
+    let n = header.len();
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(n) {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i].saturating_sub(c.chars().count());
+            if i == 0 {
+                s += c;
+                s += &" ".repeat(pad);
+            } else {
+                s += "  ";
+                s += &" ".repeat(pad);
+                s += c;
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut s = String::from("\n");
+    s += &line(header.to_vec());
+    for r in rows {
+        s += &line(r.iter().map(String::as_str).collect());
+    }
+    s
+}
+
+/// Renders a report with derived figures: `table` for people, the whole report as JSON, or
+/// the cells as CSV.
+pub fn render_with(
+    report: &Report,
+    format: Format,
+    table: impl FnOnce(&Report) -> Result<String>,
+) -> Result<String> {
+    Ok(match format {
+        Format::Table => table(report)?,
+        Format::Json => serde_json::to_string_pretty(report)?,
+        Format::Csv => cells_csv(report),
+    })
+}
+
+/// Test helpers: planted cell counts through a run's noise (seeded), for coverage tests of the
+/// derived figures.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::BTreeMap;
+
+    use tandem_dp::NoiseSource;
+    use tandem_psi::{CellCounts, RunParams};
+
+    use super::{Analysis, CellGrid, NoisedCells};
+    use crate::error::Result;
+
+    /// Options from pairs.
+    pub fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A planted run: true overlap cells (row-major), my sizes, the peer's sizes.
+    pub struct Planted {
+        pub grid: CellGrid,
+        pub cells: Vec<u64>,
+        pub my_sizes: Vec<u64>,
+        pub peer_sizes: Vec<u64>,
+    }
+
+    impl Planted {
+        /// The peer's sizes are twice its column sums (half of its customers are not mine).
+        pub fn new(mine: &[&str], peer: &[&str], cells: &[u64], my_sizes: &[u64]) -> Planted {
+            let nc = peer.len();
+            let peer_sizes = (0..nc)
+                .map(|c| 2 * cells.iter().skip(c).step_by(nc).sum::<u64>())
+                .collect();
+            Planted {
+                grid: CellGrid {
+                    querier: mine.iter().map(|s| s.to_string()).collect(),
+                    responder: peer.iter().map(|s| s.to_string()).collect(),
+                },
+                cells: cells.to_vec(),
+                my_sizes: my_sizes.to_vec(),
+                peer_sizes,
+            }
+        }
+
+        /// The grid without noise (the truth every figure is compared with).
+        pub fn truth_grid(&self) -> tandem_analytics::Grid {
+            tandem_analytics::Grid::new(
+                self.grid.querier.clone(),
+                self.grid.responder.clone(),
+                self.cells
+                    .iter()
+                    .map(|&c| tandem_analytics::NoisyCount::exact(c))
+                    .collect(),
+                self.my_sizes.clone(),
+                self.peer_sizes
+                    .iter()
+                    .map(|&c| tandem_analytics::NoisyCount::exact(c))
+                    .collect(),
+            )
+            .expect("planted grid")
+        }
+
+        /// One run at `epsilon` (the default split) with noise seeded by `seed`: the
+        /// analysis's derived figures.
+        pub fn derive(
+            &self,
+            analysis: &dyn Analysis,
+            options: &BTreeMap<String, String>,
+            epsilon: f64,
+            seed: u64,
+        ) -> Result<serde_json::Value> {
+            let split = analysis.epsilon_split();
+            let params = RunParams::for_epsilon(
+                [7; 32],
+                "email/tandem-id-v1",
+                [1; 16],
+                self.grid.querier.len() as u32,
+                self.grid.responder.len() as u32,
+                epsilon * split.querier,
+                epsilon * split.responder,
+                1e-9,
+            )?;
+            let mut noise = tandem_testkit::noise::SeededLaplace::new(seed);
+            let draw = |dist: &tandem_dp::ShiftedLaplace,
+                        truth: &[u64],
+                        n: &mut tandem_testkit::noise::SeededLaplace| {
+                let d = n.shifted(dist, truth.len()).expect("draws");
+                truth
+                    .iter()
+                    .zip(d)
+                    .map(|(&t, z)| t as i64 + i64::from(z) - i64::from(dist.offset))
+                    .collect::<Vec<i64>>()
+            };
+            let cells = draw(&params.cell_noise, &self.cells, &mut noise);
+            let sizes = draw(&params.responder_bucket_noise, &self.peer_sizes, &mut noise);
+            let counts = CellCounts {
+                querier_buckets: self.grid.querier.len() as u32,
+                responder_buckets: self.grid.responder.len() as u32,
+                noised: cells,
+                responder_bucket_sizes_noised: sizes.iter().map(|&s| s.max(0) as u64).collect(),
+            };
+            let noised = NoisedCells {
+                grid: &self.grid,
+                params: &params,
+                counts: &counts,
+                threshold: 0,
+                my_sizes: &self.my_sizes,
+            };
+            super::check_options(analysis, &self.grid, &params, options)?;
+            Ok(analysis.derived(&noised, options)?.unwrap_or_default())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,7 +771,7 @@ mod tests {
                     .all(|b| b.is_ascii_lowercase() || b == b'_')
             );
         }
-        let err = find("lift").err().map(|e| e.code_str().to_string());
+        let err = find("uplift").err().map(|e| e.code_str().to_string());
         assert_eq!(err.as_deref(), Some("not_found"));
     }
 }

@@ -6,8 +6,8 @@ use std::fmt::Write;
 use tandem_agreement::Agreement;
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, bucket_labels,
-    cells_csv, cells_with_intervals, short,
+    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, cells_csv,
+    cells_with_intervals, group_by_cells, group_by_inputs, short,
 };
 use crate::error::Result;
 use crate::wire::{BudgetView, RunRequest};
@@ -29,11 +29,7 @@ impl Analysis for Overlap {
     }
 
     fn inputs(&self, request: &RunRequest) -> Inputs {
-        Inputs {
-            querier_group_by: request.querier_column.iter().cloned().collect(),
-            responder_group_by: request.responder_column.iter().cloned().collect(),
-            ..Inputs::default()
-        }
+        group_by_inputs(request)
     }
 
     fn cells(
@@ -43,10 +39,7 @@ impl Analysis for Overlap {
         responder: &str,
         inputs: &Inputs,
     ) -> Result<CellGrid> {
-        Ok(CellGrid {
-            querier: bucket_labels(agreement, querier, &inputs.querier_group_by)?,
-            responder: bucket_labels(agreement, responder, &inputs.responder_group_by)?,
-        })
+        group_by_cells(agreement, querier, responder, inputs)
     }
 
     fn sensitivity(&self) -> u32 {
@@ -74,7 +67,7 @@ impl Analysis for Overlap {
 }
 
 /// Renders an overlap report as a table.
-fn overlap_table(r: &Report) -> String {
+pub(crate) fn overlap_table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -161,7 +154,7 @@ fn overlap_table(r: &Report) -> String {
     s
 }
 
-fn budget_line(b: &BudgetView) -> String {
+pub(crate) fn budget_line(b: &BudgetView) -> String {
     format!(
         "budget {:<10} spent ε {:.4} (δ {:.1e}) this query · ε {:.4} spent in all · ε {:.4} left",
         b.party, b.epsilon_spent, b.delta_spent, b.epsilon_total_spent, b.epsilon_left
@@ -192,6 +185,8 @@ mod tests {
             responder_budget: BudgetView::default(),
             querier_outside_value_set: Some(("seg".into(), 3)),
             wall_s: 0.5,
+            options: Default::default(),
+            details: None,
         }
     }
 
