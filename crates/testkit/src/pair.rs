@@ -43,12 +43,24 @@ impl NodePair {
             let tier = if i % 3 == 0 { "gold" } else { "silver" };
             shopx_rows += &format!("p{i}@example.com,{tier}\n");
         }
-        NodePair::launch(&acme_rows, &shopx_rows, acme_total, shopx_total).await
+        NodePair::launch(
+            Side::new(&acme_rows).column("seg", &["x", "y"]),
+            Side::new(&shopx_rows).column("tier", &["silver", "gold"]),
+            acme_total,
+            shopx_total,
+        )
+        .await
+    }
+
+    /// A pair on the given audiences (CSV with an `email` column and the sides' columns), each
+    /// party's budget 50 in all and 2 per query.
+    pub async fn with_data(acme: Side, shopx: Side) -> NodePair {
+        NodePair::launch(acme, shopx, 50.0, 50.0).await
     }
 
     async fn launch(
-        acme_rows: &str,
-        shopx_rows: &str,
+        acme_side: Side,
+        shopx_side: Side,
         acme_total: f64,
         shopx_total: f64,
     ) -> NodePair {
@@ -61,20 +73,21 @@ impl NodePair {
             .expect("bind");
         let acme = home(root.path(), "acme", acme_addr);
         let shopx = home(root.path(), "shopx", shop_addr);
-        import(&acme, acme_rows, "seg");
-        import(&shopx, shopx_rows, "tier");
+        import(&acme, &acme_side);
+        import(&shopx, &shopx_side);
+        let spec = |name: &str, home: &Home, side: &Side, total: f64| {
+            side.columns.iter().fold(
+                PartySpec::node(name, home).epsilon(total.min(2.0), total),
+                |p, (c, values)| {
+                    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                    p.column(c, &values)
+                },
+            )
+        };
         let agreement = AgreementBuilder::new()
             .purpose("node tests")
-            .party(
-                PartySpec::node("acme", &acme)
-                    .column("seg", &["x", "y"])
-                    .epsilon(acme_total.min(2.0), acme_total),
-            )
-            .party(
-                PartySpec::node("shopx", &shopx)
-                    .column("tier", &["silver", "gold"])
-                    .epsilon(shopx_total.min(2.0), shopx_total),
-            )
+            .party(spec("acme", &acme, &acme_side, acme_total))
+            .party(spec("shopx", &shopx, &shopx_side, shopx_total))
             .signed(&[("acme", &acme.key), ("shopx", &shopx.key)]);
         for h in [&acme, &shopx] {
             store_active(&mut h.store().expect("store"), &agreement);
@@ -137,11 +150,37 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
     Home::open(&root.join(name)).expect("open")
 }
 
-fn import(home: &Home, rows: &str, attribute: &str) {
+/// One side's audience for [`NodePair::with_data`]: CSV rows and the agreement's columns.
+#[derive(Clone, Debug)]
+pub struct Side {
+    rows: String,
+    columns: Vec<(String, Vec<String>)>,
+}
+
+impl Side {
+    /// CSV text with a header (`email,…`).
+    pub fn new(rows: &str) -> Side {
+        Side {
+            rows: rows.to_string(),
+            columns: Vec::new(),
+        }
+    }
+
+    /// A column of the CSV the agreement lists, with its public values.
+    pub fn column(mut self, name: &str, values: &[&str]) -> Side {
+        self.columns.push((
+            name.to_string(),
+            values.iter().map(|v| v.to_string()).collect(),
+        ));
+        self
+    }
+}
+
+fn import(home: &Home, side: &Side) {
     let file = home.dir.join("people.csv");
-    std::fs::write(&file, rows).expect("write csv");
+    std::fs::write(&file, &side.rows).expect("write csv");
     let opts = tandem_store::ImportOptions {
-        attributes: vec![attribute.to_string()],
+        attributes: side.columns.iter().map(|(c, _)| c.clone()).collect(),
         ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
     };
     home.store()

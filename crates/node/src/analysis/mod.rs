@@ -296,7 +296,10 @@ pub fn check_options(
         querier_buckets: grid.querier.len() as u32,
         responder_buckets: grid.responder.len() as u32,
         noised: vec![0; grid.len()],
-        responder_bucket_sizes_noised: vec![1; grid.responder.len()],
+        responder_bucket_sizes_noised: vec![
+            u64::from(params.responder_bucket_noise.offset) + 1;
+            grid.responder.len()
+        ],
     };
     let sizes = vec![1; grid.querier.len()];
     let noised = NoisedCells {
@@ -331,6 +334,7 @@ pub fn analytics_grid(noised: &NoisedCells<'_>) -> Result<tandem_analytics::Grid
     };
     let cell = to_noise(&noised.params.cell_noise)?;
     let size = to_noise(&noised.params.responder_bucket_noise)?;
+    let offset = noised.params.responder_bucket_noise.offset;
     let grid = tandem_analytics::Grid::new(
         noised.grid.querier.clone(),
         noised.grid.responder.clone(),
@@ -345,7 +349,12 @@ pub fn analytics_grid(noised: &NoisedCells<'_>) -> Result<tandem_analytics::Grid
             .counts
             .responder_bucket_sizes_noised
             .iter()
-            .map(|&c| tandem_analytics::NoisyCount::new(i64::try_from(c).unwrap_or(i64::MAX), size))
+            .map(|&c| {
+                // psi-ca-v1 §4.4: the querier sees `|B_g| + J_B[g]` with `J_B` shifted by its
+                // offset `T`; the unbiased estimate subtracts it.
+                let c = i64::try_from(c).unwrap_or(i64::MAX);
+                tandem_analytics::NoisyCount::new(c - i64::from(offset), size)
+            })
             .collect(),
     );
     grid.map_err(analytics_error)
@@ -734,11 +743,16 @@ pub(crate) mod testing {
             };
             let cells = draw(&params.cell_noise, &self.cells, &mut noise);
             let sizes = draw(&params.responder_bucket_noise, &self.peer_sizes, &mut noise);
+            // The querier sees the sizes with the junk's offset in (psi-ca-v1 §4.4).
+            let size_offset = i64::from(params.responder_bucket_noise.offset);
             let counts = CellCounts {
                 querier_buckets: self.grid.querier.len() as u32,
                 responder_buckets: self.grid.responder.len() as u32,
                 noised: cells,
-                responder_bucket_sizes_noised: sizes.iter().map(|&s| s.max(0) as u64).collect(),
+                responder_bucket_sizes_noised: sizes
+                    .iter()
+                    .map(|&s| (s + size_offset).max(0) as u64)
+                    .collect(),
             };
             let noised = NoisedCells {
                 grid: &self.grid,
