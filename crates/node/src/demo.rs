@@ -44,6 +44,61 @@ pub struct DemoOutcome {
 const AGE_BANDS: [&str; 4] = ["18-24", "25-34", "35-44", "45+"];
 const REGIONS: [&str; 4] = ["north", "south", "east", "west"];
 const TIERS: [&str; 3] = ["bronze", "silver", "gold"];
+// The columns of the other analyses (lift, funnel, frequency, cohorts, attribution).
+const ARMS: [&str; 2] = ["test", "control"];
+const STAGES: [&str; 3] = ["visit", "cart", "checkout"];
+const EXPOSURES: [&str; 3] = ["1", "2", "3+"];
+const COHORTS: [&str; 4] = ["2026-01", "2026-02", "2026-03", "2026-04"];
+const CHANNELS: [&str; 3] = ["search", "social", "video"];
+const CONVERTED: [&str; 2] = ["0", "1"];
+
+/// Acme's campaign columns of person `i`: arm, deepest funnel stage, exposures, acquisition
+/// cohort and the touch coalition over [`CHANNELS`] (a bitmask).
+fn campaign(i: usize) -> (&'static str, &'static str, &'static str, &'static str, u8) {
+    let stage = match pick(i, "stage", 10) {
+        0..=5 => STAGES[0],
+        6..=8 => STAGES[1],
+        _ => STAGES[2],
+    };
+    (
+        ARMS[pick(i, "arm", 2)],
+        stage,
+        EXPOSURES[pick(i, "exposures", 3)],
+        COHORTS[pick(i, "cohort", 4)],
+        pick(i, "touch", 8) as u8,
+    )
+}
+
+fn channels() -> Vec<String> {
+    CHANNELS.iter().map(|c| c.to_string()).collect()
+}
+
+/// Whether shopx's buyer `i` converted: 8% base; for people acme knows, +4 points in the test
+/// arm, +3 / +1 / +5 for search / social / video touches, +5 from the cart, +15 at checkout, +1 / +3 at 2 / 3+ exposures.
+fn converted(i: usize, shared: bool) -> &'static str {
+    let mut p = 0.08;
+    if shared {
+        let (arm, stage, exposures, _, touch) = campaign(i);
+        p += if arm == "test" { 0.04 } else { 0.0 };
+        p += [0.03, 0.01, 0.05]
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| touch & (1 << k) != 0)
+            .map(|(_, e)| e)
+            .sum::<f64>();
+        p += match stage {
+            "cart" => 0.05,
+            "checkout" => 0.15,
+            _ => 0.0,
+        };
+        p += match exposures {
+            "2" => 0.01,
+            "3+" => 0.03,
+            _ => 0.0,
+        };
+    }
+    CONVERTED[usize::from((pick(i, "converted", 10_000) as f64) < p * 10_000.0)]
+}
 
 /// A deterministic pseudo-random pick for synthetic attributes (not a secret).
 fn pick(i: usize, salt: &str, n: usize) -> usize {
@@ -84,23 +139,29 @@ fn emails(i: usize) -> (String, String) {
 
 fn write_csvs(dir: &Path, a: &DemoArgs) -> Result<()> {
     let mut acme = std::io::BufWriter::new(std::fs::File::create(dir.join("acme_customers.csv"))?);
-    writeln!(acme, "email,age_band,region")?;
+    writeln!(
+        acme,
+        "email,age_band,region,arm,stage,exposures,cohort,touch"
+    )?;
+    let channels = channels();
     for i in 0..a.querier_size {
         let (e, _) = emails(i);
+        let (arm, stage, exposures, cohort, touch) = campaign(i);
         writeln!(
             acme,
-            "{e},{},{}",
+            "{e},{},{},{arm},{stage},{exposures},{cohort},{}",
             age_band(i).unwrap_or(""),
-            REGIONS[pick(i, "region", 4)]
+            REGIONS[pick(i, "region", 4)],
+            tandem_analytics::touch_label(&channels, touch, None, None)
         )?;
     }
     acme.flush()?;
     let mut shop = std::io::BufWriter::new(std::fs::File::create(dir.join("shopx_buyers.csv"))?);
-    writeln!(shop, "email,tier")?;
+    writeln!(shop, "email,tier,converted")?;
     let only_b = a.responder_size - a.overlap;
     for i in (0..a.overlap).chain(a.querier_size..a.querier_size + only_b) {
         let (_, e) = emails(i);
-        writeln!(shop, "\"{e}\",{}", tier(i))?;
+        writeln!(shop, "\"{e}\",{},{}", tier(i), converted(i, i < a.overlap))?;
     }
     shop.flush()?;
     Ok(())
@@ -116,14 +177,20 @@ fn truth(a: &DemoArgs) -> BTreeMap<(String, String), u64> {
     t
 }
 
-fn terms_toml(acme: &Home, shopx: &Home) -> String {
+fn terms_toml(acme: &Home, shopx: &Home) -> Result<String> {
     let list = |v: &[&str]| {
         v.iter()
             .map(|s| format!("\"{s}\""))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
+    let touches: Vec<String> = tandem_analytics::touch_buckets(&channels(), false)
+        .map_err(|e| NodeError::internal(e.to_string()))?
+        .into_iter()
+        .map(|b| b.label)
+        .collect();
+    let touches: Vec<&str> = touches.iter().map(String::as_str).collect();
+    Ok(format!(
         r#"version = 1
 purpose = "Demo: size of the audience Acme (cosmetics) shares with ShopX (e-commerce), by age band and loyalty tier, to plan a joint campaign"
 legal_basis = "PIPL Art. 13(1)(1) consent for joint marketing analytics; GDPR Art. 6(1)(a)"
@@ -142,6 +209,11 @@ region = "CN"
 [parties.columns]
 age_band = [{ages}]
 region = [{regions}]
+arm = [{arms}]
+stage = [{stages}]
+exposures = [{exposures}]
+cohort = [{cohorts}]
+touch = [{touches}]
 [parties.budget]
 epsilon_per_query = 2.0
 epsilon_total = 10.0
@@ -156,6 +228,7 @@ tls_cert_sha256 = "{shop_tls}"
 region = "CN"
 [parties.columns]
 tier = [{tiers}]
+converted = [{converted}]
 [parties.budget]
 epsilon_per_query = 2.0
 epsilon_total = 10.0
@@ -171,7 +244,13 @@ delta_total = 1e-6
         ages = list(&AGE_BANDS),
         regions = list(&REGIONS),
         tiers = list(&TIERS),
-    )
+        arms = list(&ARMS),
+        stages = list(&STAGES),
+        exposures = list(&EXPOSURES),
+        cohorts = list(&COHORTS),
+        touches = list(&touches),
+        converted = list(&CONVERTED),
+    ))
 }
 
 /// Imports the demo's CSVs into both nodes; returns rows and seconds per node.
@@ -186,9 +265,23 @@ async fn import_audiences(
         (
             acme,
             "acme_customers.csv",
-            vec!["age_band".to_string(), "region".to_string()],
+            [
+                "age_band",
+                "region",
+                "arm",
+                "stage",
+                "exposures",
+                "cohort",
+                "touch",
+            ]
+            .map(String::from)
+            .to_vec(),
         ),
-        (shopx, "shopx_buyers.csv", vec!["tier".to_string()]),
+        (
+            shopx,
+            "shopx_buyers.csv",
+            vec!["tier".to_string(), "converted".to_string()],
+        ),
     ] {
         let opts = tandem_store::ImportOptions {
             attributes: attrs,
@@ -264,7 +357,7 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
     write_csvs(&root, &a)?;
     let import_stats = import_audiences(&root, acme, shopx, say).await?;
 
-    let terms = Terms::from_toml(&terms_toml(acme, shopx))?;
+    let terms = Terms::from_toml(&terms_toml(acme, shopx)?)?;
     let mut agreement = Agreement::new(terms);
     agreement.sign("acme", &acme.key)?;
     agreement.sign("shopx", &shopx.key)?;

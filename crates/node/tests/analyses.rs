@@ -21,7 +21,14 @@ const SHOPX: std::ops::Range<usize> = 400..1600;
 /// acme's columns of person `i`.
 fn acme_row(i: usize) -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
-        ("arm", if i.is_multiple_of(2) { "test" } else { "control" }),
+        (
+            "arm",
+            if i.is_multiple_of(2) {
+                "test"
+            } else {
+                "control"
+            },
+        ),
         (
             "stage",
             ["visit", "visit", "visit", "cart", "checkout"][i % 5],
@@ -63,7 +70,11 @@ fn data() -> (String, String, BTreeMap<usize, [&'static str; 2]>) {
             p += if r["stage"] == "checkout" { 0.2 } else { 0.0 };
         }
         let converted = if rng.random::<f64>() < p { "1" } else { "0" };
-        let tier = if i.is_multiple_of(3) { "gold" } else { "silver" };
+        let tier = if i.is_multiple_of(3) {
+            "gold"
+        } else {
+            "silver"
+        };
         shopx += &format!("p{i}@example.com,{converted},{tier}\n");
         shopx_cols.insert(i, [converted, tier]);
     }

@@ -103,10 +103,14 @@ fn table(r: &Report) -> Result<String> {
         ci_high: l.lift_abs.ci_high * 100.0,
     };
     s += &format!(
-        "\nlift (absolute)  {} points\nlift (relative)  {}\np-value (two-sided, no lift)  {:.4}\n",
+        "\nlift (absolute)  {} points\nlift (relative)  {}\np-value (two-sided, no lift)  {}\n",
         fmt_estimate(Some(&pts), 2),
         fmt_percent(l.lift_rel.as_ref()),
-        l.p_value
+        if l.p_value < 1e-4 {
+            "< 0.0001".to_string()
+        } else {
+            format!("{:.4}", l.p_value)
+        }
     );
     s += "intervals and test account for the DP noise and for sampling\n";
     s += &table_footer(r, &l.noise_share);
