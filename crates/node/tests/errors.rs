@@ -115,7 +115,7 @@ async fn caller_errors_are_4xx_with_stable_codes() {
     let over_cap = over_cap.to_string();
     let cases = [
         (
-            "/api/v1/query/lift",
+            "/api/v1/query/uplift",
             q.as_str(),
             StatusCode::NOT_FOUND,
             "not_found",
