@@ -11,26 +11,8 @@ use crate::cli::QueryArgs;
 pub async fn query(a: QueryArgs) -> Result<()> {
     let analysis = analysis::find(&a.analysis)?;
     let home = Home::open(&a.dir.dir)?;
-    let mut options: std::collections::BTreeMap<String, String> = a.options.into_iter().collect();
-    for (key, value) in [
-        ("test_arm", a.test_arm),
-        ("control_arm", a.control_arm),
-        ("converted", a.peer_converted_value),
-    ] {
-        if let Some(v) = value {
-            options.insert(key.to_string(), v);
-        }
-    }
-    let q = Query {
-        agreement_id: a.agreement,
-        join_key: a.join_key,
-        group_by: a.arm_column.or(a.group_by),
-        peer_group_by: a.peer_conversion_column.or(a.peer_group_by),
-        epsilon: a.epsilon,
-        fresh: a.fresh,
-        options,
-    };
-    if a.preview {
+    let (q, preview, json, csv) = (to_query(&a), a.preview, a.json, a.csv);
+    if preview {
         let p = tandem_node::querier::preview(&home.store()?, &home.config.name, analysis, &q)?;
         if a.json {
             outln!("{}", serde_json::to_string_pretty(&p)?);
@@ -55,7 +37,7 @@ pub async fn query(a: QueryArgs) -> Result<()> {
     let report = tandem_node::querier::run_query(&home, analysis, &q, "cli:analyst")
         .await
         .map_err(explain)?;
-    let format = match (a.json, a.csv) {
+    let format = match (json, csv) {
         (true, _) => Format::Json,
         (false, true) => Format::Csv,
         (false, false) => Format::Table,
@@ -67,6 +49,35 @@ pub async fn query(a: QueryArgs) -> Result<()> {
         out!("{text}");
     }
     Ok(())
+}
+
+/// The query of `tandem query` flags: `--arm-column` / `--peer-conversion-column` are lift's
+/// names for the group-by columns, and the named lift flags and every `--option` become
+/// `Query.options`.
+fn to_query(a: &QueryArgs) -> Query {
+    let mut options: std::collections::BTreeMap<String, String> =
+        a.options.iter().cloned().collect();
+    for (key, value) in [
+        ("test_arm", &a.test_arm),
+        ("control_arm", &a.control_arm),
+        ("converted", &a.peer_converted_value),
+    ] {
+        if let Some(v) = value {
+            options.insert(key.to_string(), v.clone());
+        }
+    }
+    Query {
+        agreement_id: a.agreement.clone(),
+        join_key: a.join_key.clone(),
+        group_by: a.arm_column.clone().or_else(|| a.group_by.clone()),
+        peer_group_by: a
+            .peer_conversion_column
+            .clone()
+            .or_else(|| a.peer_group_by.clone()),
+        epsilon: a.epsilon,
+        fresh: a.fresh,
+        options,
+    }
 }
 
 /// A failed query for people: the code as the API would send it (the peer's own code for a
@@ -122,6 +133,61 @@ mod tests {
             "querier_charge: {\"stands\":true}",
         ] {
             assert!(text.contains(part), "{part} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn lift_flags_and_options_make_the_query() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "tandem",
+            "query",
+            "lift",
+            "--dir",
+            "n",
+            "--agreement",
+            "ab",
+            "--arm-column",
+            "arm",
+            "--test-arm",
+            "t",
+            "--control-arm",
+            "c",
+            "--peer-conversion-column",
+            "conv",
+            "--peer-converted-value",
+            "yes",
+            "--option",
+            "inference=population",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Query(a) = cli.command else {
+            panic!("not a query");
+        };
+        let q = to_query(&a);
+        assert_eq!(q.group_by.as_deref(), Some("arm"));
+        assert_eq!(q.peer_group_by.as_deref(), Some("conv"));
+        let o: Vec<(&str, &str)> = q
+            .options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            o,
+            [
+                ("control_arm", "c"),
+                ("converted", "yes"),
+                ("inference", "population"),
+                ("test_arm", "t")
+            ]
+        );
+        for bad in [
+            vec!["--option", "novalue"],
+            vec!["--arm-column", "arm", "--group-by", "seg"],
+        ] {
+            let mut args = vec!["tandem", "query", "lift", "--agreement", "ab"];
+            args.extend(bad);
+            assert!(crate::cli::Cli::try_parse_from(args).is_err());
         }
     }
 }
