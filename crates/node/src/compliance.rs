@@ -14,7 +14,7 @@ use tandem_store::Store;
 /// or `Σρ ≤ ρ cap` (zCDP, the ρ cap being the largest ρ whose ε at δ cap / 2 is the ε cap);
 /// `protocols/psi-ca-v1.md` §6.1. Both are valid bounds on the same runs, so the loss is the
 /// smaller of the two.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct BudgetReport {
     /// Agreement id.
     pub agreement: String,

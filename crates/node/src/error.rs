@@ -7,7 +7,7 @@ use serde::Serialize;
 use tandem_store::StoreError;
 
 /// Who is at fault, i.e. who has to change something for the call to succeed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// The one who sent this request: an analyst, admin or auditor on `/api/v1/…`, the paired
@@ -189,6 +189,33 @@ pub struct PeerAnswer {
     pub code: Option<String>,
 }
 
+/// The JSON body of every error answer (`protocols/node-api-v1.md`, Errors).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The reason, for people.
+    pub error: String,
+    /// The stable code ([`Code::as_str`]; a peer's own code when the peer refused).
+    #[schema(schema_with = crate::openapi::error_code)]
+    pub code: String,
+    /// Who has to act.
+    pub fault: Fault,
+    /// Machine-readable details, where the code's documentation says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// The peer that refused, for a passed-through refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerRef>,
+}
+
+/// The peer named in an [`ErrorBody`].
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PeerRef {
+    /// The peer's party name.
+    pub name: String,
+    /// The HTTP status it answered.
+    pub status: u16,
+}
+
 /// An error of the node: a [`Code`], a reason for people, and structured details.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -331,18 +358,16 @@ impl NodeError {
 
     /// The JSON error body: `{"error", "code", "fault"[, "details"][, "peer"]}`.
     pub fn body(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "error": self.message,
-            "code": self.code_str(),
-            "fault": self.fault(),
-        });
-        if let Some(d) = &self.details {
-            body["details"] = d.clone();
-        }
-        if let Some(p) = &self.peer {
-            body["peer"] = serde_json::json!({"name": p.peer, "status": p.status});
-        }
-        body
+        serde_json::json!(ErrorBody {
+            error: self.message.clone(),
+            code: self.code_str().to_string(),
+            fault: self.fault(),
+            details: self.details.clone(),
+            peer: self.peer.as_ref().map(|p| PeerRef {
+                name: p.peer.clone(),
+                status: p.status,
+            }),
+        })
     }
 }
 

@@ -33,6 +33,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
             )),
         )
         .merge(tandem_console::router())
+        .route(crate::openapi::PATH, get(crate::openapi::serve))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
         .route(PROPOSE_PATH, post(receive_proposal))

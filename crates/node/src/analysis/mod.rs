@@ -43,7 +43,7 @@ pub const ALL: &str = "all";
 
 /// What an analyst asks: the body of `POST /api/v1/query/<analysis>`, the flags of
 /// `tandem query <analysis>`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Query {
     /// Agreement to act under (hex id).
     pub agreement_id: String,
@@ -108,7 +108,7 @@ impl CellGrid {
 }
 
 /// One cell of a report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cell {
     /// Querier's bucket label.
     pub querier_group: String,
@@ -128,7 +128,7 @@ pub struct Cell {
 }
 
 /// A finished query.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     /// The analysis that produced it.
     #[serde(default = "default_analysis")]
