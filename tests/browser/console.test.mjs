@@ -178,4 +178,11 @@ test('the auditor sees the audit log, pages through it and its checkpoints', asy
   const [download] = await Promise.all([page.waitForEvent('download'),
     page.getByRole('button', { name: /JSON lines/ }).click()]);
   assert.match(download.suggestedFilename(), /\.jsonl$/);
+  await page.getByRole('button', { name: 'Verify the log' }).click();
+  await page.getByText('The audit log verifies.').waitFor();
+  const verified = await page.locator('#audit-verify-out').innerText();
+  assert.match(verified, /Entries checked\s+[1-9]/);
+  assert.match(verified, /Not yet covered by a checkpoint\s+\d+ newest entries/);
+  await noIdentifiers();
+  await shot('8-audit-verified');
 });

@@ -563,6 +563,31 @@
       : el('p', { text: 'No checkpoint covers these entries yet.' }));
   }
 
+  async function verifyAudit() {
+    const out = $('audit-verify-out');
+    out.hidden = true;
+    showError('');
+    status('Verifying the audit log…');
+    try {
+      const v = await api('/api/v1/audit/verify', { method: 'POST' });
+      status('');
+      out.replaceChildren(
+        el('p', { class: v.ok ? 'ok' : 'bad', text: v.ok ? 'The audit log verifies.' : 'The audit log does NOT verify.' }),
+        dl(v.ok ? [
+          ['Entries checked', count(v.entries)],
+          ['Signed checkpoints checked', count(v.checkpoints)],
+          ['Not yet covered by a checkpoint', `${count(v.uncovered_entries)} newest entries (chained, but they could still be cut off the end until the next checkpoint, within a minute)`],
+        ] : [
+          ['First entry that fails', v.first_bad_entry === null ? '–' : `no. ${v.first_bad_entry}`],
+          ['Problem', v.problem || '–'],
+        ]));
+      out.hidden = false;
+    } catch (e) {
+      status('');
+      showError(e.message);
+    }
+  }
+
   async function showAudit() {
     if (!state.agreements.length) await loadAgreements();
     await loadAudit();
@@ -657,6 +682,7 @@
     for (const id of ['audit-action', 'audit-agreement']) {
       $(id).addEventListener('change', () => { state.auditPage = 0; drawAudit(); });
     }
+    $('audit-verify').addEventListener('click', verifyAudit);
     $('audit-prev').addEventListener('click', () => { state.auditPage -= 1; drawAudit(); });
     $('audit-next').addEventListener('click', () => { state.auditPage += 1; drawAudit(); });
     $('audit-export-jsonl').addEventListener('click', () =>

@@ -71,6 +71,7 @@ api_routes! {
     get "/api/v1/runs" => runs;
     get "/api/v1/budget" => budget;
     get "/api/v1/audit" => audit;
+    post "/api/v1/audit/verify" => verify_audit;
     get "/api/v1/agreements" => agreements;
     post "/api/v1/tokens" => create_token;
     delete "/api/v1/tokens/{name}" => revoke_token;
@@ -510,6 +511,23 @@ async fn audit(
         out,
     )
         .into_response())
+}
+
+/// Verifies the audit log as `tandem audit verify --dir` does (auditor, admin): the hash chain
+/// from genesis and every signed checkpoint against this node's key. A log that does not verify
+/// is a 200 with `ok: false`, the first bad entry and the problem.
+#[utoipa::path(post, path = "/api/v1/audit/verify", tag = "compliance",
+    responses((status = 200, description = "The verification", body = crate::compliance::AuditVerification)))]
+async fn verify_audit(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
+    let v = authorized(
+        state,
+        headers,
+        "verify the audit log",
+        &[Role::Auditor, Role::Admin],
+        |node, _, _| crate::compliance::verify_audit(&node.home),
+    )
+    .await?;
+    Ok(Json(v).into_response())
 }
 
 /// The agreements this node holds, with their status.
