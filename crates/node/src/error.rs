@@ -31,8 +31,10 @@ pub enum Code {
     Unauthenticated,
     /// 403: the token's role may not do this.
     Forbidden,
-    /// 404: no such agreement, token, run or analysis.
+    /// 404: no such agreement, token, run or analysis, or no such route.
     NotFound,
+    /// 405: the route exists but not with this method (`Allow` lists the methods it takes).
+    MethodNotAllowed,
     /// 409: the change conflicts with the current state (e.g. a token name in use).
     Conflict,
     /// 413: a body over this node's `max_message_bytes`.
@@ -75,11 +77,12 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
         Code::NotFound,
+        Code::MethodNotAllowed,
         Code::Conflict,
         Code::TooLarge,
         Code::Invalid,
@@ -107,6 +110,7 @@ impl Code {
             Code::Unauthenticated => "unauthenticated",
             Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
             Code::TooLarge => "too_large",
             Code::Invalid => "invalid",
@@ -135,6 +139,7 @@ impl Code {
             | Code::Unauthenticated
             | Code::Forbidden
             | Code::NotFound
+            | Code::MethodNotAllowed
             | Code::Conflict
             | Code::TooLarge
             | Code::Invalid
@@ -165,6 +170,7 @@ impl Code {
                 StatusCode::FORBIDDEN
             }
             Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict | Code::Replay => StatusCode::CONFLICT,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

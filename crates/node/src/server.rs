@@ -39,6 +39,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(crate::state::json_errors))
         .with_state(state)
 }
 
