@@ -64,6 +64,7 @@ macro_rules! api_routes {
 }
 
 api_routes! {
+    get "/api/v1/analyses" => analyses;
     post "/api/v1/query/{analysis}" => query;
     post "/api/v1/query/{analysis}/preview" => preview;
     post "/api/v1/queries/overlap" => query_overlap;
@@ -277,6 +278,15 @@ async fn run_preview(
     )
     .await?;
     Ok(Json(p).into_response())
+}
+
+/// The analyses this node runs, with the inputs each takes (the console's Ask page draws its
+/// forms from this list, so a new analysis of the registry appears there with no console change).
+#[utoipa::path(get, path = "/api/v1/analyses", tag = "queries",
+    responses((status = 200, description = "The registry", body = Vec<analysis::AnalysisInfo>)))]
+async fn analyses(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
+    authorized(state, headers, "list analyses", READERS, |_, _, _| Ok(())).await?;
+    Ok(Json(analysis::catalogue()).into_response())
 }
 
 /// Runs a query of `analysis` (spends budget unless a stored answer is returned).
@@ -534,12 +544,15 @@ async fn verify_audit(State(state): State<Arc<NodeState>>, headers: HeaderMap) -
 #[utoipa::path(get, path = "/api/v1/agreements", tag = "agreements",
     responses((status = 200, description = "Agreements", body = Vec<AgreementSummary>)))]
 async fn agreements(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
-    let list = authorized(state, headers, "list agreements", READERS, |_, store, _| {
+    let list = authorized(state, headers, "list agreements", READERS, |_, store, p| {
+        let analyst = p.role == Role::Analyst.name();
         let list: Vec<_> = store
             .agreements()?
             .into_iter()
             .map(|a| AgreementSummary {
-                agreement: serde_json::from_str(&a.doc_json).ok(),
+                agreement: serde_json::from_str(&a.doc_json)
+                    .ok()
+                    .map(|doc| if analyst { without_keys(doc) } else { doc }),
                 id: a.id,
                 status: a.status,
             })
@@ -557,8 +570,31 @@ struct AgreementSummary {
     id: String,
     /// `proposed`, `active`, `expired`, …
     status: String,
-    /// The signed agreement document (`protocols/agreement-v1.md`); null if it does not parse.
+    /// The signed agreement document (`protocols/agreement-v1.md`; for analysts without the
+    /// parties' keys, and each signature `true`); null if it does not parse.
     agreement: Option<serde_json::Value>,
+}
+
+/// An agreement document without what only nodes and auditors use (the parties' signing keys
+/// and TLS certificate digests; each signature becomes `true`): analysts read its terms. The ids stay: they are
+/// how the API names agreements and runs.
+fn without_keys(mut doc: serde_json::Value) -> serde_json::Value {
+    // Which parties signed stays (the Agreements page says so); the signatures do not.
+    if let Some(signatures) = doc.get_mut("signatures").and_then(|s| s.as_object_mut()) {
+        for signed in signatures.values_mut() {
+            *signed = serde_json::Value::Bool(true);
+        }
+    }
+    if let Some(parties) = doc
+        .pointer_mut("/terms/parties")
+        .and_then(|p| p.as_array_mut())
+    {
+        for party in parties.iter_mut().filter_map(|p| p.as_object_mut()) {
+            party.remove("signing_key");
+            party.remove("tls_cert_sha256");
+        }
+    }
+    doc
 }
 
 /// The body of `POST /api/v1/tokens`.
