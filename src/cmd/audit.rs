@@ -31,14 +31,17 @@ pub fn audit(cmd: AuditCmd) -> Result<()> {
                 }
                 (None, None) => anyhow::bail!("name the node (--dir) or an exported file (--file)"),
             };
+            // Entries after the last checkpoint are chained but could still be cut off the end.
+            let uncovered = tandem_node::compliance::uncovered_entries(&report);
             outln!(
-                "audit log verifies: {} entries, {} signed checkpoint(s), head {} at seq {}",
+                "audit log verifies: {} entries, {} signed checkpoint(s), head {} at seq {}; {uncovered} newest entr{} not yet covered by a signed checkpoint",
                 report.entries,
                 report.checkpoints,
                 hex::encode(report.head_hash),
                 report
                     .last_seq
-                    .map_or_else(|| "-".to_string(), |s| s.to_string())
+                    .map_or_else(|| "-".to_string(), |s| s.to_string()),
+                if uncovered == 1 { "y" } else { "ies" }
             );
             Ok(())
         }

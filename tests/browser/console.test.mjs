@@ -70,8 +70,19 @@ test('the analyst sees the agreement, what each side learns and both budgets', a
   await shot('1-agreements');
 });
 
+async function registry() {
+  return page.evaluate(async () => (await fetch('/api/v1/analyses', {
+    headers: { Authorization: 'Bearer ' + sessionStorage.getItem('tandem.token') },
+  })).json());
+}
+
 test('preview is free, the run shows a chart with error bars and a table that match the node', async () => {
   await page.getByRole('link', { name: 'Ask' }).click();
+  // The Ask page offers every analysis of the node's registry, overlap first.
+  const names = (await registry()).map((a) => a.name);
+  await page.locator('#ask-analysis option').first().waitFor({ state: 'attached' });
+  assert.deepEqual(await page.locator('#ask-analysis option').evaluateAll((os) => os.map((o) => o.value)), names);
+  await page.getByLabel('Question', { exact: true }).selectOption('overlap');
   await page.getByLabel("Split acme's customers by").selectOption('age_band');
   await page.getByLabel("Split shopx's customers by").selectOption('tier');
   await page.getByLabel('Privacy budget for this question (ε)').fill('1');
@@ -157,6 +168,36 @@ test('results history re-opens the stored result', async () => {
   await shot('6-agreements-after-run');
 });
 
+test('another analysis of the registry runs from the same generic form, when the node has one', async (t) => {
+  const other = (await registry()).find((a) => a.name !== 'overlap');
+  if (!other) return t.skip('the registry has only overlap');
+  await page.getByRole('link', { name: 'Ask' }).click();
+  await page.getByLabel('Question', { exact: true }).selectOption(other.name);
+  const epsilon = page.getByLabel('Privacy budget for this question (ε)');
+  if (await epsilon.count()) await epsilon.fill('1');
+  await page.getByRole('button', { name: 'Preview cost (free)' }).click();
+  await page.locator('#ask-preview-out').getByText(/spends ε|Nothing/).first().waitFor();
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(other.endpoint) && r.request().method() === 'POST', { timeout: 120_000 }),
+    page.getByRole('button', { name: 'Run' }).click(),
+  ]);
+  const report = await resp.json();
+  assert.equal(resp.status(), 200, JSON.stringify(report));
+  await page.locator('#ask-result table.results tbody tr').first().waitFor();
+  const rows = await page.locator('#ask-result table.results tbody tr').evaluateAll((trs) =>
+    trs.map((tr) => [...tr.children].slice(1).map((c) => c.textContent)));
+  assert.equal(rows.length, report.cells.length);
+  const n = (x) => Number(x.replace(/,/g, ''));
+  report.cells.forEach((c, i) => {
+    if (c.below_threshold) assert.deepEqual(rows[i], [`< ${report.threshold}`]);
+    else assert.deepEqual(rows[i].map(n), [c.estimate, c.ci_low, c.ci_high]);
+  });
+  const marks = await page.locator('#ask-result g.row').count();
+  assert.equal(marks, report.cells.length);
+  await noIdentifiers();
+  await shot(`3b-result-${other.name}`);
+});
+
 test('the auditor sees the audit log, pages through it and its checkpoints', async () => {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await signIn(AUDITOR_TOKEN);
@@ -178,4 +219,11 @@ test('the auditor sees the audit log, pages through it and its checkpoints', asy
   const [download] = await Promise.all([page.waitForEvent('download'),
     page.getByRole('button', { name: /JSON lines/ }).click()]);
   assert.match(download.suggestedFilename(), /\.jsonl$/);
+  await page.getByRole('button', { name: 'Verify the log' }).click();
+  await page.getByText('The audit log verifies.').waitFor();
+  const verified = await page.locator('#audit-verify-out').innerText();
+  assert.match(verified, /Entries checked\s+[1-9]/);
+  assert.match(verified, /Not yet covered by a checkpoint\s+\d+ newest entries/);
+  await noIdentifiers();
+  await shot('8-audit-verified');
 });

@@ -1,12 +1,14 @@
-// The analyses the Ask page offers, one entry each. A new analysis of the node's registry adds one
-// entry here; app.js draws its inputs, its free preview and its result (chart with 95% intervals,
-// table beside it, CSV/JSON download) from the entry alone.
+// The Ask page's analyses come from the node's registry (GET /api/v1/analyses: name, about, the
+// inputs each request takes). fromRegistry() turns one listed analysis into what app.js draws:
+// a form from its inputs, its free preview, its result as a chart with 95% intervals and a table,
+// CSV/JSON download. An analysis added to the registry appears with no change here; TEXT only
+// gives a known analysis friendlier words.
 //
 // An entry has:
-//   key, title                   short name and the question it answers
+//   key, title                   the registry name and a short title
 //   describe(ctx)                one sentence for the analyst (ctx: {terms, me, peer})
 //   endpoint, previewEndpoint    API paths (POST, JSON body)
-//   inputs(ctx)                  fields: {name, label, type: 'select'|'number', options, value, min, max, step, hint}
+//   inputs(ctx)                  fields: {name, label, type: 'select'|'number'|'checkbox'|'text', options, value, min, max, step, hint}
 //   request(ctx, values)         the JSON body of both calls
 //   preview(p, ctx)              [label, text] pairs shown before running
 //   result(r, ctx)               {title, rowHeader, rows: [{label, estimate, low, high, hidden, note}],
@@ -24,85 +26,125 @@
   };
   const moreLike = (left, cost) => (cost > 0 ? Math.floor(Math.max(0, left) / cost + 1e-9) : null);
 
-  const overlap = {
-    key: 'overlap',
-    title: 'Overlap — how many customers we share, by segment',
-    describe: ({ me, peer }) =>
-      `Counts the customers ${me} and ${peer} have in common, for each pair of segments you choose. ` +
-      `No customer list leaves either node; every count carries noise added by ${peer}'s node.`,
-    endpoint: '/api/v1/queries/overlap',
-    previewEndpoint: '/api/v1/queries/overlap/preview',
-    inputs: ({ terms, me, peer }) => {
-      const mine = terms.parties.find((x) => x.name === me);
-      const none = { value: '', label: '(no split: everyone)' };
-      return [
-        { name: 'group_by', label: `Split ${me}'s customers by`, type: 'select',
-          options: [none, ...columnsOf(terms, me).map((c) => ({ value: c, label: c }))] },
-        { name: 'peer_group_by', label: `Split ${peer}'s customers by`, type: 'select',
-          options: [none, ...columnsOf(terms, peer).map((c) => ({ value: c, label: c }))] },
-        { name: 'join_key', label: 'Match customers on', type: 'select',
-          options: terms.join_keys.map((k) => ({ value: k, label: k })) },
-        { name: 'epsilon', label: 'Privacy budget for this question (ε)', type: 'number',
-          value: mine ? Math.min(1, mine.budget.epsilon_per_query) : 1, min: 0.01, step: 0.01,
-          max: terms.parties.reduce((m, p) => Math.min(m, p.budget.epsilon_per_query), Infinity),
-          hint: 'Larger ε: narrower intervals, more budget spent. At most the smaller per-query cap of the two sides.' },
-      ];
+  // Friendlier words for analyses the console knows; any other one uses its registry `about`.
+  const TEXT = {
+    overlap: {
+      title: 'Overlap — how many customers we share, by segment',
+      describe: ({ me, peer }) =>
+        `Counts the customers ${me} and ${peer} have in common, for each pair of segments you choose. ` +
+        `No customer list leaves either node; every count carries noise added by ${peer}'s node.`,
+      resultTitle: (r) => `Shared customers of ${r.querier} and ${r.responder}`,
     },
-    request: ({ agreementId }, v) => ({
-      agreement_id: agreementId,
-      join_key: v.join_key || null,
-      group_by: v.group_by || null,
-      peer_group_by: v.peer_group_by || null,
-      epsilon: Number(v.epsilon),
-    }),
-    preview: (p, { me, peer }) => {
-      const mineMore = moreLike(p.querier_epsilon_left, p.querier_cost.epsilon);
-      return [
-        ['Cost now', p.cached
-          ? 'Nothing: this exact question was answered on unchanged data; the stored answer is returned.'
-          : `${me} spends ε ${eps(p.querier_cost.epsilon)}, ${peer} spends ε ${eps(p.responder_cost.epsilon)}.`],
-        ['Counts returned', `${p.cells} (one per pair of segments)`],
-        ['Expected precision', `each count within ± ${fmt(p.half_width_95)} of the truth, 95% of the time ` +
-          `(interval width ${fmt(2 * p.half_width_95)})`],
-        [`${me}'s budget`, `ε ${eps(p.querier_epsilon_left)} left` +
-          (mineMore === null ? '' : `: about ${mineMore} more questions like this`)],
-        [`${peer}'s limit`, `at most ε ${eps(p.responder_per_query_cap)} per question`],
-      ];
-    },
-    result: (r) => {
-      const rows = r.cells.map((c) => ({
-        label: [r.querier_column && c.querier_group, r.responder_column && c.responder_group]
-          .filter(Boolean).join(' · ') || 'everyone',
-        estimate: c.estimate,
-        low: c.ci_low,
-        high: c.ci_high,
-        hidden: c.below_threshold,
-        note: c.below_threshold ? `< ${r.threshold}` : '',
-      }));
-      const spent = r.cached
-        ? 'nothing now (stored answer)'
-        : `${r.querier_budget.party} ε ${eps(r.querier_budget.epsilon_spent)}, ` +
-          `${r.responder_budget.party} ε ${eps(r.responder_budget.epsilon_spent)}`;
-      return {
-        title: `Shared customers of ${r.querier} and ${r.responder}`,
-        rowHeader: [r.querier_column, r.responder_column].filter(Boolean).join(' · ') || 'Segment',
-        rows,
-        facts: [
-          ['Split', `${r.querier}: ${r.querier_column || 'none'} · ${r.responder}: ${r.responder_column || 'none'}`],
-          ['Matched on', r.join_key],
-          ['Privacy budget (ε)', eps(r.epsilon)],
-          ['Spent', spent],
-          ['Intervals', `${Math.round(r.confidence * 100)}%; counts below ${r.threshold} are shown as “< ${r.threshold}”`],
-          ['Budget left', `${r.querier_budget.party} ε ${eps(r.querier_budget.epsilon_left)}, ` +
-            `${r.responder_budget.party} ε ${eps(r.responder_budget.epsilon_left)}`],
-        ],
-      };
-    },
-    ownsRun: (params) => params && params.protocol === 'psi-ca-v1',
-    question: (params) =>
-      `Overlap by ${params.querier_column || 'everyone'} × ${params.responder_column || 'everyone'}, ` +
-      `matched on ${params.join_key}, ε ${eps(params.epsilon)}`,
   };
 
-  window.TANDEM_ANALYSES = [overlap];
+  // One form field for one input of the registry.
+  function field(input, { terms, me, peer }) {
+    const none = { value: '', label: input.kind.endsWith('column') ? '(no split: everyone)' : '(default)' };
+    const base = { name: input.name, label: input.label, hint: input.about };
+    const choices = (values) => (input.required ? [] : [none]).concat(values.map((c) => ({ value: c, label: c })));
+    switch (input.kind) {
+      case 'own_column':
+        return { ...base, label: input.label.replace(/^Split our customers/, `Split ${me}'s customers`), type: 'select', options: choices(columnsOf(terms, me)) };
+      case 'peer_column':
+        return { ...base, label: input.label.replace(/^Split the partner's customers/, `Split ${peer}'s customers`), type: 'select', options: choices(columnsOf(terms, peer)) };
+      case 'join_key':
+        return { ...base, type: 'select', options: terms.join_keys.map((k) => ({ value: k, label: k })) };
+      case 'choice':
+        return { ...base, type: 'select', options: choices(input.choices), value: input.default };
+      case 'epsilon': {
+        const mine = terms.parties.find((x) => x.name === me);
+        return { ...base, type: 'number', value: mine ? Math.min(1, mine.budget.epsilon_per_query) : 1, min: 0.01, step: 0.01,
+          max: terms.parties.reduce((m, p) => Math.min(m, p.budget.epsilon_per_query), Infinity),
+          hint: `${input.about}. At most the smaller per-query cap of the two sides.` };
+      }
+      case 'number':
+      case 'integer':
+        return { ...base, type: 'number', value: input.default ?? '', step: input.kind === 'integer' ? 1 : 'any', required: input.required };
+      case 'boolean':
+        return { ...base, type: 'checkbox', value: input.default === true };
+      default:
+        return { ...base, type: 'text', value: input.default ?? '', required: input.required };
+    }
+  }
+
+  // The request body from the form's values: each input under its own name.
+  function body(info, { agreementId }, v) {
+    const out = {};
+    for (const input of info.inputs) {
+      const raw = v[input.name];
+      if (input.kind === 'agreement') out[input.name] = agreementId;
+      else if (input.kind === 'boolean') out[input.name] = raw === true;
+      else if (raw === undefined || raw === '') { if (input.required) out[input.name] = null; }
+      else if (['epsilon', 'number', 'integer'].includes(input.kind)) out[input.name] = Number(raw);
+      else out[input.name] = raw;
+    }
+    return out;
+  }
+
+  function preview(p, { me, peer }) {
+    const mineMore = moreLike(p.querier_epsilon_left, p.querier_cost.epsilon);
+    return [
+      ['Cost now', p.cached
+        ? 'Nothing: this exact question was answered on unchanged data; the stored answer is returned.'
+        : `${me} spends ε ${eps(p.querier_cost.epsilon)}, ${peer} spends ε ${eps(p.responder_cost.epsilon)}.`],
+      ['Counts returned', `${p.cells} (one per pair of segments)`],
+      ['Expected precision', `each count within ± ${fmt(p.half_width_95)} of the truth, 95% of the time ` +
+        `(interval width ${fmt(2 * p.half_width_95)})`],
+      [`${me}'s budget`, `ε ${eps(p.querier_epsilon_left)} left` +
+        (mineMore === null ? '' : `: about ${mineMore} more questions like this`)],
+      [`${peer}'s limit`, `at most ε ${eps(p.responder_per_query_cap)} per question`],
+    ];
+  }
+
+  function result(titleOf, r) {
+    const rows = r.cells.map((c) => ({
+      label: [r.querier_column && c.querier_group, r.responder_column && c.responder_group]
+        .filter(Boolean).join(' · ') || 'everyone',
+      estimate: c.estimate,
+      low: c.ci_low,
+      high: c.ci_high,
+      hidden: c.below_threshold,
+      note: c.below_threshold ? `< ${r.threshold}` : '',
+    }));
+    const spent = r.cached
+      ? 'nothing now (stored answer)'
+      : `${r.querier_budget.party} ε ${eps(r.querier_budget.epsilon_spent)}, ` +
+        `${r.responder_budget.party} ε ${eps(r.responder_budget.epsilon_spent)}`;
+    return {
+      title: titleOf(r),
+      rowHeader: [r.querier_column, r.responder_column].filter(Boolean).join(' · ') || 'Segment',
+      rows,
+      facts: [
+        ['Split', `${r.querier}: ${r.querier_column || 'none'} · ${r.responder}: ${r.responder_column || 'none'}`],
+        ['Matched on', r.join_key],
+        ['Privacy budget (ε)', eps(r.epsilon)],
+        ['Spent', spent],
+        ['Intervals', `${Math.round(r.confidence * 100)}%; counts below ${r.threshold} are shown as “< ${r.threshold}”`],
+        ['Budget left', `${r.querier_budget.party} ε ${eps(r.querier_budget.epsilon_left)}, ` +
+          `${r.responder_budget.party} ε ${eps(r.responder_budget.epsilon_left)}`],
+      ],
+    };
+  }
+
+  function fromRegistry(info) {
+    const text = TEXT[info.name] || {};
+    const title = text.title || `${info.about} (${info.name})`;
+    return {
+      key: info.name,
+      title,
+      describe: text.describe || (() => info.about),
+      endpoint: info.endpoint,
+      previewEndpoint: info.preview_endpoint,
+      inputs: (ctx) => info.inputs.filter((i) => i.kind !== 'agreement').map((i) => field(i, ctx)),
+      request: (ctx, v) => body(info, ctx, v),
+      preview,
+      result: (r) => result(text.resultTitle || ((x) => `${info.about}: ${x.querier} and ${x.responder}`), r),
+      ownsRun: (params) => !!params && (params.analysis === info.name || (!params.analysis && info.name === 'overlap')),
+      question: (params) =>
+        `${info.name === 'overlap' ? 'Overlap' : info.name} by ${params.querier_column || 'everyone'} × ` +
+        `${params.responder_column || 'everyone'}, matched on ${params.join_key}, ε ${eps(params.epsilon)}`,
+    };
+  }
+
+  window.TANDEM_ANALYSES_FROM_REGISTRY = (list) => list.map(fromRegistry);
 })();

@@ -4,7 +4,8 @@
 
 (function () {
   const TOKEN_KEY = 'tandem.token';
-  const ANALYSES = window.TANDEM_ANALYSES || [];
+  // The node's analyses (GET /api/v1/analyses), as analyses.js turns them into forms and charts.
+  let ANALYSES = [];
   const PAGES = { agreements: 'Agreements', ask: 'Ask', history: 'Results history', audit: 'Audit log' };
   const ROLE_PAGES = {
     analyst: ['agreements', 'ask', 'history'],
@@ -53,9 +54,17 @@
   const dl = (pairs) => el('dl', { class: 'facts' }, pairs.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
 
   function status(text) { $('status').textContent = text || ''; }
+  // An agreement's id in a message becomes its label; any other long hex run (a run id, a
+  // fingerprint, a key) is left out: the console never shows one.
+  function readable(text) {
+    return String(text || '').replace(/\b[0-9a-f]{12,}\b/gi, (hex) => {
+      const a = state.agreements.find((x) => x.id.startsWith(hex.toLowerCase()));
+      return a ? `“${labelOf(a)}”` : '(id)';
+    });
+  }
   function showError(text) {
     const e = $('error');
-    e.textContent = text || '';
+    e.textContent = readable(text);
     e.hidden = !text;
   }
 
@@ -370,11 +379,19 @@
     for (const f of analysis.inputs(ctx)) {
       const id = 'in-' + f.name;
       const hintId = f.hint ? id + '-hint' : null;
-      const input = f.type === 'select'
-        ? el('select', { id, name: f.name, 'aria-describedby': hintId },
-          f.options.map((o) => el('option', { value: o.value, text: o.label })))
-        : el('input', { id, name: f.name, type: 'number', inputmode: 'decimal', required: true,
+      let input;
+      if (f.type === 'select') {
+        input = el('select', { id, name: f.name, 'aria-describedby': hintId },
+          f.options.map((o) => el('option', { value: o.value, text: o.label })));
+        if (f.value !== undefined && f.value !== null) input.value = f.value;
+      } else if (f.type === 'checkbox') {
+        input = el('input', { id, name: f.name, type: 'checkbox', checked: f.value === true, 'aria-describedby': hintId });
+      } else if (f.type === 'number') {
+        input = el('input', { id, name: f.name, type: 'number', inputmode: 'decimal', required: f.required !== false,
           value: f.value, min: f.min, max: f.max, step: f.step, 'aria-describedby': hintId });
+      } else {
+        input = el('input', { id, name: f.name, type: 'text', required: f.required === true, value: f.value, 'aria-describedby': hintId });
+      }
       host.append(el('label', { for: id, text: f.label }), input);
       if (f.hint) host.append(el('p', { id: hintId, class: 'hint', text: f.hint }));
     }
@@ -382,19 +399,23 @@
 
   function askValues() {
     const v = {};
-    for (const e of $('ask-inputs').querySelectorAll('select, input')) v[e.name] = e.value;
+    for (const e of $('ask-inputs').querySelectorAll('select, input')) v[e.name] = e.type === 'checkbox' ? e.checked : e.value;
     return v;
   }
 
+  async function loadAnalyses() {
+    if (!ANALYSES.length) ANALYSES = window.TANDEM_ANALYSES_FROM_REGISTRY(await api('/api/v1/analyses'));
+  }
+
   async function showAsk() {
-    await loadAgreements();
+    await Promise.all([loadAgreements(), loadAnalyses()]);
     const active = state.agreements.filter((a) => a.status === 'active');
     const sel = $('ask-agreement');
     const keep = sel.value;
     sel.replaceChildren(...active.map((a) => el('option', { value: a.id, text: labelOf(a) })));
     if (keep && active.some((a) => a.id === keep)) sel.value = keep;
     const an = $('ask-analysis');
-    if (!an.options.length) an.replaceChildren(...ANALYSES.map((x) => el('option', { value: x.key, text: x.title })));
+    if (an.options.length !== ANALYSES.length) an.replaceChildren(...ANALYSES.map((x) => el('option', { value: x.key, text: x.title })));
     if (!active.length) status('No active agreement: both parties must sign one before questions can be asked.');
     drawInputs();
   }
@@ -438,7 +459,7 @@
   // ---------- history ----------
 
   async function showHistory() {
-    const [, runs] = await Promise.all([loadAgreements(), api('/api/v1/runs')]);
+    const [, runs] = await Promise.all([loadAgreements(), api('/api/v1/runs'), loadAnalyses()]);
     const host = $('history-list');
     $('history-result').replaceChildren();
     if (!runs.length) { host.replaceChildren(el('p', { text: 'No questions yet.' })); return; }
@@ -563,6 +584,31 @@
       : el('p', { text: 'No checkpoint covers these entries yet.' }));
   }
 
+  async function verifyAudit() {
+    const out = $('audit-verify-out');
+    out.hidden = true;
+    showError('');
+    status('Verifying the audit log…');
+    try {
+      const v = await api('/api/v1/audit/verify', { method: 'POST' });
+      status('');
+      out.replaceChildren(
+        el('p', { class: v.ok ? 'ok' : 'bad', text: v.ok ? 'The audit log verifies.' : 'The audit log does NOT verify.' }),
+        dl(v.ok ? [
+          ['Entries checked', count(v.entries)],
+          ['Signed checkpoints checked', count(v.checkpoints)],
+          ['Not yet covered by a checkpoint', `${count(v.uncovered_entries)} newest entries (chained, but they could still be cut off the end until the next checkpoint, within a minute)`],
+        ] : [
+          ['First entry that fails', v.first_bad_entry === null ? '–' : `no. ${v.first_bad_entry}`],
+          ['Problem', v.problem || '–'],
+        ]));
+      out.hidden = false;
+    } catch (e) {
+      status('');
+      showError(e.message);
+    }
+  }
+
   async function showAudit() {
     if (!state.agreements.length) await loadAgreements();
     await loadAudit();
@@ -642,6 +688,7 @@
     $('logout').addEventListener('click', () => {
       sessionStorage.removeItem(TOKEN_KEY);
       Object.assign(state, { me: null, node: null, role: null, agreements: [], audit: null });
+      ANALYSES = [];
       $('node-name').textContent = '';
       location.hash = '';
       route();
@@ -657,6 +704,7 @@
     for (const id of ['audit-action', 'audit-agreement']) {
       $(id).addEventListener('change', () => { state.auditPage = 0; drawAudit(); });
     }
+    $('audit-verify').addEventListener('click', verifyAudit);
     $('audit-prev').addEventListener('click', () => { state.auditPage -= 1; drawAudit(); });
     $('audit-next').addEventListener('click', () => { state.auditPage += 1; drawAudit(); });
     $('audit-export-jsonl').addEventListener('click', () =>

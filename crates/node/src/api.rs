@@ -10,9 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tandem_store::{AuditEvent, Principal, Store};
+use tandem_store::{AuditEvent, Principal, RunRecord, Store};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::analysis::{self, Analysis};
 use crate::error::{Code, NodeError, Result};
@@ -39,22 +40,44 @@ impl Role {
     }
 }
 
-/// The API routes (merged into the node's router): one query and one preview route per
-/// registered analysis (`/api/v1/query/<analysis>`), plus the original overlap routes.
-pub fn routes() -> Router<Arc<NodeState>> {
-    Router::new()
-        .route("/api/v1/query/{analysis}", post(query))
-        .route("/api/v1/query/{analysis}/preview", post(preview))
-        .route("/api/v1/queries/overlap", post(query_overlap))
-        .route("/api/v1/queries/overlap/preview", post(preview_overlap))
-        .route("/api/v1/runs", get(runs))
-        .route("/api/v1/budget", get(budget))
-        .route("/api/v1/audit", get(audit))
-        .route("/api/v1/agreements", get(agreements))
-        .route("/api/v1/tokens", post(create_token))
-        .route("/api/v1/tokens/{name}", delete(revoke_token))
-        .route("/api/v1/suppressions", post(suppress))
-        .route("/api/v1/whoami", get(whoami))
+/// Declares the people's API in one place: each line is `method "path" => handler;`. It
+/// expands to [`routes`] (the router serving exactly these) and [`ROUTES`] (their methods and
+/// paths, which `crate::openapi`'s tests compare with the OpenAPI document; a route added here
+/// without its `#[utoipa::path]` and its line in `crate::openapi::ApiDoc` fails them).
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:ident;)*) => {
+        /// `(method, path)` of every route [`routes`] serves (methods in lower case, paths in
+        /// axum's `{param}` form, which is also OpenAPI's).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        /// The API routes (merged into the node's router): one query and one preview route per
+        /// registered analysis (`/api/v1/query/<analysis>`), plus the original overlap routes.
+        pub fn routes() -> Router<Arc<NodeState>> {
+            Router::new()$(.route($path, $method($handler)))*
+        }
+
+        /// The routes' operations for the OpenAPI document ([`crate::openapi::document`]).
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($handler),*))]
+        pub struct ApiPaths;
+    };
+}
+
+api_routes! {
+    get "/api/v1/analyses" => analyses;
+    post "/api/v1/query/{analysis}" => query;
+    post "/api/v1/query/{analysis}/preview" => preview;
+    post "/api/v1/queries/overlap" => query_overlap;
+    post "/api/v1/queries/overlap/preview" => preview_overlap;
+    get "/api/v1/runs" => runs;
+    get "/api/v1/budget" => budget;
+    get "/api/v1/audit" => audit;
+    post "/api/v1/audit/verify" => verify_audit;
+    get "/api/v1/agreements" => agreements;
+    post "/api/v1/tokens" => create_token;
+    delete "/api/v1/tokens/{name}" => revoke_token;
+    post "/api/v1/suppressions" => suppress;
+    get "/api/v1/whoami" => whoami;
 }
 
 /// Authenticates the bearer token and checks that its role is one of `allowed`; the use (or the
@@ -257,6 +280,19 @@ async fn run_preview(
     Ok(Json(p).into_response())
 }
 
+/// The analyses this node runs, with the inputs each takes (the console's Ask page draws its
+/// forms from this list, so a new analysis of the registry appears there with no console change).
+#[utoipa::path(get, path = "/api/v1/analyses", tag = "queries",
+    responses((status = 200, description = "The registry", body = Vec<analysis::AnalysisInfo>)))]
+async fn analyses(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
+    authorized(state, headers, "list analyses", READERS, |_, _, _| Ok(())).await?;
+    Ok(Json(analysis::catalogue()).into_response())
+}
+
+/// Runs a query of `analysis` (spends budget unless a stored answer is returned).
+#[utoipa::path(post, path = "/api/v1/query/{analysis}", tag = "queries", params(("analysis" = String, Path, description = "A name of the analysis registry (`GET /api/v1/analyses`)")),
+    request_body = analysis::Query,
+    responses((status = 200, description = "The report", body = analysis::Report)))]
 async fn query(
     State(state): State<Arc<NodeState>>,
     Path(name): Path<String>,
@@ -266,6 +302,10 @@ async fn query(
     run(state, headers, analysis::find(&name)?, &body).await
 }
 
+/// What a query of `analysis` would cost and how precise it would be (free).
+#[utoipa::path(post, path = "/api/v1/query/{analysis}/preview", tag = "queries", params(("analysis" = String, Path, description = "A name of the analysis registry (`GET /api/v1/analyses`)")),
+    request_body = analysis::Query,
+    responses((status = 200, description = "The preview", body = crate::querier::Preview)))]
 async fn preview(
     State(state): State<Arc<NodeState>>,
     Path(name): Path<String>,
@@ -275,6 +315,10 @@ async fn preview(
     run_preview(state, headers, analysis::find(&name)?, body).await
 }
 
+/// Runs an overlap query (same as `POST /api/v1/query/overlap`).
+#[utoipa::path(post, path = "/api/v1/queries/overlap", tag = "queries",
+    request_body = analysis::Query,
+    responses((status = 200, description = "The report", body = analysis::Report)))]
 async fn query_overlap(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -283,6 +327,10 @@ async fn query_overlap(
     run(state, headers, &analysis::overlap::Overlap, &body).await
 }
 
+/// Previews an overlap query (same as `POST /api/v1/query/overlap/preview`).
+#[utoipa::path(post, path = "/api/v1/queries/overlap/preview", tag = "queries",
+    request_body = analysis::Query,
+    responses((status = 200, description = "The preview", body = crate::querier::Preview)))]
 async fn preview_overlap(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -293,31 +341,130 @@ async fn preview_overlap(
 
 /// `{name, role, node}`: the caller's token name and role and this node's party name (the web
 /// console shows the pages of the role).
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "session",
+    responses((status = 200, description = "The caller", body = WhoAmI)))]
 async fn whoami(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
     let me = authorized(state, headers, "identify itself", READERS, |node, _, p| {
-        Ok(json!({"name": p.name, "role": p.role, "node": node.name}))
+        Ok(WhoAmI {
+            name: p.name,
+            role: p.role,
+            node: node.name.clone(),
+        })
     })
     .await?;
     Ok(Json(me).into_response())
 }
 
-#[derive(Deserialize)]
+/// The caller (`GET /api/v1/whoami`).
+#[derive(Serialize, ToSchema)]
+struct WhoAmI {
+    /// The token's name.
+    name: String,
+    /// Its role: `analyst`, `auditor` or `admin`.
+    role: String,
+    /// This node's party name.
+    node: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AgreementFilter {
+    /// Only this agreement (hex id).
     agreement: Option<String>,
 }
 
+/// One run of the history (`GET /api/v1/runs`): the store's record, less what the caller's role
+/// does not need.
+#[derive(Serialize, ToSchema)]
+struct RunView {
+    /// Run id (hex).
+    run_id: String,
+    /// Agreement id (hex).
+    agreement_id: String,
+    /// `querier` or `responder`.
+    role: String,
+    /// Who asked (`token:<name>(<role>)`, `peer:<party>`).
+    actor: String,
+    /// The run's parameters (JSON text: protocol, columns, join key, ε).
+    params_json: String,
+    /// `started`, `finished`, `failed` or `refused`.
+    status: String,
+    /// ε charged.
+    epsilon: f64,
+    /// δ charged.
+    delta: f64,
+    /// ρ charged.
+    rho: f64,
+    /// Budget charge: `reserved`, `spent`, `released`, or none (refused runs charge nothing).
+    charge: Option<String>,
+    /// Ledger route that admitted the charge: `basic` or `zcdp`.
+    route: Option<String>,
+    /// Start (or refusal) time, ms since the epoch.
+    started_at_ms: i64,
+    /// End time, ms since the epoch.
+    ended_at_ms: Option<i64>,
+    /// The report (JSON text), until purged.
+    result_json: Option<String>,
+    /// Failure or refusal reason.
+    error: Option<String>,
+    /// Query fingerprint (hex; auditors and admins only: it ties runs of the same question
+    /// together in the audit log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+    /// SHA-256 (hex) of the output (auditors and admins only: it matches the audit log's entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_sha256: Option<String>,
+}
+
+impl RunView {
+    /// The record as `role` sees it.
+    fn new(r: RunRecord, role: &str) -> RunView {
+        let digests = role != Role::Analyst.name();
+        RunView {
+            run_id: r.run_id,
+            agreement_id: r.agreement_id,
+            role: r.role,
+            actor: r.actor,
+            params_json: r.params_json,
+            status: r.status,
+            epsilon: r.epsilon,
+            delta: r.delta,
+            rho: r.rho,
+            charge: r.charge,
+            route: r.route,
+            started_at_ms: r.started_at_ms,
+            ended_at_ms: r.ended_at_ms,
+            result_json: r.result_json,
+            error: r.error,
+            fingerprint: r.fingerprint.filter(|_| digests),
+            output_sha256: r.output_sha256.filter(|_| digests),
+        }
+    }
+}
+
+/// The run history (analysts do not get the query fingerprints and output digests: those are
+/// for auditors).
+#[utoipa::path(get, path = "/api/v1/runs", tag = "compliance", params(AgreementFilter),
+    responses((status = 200, description = "Runs, oldest first", body = Vec<RunView>)))]
 async fn runs(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     Query(f): Query<AgreementFilter>,
 ) -> Answer {
-    let runs = authorized(state, headers, "list runs", READERS, move |_, store, _| {
-        Ok(store.runs(f.agreement.as_deref())?)
+    let runs = authorized(state, headers, "list runs", READERS, move |_, store, p| {
+        let runs = store.runs(f.agreement.as_deref())?;
+        Ok(runs
+            .into_iter()
+            .map(|r| RunView::new(r, &p.role))
+            .collect::<Vec<_>>())
     })
     .await?;
     Ok(Json(runs).into_response())
 }
 
+/// Budgets of every agreement (or one).
+#[utoipa::path(get, path = "/api/v1/budget", tag = "compliance", params(AgreementFilter),
+    responses((status = 200, description = "One view per agreement", body = Vec<crate::compliance::BudgetReport>)))]
 async fn budget(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -334,12 +481,19 @@ async fn budget(
     Ok(Json(views).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Range {
+    /// Entries at or after this time (ms since the epoch).
     from_ms: Option<i64>,
+    /// Entries before this time (ms since the epoch).
     to_ms: Option<i64>,
 }
 
+/// The audit log (auditor), JSON lines: entries and the signed checkpoints covering them.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "compliance", params(Range),
+    responses((status = 200, description = "JSON lines (`tandem audit verify --file` checks them)",
+        content_type = "application/x-ndjson", body = String)))]
 async fn audit(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -369,17 +523,38 @@ async fn audit(
         .into_response())
 }
 
+/// Verifies the audit log as `tandem audit verify --dir` does (auditor, admin): the hash chain
+/// from genesis and every signed checkpoint against this node's key. A log that does not verify
+/// is a 200 with `ok: false`, the first bad entry and the problem.
+#[utoipa::path(post, path = "/api/v1/audit/verify", tag = "compliance",
+    responses((status = 200, description = "The verification", body = crate::compliance::AuditVerification)))]
+async fn verify_audit(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
+    let v = authorized(
+        state,
+        headers,
+        "verify the audit log",
+        &[Role::Auditor, Role::Admin],
+        |node, _, _| crate::compliance::verify_audit(&node.home),
+    )
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+/// The agreements this node holds, with their status.
+#[utoipa::path(get, path = "/api/v1/agreements", tag = "agreements",
+    responses((status = 200, description = "Agreements", body = Vec<AgreementSummary>)))]
 async fn agreements(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
-    let list = authorized(state, headers, "list agreements", READERS, |_, store, _| {
+    let list = authorized(state, headers, "list agreements", READERS, |_, store, p| {
+        let analyst = p.role == Role::Analyst.name();
         let list: Vec<_> = store
             .agreements()?
             .into_iter()
-            .map(|a| {
-                json!({
-                    "id": a.id,
-                    "status": a.status,
-                    "agreement": serde_json::from_str::<serde_json::Value>(&a.doc_json).ok(),
-                })
+            .map(|a| AgreementSummary {
+                agreement: serde_json::from_str(&a.doc_json)
+                    .ok()
+                    .map(|doc| if analyst { without_keys(doc) } else { doc }),
+                id: a.id,
+                status: a.status,
             })
             .collect();
         Ok(list)
@@ -388,12 +563,63 @@ async fn agreements(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> 
     Ok(Json(list).into_response())
 }
 
-#[derive(Deserialize)]
+/// An agreement this node holds (`GET /api/v1/agreements`).
+#[derive(Serialize, ToSchema)]
+struct AgreementSummary {
+    /// Agreement id (hex).
+    id: String,
+    /// `proposed`, `active`, `expired`, …
+    status: String,
+    /// The signed agreement document (`protocols/agreement-v1.md`; for analysts without the
+    /// parties' keys, and each signature `true`); null if it does not parse.
+    agreement: Option<serde_json::Value>,
+}
+
+/// An agreement document without what only nodes and auditors use (the parties' signing keys
+/// and TLS certificate digests; each signature becomes `true`): analysts read its terms. The ids stay: they are
+/// how the API names agreements and runs.
+fn without_keys(mut doc: serde_json::Value) -> serde_json::Value {
+    // Which parties signed stays (the Agreements page says so); the signatures do not.
+    if let Some(signatures) = doc.get_mut("signatures").and_then(|s| s.as_object_mut()) {
+        for signed in signatures.values_mut() {
+            *signed = serde_json::Value::Bool(true);
+        }
+    }
+    if let Some(parties) = doc
+        .pointer_mut("/terms/parties")
+        .and_then(|p| p.as_array_mut())
+    {
+        for party in parties.iter_mut().filter_map(|p| p.as_object_mut()) {
+            party.remove("signing_key");
+            party.remove("tls_cert_sha256");
+        }
+    }
+    doc
+}
+
+/// The body of `POST /api/v1/tokens`.
+#[derive(Deserialize, ToSchema)]
 struct NewToken {
+    /// Token name (unique among active tokens).
     name: String,
+    /// `analyst`, `auditor` or `admin`.
     role: String,
 }
 
+/// A new token: its secret is shown once.
+#[derive(Serialize, ToSchema)]
+struct CreatedToken {
+    /// Token name.
+    name: String,
+    /// Its role.
+    role: String,
+    /// The bearer secret (`tdm_…`).
+    token: String,
+}
+
+/// Creates a token (admin); its secret is shown once.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = NewToken,
+    responses((status = 201, description = "The token", body = CreatedToken)))]
 async fn create_token(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -407,13 +633,21 @@ async fn create_token(
         move |_, store, admin| {
             let t: NewToken = json_body(&body, "the token request")?;
             let secret = store.create_token(&t.name, &t.role, &admin.actor())?;
-            Ok(json!({"name": t.name, "role": t.role, "token": secret}))
+            Ok(CreatedToken {
+                name: t.name,
+                role: t.role,
+                token: secret,
+            })
         },
     )
     .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// Revokes a token (admin).
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "admin",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 204, description = "Revoked")))]
 async fn revoke_token(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -430,17 +664,31 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/v1/suppressions`.
+#[derive(Deserialize, ToSchema)]
 struct Suppression {
+    /// Identifier kind (`email`, `phone`, …).
     id_kind: String,
     /// `raw` (default) or `sha256` (hex or Base64 of the normalised identifier).
     #[serde(default)]
     id_encoding: Option<String>,
+    /// The identifiers.
     identifiers: Vec<String>,
+}
+
+/// What a suppression removed.
+#[derive(Serialize, ToSchema)]
+struct Suppressed {
+    /// Identifiers received.
+    requested: usize,
+    /// Members deleted from the audiences.
+    deleted_members: u64,
 }
 
 /// Opt-out / deletion (PIPL Arts. 15, 24, 47; GDPR Arts. 17, 21): identifiers are normalised and
 /// hashed on arrival, removed from every audience and suppressed from future imports.
+#[utoipa::path(post, path = "/api/v1/suppressions", tag = "admin", request_body = Suppression,
+    responses((status = 200, description = "What was removed", body = Suppressed)))]
 async fn suppress(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -474,7 +722,10 @@ async fn suppress(
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let removed = store.delete_digests(&digests, &admin.actor())?;
-            Ok(json!({"requested": digests.len(), "deleted_members": removed}))
+            Ok(Suppressed {
+                requested: digests.len(),
+                deleted_members: removed,
+            })
         },
     )
     .await?;

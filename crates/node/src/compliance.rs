@@ -14,7 +14,7 @@ use tandem_store::Store;
 /// or `Σρ ≤ ρ cap` (zCDP, the ρ cap being the largest ρ whose ε at δ cap / 2 is the ε cap);
 /// `protocols/psi-ca-v1.md` §6.1. Both are valid bounds on the same runs, so the loss is the
 /// smaller of the two.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct BudgetReport {
     /// Agreement id.
     pub agreement: String,
@@ -340,6 +340,78 @@ pub fn purge(home: &crate::home::Home) -> Result<String> {
     ))
 }
 
+/// The result of verifying this node's audit log (`tandem audit verify --dir`,
+/// `POST /api/v1/audit/verify`): the hash chain from genesis and every signed checkpoint, against
+/// this node's key (`tandem_store::Store::verify_audit`).
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AuditVerification {
+    /// The whole log verifies.
+    pub ok: bool,
+    /// Entries checked (`None` when verification stopped at a problem).
+    pub entries: Option<u64>,
+    /// Signed checkpoints checked (`None` when verification stopped at a problem).
+    pub checkpoints: Option<u64>,
+    /// Seq of the newest entry.
+    pub last_seq: Option<u64>,
+    /// Seq of the newest entry a signed checkpoint covers.
+    pub last_checkpoint_seq: Option<u64>,
+    /// The newest entries no signed checkpoint covers yet: the chain protects them against
+    /// alteration but not against being cut off the end until the next checkpoint (the node
+    /// signs one every minute the log grew, and at shutdown).
+    pub uncovered_entries: Option<u64>,
+    /// The first entry that does not verify (seq), when the problem is about one entry.
+    pub first_bad_entry: Option<u64>,
+    /// What does not verify, for people.
+    pub problem: Option<String>,
+}
+
+impl AuditVerification {
+    /// The verification's outcome as reported.
+    pub fn new(
+        result: std::result::Result<tandem_audit::VerifyReport, tandem_audit::VerifyError>,
+    ) -> AuditVerification {
+        match result {
+            Ok(r) => AuditVerification {
+                ok: true,
+                entries: Some(r.entries),
+                checkpoints: Some(r.checkpoints),
+                uncovered_entries: Some(uncovered_entries(&r)),
+                last_seq: r.last_seq,
+                last_checkpoint_seq: r.last_checkpoint_seq,
+                first_bad_entry: None,
+                problem: None,
+            },
+            Err(e) => AuditVerification {
+                ok: false,
+                entries: None,
+                checkpoints: None,
+                last_seq: None,
+                last_checkpoint_seq: None,
+                uncovered_entries: None,
+                first_bad_entry: e.seq(),
+                problem: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// How many of the newest entries of a verified log no signed checkpoint covers.
+pub fn uncovered_entries(r: &tandem_audit::VerifyReport) -> u64 {
+    match (r.last_seq, r.last_checkpoint_seq) {
+        (None, _) => 0,
+        (Some(_), None) => r.entries,
+        (Some(last), Some(covered)) => last.saturating_sub(covered),
+    }
+}
+
+/// Verifies this node's audit log against its own key (read-only: signs no checkpoint).
+pub fn verify_audit(home: &crate::home::Home) -> Result<AuditVerification> {
+    let store = home.store()?;
+    Ok(AuditVerification::new(
+        store.verify_audit(Some(&home.key.verifying_key())),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use tandem_agreement::Agreement;
@@ -521,5 +593,40 @@ mod tests {
         later.budget_since_ms =
             budget_period_start(&monthly, crate::wire::now_ms() + period_ms + 1);
         store.begin_run(&later).expect("the window moved on");
+    }
+
+    #[test]
+    fn audit_verification_counts_the_entries_no_checkpoint_covers_and_names_the_bad_one() {
+        use super::{AuditVerification, uncovered_entries};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = tandem_store::Store::open(dir.path()).expect("store");
+        let key = tandem_audit::SigningKey::from_bytes(&[7; 32]);
+        let event = || tandem_store::AuditEvent::now("test", "test.event", serde_json::json!({}));
+        let verify = |store: &tandem_store::Store| {
+            AuditVerification::new(store.verify_audit(Some(&key.verifying_key())))
+        };
+        for _ in 0..3 {
+            store.append_audit(event()).expect("append");
+        }
+        let v = verify(&store);
+        assert!(v.ok);
+        assert_eq!(v.uncovered_entries, v.entries);
+        store.checkpoint(&key).expect("checkpoint");
+        let covered = verify(&store);
+        assert_eq!(covered.uncovered_entries, Some(0));
+        for _ in 0..2 {
+            store.append_audit(event()).expect("append");
+        }
+        let v = verify(&store);
+        assert_eq!((v.ok, v.uncovered_entries), (true, Some(2)));
+        assert_eq!(v.checkpoints, Some(1));
+        let report = store
+            .verify_audit(Some(&key.verifying_key()))
+            .expect("verifies");
+        assert_eq!(uncovered_entries(&report), 2);
+
+        let bad = AuditVerification::new(Err(tandem_audit::VerifyError::BadHash { seq: 4 }));
+        assert_eq!((bad.ok, bad.first_bad_entry), (false, Some(4)));
+        assert!(bad.problem.is_some_and(|p| p.contains("entry 4")));
     }
 }

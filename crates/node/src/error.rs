@@ -7,7 +7,7 @@ use serde::Serialize;
 use tandem_store::StoreError;
 
 /// Who is at fault, i.e. who has to change something for the call to succeed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// The one who sent this request: an analyst, admin or auditor on `/api/v1/…`, the paired
@@ -31,8 +31,10 @@ pub enum Code {
     Unauthenticated,
     /// 403: the token's role may not do this.
     Forbidden,
-    /// 404: no such agreement, token, run or analysis.
+    /// 404: no such agreement, token, run or analysis, or no such route.
     NotFound,
+    /// 405: the route exists but not with this method (`Allow` lists the methods it takes).
+    MethodNotAllowed,
     /// 409: the change conflicts with the current state (e.g. a token name in use).
     Conflict,
     /// 413: a body over this node's `max_message_bytes`.
@@ -75,11 +77,12 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
         Code::NotFound,
+        Code::MethodNotAllowed,
         Code::Conflict,
         Code::TooLarge,
         Code::Invalid,
@@ -107,6 +110,7 @@ impl Code {
             Code::Unauthenticated => "unauthenticated",
             Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
             Code::TooLarge => "too_large",
             Code::Invalid => "invalid",
@@ -135,6 +139,7 @@ impl Code {
             | Code::Unauthenticated
             | Code::Forbidden
             | Code::NotFound
+            | Code::MethodNotAllowed
             | Code::Conflict
             | Code::TooLarge
             | Code::Invalid
@@ -165,6 +170,7 @@ impl Code {
                 StatusCode::FORBIDDEN
             }
             Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict | Code::Replay => StatusCode::CONFLICT,
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -187,6 +193,33 @@ pub struct PeerAnswer {
     pub status: u16,
     /// Its `code`, passed through to this node's caller (`None`: the body had none).
     pub code: Option<String>,
+}
+
+/// The JSON body of every error answer (`protocols/node-api-v1.md`, Errors).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The reason, for people.
+    pub error: String,
+    /// The stable code ([`Code::as_str`]; a peer's own code when the peer refused).
+    #[schema(schema_with = crate::openapi::error_code)]
+    pub code: String,
+    /// Who has to act.
+    pub fault: Fault,
+    /// Machine-readable details, where the code's documentation says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// The peer that refused, for a passed-through refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerRef>,
+}
+
+/// The peer named in an [`ErrorBody`].
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PeerRef {
+    /// The peer's party name.
+    pub name: String,
+    /// The HTTP status it answered.
+    pub status: u16,
 }
 
 /// An error of the node: a [`Code`], a reason for people, and structured details.
@@ -331,18 +364,16 @@ impl NodeError {
 
     /// The JSON error body: `{"error", "code", "fault"[, "details"][, "peer"]}`.
     pub fn body(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "error": self.message,
-            "code": self.code_str(),
-            "fault": self.fault(),
-        });
-        if let Some(d) = &self.details {
-            body["details"] = d.clone();
-        }
-        if let Some(p) = &self.peer {
-            body["peer"] = serde_json::json!({"name": p.peer, "status": p.status});
-        }
-        body
+        serde_json::json!(ErrorBody {
+            error: self.message.clone(),
+            code: self.code_str().to_string(),
+            fault: self.fault(),
+            details: self.details.clone(),
+            peer: self.peer.as_ref().map(|p| PeerRef {
+                name: p.peer.clone(),
+                status: p.status,
+            }),
+        })
     }
 }
 

@@ -15,7 +15,7 @@
 //! | [`run`] | what both roles derive the same way from agreement and request |
 //! | [`querier`], [`responder`] | the two roles of a run |
 //! | [`agreements`], [`compliance`] | agreement life cycle; budgets and records of processing |
-//! | [`state`], [`api`], [`server`] | shared handler state; the people's API; the HTTPS server |
+//! | [`state`], [`api`], [`openapi`], [`server`] | shared handler state; the people's API and its OpenAPI document; the HTTPS server |
 //! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
 
 #![forbid(unsafe_code)]
@@ -30,6 +30,7 @@ pub mod demo;
 pub mod error;
 pub mod home;
 pub mod maintenance;
+pub mod openapi;
 pub mod querier;
 pub mod release;
 pub mod responder;

@@ -186,7 +186,7 @@ fn plan(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> Result<P
 }
 
 /// What a query would cost and how precise it would be, without running it (free).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Preview {
     /// The analysis.
     pub analysis: String,
@@ -195,8 +195,10 @@ pub struct Preview {
     /// Cells in the answer.
     pub cells: usize,
     /// ε / δ this node would spend.
+    #[schema(schema_with = crate::openapi::privacy_loss)]
     pub querier_cost: PrivacyLoss,
     /// ε / δ the peer would spend.
+    #[schema(schema_with = crate::openapi::privacy_loss)]
     pub responder_cost: PrivacyLoss,
     /// Expected 95% half-width of every cell.
     pub half_width_95: u64,

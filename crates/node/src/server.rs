@@ -33,11 +33,13 @@ pub fn router(state: Arc<NodeState>) -> Router {
             )),
         )
         .merge(tandem_console::router())
+        .route(crate::openapi::PATH, get(crate::openapi::serve))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(crate::state::json_errors))
         .with_state(state)
 }
 

@@ -140,6 +140,44 @@ impl IntoResponse for HttpError {
     }
 }
 
+/// Gives every error answer the node's JSON error body, also those no handler wrote: axum's own
+/// answers to an unknown path (404), a method the route does not take (405, `Allow` kept), a
+/// query string or path that does not parse (400) or a body over the limit (413) are plain text
+/// or empty; their text becomes the reason and the status picks the code.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = Code::ALL
+        .into_iter()
+        .find(|c| c.status() == status)
+        .unwrap_or(if status.is_server_error() {
+            Code::Internal
+        } else {
+            Code::BadRequest
+        });
+    let (mut parts, body) = response.into_parts();
+    // axum's texts describe the request, never data; bounded in case a body is not one of them.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let reason = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        t => t.to_string(),
+    };
+    let mut fresh = HttpError(NodeError::new(code, reason)).into_response();
+    *fresh.status_mut() = status;
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    fresh.headers_mut().extend(parts.headers);
+    fresh
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

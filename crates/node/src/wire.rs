@@ -269,7 +269,7 @@ pub struct Receipt {
 }
 
 /// One side's budget, as shown in a report and signed in a ledger head.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BudgetView {
     /// Party name.
     pub party: String,

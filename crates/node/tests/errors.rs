@@ -309,3 +309,52 @@ async fn a_failure_after_reading_the_audience_is_opaque_and_charged() {
         .expect("budgets");
     assert!(views[0].epsilon_spent > 0.0, "{:?}", views[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_no_handler_wrote_have_the_error_body_too() {
+    let pair = NodePair::start().await;
+    let a = api(&pair);
+    let cases = [
+        (
+            "GET",
+            "/api/v1/tokens",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/api/v1/no-such-route",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        ("GET", "/nowhere", StatusCode::NOT_FOUND, "not_found"),
+        (
+            "GET",
+            "/api/v1/audit?to_ms=9223372036854775808",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let (s, v) = call(&a.state, method, path, &a.admin, "").await;
+        assert_eq!((s, v["code"].as_str()), (status, Some(code)), "{path}: {v}");
+        assert_eq!(v["fault"], "caller", "{path}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    }
+    // The OpenAPI document needs no token; the audit verification does (auditor or admin).
+    let (s, doc) = call(&a.state, "GET", "/api/openapi.json", "", "").await;
+    assert_eq!(
+        (s, doc["openapi"].as_str()),
+        (StatusCode::OK, Some("3.1.0"))
+    );
+    assert!(doc["paths"]["/api/v1/audit/verify"]["post"].is_object());
+    let (s, v) = call(&a.state, "POST", "/api/v1/audit/verify", &a.analyst, "").await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (s, v) = call(&a.state, "POST", "/api/v1/audit/verify", &a.admin, "").await;
+    assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    assert!(v["entries"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(v["uncovered_entries"].as_u64().is_some(), "{v}");
+}

@@ -61,7 +61,7 @@ pub const ALL: &str = "all";
 
 /// What an analyst asks: the body of `POST /api/v1/query/<analysis>`, the flags of
 /// `tandem query <analysis>`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Query {
     /// Agreement to act under (hex id).
     pub agreement_id: String,
@@ -131,7 +131,7 @@ impl CellGrid {
 }
 
 /// One cell of a report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cell {
     /// Querier's bucket label.
     pub querier_group: String,
@@ -151,7 +151,7 @@ pub struct Cell {
 }
 
 /// A finished query.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     /// The analysis that produced it.
     #[serde(default = "default_analysis")]
@@ -280,6 +280,13 @@ pub trait Analysis: Sync {
     ) -> Result<Option<serde_json::Value>> {
         check_option_keys(options, &[])?;
         Ok(None)
+    }
+
+    /// The inputs its request takes, for forms (`GET /api/v1/analyses`; the console's Ask page
+    /// draws its form from them). Default: the [`Query`] fields every analysis takes
+    /// ([`common_inputs`]); an analysis with options of its own appends them.
+    fn form(&self) -> Vec<InputSpec> {
+        common_inputs()
     }
 }
 
@@ -454,6 +461,130 @@ pub fn group_by_cells(
         querier: bucket_labels(agreement, querier, &inputs.querier_group_by)?,
         responder: bucket_labels(agreement, responder, &inputs.responder_group_by)?,
     })
+}
+
+/// What kind of value an input takes (how a form asks for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// An agreement id (one of `GET /api/v1/agreements`).
+    Agreement,
+    /// One of the agreement's join keys.
+    JoinKey,
+    /// A column of the querier's (this node's) party in the agreement.
+    OwnColumn,
+    /// A column of the responder's (the peer's) party in the agreement.
+    PeerColumn,
+    /// ε, positive, at most the smaller per-query cap of the two parties.
+    Epsilon,
+    /// A number.
+    Number,
+    /// A whole number.
+    Integer,
+    /// True or false.
+    Boolean,
+    /// One of `choices`.
+    Choice,
+    /// Free text.
+    Text,
+}
+
+/// One input of an analysis request: the JSON field `name` of the request body.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct InputSpec {
+    /// The request body's field.
+    pub name: &'static str,
+    /// What kind of value it takes.
+    pub kind: InputKind,
+    /// A label for people.
+    pub label: &'static str,
+    /// What it does, for people.
+    pub about: &'static str,
+    /// The request needs it.
+    pub required: bool,
+    /// The values a [`InputKind::Choice`] takes (empty otherwise).
+    pub choices: Vec<&'static str>,
+    /// The value used when it is left out (null: none).
+    pub default: Option<serde_json::Value>,
+}
+
+/// The inputs of [`Query`], which every analysis takes.
+pub fn common_inputs() -> Vec<InputSpec> {
+    let input = |name, kind, label, about, required| InputSpec {
+        name,
+        kind,
+        label,
+        about,
+        required,
+        choices: Vec::new(),
+        default: None,
+    };
+    vec![
+        input(
+            "agreement_id",
+            InputKind::Agreement,
+            "Agreement",
+            "The agreement to ask under",
+            true,
+        ),
+        input(
+            "group_by",
+            InputKind::OwnColumn,
+            "Split our customers by",
+            "One of our columns in the agreement (none: everyone in one group)",
+            false,
+        ),
+        input(
+            "peer_group_by",
+            InputKind::PeerColumn,
+            "Split the partner's customers by",
+            "One of the partner's columns in the agreement (none: everyone in one group)",
+            false,
+        ),
+        input(
+            "join_key",
+            InputKind::JoinKey,
+            "Match customers on",
+            "The identifier both sides match on (none: the agreement's first)",
+            false,
+        ),
+        input(
+            "epsilon",
+            InputKind::Epsilon,
+            "Privacy budget for this question (ε)",
+            "Larger ε: narrower intervals, more budget spent",
+            true,
+        ),
+    ]
+}
+
+/// An analysis as `GET /api/v1/analyses` lists it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AnalysisInfo {
+    /// Its name (in routes and `tandem query <name>`).
+    pub name: &'static str,
+    /// One line saying what it answers.
+    pub about: &'static str,
+    /// Where to run it (`POST`, body: the inputs as JSON).
+    pub endpoint: String,
+    /// Where to preview it for free (`POST`, same body).
+    pub preview_endpoint: String,
+    /// The inputs its request takes.
+    pub inputs: Vec<InputSpec>,
+}
+
+/// Every registered analysis with its inputs.
+pub fn catalogue() -> Vec<AnalysisInfo> {
+    REGISTRY
+        .iter()
+        .map(|a| AnalysisInfo {
+            name: a.name(),
+            about: a.about(),
+            endpoint: format!("/api/v1/query/{}", a.name()),
+            preview_endpoint: format!("/api/v1/query/{}/preview", a.name()),
+            inputs: a.form(),
+        })
+        .collect()
 }
 
 /// Bucket labels of a side grouped by `columns` (at most one today): the column's public values
@@ -787,5 +918,38 @@ mod tests {
         }
         let err = find("uplift").err().map(|e| e.code_str().to_string());
         assert_eq!(err.as_deref(), Some("not_found"));
+    }
+
+    #[test]
+    fn the_catalogue_lists_every_analysis_with_the_query_fields_it_takes() {
+        let listed = catalogue();
+        assert_eq!(listed.iter().map(|a| a.name).collect::<Vec<_>>(), names());
+        for a in &listed {
+            let inputs: Vec<&str> = a.inputs.iter().map(|i| i.name).collect();
+            for common in [
+                "agreement_id",
+                "group_by",
+                "peer_group_by",
+                "join_key",
+                "epsilon",
+            ] {
+                assert!(inputs.contains(&common), "{}: {common}", a.name);
+            }
+            assert!(a.endpoint.ends_with(a.name));
+            // Every common input is a field of the request body.
+            let body = serde_json::to_value(Query {
+                agreement_id: String::new(),
+                join_key: None,
+                group_by: None,
+                peer_group_by: None,
+                epsilon: 1.0,
+                fresh: false,
+                options: Default::default(),
+            })
+            .expect("json");
+            for i in common_inputs() {
+                assert!(body.get(i.name).is_some(), "{}", i.name);
+            }
+        }
     }
 }
