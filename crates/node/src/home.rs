@@ -40,6 +40,60 @@ pub struct Config {
     /// Largest protocol message accepted, in bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// Timeouts and concurrency bounds (`[limits]`; every field has a default).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Timeouts and concurrency bounds of a node (the `[limits]` table of `config.toml`). Every
+/// field may be left out; the defaults are given per field. A timeout ends the exchange with a
+/// clear error (`peer_unreachable`, `peer_failed`, or a closed connection for a client of this
+/// node that is too slow); it never hangs a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Seconds to open a TCP + TLS connection to the peer and start HTTP (default 10); past it
+    /// the call fails as `peer_unreachable` and nothing was sent.
+    pub connect_timeout_s: u64,
+    /// Seconds to wait for the peer's whole answer to a PSI request once it is sent (default
+    /// 1800: a large run takes minutes); past it the run fails as `peer_failed`.
+    pub peer_answer_timeout_s: u64,
+    /// Seconds to wait for the peer's answer to an agreement delivery (default 30).
+    pub peer_call_timeout_s: u64,
+    /// Seconds a client of this node has to send a request's headers, from the end of the TLS
+    /// handshake or of the previous request (default 10; also bounds the TLS handshake).
+    /// A client that trickles its headers (slowloris) is disconnected.
+    pub request_header_timeout_s: u64,
+    /// Seconds a client of this node may let pass without sending any byte of a request body
+    /// it announced (default 30); past it the request fails 400 and the connection closes.
+    pub request_body_idle_s: u64,
+    /// Queries this node runs as querier at once (default 2); one more is answered 429
+    /// `too_many_requests` with `Retry-After`, never queued.
+    pub max_concurrent_queries: usize,
+    /// PSI requests this node answers at once as responder (default 2); further ones wait for
+    /// a slot (each holds its messages in memory and keeps the cores busy).
+    pub max_concurrent_runs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect_timeout_s: 10,
+            peer_answer_timeout_s: 1800,
+            peer_call_timeout_s: 30,
+            request_header_timeout_s: 10,
+            request_body_idle_s: 30,
+            max_concurrent_queries: 2,
+            max_concurrent_runs: 2,
+        }
+    }
+}
+
+impl Limits {
+    /// A duration from seconds.
+    pub fn secs(s: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(s)
+    }
 }
 
 /// The default phone region of a config: `default_region`, else the main region of
@@ -297,6 +351,7 @@ mod tests {
             default_region: None,
             default_country_code: Some(86),
             max_message_bytes: 1 << 20,
+            limits: Limits::default(),
         };
         let summary = Home::init(dir.path(), cfg.clone()).unwrap();
         let home = Home::open(dir.path()).unwrap();

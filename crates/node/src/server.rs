@@ -51,7 +51,10 @@ pub async fn serve(
         &home.tls_cert,
         &home.tls_key,
     )?));
-    let app = router(Arc::new(NodeState::new(home)));
+    let state = Arc::new(NodeState::new(home));
+    let app = router(state.clone());
+    // Counted API accesses are written once their minute is over (and all at shutdown).
+    let flusher = tokio::spawn(flush_access_every(state.clone(), ACCESS_FLUSH_EVERY));
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -78,7 +81,28 @@ pub async fn serve(
             }
         });
     }
+    flusher.abort();
+    let st = state.clone();
+    if let Err(e) = blocking(move || st.flush_access(true)).await {
+        tracing::warn!(error = %e, "could not write the last API access counts to the audit log");
+    }
     Ok(())
+}
+
+/// How often finished minutes of API access counts are written to the audit log.
+const ACCESS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn flush_access_every(state: Arc<NodeState>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let st = state.clone();
+        if let Err(e) = blocking(move || st.flush_access(false)).await {
+            // Kept in memory and retried at the next tick.
+            tracing::warn!(error = %e, "could not write API access counts to the audit log yet");
+        }
+    }
 }
 
 /// Binds the node's listen address.
@@ -172,6 +196,150 @@ mod tests {
     use crate::state::MAX_AUTH_FAILURES_PER_MINUTE;
     use tower::ServiceExt;
 
+    fn test_home(dir: &std::path::Path) -> Home {
+        let cfg = Config {
+            name: "acme".into(),
+            listen: "127.0.0.1:0".into(),
+            public_url: "https://127.0.0.1:7401".into(),
+            region: "CN".into(),
+            default_region: None,
+            default_country_code: Some(86),
+            max_message_bytes: 1 << 20,
+            limits: Default::default(),
+        };
+        Home::init(dir, cfg).expect("init");
+        Home::open(dir).expect("open")
+    }
+
+    fn token(home: &Home, name: &str, role: &str) -> String {
+        home.store()
+            .expect("store")
+            .create_token(name, role, "test")
+            .expect("token")
+    }
+
+    fn retry_after(r: &axum::response::Response) -> u64 {
+        r.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds")
+    }
+
+    async fn body_json(r: axum::response::Response) -> serde_json::Value {
+        let bytes = r.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn reads_write_no_audit_entry_each_and_the_counts_are_flushed_per_token_and_minute() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = test_home(dir.path());
+        let ana = token(&home, "ana", "analyst");
+        let state = Arc::new(NodeState::new(&home));
+        let app = router(state.clone()).layer(axum::Extension(Source([192, 0, 2, 7].into())));
+        let entries = || {
+            home.store()
+                .expect("store")
+                .audit_entries(None, None)
+                .expect("audit")
+        };
+        let before = entries().len();
+        for _ in 0..30 {
+            let r = app
+                .clone()
+                .oneshot(
+                    axum::http::Request::get("/api/v1/runs")
+                        .header("authorization", format!("Bearer {ana}"))
+                        .body(axum::body::Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("answer");
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        assert_eq!(entries().len(), before, "no entry per read");
+        assert_eq!(state.flush_access(true).expect("flush"), 1);
+        let all = entries();
+        let last = all.last().expect("entry");
+        assert_eq!(all.len(), before + 1);
+        assert_eq!(last.event.action, "api.access");
+        assert_eq!(last.event.actor, "token:ana(analyst)");
+        assert_eq!(last.event.details["count"], 30);
+        assert_eq!(last.event.details["what"], "list runs");
+        assert_eq!(state.flush_access(true).expect("flush"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_503_busy_with_retry_after_never_database_is_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = test_home(dir.path());
+        let admin = token(&home, "root", "admin");
+        let app = router(Arc::new(NodeState::new(&home)))
+            .layer(axum::Extension(Source([192, 0, 2, 7].into())));
+        // Another writer holds the write lock for longer than the busy timeout (5 s).
+        let other = rusqlite::Connection::open(home.store_path()).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let r = app
+            .oneshot(
+                axum::http::Request::post("/api/v1/tokens")
+                    .header("authorization", format!("Bearer {admin}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(r#"{"name":"ana","role":"analyst"}"#))
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        other.execute_batch("ROLLBACK").expect("unlock");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), crate::error::BUSY_RETRY_AFTER_S);
+        let body = body_json(r).await;
+        assert_eq!(body["code"], "busy");
+        assert!(!body.to_string().contains("locked"), "{body}");
+        // Nothing was done: the token does not exist.
+        assert!(
+            home.store()
+                .expect("store")
+                .tokens()
+                .expect("tokens")
+                .iter()
+                .all(|t| t.name != "ana")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_query_over_the_configured_concurrency_is_429_with_retry_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = test_home(dir.path());
+        let ana = token(&home, "ana", "analyst");
+        let state = Arc::new(NodeState::new(&home));
+        let app = router(state.clone()).layer(axum::Extension(Source([192, 0, 2, 7].into())));
+        // Every slot taken, as by queries in flight.
+        let limit = home.config.limits.max_concurrent_queries;
+        let _held = state
+            .query_slots
+            .acquire_many(u32::try_from(limit).expect("small"))
+            .await
+            .expect("slots");
+        let r = app
+            .oneshot(
+                axum::http::Request::post("/api/v1/queries/overlap")
+                    .header("authorization", format!("Bearer {ana}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(
+                        r#"{"agreement_id":"ag","group_by":"tier","epsilon":0.5}"#,
+                    ))
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(retry_after(&r) >= 1);
+        let body = body_json(r).await;
+        assert_eq!(body["code"], "too_many_requests");
+        assert_eq!(body["details"]["max_concurrent_queries"], limit);
+    }
+
     #[tokio::test]
     async fn a_flood_of_bogus_tokens_is_throttled_with_retry_after_and_audited_boundedly() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -183,6 +351,7 @@ mod tests {
             default_region: None,
             default_country_code: Some(86),
             max_message_bytes: 1 << 20,
+            limits: Default::default(),
         };
         Home::init(dir.path(), cfg).expect("init");
         let home = Home::open(dir.path()).expect("open");
