@@ -18,7 +18,7 @@ use tandem_agreement::Agreement;
 use tokio::net::TcpListener;
 
 use crate::error::{Code, NodeError, OrCode, Result};
-use crate::home::Home;
+use crate::home::{Home, Limits};
 use crate::state::{Answer, NodeState, Source, blocking};
 use crate::wire::{COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE};
 
@@ -38,7 +38,83 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_idle_timeout,
+        ))
         .with_state(state)
+}
+
+/// Fails a request body that sends no byte for `limits.request_body_idle_s` (a client that
+/// announces a body and trickles or stalls it): the handler sees a body error and answers 400,
+/// and the connection closes, instead of a task waiting forever.
+async fn body_idle_timeout(
+    State(state): State<Arc<NodeState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let idle = Limits::secs(state.home.config.limits.request_body_idle_s);
+    next.run(req.map(|b| axum::body::Body::new(IdleTimeout::new(b, idle))))
+        .await
+}
+
+/// The body stalled: no byte for the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled: no byte for {0} s (limits.request_body_idle_s)")]
+struct BodyStalled(u64);
+
+/// A body that fails with [`BodyStalled`] when no frame arrives for `idle`.
+struct IdleTimeout<B> {
+    inner: B,
+    idle: std::time::Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleTimeout<B> {
+    fn new(inner: B, idle: std::time::Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl<B> http_body::Body for IdleTimeout<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyStalled(this.idle.as_secs()).into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Serves the node on `listener` until `shutdown` resolves.
@@ -53,6 +129,7 @@ pub async fn serve(
     )?));
     let state = Arc::new(NodeState::new(home));
     let app = router(state.clone());
+    let header_timeout = Limits::secs(home.config.limits.request_header_timeout_s);
     // Counted API accesses are written once their minute is over (and all at shutdown).
     let flusher = tokio::spawn(flush_access_every(state.clone(), ACCESS_FLUSH_EVERY));
     tokio::pin!(shutdown);
@@ -65,15 +142,23 @@ pub async fn serve(
         // Handlers see the connection's source (for throttling failed authentications).
         let app = app.clone().layer(axum::Extension(Source(remote.ip())));
         tokio::spawn(async move {
-            let stream = match tls.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            // A client that stalls the handshake or trickles its headers (slowloris) is
+            // disconnected after limits.request_header_timeout_s.
+            let stream = match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::warn!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%remote, "TLS handshake timed out");
                     return;
                 }
             };
             let service = TowerToHyperService::new(app);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -134,10 +219,14 @@ async fn psi_run(
         .collect()
         .await
         .map_err(|e| {
-            NodeError::new(
-                Code::TooLarge,
-                format!("request body rejected (limit {limit} bytes): {e}"),
-            )
+            if e.is::<http_body_util::LengthLimitError>() {
+                NodeError::new(
+                    Code::TooLarge,
+                    format!("request body rejected (limit {limit} bytes): {e}"),
+                )
+            } else {
+                NodeError::bad_request(format!("reading the request body failed: {e}"))
+            }
         })?
         .to_bytes();
     let st = state.clone();
