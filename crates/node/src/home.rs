@@ -192,7 +192,8 @@ impl Home {
         })
     }
 
-    /// Opens an existing node home.
+    /// Opens an existing node home. Refuses (422 `bad_data`, printing the `chmod 600` fix) when
+    /// `node.key` or `tls/key.der` is readable or writable by its group or others.
     pub fn open(dir: &Path) -> Result<Home> {
         let cfg_path = dir.join("config.toml");
         let text = std::fs::read_to_string(&cfg_path).or_code(Code::NotFound, || {
@@ -203,6 +204,9 @@ impl Home {
         })?;
         let config: Config = toml::from_str(&text)
             .or_code(Code::BadData, || format!("parsing {}", cfg_path.display()))?;
+        for secret in [dir.join("node.key"), dir.join("tls/key.der")] {
+            check_private(&secret)?;
+        }
         let key_hex = std::fs::read_to_string(dir.join("node.key"))
             .or_code(Code::Internal, || "reading node.key".into())?;
         let key_bytes = <[u8; 32] as hex::FromHex>::from_hex(key_hex.trim())
@@ -308,6 +312,35 @@ pub fn host_of(url: &str) -> Result<String> {
     Ok(host.to_string())
 }
 
+/// Refuses a secret key file that its group or others may read or write (mode not `0600` or
+/// stricter): the error names the file, its mode and the `chmod 600` that fixes it. A missing
+/// file is left to the read that follows.
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(NodeError::new(
+            Code::BadData,
+            format!(
+                "{} holds a secret key but is readable or writable by others (mode {mode:04o}); \
+                 refusing to use it. Fix: chmod 600 {}",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
@@ -358,5 +391,42 @@ mod tests {
         assert_eq!(home.key_fingerprint(), summary.key_fingerprint);
         assert_eq!(home.tls_fingerprint(), summary.tls_fingerprint);
         assert!(Home::init(dir.path(), cfg).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_created_0600_and_a_readable_one_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            name: "acme".into(),
+            listen: "127.0.0.1:0".into(),
+            public_url: "https://127.0.0.1:7401".into(),
+            region: "CN".into(),
+            default_region: Some("CN".into()),
+            default_country_code: None,
+            max_message_bytes: 1 << 20,
+            limits: Limits::default(),
+        };
+        Home::init(dir.path(), cfg).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for name in ["node.key", "tls/key.der"] {
+            let path = dir.path().join(name);
+            assert_eq!(mode(&path), 0o600, "{name}");
+            for loose in [0o640, 0o604, 0o660, 0o644] {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+                let e = Home::open(dir.path()).err().expect("refused");
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("chmod 600 {}", path.display())),
+                    "{msg}"
+                );
+                assert!(msg.contains(&format!("{loose:04o}")), "{msg}");
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            // 0400 is stricter still: accepted.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+            Home::open(dir.path()).unwrap();
+        }
     }
 }
