@@ -18,6 +18,7 @@ pub fn init(a: InitArgs) -> Result<()> {
         default_region: a.default_region,
         default_country_code: a.default_country_code,
         max_message_bytes: 1 << 30,
+        limits: Default::default(),
     };
     let summary = Home::init(&a.dir, cfg)?;
     Home::open(&a.dir)?.store()?;

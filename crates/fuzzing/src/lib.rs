@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("agreement_json", agreement_json),
     ("csv_import", csv_import),
     ("audit_verify", audit_verify),
+    ("node_envelope", node_envelope),
 ];
 
 /// A small 2×2 session with `T = 1` everywhere.
@@ -329,5 +330,103 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         )
         .expect("export");
     out.push(("audit_verify", export));
+    out.push(("node_envelope", envelope_seed(b"not a frame")));
+    out.push((
+        "node_envelope",
+        envelope_seed(&tandem_node::wire::frame(
+            &serde_json::json!({"charged": {"epsilon": 0.5, "delta": 0.0}, "head": {}}),
+            b"payload",
+        )),
+    ));
     out
+}
+
+/// The fixed key of the `node_envelope` target (the peer's key from the agreement).
+fn envelope_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
+}
+
+/// A `node_envelope` input: signed request headers, a blank line, the body.
+fn envelope_seed(body: &[u8]) -> Vec<u8> {
+    let env = tandem_node::wire::Envelope {
+        agreement_id: "11".repeat(32),
+        run_id: "22".repeat(16),
+        sender: "shopx".into(),
+        timestamp_ms: 1_700_000_000_000,
+    };
+    let mut out = Vec::new();
+    for (k, v) in env.sign(tandem_node::wire::PSI_REQUEST, body, &envelope_key()) {
+        out.extend_from_slice(format!("{k}: {v}\n").as_bytes());
+    }
+    out.push(b'\n');
+    out.extend_from_slice(body);
+    out
+}
+
+/// Any bytes as a signed peer message (`protocols/node-wire-v1.md`): `name: value` header
+/// lines up to a blank line, then the body. Reads the envelope from the headers and verifies
+/// it (either kind), unframes the body and parses a receipt from its JSON. Properties: an
+/// envelope read from the headers, signed again over the body, verifies (and not under the
+/// other kind); a frame that unframes re-frames to the same JSON and payload.
+pub fn node_envelope(data: &[u8]) {
+    use tandem_node::wire::{
+        Envelope, MAX_FRAME_JSON, PSI_REQUEST, PSI_RESPONSE, Receipt, frame, unframe,
+    };
+    let split = data
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or((data, &[][..]), |i| (&data[..i], &data[i + 2..]));
+    let (head, body) = split;
+    let mut headers = http::HeaderMap::new();
+    for line in head.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let key = envelope_key();
+    if let Ok((env, sig)) = Envelope::from_headers(&headers) {
+        let now = env.timestamp_ms;
+        for kind in [PSI_REQUEST, PSI_RESPONSE] {
+            let _ = env.verify(kind, body, &sig, &key.verifying_key(), now);
+            let _ = env.check_fresh(now.wrapping_add(301_000));
+        }
+        let resigned = env.sign(PSI_RESPONSE, body, &key);
+        let mut again = http::HeaderMap::new();
+        for (k, v) in resigned {
+            if let Ok(v) = http::HeaderValue::from_str(&v) {
+                again.insert(k, v);
+            }
+        }
+        if let Ok((env2, sig2)) = Envelope::from_headers(&again) {
+            assert!(
+                env2.verify(PSI_RESPONSE, body, &sig2, &key.verifying_key(), now)
+                    .is_ok(),
+                "a re-signed envelope does not verify"
+            );
+            assert!(
+                env2.verify(PSI_REQUEST, body, &sig2, &key.verifying_key(), now)
+                    .is_err(),
+                "a response signature verifies as a request"
+            );
+        }
+    }
+    if let Ok((json, payload)) = unframe(body, MAX_FRAME_JSON) {
+        let framed = frame(&json, payload);
+        let (json2, payload2) = unframe(&framed, MAX_FRAME_JSON).expect("re-framed body");
+        assert_eq!((&json, payload), (&json2, payload2), "frame round trip");
+        if let Ok(receipt) = serde_json::from_value::<Receipt>(json) {
+            let _ = receipt.head.verify(
+                "11".repeat(32).as_str(),
+                "22".repeat(16).as_str(),
+                &key.verifying_key(),
+            );
+        }
+    }
 }

@@ -3,7 +3,6 @@
 //! A node acts only under an agreement that both parties signed and that has not expired.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tandem_agreement::{Agreement, Terms};
@@ -290,7 +289,14 @@ async fn deliver(home: &Home, agreement: &Agreement, path: &str) -> Result<Deliv
     };
     let body = serde_json::to_vec(agreement)?;
     let outcome = target
-        .post(path, &[], body.clone(), Duration::from_secs(30), 1 << 20)
+        .post_with(
+            path,
+            &[],
+            body.clone(),
+            crate::home::Limits::secs(home.config.limits.connect_timeout_s),
+            crate::home::Limits::secs(home.config.limits.peer_call_timeout_s),
+            1 << 20,
+        )
         .await;
     let reason = match outcome {
         Ok(resp) if resp.status.is_success() => return Ok(Delivery::Delivered),

@@ -1,6 +1,7 @@
 //! The node's HTTP API for people: analysts run queries, auditors read the ledger and the audit
 //! log, admins manage agreements and tokens. Every call needs a bearer token; tokens are stored
-//! hashed, carry one role, can be revoked, and every use is written to the audit log.
+//! hashed, carry one role, can be revoked, every refusal is written to the audit log and every use is counted
+//! there per token, operation and minute ([`crate::state::AccessTally`]).
 
 use std::sync::Arc;
 
@@ -80,10 +81,12 @@ api_routes! {
     get "/api/v1/whoami" => whoami;
 }
 
-/// Authenticates the bearer token and checks that its role is one of `allowed`; the use (or the
-/// refusal) is recorded in the audit log by the store.
+/// Authenticates the bearer token and checks that its role is one of `allowed`. A refusal is
+/// written to the audit log at once; a permitted use is counted in `access` and written as one
+/// `api.access` entry per (token, operation, minute) (see [`crate::state::AccessTally`]).
 fn authorize(
     store: &mut Store,
+    access: &crate::state::AccessTally,
     headers: &HeaderMap,
     what: &str,
     allowed: &[Role],
@@ -113,23 +116,18 @@ fn authorize(
             "unknown or revoked token",
         ));
     };
-    let allowed_here = allowed.iter().any(|r| r.name() == principal.role);
-    let action = if allowed_here {
-        "api.access"
-    } else {
-        "api.refused"
-    };
-    store.append_audit(AuditEvent::now(
-        principal.actor(),
-        action,
-        json!({"what": what}),
-    ))?;
-    if !allowed_here {
+    if !allowed.iter().any(|r| r.name() == principal.role) {
+        store.append_audit(AuditEvent::now(
+            principal.actor(),
+            "api.refused",
+            json!({"what": what}),
+        ))?;
         return Err(NodeError::new(
             Code::Forbidden,
             format!("role {} may not {what}", principal.role),
         ));
     }
+    access.record(&principal.actor(), what, crate::wire::now_ms());
     Ok(principal)
 }
 
@@ -197,12 +195,7 @@ pub async fn throttle(
             ),
         )
         .with_details(json!({"retry_after_s": t.retry_after_s}));
-        let mut response = HttpError(e).into_response();
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(t.retry_after_s),
-        );
-        return response;
+        return HttpError(e).into_response();
     }
     let response = next.run(req).await;
     if response.status() == axum::http::StatusCode::UNAUTHORIZED {
@@ -225,7 +218,7 @@ async fn authorized<T: Send + 'static>(
 ) -> Result<T> {
     blocking(move || {
         let mut store = state.home.store()?;
-        let principal = authorize(&mut store, &headers, what, allowed)?;
+        let principal = authorize(&mut store, &state.access, &headers, what, allowed)?;
         f(&state, &mut store, principal)
     })
     .await
@@ -242,6 +235,9 @@ fn query_body(body: &[u8]) -> Result<analysis::Query> {
     json_body(body, "the query")
 }
 
+/// Seconds an analyst refused for the query concurrency bound is asked to wait.
+const QUERY_RETRY_AFTER_S: u64 = 2;
+
 async fn run(
     state: Arc<NodeState>,
     headers: HeaderMap,
@@ -257,6 +253,16 @@ async fn run(
     )
     .await?;
     let q = query_body(body)?;
+    // Over the configured concurrency: refuse at once (the analyst retries), never queue a
+    // request that may wait for many minutes.
+    let _slot = state.query_slots.try_acquire().map_err(|_| {
+        let limit = state.home.config.limits.max_concurrent_queries;
+        NodeError::new(
+            Code::TooManyRequests,
+            format!("this node already runs {limit} queries (limits.max_concurrent_queries); retry in {QUERY_RETRY_AFTER_S} s"),
+        )
+        .with_details(json!({"retry_after_s": QUERY_RETRY_AFTER_S, "max_concurrent_queries": limit}))
+    })?;
     let report = crate::querier::run_query(&state.home, analysis, &q, &principal.actor()).await?;
     Ok(Json(report).into_response())
 }
@@ -776,6 +782,7 @@ mod tests {
         let secret = store
             .create_token("ana", Role::Analyst.name(), "test")
             .expect("token");
+        let access = crate::state::AccessTally::default();
         let refusals = |store: &Store| {
             store
                 .audit_entries(None, None)
@@ -789,14 +796,30 @@ mod tests {
             with_auth("Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
         ] {
             let before = refusals(&store);
-            let e = authorize(&mut store, &headers, "read runs", READERS).expect_err("refused");
+            let e = authorize(&mut store, &access, &headers, "read runs", READERS)
+                .expect_err("refused");
             assert_eq!(e.code(), Code::Unauthenticated);
             assert_eq!(refusals(&store), before + 1);
         }
         for scheme in ["bearer", "BEARER", "Bearer"] {
             let headers = with_auth(&format!("{scheme} {secret}"));
-            let p = authorize(&mut store, &headers, "read runs", READERS).expect("accepted");
+            let p =
+                authorize(&mut store, &access, &headers, "read runs", READERS).expect("accepted");
             assert_eq!(p.role, Role::Analyst.name());
         }
+        // The three uses are one count, written as one entry once the minute is over.
+        let before = store.audit_entries(None, None).expect("audit").len();
+        let later = crate::wire::now_ms() + 60_000;
+        let events = access.take(later, false);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "api.access");
+        assert_eq!(events[0].details["count"], 3);
+        assert_eq!(events[0].details["what"], "read runs");
+        assert_eq!(store.append_audit_batch(events).expect("batch"), 1);
+        assert_eq!(
+            store.audit_entries(None, None).expect("audit").len(),
+            before + 1
+        );
+        assert!(access.take(later, true).is_empty());
     }
 }

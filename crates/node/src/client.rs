@@ -51,14 +51,48 @@ pub struct Peer {
     pub cert_sha256: [u8; 32],
 }
 
+/// Seconds [`Peer::post`] allows for connecting (TCP, TLS, HTTP handshake).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Peer {
-    /// POSTs `body` to `path` with extra `headers`; waits at most `timeout` in all and reads at
-    /// most `max_response` bytes.
+    /// POSTs `body` to `path` with extra `headers`; allows [`DEFAULT_CONNECT_TIMEOUT`] to
+    /// connect, then at most `timeout` for sending the request and reading the whole answer,
+    /// and reads at most `max_response` bytes. See [`Peer::post_with`].
     pub async fn post(
         &self,
         path: &str,
         headers: &[(&'static str, String)],
         body: Vec<u8>,
+        timeout: Duration,
+        max_response: usize,
+    ) -> std::result::Result<Response, CallError> {
+        self.post_with(
+            path,
+            headers,
+            body,
+            DEFAULT_CONNECT_TIMEOUT,
+            timeout,
+            max_response,
+        )
+        .await
+    }
+
+    /// POSTs `body` to `path` with extra `headers`. Every way the peer can fail ends in a
+    /// [`CallError`] within `connect_timeout + timeout`, never a hang or a panic:
+    /// - refused, unreachable, no TLS, wrong certificate, connect slower than `connect_timeout`:
+    ///   [`CallError::Unreachable`] (nothing was sent);
+    /// - closed or reset while the request is sent or the answer read, bytes that are not
+    ///   HTTP, an answer over `max_response` bytes, no whole answer within `timeout` (a peer
+    ///   that stalls mid-body or answers too slowly): [`CallError::AfterSend`].
+    ///
+    /// An answer that is HTTP but not what the protocol expects (wrong JSON, bad signature) is
+    /// the caller's to judge (`bad_peer_answer`).
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+        connect_timeout: Duration,
         timeout: Duration,
         max_response: usize,
     ) -> std::result::Result<Response, CallError> {
@@ -87,9 +121,14 @@ impl Peer {
                 .await
                 .map_err(|e| unreachable(e.to_string()))
         };
-        let (mut sender, conn) = tokio::time::timeout(Duration::from_secs(10), connect)
+        let (mut sender, conn) = tokio::time::timeout(connect_timeout, connect)
             .await
-            .map_err(|_| unreachable("connection timed out".into()))??;
+            .map_err(|_| {
+                unreachable(format!(
+                    "no connection within {} s",
+                    connect_timeout.as_secs_f64()
+                ))
+            })??;
         tokio::spawn(conn);
         let mut req = http::Request::post(format!("{}{}", self.url.trim_end_matches('/'), path))
             .header(http::header::HOST, authority.as_str())
@@ -117,9 +156,12 @@ impl Peer {
                 body,
             })
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| after(format!("no answer within {} s", timeout.as_secs())))?
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+            after(format!(
+                "no whole answer within {} s",
+                timeout.as_secs_f64()
+            ))
+        })?
     }
 }
 

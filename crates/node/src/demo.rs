@@ -344,6 +344,7 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
             default_region: Some("CN".into()),
             default_country_code: None,
             max_message_bytes: 1 << 30,
+            limits: Default::default(),
         };
         Home::init(&dir, cfg)?;
         homes.push(Home::open(&dir)?);

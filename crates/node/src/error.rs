@@ -71,13 +71,16 @@ pub enum Code {
     CorruptData,
     /// 503: the node is shutting down.
     Unavailable,
+    /// 503: the node's database stayed locked by other writers for the whole busy timeout;
+    /// nothing was done, retry after `Retry-After` seconds (`details.retry_after_s`).
+    Busy,
     /// 500: this node failed (I/O, database, a bug).
     Internal,
 }
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
@@ -100,6 +103,7 @@ impl Code {
         Code::BadData,
         Code::CorruptData,
         Code::Unavailable,
+        Code::Busy,
         Code::Internal,
     ];
 
@@ -128,6 +132,7 @@ impl Code {
             Code::BadData => "bad_data",
             Code::CorruptData => "corrupt_data",
             Code::Unavailable => "unavailable",
+            Code::Busy => "busy",
             Code::Internal => "internal",
         }
     }
@@ -154,7 +159,7 @@ impl Code {
                 Fault::Peer
             }
             Code::BadData | Code::CorruptData => Fault::Data,
-            Code::Unavailable | Code::Internal => Fault::Node,
+            Code::Unavailable | Code::Busy | Code::Internal => Fault::Node,
         }
     }
 
@@ -178,7 +183,7 @@ impl Code {
             Code::PeerUnreachable | Code::PeerFailed | Code::BadPeerAnswer => {
                 StatusCode::BAD_GATEWAY
             }
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable | Code::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Code::CorruptData | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -377,8 +382,22 @@ impl NodeError {
     }
 }
 
+/// Seconds a caller answered [`Code::Busy`] is asked to wait (`Retry-After`).
+pub const BUSY_RETRY_AFTER_S: u64 = 1;
+
 impl From<StoreError> for NodeError {
     fn from(e: StoreError) -> Self {
+        if e.is_busy() {
+            // Never show SQLite's "database is locked" to a caller: say what to do.
+            tracing::warn!(error = %e, "the store stayed locked for the whole busy timeout");
+            return NodeError::new(
+                Code::Busy,
+                format!(
+                    "the node is busy (other writes held its database for the whole busy timeout); nothing was done, retry in {BUSY_RETRY_AFTER_S} s"
+                ),
+            )
+            .with_details(serde_json::json!({ "retry_after_s": BUSY_RETRY_AFTER_S }));
+        }
         let code = match &e {
             StoreError::BudgetExceeded { .. } => Code::BudgetExceeded,
             StoreError::Replay { .. } => Code::Replay,

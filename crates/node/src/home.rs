@@ -40,6 +40,60 @@ pub struct Config {
     /// Largest protocol message accepted, in bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// Timeouts and concurrency bounds (`[limits]`; every field has a default).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Timeouts and concurrency bounds of a node (the `[limits]` table of `config.toml`). Every
+/// field may be left out; the defaults are given per field. A timeout ends the exchange with a
+/// clear error (`peer_unreachable`, `peer_failed`, or a closed connection for a client of this
+/// node that is too slow); it never hangs a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Seconds to open a TCP + TLS connection to the peer and start HTTP (default 10); past it
+    /// the call fails as `peer_unreachable` and nothing was sent.
+    pub connect_timeout_s: u64,
+    /// Seconds to wait for the peer's whole answer to a PSI request once it is sent (default
+    /// 1800: a large run takes minutes); past it the run fails as `peer_failed`.
+    pub peer_answer_timeout_s: u64,
+    /// Seconds to wait for the peer's answer to an agreement delivery (default 30).
+    pub peer_call_timeout_s: u64,
+    /// Seconds a client of this node has to send a request's headers, from the end of the TLS
+    /// handshake or of the previous request (default 10; also bounds the TLS handshake).
+    /// A client that trickles its headers (slowloris) is disconnected.
+    pub request_header_timeout_s: u64,
+    /// Seconds a client of this node may let pass without sending any byte of a request body
+    /// it announced (default 30); past it the request fails 400 and the connection closes.
+    pub request_body_idle_s: u64,
+    /// Queries this node runs as querier at once (default 2); one more is answered 429
+    /// `too_many_requests` with `Retry-After`, never queued.
+    pub max_concurrent_queries: usize,
+    /// PSI requests this node answers at once as responder (default 2); further ones wait for
+    /// a slot (each holds its messages in memory and keeps the cores busy).
+    pub max_concurrent_runs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect_timeout_s: 10,
+            peer_answer_timeout_s: 1800,
+            peer_call_timeout_s: 30,
+            request_header_timeout_s: 10,
+            request_body_idle_s: 30,
+            max_concurrent_queries: 2,
+            max_concurrent_runs: 2,
+        }
+    }
+}
+
+impl Limits {
+    /// A duration from seconds.
+    pub fn secs(s: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(s)
+    }
 }
 
 /// The default phone region of a config: `default_region`, else the main region of
@@ -138,7 +192,8 @@ impl Home {
         })
     }
 
-    /// Opens an existing node home.
+    /// Opens an existing node home. Refuses (422 `bad_data`, printing the `chmod 600` fix) when
+    /// `node.key` or `tls/key.der` is readable or writable by its group or others.
     pub fn open(dir: &Path) -> Result<Home> {
         let cfg_path = dir.join("config.toml");
         let text = std::fs::read_to_string(&cfg_path).or_code(Code::NotFound, || {
@@ -149,6 +204,9 @@ impl Home {
         })?;
         let config: Config = toml::from_str(&text)
             .or_code(Code::BadData, || format!("parsing {}", cfg_path.display()))?;
+        for secret in [dir.join("node.key"), dir.join("tls/key.der")] {
+            check_private(&secret)?;
+        }
         let key_hex = std::fs::read_to_string(dir.join("node.key"))
             .or_code(Code::Internal, || "reading node.key".into())?;
         let key_bytes = <[u8; 32] as hex::FromHex>::from_hex(key_hex.trim())
@@ -254,6 +312,35 @@ pub fn host_of(url: &str) -> Result<String> {
     Ok(host.to_string())
 }
 
+/// Refuses a secret key file that its group or others may read or write (mode not `0600` or
+/// stricter): the error names the file, its mode and the `chmod 600` that fixes it. A missing
+/// file is left to the read that follows.
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(NodeError::new(
+            Code::BadData,
+            format!(
+                "{} holds a secret key but is readable or writable by others (mode {mode:04o}); \
+                 refusing to use it. Fix: chmod 600 {}",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
@@ -297,11 +384,49 @@ mod tests {
             default_region: None,
             default_country_code: Some(86),
             max_message_bytes: 1 << 20,
+            limits: Limits::default(),
         };
         let summary = Home::init(dir.path(), cfg.clone()).unwrap();
         let home = Home::open(dir.path()).unwrap();
         assert_eq!(home.key_fingerprint(), summary.key_fingerprint);
         assert_eq!(home.tls_fingerprint(), summary.tls_fingerprint);
         assert!(Home::init(dir.path(), cfg).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_created_0600_and_a_readable_one_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            name: "acme".into(),
+            listen: "127.0.0.1:0".into(),
+            public_url: "https://127.0.0.1:7401".into(),
+            region: "CN".into(),
+            default_region: Some("CN".into()),
+            default_country_code: None,
+            max_message_bytes: 1 << 20,
+            limits: Limits::default(),
+        };
+        Home::init(dir.path(), cfg).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for name in ["node.key", "tls/key.der"] {
+            let path = dir.path().join(name);
+            assert_eq!(mode(&path), 0o600, "{name}");
+            for loose in [0o640, 0o604, 0o660, 0o644] {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+                let e = Home::open(dir.path()).err().expect("refused");
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("chmod 600 {}", path.display())),
+                    "{msg}"
+                );
+                assert!(msg.contains(&format!("{loose:04o}")), "{msg}");
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            // 0400 is stricter still: accepted.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+            Home::open(dir.path()).unwrap();
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! cost and precision.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -25,9 +25,6 @@ use crate::wire::{
     BudgetView, Envelope, MAX_FRAME_JSON, PROTOCOL, PSI_PATH, PSI_REQUEST, PSI_RESPONSE, Receipt,
     RunOpening, RunRequest, SignedHead, frame, now_ms, unframe, verifying_key,
 };
-
-/// How long the querier waits for the responder's answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Runs the querier's side of `analysis` against the peer named in the agreement.
 pub async fn run_query(
@@ -66,12 +63,14 @@ pub async fn run_query(
         }
     };
     let (body, headers) = pending.signed_request(&home.key);
+    let limits = &home.config.limits;
     let call = peer
-        .post(
+        .post_with(
             PSI_PATH,
             &headers,
             body,
-            ANSWER_TIMEOUT,
+            crate::home::Limits::secs(limits.connect_timeout_s),
+            crate::home::Limits::secs(limits.peer_answer_timeout_s),
             home.config.max_message_bytes,
         )
         .await;

@@ -18,7 +18,7 @@ use tandem_agreement::Agreement;
 use tokio::net::TcpListener;
 
 use crate::error::{Code, NodeError, OrCode, Result};
-use crate::home::Home;
+use crate::home::{Home, Limits};
 use crate::state::{Answer, NodeState, Source, blocking};
 use crate::wire::{COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE};
 
@@ -39,8 +39,84 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_idle_timeout,
+        ))
         .layer(axum::middleware::from_fn(crate::state::json_errors))
         .with_state(state)
+}
+
+/// Fails a request body that sends no byte for `limits.request_body_idle_s` (a client that
+/// announces a body and trickles or stalls it): the handler sees a body error and answers 400,
+/// and the connection closes, instead of a task waiting forever.
+async fn body_idle_timeout(
+    State(state): State<Arc<NodeState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let idle = Limits::secs(state.home.config.limits.request_body_idle_s);
+    next.run(req.map(|b| axum::body::Body::new(IdleTimeout::new(b, idle))))
+        .await
+}
+
+/// The body stalled: no byte for the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled: no byte for {0} s (limits.request_body_idle_s)")]
+struct BodyStalled(u64);
+
+/// A body that fails with [`BodyStalled`] when no frame arrives for `idle`.
+struct IdleTimeout<B> {
+    inner: B,
+    idle: std::time::Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleTimeout<B> {
+    fn new(inner: B, idle: std::time::Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl<B> http_body::Body for IdleTimeout<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyStalled(this.idle.as_secs()).into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Serves the node on `listener` until `shutdown` resolves.
@@ -53,7 +129,11 @@ pub async fn serve(
         &home.tls_cert,
         &home.tls_key,
     )?));
-    let app = router(Arc::new(NodeState::new(home)));
+    let state = Arc::new(NodeState::new(home));
+    let app = router(state.clone());
+    let header_timeout = Limits::secs(home.config.limits.request_header_timeout_s);
+    // Counted API accesses are written once their minute is over (and all at shutdown).
+    let flusher = tokio::spawn(flush_access_every(state.clone(), ACCESS_FLUSH_EVERY));
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -64,15 +144,23 @@ pub async fn serve(
         // Handlers see the connection's source (for throttling failed authentications).
         let app = app.clone().layer(axum::Extension(Source(remote.ip())));
         tokio::spawn(async move {
-            let stream = match tls.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            // A client that stalls the handshake or trickles its headers (slowloris) is
+            // disconnected after limits.request_header_timeout_s.
+            let stream = match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::warn!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%remote, "TLS handshake timed out");
                     return;
                 }
             };
             let service = TowerToHyperService::new(app);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -80,7 +168,28 @@ pub async fn serve(
             }
         });
     }
+    flusher.abort();
+    let st = state.clone();
+    if let Err(e) = blocking(move || st.flush_access(true)).await {
+        tracing::warn!(error = %e, "could not write the last API access counts to the audit log");
+    }
     Ok(())
+}
+
+/// How often finished minutes of API access counts are written to the audit log.
+const ACCESS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn flush_access_every(state: Arc<NodeState>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let st = state.clone();
+        if let Err(e) = blocking(move || st.flush_access(false)).await {
+            // Kept in memory and retried at the next tick.
+            tracing::warn!(error = %e, "could not write API access counts to the audit log yet");
+        }
+    }
 }
 
 /// Binds the node's listen address.
@@ -112,10 +221,14 @@ async fn psi_run(
         .collect()
         .await
         .map_err(|e| {
-            NodeError::new(
-                Code::TooLarge,
-                format!("request body rejected (limit {limit} bytes): {e}"),
-            )
+            if e.is::<http_body_util::LengthLimitError>() {
+                NodeError::new(
+                    Code::TooLarge,
+                    format!("request body rejected (limit {limit} bytes): {e}"),
+                )
+            } else {
+                NodeError::bad_request(format!("reading the request body failed: {e}"))
+            }
         })?
         .to_bytes();
     let st = state.clone();
@@ -174,6 +287,150 @@ mod tests {
     use crate::state::MAX_AUTH_FAILURES_PER_MINUTE;
     use tower::ServiceExt;
 
+    fn test_home(dir: &std::path::Path) -> Home {
+        let cfg = Config {
+            name: "acme".into(),
+            listen: "127.0.0.1:0".into(),
+            public_url: "https://127.0.0.1:7401".into(),
+            region: "CN".into(),
+            default_region: None,
+            default_country_code: Some(86),
+            max_message_bytes: 1 << 20,
+            limits: Default::default(),
+        };
+        Home::init(dir, cfg).expect("init");
+        Home::open(dir).expect("open")
+    }
+
+    fn token(home: &Home, name: &str, role: &str) -> String {
+        home.store()
+            .expect("store")
+            .create_token(name, role, "test")
+            .expect("token")
+    }
+
+    fn retry_after(r: &axum::response::Response) -> u64 {
+        r.headers()["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds")
+    }
+
+    async fn body_json(r: axum::response::Response) -> serde_json::Value {
+        let bytes = r.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn reads_write_no_audit_entry_each_and_the_counts_are_flushed_per_token_and_minute() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = test_home(dir.path());
+        let ana = token(&home, "ana", "analyst");
+        let state = Arc::new(NodeState::new(&home));
+        let app = router(state.clone()).layer(axum::Extension(Source([192, 0, 2, 7].into())));
+        let entries = || {
+            home.store()
+                .expect("store")
+                .audit_entries(None, None)
+                .expect("audit")
+        };
+        let before = entries().len();
+        for _ in 0..30 {
+            let r = app
+                .clone()
+                .oneshot(
+                    axum::http::Request::get("/api/v1/runs")
+                        .header("authorization", format!("Bearer {ana}"))
+                        .body(axum::body::Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("answer");
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        assert_eq!(entries().len(), before, "no entry per read");
+        assert_eq!(state.flush_access(true).expect("flush"), 1);
+        let all = entries();
+        let last = all.last().expect("entry");
+        assert_eq!(all.len(), before + 1);
+        assert_eq!(last.event.action, "api.access");
+        assert_eq!(last.event.actor, "token:ana(analyst)");
+        assert_eq!(last.event.details["count"], 30);
+        assert_eq!(last.event.details["what"], "list runs");
+        assert_eq!(state.flush_access(true).expect("flush"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_503_busy_with_retry_after_never_database_is_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = test_home(dir.path());
+        let admin = token(&home, "root", "admin");
+        let app = router(Arc::new(NodeState::new(&home)))
+            .layer(axum::Extension(Source([192, 0, 2, 7].into())));
+        // Another writer holds the write lock for longer than the busy timeout (5 s).
+        let other = rusqlite::Connection::open(home.store_path()).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let r = app
+            .oneshot(
+                axum::http::Request::post("/api/v1/tokens")
+                    .header("authorization", format!("Bearer {admin}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(r#"{"name":"ana","role":"analyst"}"#))
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        other.execute_batch("ROLLBACK").expect("unlock");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), crate::error::BUSY_RETRY_AFTER_S);
+        let body = body_json(r).await;
+        assert_eq!(body["code"], "busy");
+        assert!(!body.to_string().contains("locked"), "{body}");
+        // Nothing was done: the token does not exist.
+        assert!(
+            home.store()
+                .expect("store")
+                .tokens()
+                .expect("tokens")
+                .iter()
+                .all(|t| t.name != "ana")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_query_over_the_configured_concurrency_is_429_with_retry_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = test_home(dir.path());
+        let ana = token(&home, "ana", "analyst");
+        let state = Arc::new(NodeState::new(&home));
+        let app = router(state.clone()).layer(axum::Extension(Source([192, 0, 2, 7].into())));
+        // Every slot taken, as by queries in flight.
+        let limit = home.config.limits.max_concurrent_queries;
+        let _held = state
+            .query_slots
+            .acquire_many(u32::try_from(limit).expect("small"))
+            .await
+            .expect("slots");
+        let r = app
+            .oneshot(
+                axum::http::Request::post("/api/v1/queries/overlap")
+                    .header("authorization", format!("Bearer {ana}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(
+                        r#"{"agreement_id":"ag","group_by":"tier","epsilon":0.5}"#,
+                    ))
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(retry_after(&r) >= 1);
+        let body = body_json(r).await;
+        assert_eq!(body["code"], "too_many_requests");
+        assert_eq!(body["details"]["max_concurrent_queries"], limit);
+    }
+
     #[tokio::test]
     async fn a_flood_of_bogus_tokens_is_throttled_with_retry_after_and_audited_boundedly() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -185,6 +442,7 @@ mod tests {
             default_region: None,
             default_country_code: Some(86),
             max_message_bytes: 1 << 20,
+            limits: Default::default(),
         };
         Home::init(dir.path(), cfg).expect("init");
         let home = Home::open(dir.path()).expect("open");

@@ -8,9 +8,6 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 
-/// PSI runs a node answers at the same time; further requests wait for a slot.
-pub const MAX_CONCURRENT_RUNS: usize = 2;
-
 /// Failed authentications (401) one source may make per clock minute; further API calls from
 /// it are answered 429 `too_many_requests` with `Retry-After` until the minute ends, without
 /// being checked or audited one by one, so a flood of bogus tokens writes at most this many
@@ -77,6 +74,80 @@ impl AuthFailures {
     }
 }
 
+/// Successful API calls counted per (actor, operation, clock minute), written to the audit log
+/// as one `api.access` entry each (`details`: `what`, `count`, `minute_start_ms`) once the
+/// minute is over, many in one transaction. One synced audit entry per call made the analyst
+/// API fail under load (`database is locked` while runs wrote too; issue 11). Refusals are still
+/// audited one by one (and throttled, see [`AuthFailures`]). Counts not yet written are lost if
+/// the process is killed (at most the current and the previous minute); a clean shutdown writes
+/// them.
+#[derive(Debug, Default)]
+pub struct AccessTally {
+    counts: std::sync::Mutex<std::collections::BTreeMap<(i64, String, String), u64>>,
+}
+
+impl AccessTally {
+    fn counts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(i64, String, String), u64>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one successful call by `actor` to do `what` at `now_ms`.
+    pub fn record(&self, actor: &str, what: &str, now_ms: i64) {
+        *self
+            .counts()
+            .entry((
+                now_ms.div_euclid(60_000),
+                actor.to_string(),
+                what.to_string(),
+            ))
+            .or_default() += 1;
+    }
+
+    /// Takes the counts of minutes before the one of `now_ms` (of every minute with `all`) as
+    /// `api.access` events, in (minute, actor, operation) order.
+    pub fn take(&self, now_ms: i64, all: bool) -> Vec<tandem_store::AuditEvent> {
+        let minute = now_ms.div_euclid(60_000);
+        let mut counts = self.counts();
+        let keep = if all {
+            Default::default()
+        } else {
+            counts.split_off(&(minute, String::new(), String::new()))
+        };
+        std::mem::replace(&mut *counts, keep)
+            .into_iter()
+            .map(|((m, actor, what), count)| {
+                tandem_store::AuditEvent::now(
+                    actor,
+                    "api.access",
+                    serde_json::json!({"what": what, "count": count, "minute_start_ms": m * 60_000}),
+                )
+            })
+            .collect()
+    }
+
+    /// Puts back counts whose write failed (they are written with the next flush).
+    fn restore(&self, events: Vec<tandem_store::AuditEvent>) {
+        let mut counts = self.counts();
+        for e in events {
+            let d = &e.details;
+            let (Some(what), Some(count), Some(start)) = (
+                d.get("what").and_then(|v| v.as_str()),
+                d.get("count").and_then(|v| v.as_u64()),
+                d.get("minute_start_ms").and_then(|v| v.as_i64()),
+            ) else {
+                continue;
+            };
+            *counts
+                .entry((start.div_euclid(60_000), e.actor.clone(), what.to_string()))
+                .or_default() += count;
+        }
+    }
+}
+
 /// What every handler needs.
 pub struct NodeState {
     /// This node's party name.
@@ -90,6 +161,11 @@ pub struct NodeState {
     pub run_slots: tokio::sync::Semaphore,
     /// Failed authentications per source, for throttling.
     pub auth_failures: std::sync::Mutex<AuthFailures>,
+    /// Bounds the queries this node runs as querier at once (`limits.max_concurrent_queries`);
+    /// one more is refused 429 at once.
+    pub query_slots: tokio::sync::Semaphore,
+    /// Successful API calls not yet written to the audit log.
+    pub access: AccessTally,
 }
 
 impl NodeState {
@@ -99,9 +175,31 @@ impl NodeState {
             name: home.config.name.clone(),
             store_path: home.store_path(),
             home: home.clone(),
-            run_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_RUNS),
+            run_slots: tokio::sync::Semaphore::new(home.config.limits.max_concurrent_runs.max(1)),
             auth_failures: std::sync::Mutex::new(AuthFailures::default()),
+            query_slots: tokio::sync::Semaphore::new(
+                home.config.limits.max_concurrent_queries.max(1),
+            ),
+            access: AccessTally::default(),
         }
+    }
+
+    /// Writes the `api.access` counts of finished minutes (of every minute with `all`) to the
+    /// audit log in one transaction; on failure they stay in memory for the next flush.
+    /// Returns how many entries were written.
+    pub fn flush_access(&self, all: bool) -> Result<usize> {
+        let events = self.access.take(crate::wire::now_ms(), all);
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let written = self
+            .home
+            .store()
+            .and_then(|mut s| Ok(s.append_audit_batch(events.clone())?));
+        if written.is_err() {
+            self.access.restore(events);
+        }
+        written
     }
 }
 
@@ -136,7 +234,18 @@ impl IntoResponse for HttpError {
             // The operator must fix the clocks: say so in this node's log too.
             tracing::warn!(code = e.code_str(), error = %e, "refused a peer message");
         }
-        (e.status(), axum::Json(e.body())).into_response()
+        let retry_after = e
+            .details()
+            .and_then(|d| d.get("retry_after_s"))
+            .and_then(serde_json::Value::as_u64);
+        let mut response = (e.status(), axum::Json(e.body())).into_response();
+        if let Some(s) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        response
     }
 }
 

@@ -148,6 +148,22 @@ impl Store {
         Ok(entry)
     }
 
+    /// Appends `events` in order in one transaction (one commit, one fsync: for aggregated
+    /// entries such as `api.access` counts). Returns how many were appended; none are when it
+    /// fails.
+    pub fn append_audit_batch(&mut self, events: Vec<AuditEvent>) -> Result<usize, StoreError> {
+        let n = events.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let tx = self.write_tx()?;
+        for event in events {
+            append(&tx, event)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Entries with `from_ms <= at_ms < to_ms` (either bound optional), in seq order.
     pub fn audit_entries(
         &self,

@@ -382,3 +382,32 @@ fn audit_rates_100k() {
     verify_jsonl(&out[..], Some(&key.verifying_key())).unwrap();
     println!("verify_jsonl: {:.3} s", t.elapsed().as_secs_f64());
 }
+
+#[test]
+fn a_batch_of_entries_commits_at_once_and_a_held_lock_is_reported_as_busy() {
+    let (dir, mut store) = store();
+    let before = store.audit_entries(None, None).unwrap().len();
+    let events = (0..3)
+        .map(|i| AuditEvent::now("token:a(analyst)", "api.access", json!({"count": i})))
+        .collect();
+    assert_eq!(store.append_audit_batch(events).unwrap(), 3);
+    assert_eq!(store.append_audit_batch(Vec::new()).unwrap(), 0);
+    assert_eq!(store.audit_entries(None, None).unwrap().len(), before + 3);
+    store.verify_audit(None).unwrap();
+
+    // Another connection holds the write lock: the append fails as busy after the (short) busy
+    // timeout, appends nothing, and says it may be retried.
+    let other = Connection::open(store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    store
+        .set_busy_timeout(std::time::Duration::from_millis(50))
+        .unwrap();
+    let e = store
+        .append_audit_batch(vec![AuditEvent::now("node", "x", json!({}))])
+        .unwrap_err();
+    assert!(e.is_busy(), "{e}");
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(store.audit_entries(None, None).unwrap().len(), before + 3);
+    assert!(!StoreError::NotFound("x".into()).is_busy());
+    drop(dir);
+}

@@ -145,6 +145,7 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
         default_region: None,
         default_country_code: None,
         max_message_bytes: 1 << 26,
+        limits: Default::default(),
     };
     Home::init(&root.join(name), cfg).expect("init");
     Home::open(&root.join(name)).expect("open")
