@@ -110,7 +110,7 @@ impl Querier {
         let n_a = params.querier_buckets as usize;
         let n_b = params.responder_buckets;
         let slots = params.slots_per_cell() as u32;
-        let junk = shifted(noise, &params.querier_bucket_noise, n_a)?;
+        let junk = Zeroizing::new(shifted(noise, &params.querier_bucket_noise, n_a)?);
         let seeds = Zeroizing::new(shifted(noise, &params.querier_cell_noise, params.cells())?);
         let alpha = SecretScalar::random(rng);
 
@@ -133,7 +133,7 @@ impl Querier {
             }
             let mut points: Vec<[u8; 32]> = bases
                 .par_iter()
-                .map(|b| (alpha.0 * b).compress().to_bytes())
+                .map(|b| alpha.mul(b).compress().to_bytes())
                 .collect();
             points.shuffle(rng);
             buckets.push(points);

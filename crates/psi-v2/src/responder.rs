@@ -1,15 +1,12 @@
 //! The responder B (spec §4.2, §4.4): validates Msg1 from public quantities before touching its
 //! data, lists its items, verifies every proof, counts and adds central noise.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use curve25519_dalek::ristretto::RistrettoPoint;
 use rand::CryptoRng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use tandem_dp::{CentralNoise, NoiseSource};
-use zeroize::Zeroize;
+use zeroize::Zeroizing;
 
 use crate::hash::{Domain, generators};
 use crate::querier::{check_items, random_input, shifted};
@@ -67,20 +64,24 @@ pub fn query_bucket_sizes(
 pub struct Responder {
     params: RunParams,
     beta: SecretScalar,
-    /// `trunc16(β·X) → g`.
-    l1: HashMap<[u8; TRUNCATED_LEN], u32>,
+    /// `trunc16(β·X) ‖ u32(g)`, sorted: `L1` with the row of every entry (wiped on drop).
+    l1: Zeroizing<Vec<[u8; L1_RECORD]>>,
     msg1_digest: [u8; 32],
     /// After Msg2: `SHA-256(Msg2)` and the list `P_h` of every bucket.
     listed: Option<([u8; 32], Vec<Vec<RistrettoPoint>>)>,
 }
 
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let keys: Vec<[u8; TRUNCATED_LEN]> = self.l1.drain().map(|(k, _)| k).collect();
-        for mut k in keys {
-            k.zeroize();
-        }
-    }
+/// Bytes of one `L1` record: the truncated value and its row.
+const L1_RECORD: usize = TRUNCATED_LEN + 4;
+
+/// The row of `value` in the sorted `l1`, if any.
+fn row_of(l1: &[[u8; L1_RECORD]], value: &[u8; 32]) -> Option<u32> {
+    let i = l1
+        .binary_search_by(|r| r[..TRUNCATED_LEN].cmp(&value[..TRUNCATED_LEN]))
+        .ok()?;
+    let mut row = [0u8; 4];
+    row.copy_from_slice(&l1[i][TRUNCATED_LEN..]);
+    Some(u32::from_le_bytes(row))
 }
 
 impl Responder {
@@ -117,30 +118,30 @@ impl Responder {
             });
         }
         let beta = SecretScalar::random(rng);
-        let truncated: Vec<[u8; TRUNCATED_LEN]> = decoded
-            .par_iter()
-            .map(|x| {
-                let c = (beta.0 * x).compress();
-                let mut t = [0u8; TRUNCATED_LEN];
-                t.copy_from_slice(&c.as_bytes()[..TRUNCATED_LEN]);
-                t
-            })
-            .collect();
-        let mut l1 = HashMap::with_capacity(truncated.len());
-        for (t, &(g, i)) in truncated.into_iter().zip(at.iter()) {
-            match l1.entry(t) {
-                Entry::Vacant(e) => {
-                    e.insert(g);
-                }
-                // Two entries of L1 agree on 128 bits: refuse, so that one V entry can never
-                // match two cells (spec §4.2 step 5).
-                Entry::Occupied(_) => {
-                    return Err(PsiV2Error::DuplicatePoint {
-                        bucket: g,
-                        index: i,
-                    });
-                }
-            }
+        let mut l1: Zeroizing<Vec<[u8; L1_RECORD]>> = Zeroizing::new(
+            decoded
+                .par_iter()
+                .zip(at.par_iter())
+                .map(|(x, &(g, _))| {
+                    let c = beta.mul(x).compress();
+                    let mut t = [0u8; L1_RECORD];
+                    t[..TRUNCATED_LEN].copy_from_slice(&c.as_bytes()[..TRUNCATED_LEN]);
+                    t[TRUNCATED_LEN..].copy_from_slice(&g.to_le_bytes());
+                    t
+                })
+                .collect(),
+        );
+        l1.par_sort_unstable();
+        // Two entries of L1 that agree on their 16 bytes are refused, so that one V entry can
+        // never match two cells (spec §4.2 step 6).
+        if l1
+            .par_windows(2)
+            .any(|w| w[0][..TRUNCATED_LEN] == w[1][..TRUNCATED_LEN])
+        {
+            return Err(PsiV2Error::DuplicatePoint {
+                bucket: u32::MAX,
+                index: 0,
+            });
         }
         Ok(Responder {
             msg1_digest: wire::digest(msg1),
@@ -191,7 +192,7 @@ impl Responder {
                 );
             }
             let mut points: Vec<RistrettoPoint> =
-                bases.par_iter().map(|b| self.beta.0 * b).collect();
+                bases.par_iter().map(|b| self.beta.mul(b)).collect();
             points.shuffle(rng);
             lists.push(points);
         }
@@ -280,9 +281,7 @@ impl Responder {
         let mut counts = vec![0i64; p.cells()];
         for (h, v) in images.iter().enumerate() {
             for x in v {
-                let mut t = [0u8; TRUNCATED_LEN];
-                t.copy_from_slice(&x[..TRUNCATED_LEN]);
-                if let Some(&g) = self.l1.get(&t) {
+                if let Some(g) = row_of(&self.l1, x) {
                     counts[g as usize * n_b + h] += 1;
                 }
             }

@@ -53,6 +53,17 @@ impl SecretScalar {
     }
 }
 
+#[expect(
+    clippy::op_ref,
+    reason = "operands by reference: no copy of a secret scalar by value"
+)]
+impl SecretScalar {
+    /// `k·P`, the scalar taken by reference (no copy of it travels into rayon closures).
+    pub(crate) fn mul(&self, p: &RistrettoPoint) -> RistrettoPoint {
+        &self.0 * p
+    }
+}
+
 impl Drop for SecretScalar {
     fn drop(&mut self) {
         self.0.zeroize();
@@ -158,7 +169,7 @@ pub(crate) fn prove<R: CryptoRng + ?Sized>(
     for (j, &i) in pi.iter().enumerate() {
         pi_inv[i] = j;
     }
-    let v_points: Vec<RistrettoPoint> = pi_inv.par_iter().map(|&j| alpha.0 * p[j]).collect();
+    let v_points: Vec<RistrettoPoint> = pi_inv.par_iter().map(|&j| alpha.mul(&p[j])).collect();
     let v = compress_all(&v_points);
 
     // Permutation commitment u_j = r_j·G + h_{π(j)}.
