@@ -106,3 +106,62 @@ proptest! {
         prop_assert!(crate::wire::check_header(&mut crate::wire::Reader::new(&same), &p, crate::MSG1).is_ok());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Every parser refuses (never panics on) a valid message with one byte changed or cut
+    /// short, and arbitrary bytes.
+    #[test]
+    fn parsers_refuse_mangled_messages(
+        which in 0usize..3, position in any::<prop::sample::Index>(), byte in any::<u8>(),
+        cut in any::<bool>(), junk in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let p = params(1, 2, 1);
+        let a = vec![vec![id(1), id(2)]];
+        let b = vec![vec![id(2)], vec![id(3)]];
+        let (mut q, r, msg2) = setup(&p, &a, &b, 7);
+        let msg3 = q.evaluate(&msg2, &Limits::default(), &mut rng(8)).expect("msg3");
+        let msg4 = r.finish(&msg3, &mut rng(9), &mut NoNoise).expect("msg4");
+        let (_, msg1) = Querier::start(p.clone(), &a, &mut rng(7), &mut NoNoise).expect("msg1");
+        let mut msg = [msg1, msg2, msg4][which].clone();
+        let at = position.index(msg.len());
+        if cut {
+            msg.truncate(at);
+        } else if msg[at] == byte {
+            msg.push(byte);
+        } else {
+            msg[at] = byte;
+        }
+        let limits = Limits::default();
+        let mut header = Vec::new();
+        crate::wire::encode_header(&p, crate::MSG1, &mut header);
+        // Where the points start: after the header, the digest of the previous message and
+        // the bucket table. A changed point byte may still decode; everything before must not.
+        let points_at = [header.len() + 8, header.len() + 32 + 16, usize::MAX][which];
+        let changed_point = !cut && at >= points_at;
+        for m in [&msg, &junk] {
+            let changed_point = changed_point && m.len() == msg.len();
+            match which {
+                0 => {
+                    let e = Responder::receive_query(p.clone(), m, &limits, &mut rng(1));
+                    prop_assert!(e.is_err() || changed_point);
+                }
+                1 => {
+                    let (mut q, _, _) = setup(&p, &a, &b, 7);
+                    let e = q.evaluate(m, &limits, &mut rng(8));
+                    prop_assert!(e.is_err() || changed_point);
+                }
+                _ => {
+                    let (mut q, _, msg2) = setup(&p, &a, &b, 7);
+                    q.evaluate(&msg2, &limits, &mut rng(8)).expect("msg3");
+                    let e = q.finish(m);
+                    // The counts themselves are not authenticated (no output integrity): a changed
+                    // count byte may be accepted, nothing else.
+                    let count_at = header.len() + 32;
+                    prop_assert!(e.is_err() || (!cut && at >= count_at && m.len() == msg.len()));
+                }
+            }
+        }
+    }
+}
