@@ -190,6 +190,15 @@ pub trait NoiseSource {
     fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError>;
 }
 
+/// A source of central (unclamped) noise: the responder of `psi-ca-v2` adds it to the counts it
+/// computed itself, so no clamp and no offset are needed and the mechanism is pure ε-DP (δ = 0).
+/// Production code uses [`OpenDpNoise`]; tests a seeded or a zero source.
+pub trait CentralNoise {
+    /// `count` independent draws of `Z ~ DiscreteLaplace(scale)` (`P(Z = z) ∝ e^(−|z|/scale)`),
+    /// unclamped.
+    fn laplace(&mut self, scale: f64, count: usize) -> Result<Vec<i64>, DpError>;
+}
+
 /// A release whose privacy loss a budget ledger has already charged: the capability needed to
 /// obtain the production noise source ([`OpenDpNoise::for_release`]), so that noise for a
 /// release is drawn only after its charge. The node implements it for exactly one type, its
@@ -234,6 +243,17 @@ impl NoiseSource for OpenDpNoise {
             .into_iter()
             .map(|x| x.clamp(0, upper) as u32)
             .collect())
+    }
+}
+
+impl CentralNoise for OpenDpNoise {
+    fn laplace(&mut self, scale: f64, count: usize) -> Result<Vec<i64>, DpError> {
+        ShiftedLaplace { scale, offset: 0 }.check_scale()?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        // opendp's vector discrete Laplace on `count` zeros: the draws themselves, unclamped.
+        mechanisms::shifted_laplace_draws(scale, 0, count)
     }
 }
 

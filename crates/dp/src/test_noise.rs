@@ -5,7 +5,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::{DpError, NoiseSource, ShiftedLaplace};
+use crate::{CentralNoise, DpError, NoiseSource, ShiftedLaplace};
 
 /// Every draw is exactly the offset `T`: no noise (exact counts through the protocols).
 #[derive(Clone, Copy, Debug, Default)]
@@ -14,6 +14,12 @@ pub struct NoNoise;
 impl NoiseSource for NoNoise {
     fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
         Ok(vec![dist.offset; count])
+    }
+}
+
+impl CentralNoise for NoNoise {
+    fn laplace(&mut self, _scale: f64, count: usize) -> Result<Vec<i64>, DpError> {
+        Ok(vec![0; count])
     }
 }
 
@@ -43,6 +49,15 @@ impl NoiseSource for SeededLaplace {
                 let z = self.geometric(q) - self.geometric(q);
                 (t + z).clamp(0, 2 * t) as u32
             })
+            .collect())
+    }
+}
+
+impl CentralNoise for SeededLaplace {
+    fn laplace(&mut self, scale: f64, count: usize) -> Result<Vec<i64>, DpError> {
+        let q = (-1.0 / scale).exp();
+        Ok((0..count)
+            .map(|_| self.geometric(q) - self.geometric(q))
             .collect())
     }
 }
