@@ -100,10 +100,11 @@ impl DiscreteLog {
             return Ok(t);
         }
         let table = Arc::new(DiscreteLog::new(baby_bits)?);
-        if let Ok(mut cache) = CACHE.lock() {
-            cache.entry(baby_bits).or_insert_with(|| Arc::clone(&table));
+        // Two threads may build the table at once; both hand out the one that went in first.
+        match CACHE.lock() {
+            Ok(mut cache) => Ok(Arc::clone(cache.entry(baby_bits).or_insert(table))),
+            Err(_) => Ok(table),
         }
-        Ok(table)
     }
 
     /// Table size in bits.
