@@ -35,8 +35,12 @@ pub enum Code {
     NotFound,
     /// 409: the change conflicts with the current state (e.g. a token name in use).
     Conflict,
-    /// 413: a body over this node's `max_message_bytes`.
+    /// 413: a body over this node's `max_message_bytes`; on the peer endpoint also a query (or
+    /// the reply to it) over the responder's limit, without any number.
     TooLarge,
+    /// 400: peer endpoints: the PSI query is malformed (framing, binding, sizes, a point); the
+    /// detail stays in the responder's log.
+    Malformed,
     /// 422: well-formed, but not a valid value (a role, a token name, an identifier kind).
     Invalid,
     /// 422: the query is not allowed by the agreement (column, join key, ε over the per-query
@@ -75,13 +79,14 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
         Code::NotFound,
         Code::Conflict,
         Code::TooLarge,
+        Code::Malformed,
         Code::Invalid,
         Code::InvalidQuery,
         Code::Refused,
@@ -109,6 +114,7 @@ impl Code {
             Code::NotFound => "not_found",
             Code::Conflict => "conflict",
             Code::TooLarge => "too_large",
+            Code::Malformed => "malformed",
             Code::Invalid => "invalid",
             Code::InvalidQuery => "invalid_query",
             Code::Refused => "refused",
@@ -137,6 +143,7 @@ impl Code {
             | Code::NotFound
             | Code::Conflict
             | Code::TooLarge
+            | Code::Malformed
             | Code::Invalid
             | Code::InvalidQuery
             | Code::Refused
@@ -157,7 +164,7 @@ impl Code {
     /// with a refusal; see [`NodeError::status`]).
     pub fn status(self) -> StatusCode {
         match self {
-            Code::BadRequest => StatusCode::BAD_REQUEST,
+            Code::BadRequest | Code::Malformed => StatusCode::BAD_REQUEST,
             Code::Unauthenticated | Code::BadSignature | Code::ClockSkew => {
                 StatusCode::UNAUTHORIZED
             }

@@ -100,6 +100,28 @@ async fn psi_run(
     let (env, sig) = Envelope::from_headers(&headers)?;
     let (st, e) = (state.clone(), env.clone());
     blocking(move || crate::responder::precheck(&st.home, &e)).await?;
+    let throttled = state
+        .failed_runs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(&env.sender, crate::wire::now_ms());
+    if let Some(retry_after_s) = throttled {
+        tracing::warn!(peer = %env.sender, retry_after_s, "throttled a peer's run requests after repeated failed runs");
+        let err = NodeError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many failed runs from {} in the last hour; retry in {retry_after_s} s",
+                env.sender
+            ),
+        )
+        .with_details(serde_json::json!({"retry_after_s": retry_after_s}));
+        let mut resp = crate::state::HttpError(err).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(retry_after_s),
+        );
+        return Ok(resp);
+    }
     let _slot = state
         .run_slots
         .acquire()
@@ -118,7 +140,8 @@ async fn psi_run(
         .to_bytes();
     let st = state.clone();
     let (env, payload) =
-        blocking(move || crate::responder::respond(&st.home, env, &sig, &body)).await?;
+        blocking(move || crate::responder::respond(&st.home, env, &sig, &body, &st.failed_runs))
+            .await?;
     let sig_headers = env.sign(PSI_RESPONSE, &payload, &state.home.key);
     let mut resp = payload.into_response();
     for (k, v) in sig_headers {
