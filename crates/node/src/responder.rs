@@ -14,11 +14,11 @@ use crate::budget::{EntryFor, budget_view, ledger_entry};
 use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
-use crate::run::{Derived, active_agreement, derive, load_buckets};
+use crate::run::{Derived, active_agreement, audience_version, derive, load_buckets};
 use crate::state::FailedRuns;
 use crate::wire::{
-    Envelope, MAX_FRAME_JSON, PSI_REQUEST, Receipt, RunOpening, RunRequest, SignedHead, frame,
-    now_ms, parse_run_id, unframe,
+    AUDIENCE_VERSION_REQUEST, AudienceVersion, Envelope, MAX_FRAME_JSON, PSI_REQUEST, Receipt,
+    RunOpening, RunRequest, SignedHead, frame, now_ms, parse_run_id, unframe,
 };
 
 /// A run the responder has authenticated and checked against the agreement, not yet charged.
@@ -46,6 +46,48 @@ pub fn precheck(home: &Home, env: &Envelope) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Answers a peer's audience-version check (signed, uncharged, cheap): this node's current
+/// version of its audience for a join key of the agreement, so the peer can tell whether a
+/// cached answer still holds for this node's data. It reveals how often this node changed that
+/// audience, nothing about who is in it. Errors: those of [`precheck`], 401 `bad_signature`,
+/// 400 `bad_request` (body), 403 `refused` (join key not in the agreement).
+pub fn audience_version_check(
+    home: &Home,
+    env: &Envelope,
+    sig: &Signature,
+    body: &[u8],
+) -> Result<Vec<u8>> {
+    let me = home.config.name.as_str();
+    let store = home.store()?;
+    let (agreement, peer) = active_agreement(&store, &env.agreement_id, me, Code::Refused)?;
+    if env.sender != peer {
+        return Err(NodeError::refused(format!(
+            "{} is not the peer in this agreement",
+            env.sender
+        )));
+    }
+    let peer_key = agreement
+        .terms
+        .party(&peer)
+        .ok_or_else(|| NodeError::refused("peer missing"))?
+        .verifying_key()
+        .map_err(NodeError::refused)?;
+    env.verify(AUDIENCE_VERSION_REQUEST, body, sig, &peer_key, now_ms())?;
+    let asked: AudienceVersion = serde_json::from_slice(body)
+        .map_err(|e| NodeError::bad_request(format!("the request does not parse: {e}")))?;
+    if !agreement.terms.join_keys.contains(&asked.join_key) {
+        return Err(NodeError::refused(format!(
+            "join key {:?} is not in the agreement",
+            asked.join_key
+        )));
+    }
+    let answer = AudienceVersion {
+        audience_version: Some(audience_version(&store, &asked.join_key)?),
+        join_key: asked.join_key,
+    };
+    Ok(serde_json::to_vec(&answer)?)
 }
 
 /// Authenticates the caller and checks the run against the agreement and the per-query cap;
@@ -224,14 +266,20 @@ fn respond_checked(
     // Reading the audience: a failure here (a column we did not import, say) depends on our
     // data, so the peer gets an opaque code, the detail stays in our log and audit entry, and
     // the charge stands (spec §4.2).
-    let buckets = match load_buckets(
-        &store,
-        &run.agreement,
-        me,
-        &run.request.join_key,
-        run.request.responder_column.as_deref(),
-    ) {
-        Ok(b) => b,
+    // The version is read before the members: a change in between makes it older than the
+    // data, so the querier's cache check sees a change and asks afresh (never the reverse).
+    let loaded = audience_version(&store, &run.request.join_key).and_then(|v| {
+        load_buckets(
+            &store,
+            &run.agreement,
+            me,
+            &run.request.join_key,
+            run.request.responder_column.as_deref(),
+        )
+        .map(|b| (v, b))
+    });
+    let (version, buckets) = match loaded {
+        Ok(x) => x,
         Err(e) => {
             tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e.message(), "run failed reading the audience");
             reservation.abandon(&mut store, e.message(), Exposure::MayHaveLeft)?;
@@ -273,6 +321,7 @@ fn respond_checked(
     let receipt = Receipt {
         charged: loss,
         head: SignedHead::sign(budget, &env.agreement_id, &env.run_id, &home.key)?,
+        audience_version: Some(version),
     };
     let payload = frame(&serde_json::to_value(&receipt)?, &reply);
     let receipt_json = serde_json::to_string(&receipt)?;

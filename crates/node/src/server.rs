@@ -20,7 +20,10 @@ use tokio::net::TcpListener;
 use crate::error::{Code, NodeError, OrCode, Result};
 use crate::home::Home;
 use crate::state::{Answer, NodeState, Source, blocking};
-use crate::wire::{COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE};
+use crate::wire::{
+    AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_RESPONSE, COUNTERSIGN_PATH, Envelope, HEALTH_PATH,
+    PROPOSE_PATH, PSI_PATH, PSI_RESPONSE,
+};
 
 /// The router of a node.
 pub fn router(state: Arc<NodeState>) -> Router {
@@ -35,6 +38,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .merge(tandem_console::router())
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
+        .route(AUDIENCE_VERSION_PATH, post(audience_version))
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))
@@ -144,6 +148,36 @@ async fn psi_run(
             .await?;
     let sig_headers = env.sign(PSI_RESPONSE, &payload, &state.home.key);
     let mut resp = payload.into_response();
+    for (k, v) in sig_headers {
+        if let Ok(v) = v.parse() {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// The audience-version check: signed both ways, uncharged.
+async fn audience_version(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (env, sig) = Envelope::from_headers(&headers)?;
+    let st = state.clone();
+    let answer = blocking(move || {
+        let payload = crate::responder::audience_version_check(&st.home, &env, &sig, &body)?;
+        let out = Envelope {
+            agreement_id: env.agreement_id,
+            run_id: env.run_id,
+            sender: st.name.clone(),
+            timestamp_ms: crate::wire::now_ms(),
+        };
+        Ok((out, payload))
+    })
+    .await?;
+    let (env, payload) = answer;
+    let sig_headers = env.sign(AUDIENCE_VERSION_RESPONSE, &payload, &state.home.key);
+    let mut resp = (StatusCode::OK, payload).into_response();
     for (k, v) in sig_headers {
         if let Ok(v) = v.parse() {
             resp.headers_mut().insert(k, v);

@@ -190,3 +190,50 @@ async fn an_oversized_reply_is_refused_without_a_number_and_charged() {
         views[0]
     );
 }
+
+/// Issue 9 item 6, the stale cache: after the responder re-imports its audience with half the
+/// overlap, the identical query returns a fresh, charged answer; on unchanged data it returns
+/// the cached one, free, showing its run and date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_answer_is_reused_only_while_the_peers_audience_is_unchanged() {
+    let pair = NodePair::start().await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let q = tandem_node::analysis::Query {
+        fresh: false,
+        ..pair.query()
+    };
+    let ask = || tandem_node::querier::run_query(&pair.acme, overlap, &q, "test");
+    let first = ask().await.expect("first run");
+    assert!(!first.cached && first.querier_budget.epsilon_spent > 0.0);
+    assert!(first.responder_audience_version.is_some());
+    let again = ask().await.expect("cached");
+    assert!(again.cached, "unchanged data: the cached answer");
+    assert_eq!(again.run_id, first.run_id);
+    assert_eq!(again.querier_budget.epsilon_spent, 0.0);
+    assert!(again.answered_at.is_some());
+
+    // shopx re-imports: p150…p224 only, half the overlap of before.
+    let mut rows = String::from("email,tier\n");
+    for i in 150..225 {
+        rows += &format!("p{i}@example.com,gold\n");
+    }
+    let file = pair.shopx.dir.join("half.csv");
+    std::fs::write(&file, rows).expect("write");
+    let mut opts = tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email);
+    opts.attributes = vec!["tier".into()];
+    pair.shopx
+        .store()
+        .expect("store")
+        .import_csv(&file, &opts, None)
+        .expect("import");
+    let fresh = ask().await.expect("fresh run");
+    assert!(!fresh.cached, "the peer's audience changed: a new run");
+    assert_ne!(fresh.run_id, first.run_id);
+    assert!(fresh.querier_budget.epsilon_spent > 0.0, "charged");
+    assert_ne!(
+        fresh.responder_audience_version,
+        first.responder_audience_version
+    );
+    let cached = ask().await.expect("cached again");
+    assert!(cached.cached && cached.run_id == fresh.run_id);
+}
