@@ -57,6 +57,24 @@ pub async fn run_query(
                 run = %report.run_id,
                 "the peer's audience changed since the cached answer: asking afresh"
             );
+            // The audit trail says why the stored answer read above was not returned.
+            let (store_path, run_id, agreement_id, who) = (
+                home.store_path(),
+                report.run_id.clone(),
+                report.agreement_id.clone(),
+                actor.to_string(),
+            );
+            blocking(move || {
+                let event = AuditEvent::now(
+                    who,
+                    "result.stale",
+                    serde_json::json!({"run_id": run_id, "reason": "the peer's audience version changed"}),
+                )
+                .with_agreement(&agreement_id);
+                Store::open(&store_path)?.append_audit(event)?;
+                Ok(())
+            })
+            .await?;
             let (store_path, key, me) = (
                 home.store_path(),
                 home.key.clone(),
