@@ -98,6 +98,10 @@ fn walkthrough_overlap_budget_and_refusals() {
     let again = overlap(&pair, &id, "1.0", false).expect("cached");
     assert_eq!(again["cached"], true);
     assert_eq!(again["cells"], report["cells"]);
+    // Issue 9 items 4 and 6: it shows the run and date it comes from, and is querier-internal.
+    assert_eq!(again["run_id"], report["run_id"]);
+    assert!(again["answered_at"].is_string(), "{again}");
+    assert_eq!(report["querier_internal"], true);
     assert!((spent(&pair.shopx, &id) - 1.0).abs() < 1e-9);
 
     // Second fresh run: shopx at 2.0 of 2.5, acme at 0.5 of 1.0.

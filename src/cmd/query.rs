@@ -26,7 +26,7 @@ pub async fn query(a: QueryArgs) -> Result<()> {
                 p.responder_cost.epsilon,
                 p.responder_per_query_cap,
                 if p.cached {
-                    " · a stored answer exists: it would be returned at no cost"
+                    " · a stored answer exists: it would be returned at no cost if the peer's audience is unchanged (the run asks it first)"
                 } else {
                     ""
                 }

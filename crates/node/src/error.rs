@@ -37,8 +37,12 @@ pub enum Code {
     MethodNotAllowed,
     /// 409: the change conflicts with the current state (e.g. a token name in use).
     Conflict,
-    /// 413: a body over this node's `max_message_bytes`.
+    /// 413: a body over this node's `max_message_bytes`; on the peer endpoint also a query (or
+    /// the reply to it) over the responder's limit, without any number.
     TooLarge,
+    /// 400: peer endpoints: the PSI query is malformed (framing, binding, sizes, a point); the
+    /// detail stays in the responder's log.
+    Malformed,
     /// 422: well-formed, but not a valid value (a role, a token name, an identifier kind).
     Invalid,
     /// 422: the query is not allowed by the agreement (column, join key, ε over the per-query
@@ -80,7 +84,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 25] = [
         Code::BadRequest,
         Code::Unauthenticated,
         Code::Forbidden,
@@ -88,6 +92,7 @@ impl Code {
         Code::MethodNotAllowed,
         Code::Conflict,
         Code::TooLarge,
+        Code::Malformed,
         Code::Invalid,
         Code::InvalidQuery,
         Code::Refused,
@@ -117,6 +122,7 @@ impl Code {
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
             Code::TooLarge => "too_large",
+            Code::Malformed => "malformed",
             Code::Invalid => "invalid",
             Code::InvalidQuery => "invalid_query",
             Code::Refused => "refused",
@@ -147,6 +153,7 @@ impl Code {
             | Code::MethodNotAllowed
             | Code::Conflict
             | Code::TooLarge
+            | Code::Malformed
             | Code::Invalid
             | Code::InvalidQuery
             | Code::Refused
@@ -167,7 +174,7 @@ impl Code {
     /// with a refusal; see [`NodeError::status`]).
     pub fn status(self) -> StatusCode {
         match self {
-            Code::BadRequest => StatusCode::BAD_REQUEST,
+            Code::BadRequest | Code::Malformed => StatusCode::BAD_REQUEST,
             Code::Unauthenticated | Code::BadSignature | Code::ClockSkew => {
                 StatusCode::UNAUTHORIZED
             }

@@ -22,6 +22,7 @@ use crate::home::Home;
 use crate::release::{Exposure, Reservation};
 use crate::run::{Derived, active_agreement, derive, load_buckets, query_fingerprint};
 use crate::wire::{
+    AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_REQUEST, AUDIENCE_VERSION_RESPONSE, AudienceVersion,
     BudgetView, Envelope, MAX_FRAME_JSON, PROTOCOL, PSI_PATH, PSI_REQUEST, PSI_RESPONSE, Receipt,
     RunOpening, RunRequest, SignedHead, frame, now_ms, unframe, verifying_key,
 };
@@ -44,7 +45,47 @@ pub async fn run_query(
     let prepared =
         blocking(move || prepare_query(&store_path, &key, &me, analysis, &q, &actor_s)).await?;
     let pending = match prepared {
-        Prepared::Cached(report) => return Ok(*report),
+        Prepared::Cached(report) => {
+            // The cached answer holds only while the peer's audience is the one it used.
+            if peer_audience_unchanged(home, &report).await? {
+                return Ok(*report);
+            }
+            tracing::info!(
+                run = %report.run_id,
+                "the peer's audience changed since the cached answer: asking afresh"
+            );
+            // The audit trail says why the stored answer read above was not returned.
+            let (store_path, run_id, agreement_id, who) = (
+                home.store_path(),
+                report.run_id.clone(),
+                report.agreement_id.clone(),
+                actor.to_string(),
+            );
+            blocking(move || {
+                let event = AuditEvent::now(
+                    who,
+                    "result.stale",
+                    serde_json::json!({"run_id": run_id, "reason": "the peer's audience version changed"}),
+                )
+                .with_agreement(&agreement_id);
+                Store::open(&store_path)?.append_audit(event)?;
+                Ok(())
+            })
+            .await?;
+            let (store_path, key, me) = (
+                home.store_path(),
+                home.key.clone(),
+                home.config.name.clone(),
+            );
+            let (mut q, actor_s) = (query.clone(), actor.to_string());
+            q.fresh = true;
+            match blocking(move || prepare_query(&store_path, &key, &me, analysis, &q, &actor_s))
+                .await?
+            {
+                Prepared::Fresh(p) => p,
+                Prepared::Cached(report) => return Ok(*report),
+            }
+        }
         Prepared::Fresh(p) => p,
     };
     // From here on the run is charged and `started`: every error ends in `abandon`.
@@ -76,6 +117,88 @@ pub async fn run_query(
         .await;
     let store_path = home.store_path();
     blocking(move || complete_query(&store_path, pending, call, &peer_key, started)).await
+}
+
+/// Asks the peer (signed, uncharged) whether the audience version its signed receipt named for
+/// the cached `report` is still current. A report without a version (from before versions)
+/// counts as changed. Errors: the peer unreachable or refusing (`peer_*`), a bad answer
+/// (`bad_peer_answer`): the cached answer cannot be confirmed, and nothing is charged.
+async fn peer_audience_unchanged(home: &Home, report: &Report) -> Result<bool> {
+    let Some(used) = report.responder_audience_version else {
+        return Ok(false);
+    };
+    let (store_path, me, id) = (
+        home.store_path(),
+        home.config.name.clone(),
+        report.agreement_id.clone(),
+    );
+    let (agreement, peer) = blocking(move || {
+        let store = Store::open(&store_path)?;
+        active_agreement(&store, &id, &me, Code::InvalidQuery)
+    })
+    .await?;
+    let (target, peer_key) = peer_target(&agreement, &peer)?;
+    let envelope = Envelope {
+        agreement_id: report.agreement_id.clone(),
+        run_id: report.run_id.clone(),
+        sender: home.config.name.clone(),
+        timestamp_ms: now_ms(),
+    };
+    let body = serde_json::to_vec(&AudienceVersion {
+        join_key: report.join_key.clone(),
+        audience_version: None,
+    })?;
+    let headers = envelope.sign(AUDIENCE_VERSION_REQUEST, &body, &home.key);
+    let resp = target
+        .post(
+            AUDIENCE_VERSION_PATH,
+            &headers,
+            body,
+            crate::home::Limits::secs(home.config.limits.peer_call_timeout_s),
+            1 << 16,
+        )
+        .await
+        .map_err(|e| match e {
+            CallError::Unreachable { .. } => NodeError::new(Code::PeerUnreachable, e),
+            CallError::AfterSend { .. } => NodeError::new(Code::PeerFailed, e),
+        })?;
+    if !resp.status.is_success() {
+        let code = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_string));
+        let answer = PeerAnswer {
+            peer: peer.clone(),
+            status: resp.status.as_u16(),
+            code,
+        };
+        return Err(NodeError::peer_refused(
+            answer,
+            format!(
+                "{peer} answered {} to the audience-version check of a cached answer",
+                resp.status
+            ),
+        ));
+    }
+    let bad = |e: NodeError| NodeError::bad_peer_answer(e.message());
+    let (env, sig) = Envelope::from_headers(&resp.headers).map_err(bad)?;
+    if env.run_id != report.run_id || env.agreement_id != report.agreement_id || env.sender != peer
+    {
+        return Err(NodeError::bad_peer_answer(
+            "the peer's audience-version answer is bound to another run, agreement or sender",
+        ));
+    }
+    env.verify(
+        AUDIENCE_VERSION_RESPONSE,
+        &resp.body,
+        &sig,
+        &peer_key,
+        now_ms(),
+    )
+    .map_err(bad)?;
+    let answer: AudienceVersion = serde_json::from_slice(&resp.body).map_err(|e| {
+        NodeError::bad_peer_answer(format!("the audience-version answer does not parse: {e}"))
+    })?;
+    Ok(answer.join_key == report.join_key && answer.audience_version == Some(used))
 }
 
 /// The peer's address, TLS pin and signing key from the agreement.
@@ -497,6 +620,10 @@ fn read_answer(
         cells: p.derived.analysis.outputs(&noised)?,
         querier_budget: BudgetView::default(),
         responder_budget: receipt.head.budget,
+        answered_at: tandem_agreement::format_rfc3339(now_ms() / 1000),
+        responder_audience_version: receipt.audience_version,
+        querier_internal: true,
+        note: crate::analysis::QUERIER_INTERNAL_NOTE.to_string(),
         querier_outside_value_set: p
             .request
             .querier_column

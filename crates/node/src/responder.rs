@@ -3,19 +3,22 @@
 //! the ledger (a [`Reservation`]), answer, and sign the receipt with this node's ledger head.
 //! Transport-free: the server hands in the parsed envelope and the body.
 
+use std::sync::Mutex;
+
 use ed25519_dalek::Signature;
 use tandem_agreement::Agreement;
-use tandem_psi::Limits;
+use tandem_psi::{Limits, ParsedQuery, ResponderNoise};
 use tandem_store::{AuditEvent, NewRun, Store};
 
 use crate::budget::{EntryFor, budget_view, ledger_entry};
 use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
-use crate::run::{Derived, active_agreement, derive, load_buckets};
+use crate::run::{Derived, active_agreement, audience_version, derive, load_buckets};
+use crate::state::FailedRuns;
 use crate::wire::{
-    Envelope, MAX_FRAME_JSON, PSI_REQUEST, Receipt, RunOpening, RunRequest, SignedHead, frame,
-    now_ms, parse_run_id, unframe,
+    AUDIENCE_VERSION_REQUEST, AudienceVersion, Envelope, MAX_FRAME_JSON, PSI_REQUEST, Receipt,
+    RunOpening, RunRequest, SignedHead, frame, now_ms, parse_run_id, unframe,
 };
 
 /// A run the responder has authenticated and checked against the agreement, not yet charged.
@@ -45,6 +48,48 @@ pub fn precheck(home: &Home, env: &Envelope) -> Result<()> {
     Ok(())
 }
 
+/// Answers a peer's audience-version check (signed, uncharged, cheap): this node's current
+/// version of its audience for a join key of the agreement, so the peer can tell whether a
+/// cached answer still holds for this node's data. It reveals how often this node changed that
+/// audience, nothing about who is in it. Errors: those of [`precheck`], 401 `bad_signature`,
+/// 400 `bad_request` (body), 403 `refused` (join key not in the agreement).
+pub fn audience_version_check(
+    home: &Home,
+    env: &Envelope,
+    sig: &Signature,
+    body: &[u8],
+) -> Result<Vec<u8>> {
+    let me = home.config.name.as_str();
+    let store = home.store()?;
+    let (agreement, peer) = active_agreement(&store, &env.agreement_id, me, Code::Refused)?;
+    if env.sender != peer {
+        return Err(NodeError::refused(format!(
+            "{} is not the peer in this agreement",
+            env.sender
+        )));
+    }
+    let peer_key = agreement
+        .terms
+        .party(&peer)
+        .ok_or_else(|| NodeError::refused("peer missing"))?
+        .verifying_key()
+        .map_err(NodeError::refused)?;
+    env.verify(AUDIENCE_VERSION_REQUEST, body, sig, &peer_key, now_ms())?;
+    let asked: AudienceVersion = serde_json::from_slice(body)
+        .map_err(|e| NodeError::bad_request(format!("the request does not parse: {e}")))?;
+    if !agreement.terms.join_keys.contains(&asked.join_key) {
+        return Err(NodeError::refused(format!(
+            "join key {:?} is not in the agreement",
+            asked.join_key
+        )));
+    }
+    let answer = AudienceVersion {
+        audience_version: Some(audience_version(&store, &asked.join_key)?),
+        join_key: asked.join_key,
+    };
+    Ok(serde_json::to_vec(&answer)?)
+}
+
 /// Authenticates the caller and checks the run against the agreement and the per-query cap;
 /// returns the checked run and the PSI query inside the body.
 fn check_run<'b>(
@@ -53,6 +98,7 @@ fn check_run<'b>(
     env: &Envelope,
     sig: &Signature,
     body: &'b [u8],
+    authenticated: &mut bool,
 ) -> Result<(CheckedRun, &'b [u8])> {
     let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
     if env.sender != peer {
@@ -68,6 +114,7 @@ fn check_run<'b>(
         .verifying_key()
         .map_err(NodeError::refused)?;
     env.verify(PSI_REQUEST, body, sig, &peer_key, now_ms())?;
+    *authenticated = true;
     let (opening, query) = unframe(body, MAX_FRAME_JSON)?;
     let opening: RunOpening = serde_json::from_value(opening)
         .map_err(|e| NodeError::bad_request(format!("the run opening does not parse: {e}")))?;
@@ -106,16 +153,59 @@ fn check_run<'b>(
     ))
 }
 
-/// The responder's side of a run: the envelope and body of the answer.
+/// The responder's side of a run: the envelope and body of the answer. A failure after the
+/// sender's signature verified is counted against it in `failed_runs` (see
+/// [`FailedRuns`]).
+///
+/// The order (spec §4.2): authenticate and check the request against the agreement (refusals
+/// name only public terms, nothing charged); charge the ledger; draw all of this run's noise
+/// from its public parameters; parse and fully validate the query (every limit from public
+/// quantities); only then read the audience and answer. Every failure after the charge keeps
+/// it and reaches the peer as an opaque code (`malformed`, `too_large`, `refused`) with no
+/// number or name taken from this node's data; the detail goes to this node's log and audit
+/// log (`run.failed`).
 pub fn respond(
     home: &Home,
     env: Envelope,
     sig: &Signature,
     body: &[u8],
+    failed_runs: &Mutex<FailedRuns>,
+) -> Result<(Envelope, Vec<u8>)> {
+    let mut authenticated = false;
+    let sender = env.sender.clone();
+    let outcome = respond_checked(home, env, sig, body, &mut authenticated);
+    if outcome.is_err() && authenticated {
+        failed_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&sender, now_ms());
+    }
+    outcome
+}
+
+/// The opaque error a peer gets for a run that failed after the charge.
+fn opaque(code: Code) -> NodeError {
+    let what = match code {
+        Code::Malformed => "the query is malformed",
+        Code::TooLarge => "the run is over the responder's size limit",
+        _ => "the responder could not answer this run",
+    };
+    NodeError::new(
+        code,
+        format!("{what}; the reason stays in the responder's log and the charge stands"),
+    )
+}
+
+fn respond_checked(
+    home: &Home,
+    env: Envelope,
+    sig: &Signature,
+    body: &[u8],
+    authenticated: &mut bool,
 ) -> Result<(Envelope, Vec<u8>)> {
     let me = home.config.name.as_str();
     let mut store = home.store()?;
-    let (run, query) = match check_run(me, &store, &env, sig, body) {
+    let (run, query) = match check_run(me, &store, &env, sig, body, authenticated) {
         Ok(checked) => checked,
         Err(e) => {
             // Refusals before any charge are recorded too (the store records its own).
@@ -140,24 +230,60 @@ pub fn respond(
         )
         .with_agreement(&env.agreement_id),
     )?;
+    // All of the run's noise, from its public parameters, before the query is read (issue 9
+    // item 5b): neither its draw nor its timing depends on the query or on our data.
+    let noise = match ResponderNoise::draw(&run.derived.params, &mut reservation.noise()) {
+        Ok(n) => n,
+        Err(e) => {
+            let e = NodeError::from(e);
+            reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
+            return Err(NodeError::internal(
+                "the responder could not draw its noise",
+            ));
+        }
+    };
+    let limits = Limits {
+        max_points: home.config.max_message_bytes / 32,
+    };
+    // The whole query is validated before our audience is read: a malformed or oversized query
+    // costs the same whatever we hold, and the limit comes from public quantities only.
+    let parsed = match ParsedQuery::parse(&run.derived.params, query, &limits) {
+        Ok(p) => p,
+        Err(e) => {
+            let code = match e {
+                tandem_psi::PsiError::TooLarge { .. } => Code::TooLarge,
+                _ => Code::Malformed,
+            };
+            tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e, "refused a malformed query");
+            reservation.abandon(
+                &mut store,
+                &format!("psi-ca-v1: {e}"),
+                Exposure::MayHaveLeft,
+            )?;
+            return Err(opaque(code));
+        }
+    };
     // Reading the audience: a failure here (a column we did not import, say) depends on our
     // data, so the peer gets an opaque code, the detail stays in our log and audit entry, and
     // the charge stands (spec §4.2).
-    let buckets = match load_buckets(
-        &store,
-        &run.agreement,
-        me,
-        &run.request.join_key,
-        run.request.responder_column.as_deref(),
-    ) {
-        Ok(b) => b,
+    // The version is read before the members: a change in between makes it older than the
+    // data, so the querier's cache check sees a change and asks afresh (never the reverse).
+    let loaded = audience_version(&store, &run.request.join_key).and_then(|v| {
+        load_buckets(
+            &store,
+            &run.agreement,
+            me,
+            &run.request.join_key,
+            run.request.responder_column.as_deref(),
+        )
+        .map(|b| (v, b))
+    });
+    let (version, buckets) = match loaded {
+        Ok(x) => x,
         Err(e) => {
             tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e.message(), "run failed reading the audience");
             reservation.abandon(&mut store, e.message(), Exposure::MayHaveLeft)?;
-            return Err(NodeError::new(
-                Code::Refused,
-                "the responder could not answer this run; the reason stays in its log",
-            ));
+            return Err(opaque(Code::Refused));
         }
     };
     if let Some(column) = &run.request.responder_column
@@ -170,24 +296,24 @@ pub fn respond(
             "members with a value outside the agreement's set are counted in `other`"
         );
     }
-    let limits = Limits {
-        max_points: home.config.max_message_bytes / 32,
-    };
-    let answer = tandem_psi::respond(
-        &run.derived.params,
-        &buckets.items,
-        query,
-        &limits,
-        &mut reservation.noise(),
-        &mut rand::rng(),
-    );
+    let answer =
+        tandem_psi::respond_parsed(&parsed, &buckets.items, noise, &limits, &mut rand::rng());
     let reply = match answer {
         Ok(r) => r,
         Err(e) => {
-            // The query itself was refused; nothing computed from our data left the node.
-            let e = NodeError::from(e);
-            reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
-            return Err(e);
+            // Everything here depends on our data (its size, a duplicate digest): the charge
+            // stands and the peer learns no number.
+            let code = match e {
+                tandem_psi::PsiError::ReplyTooLarge => Code::TooLarge,
+                _ => Code::Refused,
+            };
+            tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e, "run failed answering");
+            reservation.abandon(
+                &mut store,
+                &format!("psi-ca-v1: {e}"),
+                Exposure::MayHaveLeft,
+            )?;
+            return Err(opaque(code));
         }
     };
     let loss = reservation.loss();
@@ -195,6 +321,7 @@ pub fn respond(
     let receipt = Receipt {
         charged: loss,
         head: SignedHead::sign(budget, &env.agreement_id, &env.run_id, &home.key)?,
+        audience_version: Some(version),
     };
     let payload = frame(&serde_json::to_value(&receipt)?, &reply);
     let receipt_json = serde_json::to_string(&receipt)?;

@@ -187,6 +187,15 @@ pub fn load_buckets(
     })
 }
 
+/// Version of this node's audience for `join_key` (see
+/// [`tandem_store::Store::members_version`]). Errors: 422 `invalid_query` for an unknown kind.
+pub fn audience_version(store: &Store, join_key: &str) -> Result<u64> {
+    let kind: tandem_identity::IdKind = join_key
+        .parse()
+        .map_err(|e| NodeError::invalid_query(format!("{e}")))?;
+    Ok(store.members_version("default", kind)?)
+}
+
 /// This node's members of a run, by bucket, and how many of them fell into `other` because
 /// their value of the grouping column is missing or outside the agreement's public value set.
 /// That count is exact and local: the operator sees it, the peer never does.

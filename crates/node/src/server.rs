@@ -20,7 +20,10 @@ use tokio::net::TcpListener;
 use crate::error::{Code, NodeError, OrCode, Result};
 use crate::home::{Home, Limits};
 use crate::state::{Answer, NodeState, Source, blocking};
-use crate::wire::{COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE};
+use crate::wire::{
+    AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_RESPONSE, COUNTERSIGN_PATH, Envelope, HEALTH_PATH,
+    PROPOSE_PATH, PSI_PATH, PSI_RESPONSE,
+};
 
 /// The router of a node.
 pub fn router(state: Arc<NodeState>) -> Router {
@@ -36,6 +39,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(crate::openapi::PATH, get(crate::openapi::serve))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
+        .route(AUDIENCE_VERSION_PATH, post(audience_version))
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))
@@ -211,6 +215,28 @@ async fn psi_run(
     let (env, sig) = Envelope::from_headers(&headers)?;
     let (st, e) = (state.clone(), env.clone());
     blocking(move || crate::responder::precheck(&st.home, &e)).await?;
+    let throttled = state
+        .failed_runs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(&env.sender, crate::wire::now_ms());
+    if let Some(retry_after_s) = throttled {
+        tracing::warn!(peer = %env.sender, retry_after_s, "throttled a peer's run requests after repeated failed runs");
+        let err = NodeError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many failed runs from {} in the last hour; retry in {retry_after_s} s",
+                env.sender
+            ),
+        )
+        .with_details(serde_json::json!({"retry_after_s": retry_after_s}));
+        let mut resp = crate::state::HttpError(err).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(retry_after_s),
+        );
+        return Ok(resp);
+    }
     let _slot = state
         .run_slots
         .acquire()
@@ -233,9 +259,40 @@ async fn psi_run(
         .to_bytes();
     let st = state.clone();
     let (env, payload) =
-        blocking(move || crate::responder::respond(&st.home, env, &sig, &body)).await?;
+        blocking(move || crate::responder::respond(&st.home, env, &sig, &body, &st.failed_runs))
+            .await?;
     let sig_headers = env.sign(PSI_RESPONSE, &payload, &state.home.key);
     let mut resp = payload.into_response();
+    for (k, v) in sig_headers {
+        if let Ok(v) = v.parse() {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// The audience-version check: signed both ways, uncharged.
+async fn audience_version(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (env, sig) = Envelope::from_headers(&headers)?;
+    let st = state.clone();
+    let answer = blocking(move || {
+        let payload = crate::responder::audience_version_check(&st.home, &env, &sig, &body)?;
+        let out = Envelope {
+            agreement_id: env.agreement_id,
+            run_id: env.run_id,
+            sender: st.name.clone(),
+            timestamp_ms: crate::wire::now_ms(),
+        };
+        Ok((out, payload))
+    })
+    .await?;
+    let (env, payload) = answer;
+    let sig_headers = env.sign(AUDIENCE_VERSION_RESPONSE, &payload, &state.home.key);
+    let mut resp = (StatusCode::OK, payload).into_response();
     for (k, v) in sig_headers {
         if let Ok(v) = v.parse() {
             resp.headers_mut().insert(k, v);

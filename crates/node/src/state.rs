@@ -148,6 +148,56 @@ impl AccessTally {
     }
 }
 
+/// Failed runs one peer may cause in any hour (after its signature verified: a forged sender
+/// name cannot lock the real peer out); further run requests from it are answered 429
+/// `too_many_requests` with `Retry-After` before anything is read or charged. Every failed run
+/// costs the responder work and tells the querier one bit (accepted or not), so they are
+/// bounded even when charged.
+pub const MAX_FAILED_RUNS_PER_HOUR: usize = 10;
+
+/// Failed runs per peer in the last hour (a sliding window, in memory; a restart forgets them).
+#[derive(Debug, Default)]
+pub struct FailedRuns {
+    /// Per peer name: times of its failed runs, oldest first, ms since the epoch.
+    by_peer: std::collections::HashMap<String, std::collections::VecDeque<i64>>,
+}
+
+impl FailedRuns {
+    const WINDOW_MS: i64 = 3_600_000;
+
+    fn prune(&mut self, peer: &str, now_ms: i64) -> Option<&mut std::collections::VecDeque<i64>> {
+        let times = self.by_peer.get_mut(peer)?;
+        while times
+            .front()
+            .is_some_and(|&t| t <= now_ms - Self::WINDOW_MS)
+        {
+            times.pop_front();
+        }
+        Some(times)
+    }
+
+    /// Whether `peer` is over its allowance at `now_ms`: the seconds until its oldest counted
+    /// failure leaves the window (`Retry-After`, at least 1).
+    pub fn check(&mut self, peer: &str, now_ms: i64) -> Option<u64> {
+        let times = self.prune(peer, now_ms)?;
+        if times.len() < MAX_FAILED_RUNS_PER_HOUR {
+            return None;
+        }
+        let oldest = *times.front()?;
+        let left_ms = oldest + Self::WINDOW_MS - now_ms;
+        Some(u64::try_from((left_ms + 999) / 1000).unwrap_or(1).max(1))
+    }
+
+    /// Counts a failed run of `peer` at `now_ms`.
+    pub fn record(&mut self, peer: &str, now_ms: i64) {
+        self.prune(peer, now_ms);
+        self.by_peer
+            .entry(peer.to_string())
+            .or_default()
+            .push_back(now_ms);
+    }
+}
+
 /// What every handler needs.
 pub struct NodeState {
     /// This node's party name.
@@ -166,6 +216,8 @@ pub struct NodeState {
     pub query_slots: tokio::sync::Semaphore,
     /// Successful API calls not yet written to the audit log.
     pub access: AccessTally,
+    /// Failed runs per peer, for throttling run requests.
+    pub failed_runs: std::sync::Mutex<FailedRuns>,
 }
 
 impl NodeState {
@@ -181,6 +233,7 @@ impl NodeState {
                 home.config.limits.max_concurrent_queries.max(1),
             ),
             access: AccessTally::default(),
+            failed_runs: std::sync::Mutex::new(FailedRuns::default()),
         }
     }
 
@@ -310,5 +363,19 @@ mod tests {
         // Another source is not affected; the next minute starts afresh.
         assert_eq!(f.check(b, t0 + 20_000), None);
         assert_eq!(f.check(a, t0 + 60_000), None);
+    }
+
+    #[test]
+    fn failed_runs_are_throttled_per_peer_for_an_hour() {
+        let mut f = FailedRuns::default();
+        let t0 = 1_000_000_000;
+        for i in 0..MAX_FAILED_RUNS_PER_HOUR as i64 {
+            assert_eq!(f.check("acme", t0 + i), None);
+            f.record("acme", t0 + i);
+        }
+        assert_eq!(f.check("acme", t0 + 600_000), Some(3000));
+        assert_eq!(f.check("other", t0 + 600_000), None);
+        // The oldest failure leaves the window: one more run is allowed.
+        assert_eq!(f.check("acme", t0 + 3_600_000), None);
     }
 }

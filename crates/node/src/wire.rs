@@ -22,6 +22,13 @@ pub const PSI_PATH: &str = "/v1/psi/run";
 pub const PSI_REQUEST: &str = "request POST /v1/psi/run";
 /// Signature kind of a PSI response.
 pub const PSI_RESPONSE: &str = "response POST /v1/psi/run";
+/// Path of the audience-version check (signed, uncharged): is the version a cached answer used
+/// still current?
+pub const AUDIENCE_VERSION_PATH: &str = "/v1/psi/audience-version";
+/// Signature kind of an audience-version request.
+pub const AUDIENCE_VERSION_REQUEST: &str = "request POST /v1/psi/audience-version";
+/// Signature kind of an audience-version response.
+pub const AUDIENCE_VERSION_RESPONSE: &str = "response POST /v1/psi/audience-version";
 /// Path where a peer delivers a proposed agreement.
 pub const PROPOSE_PATH: &str = "/v1/agreements/propose";
 /// Path where a peer delivers a countersigned agreement.
@@ -266,6 +273,22 @@ pub struct Receipt {
     pub charged: PrivacyLoss,
     /// The responder's ledger after the run, signed.
     pub head: SignedHead,
+    /// Version of the responder's audience for the run's join key that the answer used (a
+    /// counter bumped by every import, opt-out and purge that changes it; absent from nodes
+    /// before it). The querier reuses a cached answer only while the peer says it is current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_version: Option<u64>,
+}
+
+/// Body of an audience-version request and of its answer (`audience_version` only in the
+/// answer): the responder's current version of its audience for `join_key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudienceVersion {
+    /// A join key of the agreement.
+    pub join_key: String,
+    /// The responder's current version (in the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_version: Option<u64>,
 }
 
 /// One side's budget, as shown in a report and signed in a ledger head.

@@ -145,8 +145,10 @@ async fn tampered_or_foreign_messages_are_rejected() {
     .expect("sign");
     let body = frame(&serde_json::to_value(&opening).expect("json"), message);
     let (status, text) = post(&f, &env.sign(PSI_REQUEST, &body, &f.acme.key), body).await;
+    // The PSI header still names the first run: an opaque `malformed` (the reason stays in
+    // shopx's log).
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
-    assert!(text.contains("binding") || text.contains("run"), "{text}");
+    assert!(text.contains("\"malformed\""), "{text}");
     // A querier on other identifier rules is refused with the reason.
     let (env, body, _) = signed_request(&f);
     let (opening, message) = unframe(&body, MAX_FRAME_JSON).expect("frame");
@@ -402,4 +404,34 @@ async fn large_or_unauthenticated_bodies_are_refused_before_reading() {
     let (_, body, headers) = signed_request(&f);
     assert!(body.len() > 4096);
     assert_eq!(send(headers, body).await, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Issue 9 item 1: failed runs are throttled per peer. After
+/// `MAX_FAILED_RUNS_PER_HOUR` malformed queries (each answered `malformed`, charged), the
+/// peer's next run — even a valid one — is answered 429 `too_many_requests` with `Retry-After`,
+/// before anything is read or charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_runs_are_throttled_per_peer_with_retry_after() {
+    let f = fixture().await;
+    for _ in 0..tandem_node::state::MAX_FAILED_RUNS_PER_HOUR {
+        let (env, mut body, _) = signed_request(&f);
+        let n = body.len();
+        body[n - 32..].fill(0xff);
+        let headers = env.sign(PSI_REQUEST, &body, &f.acme.key);
+        let (status, text) = post(&f, &headers, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("\"malformed\""), "{text}");
+    }
+    let (_, body, headers) = signed_request(&f);
+    let r = peer(&f)
+        .post(PSI_PATH, &headers, body, Duration::from_secs(60), 1 << 26)
+        .await
+        .expect("call");
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=3600).contains(&retry), "{retry}");
 }

@@ -47,6 +47,11 @@ pub enum PsiError {
         /// The receiver's [`crate::Limits::max_points`].
         limit: usize,
     },
+    /// The reply to a valid query would exceed the responder's [`crate::Limits::max_points`]
+    /// because of the responder's own data. Carries no number: the reply's size depends on the
+    /// responder's audience (a node reports it only after charging the run).
+    #[error("the reply would exceed the responder's message limit")]
+    ReplyTooLarge,
     /// The message does not start with the `psi-ca-v1` magic bytes.
     #[error("not a psi-ca message (bad magic)")]
     BadMagic,

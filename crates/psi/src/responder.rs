@@ -7,6 +7,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tandem_dp::NoiseSource;
+use zeroize::Zeroizing;
 
 use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
@@ -74,11 +75,116 @@ pub fn query_bucket_sizes(
     Ok(parse_query(params, query, limits)?.a_counts)
 }
 
+/// The responder's noise for one run (spec §4.2 step 3): the junk counts `J_B[g]` of its
+/// `nB` buckets and the injected matches `K_c` of its `nA·nB` cells, drawn from the run's
+/// public parameters alone — before the query is read, so neither the time nor the outcome of
+/// the draw depends on the query or on the responder's data. Wiped when dropped.
+pub struct ResponderNoise {
+    junk: Zeroizing<Vec<u32>>,
+    kept: Zeroizing<Vec<u32>>,
+}
+
+impl ResponderNoise {
+    /// Draws the noise of a run with `params` from `noise` (junk counts first, then `K_c`).
+    /// Errors: [`PsiError::InvalidParams`], [`PsiError::Noise`], [`PsiError::BadNoiseDraws`].
+    pub fn draw(params: &RunParams, noise: &mut dyn NoiseSource) -> Result<Self, PsiError> {
+        params.validate()?;
+        let junk = draw(
+            noise,
+            &params.responder_bucket_noise,
+            params.responder_buckets as usize,
+        )?;
+        let kept = draw(noise, &params.cell_noise, params.cells())?;
+        Ok(ResponderNoise { junk, kept })
+    }
+}
+
+impl std::fmt::Debug for ResponderNoise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponderNoise(..)")
+    }
+}
+
+/// A query parsed and fully validated against the run's public parameters and the receiver's
+/// [`Limits`] (spec §4.2 step 1): header and binding, bucket table, declared sizes, every point
+/// a canonical non-identity encoding, no point twice and none equal to `Q`. Nothing in it
+/// depends on the responder's data, so a node parses before it reads its audience.
+#[derive(Debug)]
+pub struct ParsedQuery<'a> {
+    params: RunParams,
+    q: RistrettoPoint,
+    a_counts: Vec<u64>,
+    a_points: &'a [[u8; 32]],
+    digest: [u8; 32],
+}
+
+impl<'a> ParsedQuery<'a> {
+    /// Parses and validates `query` for the session `params`. The size limit is decided from
+    /// public quantities only: the query's declared points plus the reply's injected slots
+    /// (`2·2T·nA·nB`) and its largest possible junk (`2T_B·nB`) must fit `limits.max_points`.
+    /// Errors: every framing, binding and point error of [`PsiError`]; [`PsiError::TooLarge`]
+    /// with that public bound.
+    pub fn parse(
+        params: &RunParams,
+        query: &'a [u8],
+        limits: &Limits,
+    ) -> Result<ParsedQuery<'a>, PsiError> {
+        params.validate()?;
+        let Query {
+            q_bytes,
+            a_counts,
+            a_points,
+        } = parse_query(params, query, limits)?;
+        let a_total = a_counts.iter().sum::<u64>();
+        let injected = params.injected_total().unwrap_or(u64::MAX);
+        let max_junk = 2
+            * u64::from(params.responder_bucket_noise.offset)
+            * u64::from(params.responder_buckets);
+        let bound = a_total
+            .saturating_add(injected.saturating_mul(2))
+            .saturating_add(max_junk);
+        if bound > limits.max_points as u64 {
+            return Err(PsiError::TooLarge {
+                declared: bound,
+                limit: limits.max_points,
+            });
+        }
+        let q = ec::decode_point(&q_bytes).map_err(|_| PsiError::InvalidDummyCommitment)?;
+        let a_off = Offsets::new(&a_counts);
+        if let Some(i) = ec::find_duplicate(a_points, Some(&q_bytes)) {
+            let (bucket, index) = a_off.locate(i);
+            return Err(PsiError::DuplicatePoint { bucket, index });
+        }
+        // Every point, in parallel; the first fault in message order is reported.
+        let fault = a_points
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, p)| ec::decode_point(p).err().map(|f| (i, f)))
+            .min_by_key(|&(i, _)| i);
+        if let Some((i, f)) = fault {
+            return Err(f.at(a_off.locate(i)));
+        }
+        Ok(ParsedQuery {
+            params: params.clone(),
+            q,
+            a_counts,
+            a_points,
+            digest: Sha256::digest(query).into(),
+        })
+    }
+
+    /// The querier's noised bucket sizes `|A_g| + J_A[g]`.
+    pub fn bucket_sizes(&self) -> &[u64] {
+        &self.a_counts
+    }
+}
+
 /// Answers an encoded `query` for the session `params` with the responder's `items`
-/// (`items[g]` = digests of responder bucket `g`, no digest twice). Draws the junk counts and
-/// the injected matches from `noise`, and the secret `β`, the injected slots' scalars, the
-/// shuffles and the junk from `rng` (a CSPRNG: the node passes one seeded from the OS; a seeded
-/// one makes the reply reproducible byte for byte, spec §4.4). Returns the encoded reply.
+/// (`items[g]` = digests of responder bucket `g`, no digest twice): [`ResponderNoise::draw`]
+/// from `noise`, [`ParsedQuery::parse`], then [`respond_parsed`] with the secret `β`, the
+/// injected slots' scalars, the shuffles and the junk from `rng` (a CSPRNG: the node passes one
+/// seeded from the OS; a seeded one makes the reply reproducible byte for byte, spec §4.4).
+/// Returns the encoded reply.
 pub fn respond<R: CryptoRng + ?Sized>(
     params: &RunParams,
     items: &[Vec<[u8; 32]>],
@@ -87,53 +193,60 @@ pub fn respond<R: CryptoRng + ?Sized>(
     noise: &mut dyn NoiseSource,
     rng: &mut R,
 ) -> Result<Vec<u8>, PsiError> {
-    let beta = SecretScalar::random(rng);
-    respond_with_scalar(params, items, query, limits, noise, beta, rng)
+    let drawn = ResponderNoise::draw(params, noise)?;
+    let parsed = ParsedQuery::parse(params, query, limits)?;
+    respond_parsed(&parsed, items, drawn, limits, rng)
 }
 
-/// [`respond`] with a given `β` (test vectors).
-pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
-    params: &RunParams,
+/// Answers a validated `query` with the responder's `items` and its `noise` drawn for the same
+/// run. Errors: [`PsiError::WrongBucketCount`] / [`PsiError::DuplicateItem`] for bad local
+/// items, [`PsiError::InvalidParams`] for noise of another shape, and
+/// [`PsiError::ReplyTooLarge`] (no numbers: the reply's size depends on the responder's data)
+/// when the reply would exceed `limits`.
+pub fn respond_parsed<R: CryptoRng + ?Sized>(
+    query: &ParsedQuery<'_>,
     items: &[Vec<[u8; 32]>],
-    query: &[u8],
+    noise: ResponderNoise,
     limits: &Limits,
-    noise: &mut dyn NoiseSource,
+    rng: &mut R,
+) -> Result<Vec<u8>, PsiError> {
+    let beta = SecretScalar::random(rng);
+    respond_with_scalar(query, items, noise, limits, beta, rng)
+}
+
+/// [`respond_parsed`] with a given `β` (test vectors).
+pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
+    query: &ParsedQuery<'_>,
+    items: &[Vec<[u8; 32]>],
+    noise: ResponderNoise,
+    limits: &Limits,
     beta: SecretScalar,
     rng: &mut R,
 ) -> Result<Vec<u8>, PsiError> {
-    params.validate()?;
+    let params = &query.params;
     let item_counts = check_items(params.responder_buckets, items)?;
     let (na, nb) = (
         params.querier_buckets as usize,
         params.responder_buckets as usize,
     );
-
-    let Query {
-        q_bytes,
-        a_counts,
-        a_points,
-    } = parse_query(params, query, limits)?;
-    let a_total = a_counts.iter().sum::<u64>();
-    let q = ec::decode_point(&q_bytes).map_err(|_| PsiError::InvalidDummyCommitment)?;
-    let a_off = Offsets::new(&a_counts);
-    if let Some(i) = ec::find_duplicate(a_points, Some(&q_bytes)) {
-        let (bucket, index) = a_off.locate(i);
-        return Err(PsiError::DuplicatePoint { bucket, index });
+    let ResponderNoise { junk, kept } = noise;
+    if junk.len() != nb || kept.len() != na * nb {
+        return Err(PsiError::InvalidParams(
+            "the responder's noise was drawn for other parameters".into(),
+        ));
     }
+    let (q, a_counts, a_points) = (query.q, &query.a_counts, query.a_points);
+    let a_total = a_counts.iter().sum::<u64>();
+    let a_off = Offsets::new(a_counts);
 
     let slots = params.slots_per_cell() as usize;
-    let junk = draw(noise, &params.responder_bucket_noise, nb)?;
-    let kept = draw(noise, &params.cell_noise, na * nb)?;
     let injected = slots * na * nb;
     let b_total = item_counts.iter().sum::<u64>()
         + junk.iter().map(|&j| u64::from(j)).sum::<u64>()
         + injected as u64;
     let reply_points = a_total + injected as u64 + b_total;
     if reply_points > limits.max_points as u64 {
-        return Err(PsiError::TooLarge {
-            declared: reply_points,
-            limit: limits.max_points,
-        });
+        return Err(PsiError::ReplyTooLarge);
     }
 
     let mut returned = Vec::with_capacity(a_total as usize + injected);
@@ -182,7 +295,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     let mut msg =
         Vec::with_capacity(200 + 8 * (na + nb) + TRUNCATED_LEN * returned.len() + 32 * own.len());
     MessageHeader::encode(params, MessageType::Reply, &mut msg);
-    msg.extend_from_slice(&Sha256::digest(query));
+    msg.extend_from_slice(&query.digest);
     write_table(&returned_counts, &mut msg)?;
     write_table(&own_counts, &mut msg)?;
     let body = msg.len();

@@ -32,10 +32,21 @@ pub(crate) fn parse_attributes(json_text: &str) -> Result<BTreeSet<String>, Stor
         .map_err(|e| StoreError::Corrupt(format!("audiences.attributes_json: {e}")))
 }
 
-pub(crate) fn bump_version(conn: &Connection) -> Result<(), StoreError> {
+/// Bumps the store-wide audience counter and the version of `audience`'s `id_kind` members
+/// (kept as text, as in `audiences.id_kind`).
+pub(crate) fn bump_version(
+    conn: &Connection,
+    audience: &str,
+    id_kind: &str,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE meta SET value = value + 1 WHERE key = 'audience_version'",
         [],
+    )?;
+    conn.execute(
+        "INSERT INTO audience_versions (audience, id_kind, version) VALUES (?1, ?2, 1)
+         ON CONFLICT (audience, id_kind) DO UPDATE SET version = version + 1",
+        params![audience, id_kind],
     )?;
     Ok(())
 }
@@ -142,6 +153,7 @@ impl Store {
         let now = now_ms();
         let tx = self.write_tx()?;
         let (mut deleted, mut newly_suppressed) = (0u64, 0u64);
+        let mut changed = BTreeSet::new();
         {
             // Live sets and the staging sets of running imports (whose chunks skip suppressed
             // digests from now on): the opt-out reaches whichever set wins.
@@ -164,13 +176,21 @@ impl Store {
                     if del.execute(params![set_id, d])? > 0 {
                         count.execute([set_id])?;
                         deleted += u64::from(live);
+                        if live {
+                            changed.insert(set_id);
+                        }
                     }
                 }
                 newly_suppressed += sup.execute(params![d, now])? as u64;
             }
         }
-        if deleted > 0 {
-            bump_version(&tx)?;
+        for set_id in changed {
+            let (audience, kind): (String, String) = tx.query_row(
+                "SELECT audience, id_kind FROM member_sets WHERE set_id = ?1",
+                [set_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            bump_version(&tx, &audience, &kind)?;
         }
         audit_log::append(
             &tx,
@@ -183,6 +203,21 @@ impl Store {
         tx.commit()?;
         self.truncate_wal();
         Ok(deleted)
+    }
+
+    /// Version of `audience`'s `id_kind` members: a counter bumped by every import, opt-out
+    /// deletion and purge that changes them (0 if never imported). A responder signs it into
+    /// its answer; a querier's cached answer is reused only while it is unchanged.
+    pub fn members_version(&self, audience: &str, id_kind: IdKind) -> Result<u64, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT version FROM audience_versions WHERE audience = ?1 AND id_kind = ?2",
+                params![audience, id_kind.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(0) as u64)
     }
 
     /// Counter bumped by every import, opt-out deletion and purge that changes audience data;

@@ -558,7 +558,7 @@ impl Store {
                                                           attributes_json = excluded.attributes_json",
             params![opts.audience, kind, now, json!(attributes).to_string()],
         )?;
-        audience::bump_version(&tx)?;
+        audience::bump_version(&tx, &opts.audience, kind)?;
         audit_log::append(
             &tx,
             AuditEvent::now(

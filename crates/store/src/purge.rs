@@ -54,8 +54,8 @@ impl Store {
                 params![a, k],
             )?;
         }
-        if !old.is_empty() {
-            audience::bump_version(&tx)?;
+        for (a, k, _) in &old {
+            audience::bump_version(&tx, a, k)?;
         }
         let report = PurgeReport {
             results_cleared,

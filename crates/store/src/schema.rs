@@ -13,7 +13,12 @@ use crate::audit_log;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS, V3_STAGED_IMPORTS];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2_BUDGET_ACCOUNTS,
+    V3_STAGED_IMPORTS,
+    V4_AUDIENCE_VERSIONS,
+];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -223,6 +228,23 @@ pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(())
 }
+
+// ---- Migration: audience versions per join key (issue 9, item 6) -------------------------------
+// A counter per audience and identifier kind, bumped by every import, opt-out deletion and purge
+// that changes it. A responder signs the version its answer used; a querier asks whether it is
+// still current before reusing a cached answer. A counter, not a hash of data, and never reset:
+// rows outlive a purge, and existing rows start from the store-wide counter.
+const V4_AUDIENCE_VERSIONS: &str = r#"
+CREATE TABLE audience_versions (
+    audience TEXT NOT NULL,
+    id_kind  TEXT NOT NULL,
+    version  INTEGER NOT NULL CHECK (version >= 0),
+    PRIMARY KEY (audience, id_kind)
+) WITHOUT ROWID, STRICT;
+INSERT INTO audience_versions (audience, id_kind, version)
+    SELECT audience, id_kind, (SELECT value FROM meta WHERE key = 'audience_version')
+    FROM audiences;
+"#;
 
 /// Brings the schema to [`SCHEMA_VERSION`]; the first migration also writes the genesis audit entry.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -335,3 +335,33 @@ fn import_rate_one_million_rows() {
         t.elapsed().as_secs_f64()
     );
 }
+
+/// Issue 9 item 6: each join key's audience has its own version, bumped by every import and
+/// opt-out that changes it (a counter, never reset), and left alone by changes to another kind.
+#[test]
+fn members_version_counts_changes_per_identifier_kind() {
+    let (dir, mut store) = store();
+    assert_eq!(store.members_version("default", IdKind::Email).unwrap(), 0);
+    let emails = csv_file(dir.path(), "a.csv", "email\na@example.com\nb@example.com\n");
+    store
+        .import_csv(&emails, &ImportOptions::new("email", IdKind::Email), None)
+        .unwrap();
+    let v1 = store.members_version("default", IdKind::Email).unwrap();
+    assert!(v1 > 0);
+    let phones = csv_file(dir.path(), "p.csv", "tel\n+44 20 7946 0958\n");
+    store
+        .import_csv(&phones, &ImportOptions::new("tel", IdKind::Phone), None)
+        .unwrap();
+    assert_eq!(store.members_version("default", IdKind::Email).unwrap(), v1);
+    // An opt-out of someone not in the audience changes nothing; of a member, it bumps.
+    store.delete_digests(&[[7; 32]], "test").unwrap();
+    assert_eq!(store.members_version("default", IdKind::Email).unwrap(), v1);
+    let member = store.members("default", IdKind::Email, None).unwrap()[0].0;
+    store.delete_digests(&[member], "test").unwrap();
+    let v2 = store.members_version("default", IdKind::Email).unwrap();
+    assert!(v2 > v1);
+    store
+        .import_csv(&emails, &ImportOptions::new("email", IdKind::Email), None)
+        .unwrap();
+    assert!(store.members_version("default", IdKind::Email).unwrap() > v2);
+}

@@ -200,6 +200,33 @@ pub struct Report {
     /// noise-share indicator, as JSON (shape: the analysis's result type in `tandem-analytics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// When the run that produced these numbers was answered (RFC 3339, UTC); a cached answer
+    /// shows the date of its run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<String>,
+    /// The responder's audience version its signed receipt named: a cached answer is reused
+    /// only while the peer says this version is still current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_audience_version: Option<u64>,
+    /// Always true: the report is for the querier only (see [`QUERIER_INTERNAL_NOTE`]).
+    #[serde(default = "querier_internal")]
+    pub querier_internal: bool,
+    /// Why the report is querier-internal.
+    #[serde(default = "querier_internal_note")]
+    pub note: String,
+}
+
+/// Why a report must not be shared with the responder (psi-ca-v1 §8): the responder chose the
+/// injected matches `K_c` of every cell, so it could subtract them from a shared report and
+/// recover exact cell counts of the shared audience.
+pub const QUERIER_INTERNAL_NOTE: &str = "querier-internal: do not share with the responder — it knows the noise it injected into every cell and could remove it to recover exact counts";
+
+fn querier_internal() -> bool {
+    true
+}
+
+fn querier_internal_note() -> String {
+    QUERIER_INTERNAL_NOTE.to_string()
 }
 
 fn default_analysis() -> String {

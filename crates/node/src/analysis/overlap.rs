@@ -87,11 +87,16 @@ pub(crate) fn overlap_table(r: &Report) -> String {
         r.responder_column.as_deref().unwrap_or("all"),
         r.epsilon,
         if r.cached {
-            "cached answer (no budget spent)".to_string()
+            format!(
+                "cached answer of run {} from {} (no budget spent)",
+                short(&r.run_id),
+                r.answered_at.as_deref().unwrap_or("an earlier run")
+            )
         } else {
             format!("run {}", short(&r.run_id))
         }
     );
+    let _ = writeln!(s, "Note: {}", r.note);
     let show_truth = r.cells.iter().any(|c| c.truth.is_some());
     let w0 = r
         .cells
@@ -187,6 +192,10 @@ mod tests {
             wall_s: 0.5,
             options: Default::default(),
             details: None,
+            answered_at: Some("2026-11-29T12:00:00Z".into()),
+            responder_audience_version: Some(4),
+            querier_internal: true,
+            note: crate::analysis::QUERIER_INTERNAL_NOTE.into(),
         }
     }
 
@@ -200,6 +209,38 @@ mod tests {
             below_threshold: estimate < 50,
             truth: None,
         }
+    }
+
+    /// Issue 9 items 4 and 6: every report says it is querier-internal (table and JSON), and a
+    /// cached one shows the run and the date it comes from.
+    #[test]
+    fn reports_are_querier_internal_and_a_cached_one_shows_its_run_and_date() {
+        let mut r = report(vec![cell("x", 120)]);
+        let table = Overlap.render(&r, Format::Table).expect("table");
+        assert!(table.contains("querier-internal"), "{table}");
+        let json: serde_json::Value =
+            serde_json::from_str(&Overlap.render(&r, Format::Json).expect("json")).expect("parses");
+        assert_eq!(json["querier_internal"], true);
+        assert!(json["note"].as_str().expect("note").contains("responder"));
+        r.cached = true;
+        let table = Overlap.render(&r, Format::Table).expect("table");
+        assert!(
+            table.contains("cached answer of run 01010101")
+                && table.contains("2026-11-29T12:00:00Z"),
+            "{table}"
+        );
+        // Reports stored before these fields existed read as querier-internal too.
+        let mut old = json.clone();
+        for k in [
+            "querier_internal",
+            "note",
+            "answered_at",
+            "responder_audience_version",
+        ] {
+            old.as_object_mut().expect("object").remove(k);
+        }
+        let back: Report = serde_json::from_value(old).expect("old report");
+        assert!(back.querier_internal && back.answered_at.is_none());
     }
 
     #[test]

@@ -545,3 +545,70 @@ fn local_input_faults() {
         "{err:?}"
     );
 }
+
+/// Issue 9 item 5b: the responder draws all its noise from the run's public parameters before it
+/// reads the query, so even a query that fails to parse finds the draws already made (junk
+/// counts, then `K_c`), and the time of the draw cannot depend on the query.
+#[test]
+fn responder_noise_is_drawn_before_the_query_is_read() {
+    struct Counting(Vec<usize>);
+    impl NoiseSource for Counting {
+        fn shifted(&mut self, d: &ShiftedLaplace, n: usize) -> Result<Vec<u32>, DpError> {
+            self.0.push(n);
+            Ok(vec![d.offset; n])
+        }
+    }
+    let (_, f) = fixture();
+    let mut noise = Counting(Vec::new());
+    let err = respond(
+        &f.p,
+        &f.b,
+        b"not a query",
+        &Limits::default(),
+        &mut noise,
+        &mut rng(),
+    );
+    assert!(matches!(err, Err(PsiError::BadMagic)), "{err:?}");
+    let (na, nb) = (f.p.querier_buckets as usize, f.p.responder_buckets as usize);
+    assert_eq!(noise.0, [nb, na * nb]);
+    // The split API: the noise alone, then the parse, which reads nothing of the responder.
+    let drawn = crate::ResponderNoise::draw(&f.p, &mut Counting(Vec::new())).unwrap();
+    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &Limits::default()).unwrap();
+    assert_eq!(parsed.bucket_sizes().len(), na);
+    let reply = crate::respond_parsed(&parsed, &f.b, drawn, &Limits::default(), &mut rng());
+    assert!(reply.is_ok(), "{reply:?}");
+}
+
+/// Issue 9 item 1: a reply too large because of the responder's own items is refused with an
+/// error that carries no number; a query over the public bound names only public numbers.
+#[test]
+fn a_reply_too_large_for_the_responder_carries_no_number() {
+    let (_, f) = fixture();
+    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &Limits::default()).unwrap();
+    let a_total: u64 = parsed.bucket_sizes().iter().sum();
+    let injected = 2
+        * u64::from(f.p.cell_noise.offset)
+        * u64::from(f.p.querier_buckets)
+        * u64::from(f.p.responder_buckets);
+    let max_junk =
+        2 * u64::from(f.p.responder_bucket_noise.offset) * u64::from(f.p.responder_buckets);
+    let bound = (a_total + 2 * injected + max_junk) as usize;
+    let tight = Limits { max_points: bound };
+    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &tight).unwrap();
+    let drawn = crate::ResponderNoise::draw(&f.p, &mut NoNoise).unwrap();
+    let err = crate::respond_parsed(&parsed, &f.b, drawn, &tight, &mut rng());
+    assert!(matches!(err, Err(PsiError::ReplyTooLarge)), "{err:?}");
+    let text = err.unwrap_err().to_string();
+    assert!(!text.contains(|c: char| c.is_ascii_digit()), "{text}");
+    let err = crate::ParsedQuery::parse(
+        &f.p,
+        &f.query,
+        &Limits {
+            max_points: bound - 1,
+        },
+    );
+    assert!(
+        matches!(err, Err(PsiError::TooLarge { declared, .. }) if declared == bound as u64),
+        "{err:?}"
+    );
+}

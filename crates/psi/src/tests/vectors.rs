@@ -132,12 +132,12 @@ fn spec_test_vectors() {
     )
     .unwrap();
     check(&v, "query", &query);
+    let parsed = crate::ParsedQuery::parse(&p, &query, &Limits::default()).unwrap();
     let reply = respond_with_scalar(
-        &p,
+        &parsed,
         &b,
-        &query,
+        crate::ResponderNoise::draw(&p, &mut NoNoise).unwrap(),
         &Limits::default(),
-        &mut NoNoise,
         SecretScalar::new(beta),
         &mut rng(),
     )
