@@ -222,12 +222,13 @@ pub struct QueryArgs {
     /// Agreement id.
     #[arg(long)]
     pub agreement: String,
-    /// This node's column to group by.
-    #[arg(long)]
-    pub group_by: Option<String>,
-    /// The peer's column to group by.
-    #[arg(long)]
-    pub peer_group_by: Option<String>,
+    /// This node's columns to group by, comma-separated (`age_band,region`): the buckets are
+    /// the cross product of their labels (`25-34|north`), within psi-ca-v1's cell limit.
+    #[arg(long, value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// The peer's columns to group by, comma-separated, as --group-by.
+    #[arg(long, value_delimiter = ',')]
+    pub peer_group_by: Vec<String>,
     /// Privacy loss ε of the query (the peer spends ε, this node ε/4).
     #[arg(long, default_value_t = 1.0)]
     pub epsilon: f64,

@@ -43,12 +43,70 @@ impl NodePair {
             let tier = if i % 3 == 0 { "gold" } else { "silver" };
             shopx_rows += &format!("p{i}@example.com,{tier}\n");
         }
-        NodePair::launch(&acme_rows, &shopx_rows, acme_total, shopx_total).await
+        NodePair::launch(
+            (&acme_rows, &[("seg", &["x", "y"])]),
+            (&shopx_rows, &[("tier", &["silver", "gold"])]),
+            acme_total,
+            shopx_total,
+        )
+        .await
+    }
+
+    /// A pair with two grouping columns per side, for cross-product cells: acme holds
+    /// `p0…p299@example.com` with `age_band` (`young` for even i, else `old`) and `region`
+    /// (`north` for multiples of 3, `east` — outside the public set, so `other` — for other
+    /// multiples of 7, else `south`); shopx holds `p150…p499@example.com` with `tier` (`gold`
+    /// for multiples of 5, else `silver`) and `channel` (`web` when i mod 4 < 2, else `store`).
+    /// [`NodePair::multi_column_truth`] gives each cell's true count.
+    pub async fn multi_column() -> NodePair {
+        let mut acme_rows = String::from("email,age_band,region\n");
+        for i in 0..300 {
+            let (age, region) = multi_column_acme(i);
+            acme_rows += &format!("p{i}@example.com,{age},{region}\n");
+        }
+        let mut shopx_rows = String::from("email,tier,channel\n");
+        for i in 150..500 {
+            let (tier, channel) = multi_column_shopx(i);
+            shopx_rows += &format!("p{i}@example.com,{tier},{channel}\n");
+        }
+        NodePair::launch(
+            (
+                &acme_rows,
+                &[
+                    ("age_band", &["young", "old"]),
+                    ("region", &["north", "south"]),
+                ],
+            ),
+            (
+                &shopx_rows,
+                &[
+                    ("tier", &["silver", "gold"]),
+                    ("channel", &["web", "store"]),
+                ],
+            ),
+            50.0,
+            50.0,
+        )
+        .await
+    }
+
+    /// The true count of a cell of [`NodePair::multi_column`]'s `age_band,region` ×
+    /// `tier,channel` grid, by its labels (`young|other`, `gold|web`).
+    pub fn multi_column_truth(querier_group: &str, responder_group: &str) -> u64 {
+        let public = |v: &str| if v == "east" { "other" } else { v }.to_string();
+        (150..300)
+            .filter(|&i| {
+                let (age, region) = multi_column_acme(i);
+                let (tier, channel) = multi_column_shopx(i);
+                format!("{age}|{}", public(region)) == querier_group
+                    && format!("{tier}|{channel}") == responder_group
+            })
+            .count() as u64
     }
 
     async fn launch(
-        acme_rows: &str,
-        shopx_rows: &str,
+        (acme_rows, acme_columns): (&str, &[(&str, &[&str])]),
+        (shopx_rows, shopx_columns): (&str, &[(&str, &[&str])]),
         acme_total: f64,
         shopx_total: f64,
     ) -> NodePair {
@@ -61,18 +119,22 @@ impl NodePair {
             .expect("bind");
         let acme = home(root.path(), "acme", acme_addr);
         let shopx = home(root.path(), "shopx", shop_addr);
-        import(&acme, acme_rows, "seg");
-        import(&shopx, shopx_rows, "tier");
+        import(&acme, acme_rows, acme_columns);
+        import(&shopx, shopx_rows, shopx_columns);
+        let with_columns = |mut spec: PartySpec, columns: &[(&str, &[&str])]| {
+            for (name, values) in columns {
+                spec = spec.column(name, values);
+            }
+            spec
+        };
         let agreement = AgreementBuilder::new()
             .purpose("node tests")
             .party(
-                PartySpec::node("acme", &acme)
-                    .column("seg", &["x", "y"])
+                with_columns(PartySpec::node("acme", &acme), acme_columns)
                     .epsilon(acme_total.min(2.0), acme_total),
             )
             .party(
-                PartySpec::node("shopx", &shopx)
-                    .column("tier", &["silver", "gold"])
+                with_columns(PartySpec::node("shopx", &shopx), shopx_columns)
                     .epsilon(shopx_total.min(2.0), shopx_total),
             )
             .signed(&[("acme", &acme.key), ("shopx", &shopx.key)]);
@@ -114,8 +176,8 @@ impl NodePair {
         tandem_node::analysis::Query {
             agreement_id: self.agreement_id.clone(),
             join_key: None,
-            group_by: Some("seg".into()),
-            peer_group_by: Some("tier".into()),
+            group_by: vec!["seg".into()],
+            peer_group_by: vec!["tier".into()],
             epsilon: 1.0,
             fresh: true,
         }
@@ -136,11 +198,31 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
     Home::open(&root.join(name)).expect("open")
 }
 
-fn import(home: &Home, rows: &str, attribute: &str) {
+fn multi_column_acme(i: usize) -> (&'static str, &'static str) {
+    let age = if i.is_multiple_of(2) { "young" } else { "old" };
+    let region = match i {
+        _ if i.is_multiple_of(3) => "north",
+        _ if i.is_multiple_of(7) => "east",
+        _ => "south",
+    };
+    (age, region)
+}
+
+fn multi_column_shopx(i: usize) -> (&'static str, &'static str) {
+    let tier = if i.is_multiple_of(5) {
+        "gold"
+    } else {
+        "silver"
+    };
+    let channel = if i % 4 < 2 { "web" } else { "store" };
+    (tier, channel)
+}
+
+fn import(home: &Home, rows: &str, columns: &[(&str, &[&str])]) {
     let file = home.dir.join("people.csv");
     std::fs::write(&file, rows).expect("write csv");
     let opts = tandem_store::ImportOptions {
-        attributes: vec![attribute.to_string()],
+        attributes: columns.iter().map(|(c, _)| c.to_string()).collect(),
         ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
     };
     home.store()
