@@ -54,6 +54,9 @@ pub enum Command {
     /// Ask questions of the shared audience: `tandem query <analysis>` (analyses: see the
     /// possible values below).
     Query(QueryArgs),
+    /// Re-read stored query results at no cost (no budget, no peer contact).
+    #[command(subcommand)]
+    Results(ResultsCmd),
     /// Privacy budget spent and left, per agreement.
     Budget(ListArgs),
     /// History of runs on this node.
@@ -200,6 +203,46 @@ pub struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `tandem results …`: every report a query produced (fresh or cached), kept with its
+/// parameters, ε spent and intervals; purged with the node's retention.
+#[derive(Subcommand, Debug)]
+pub enum ResultsCmd {
+    /// Stored results, newest first.
+    List(ListArgs),
+    /// One stored result: its parameters, cost and report.
+    Show {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Result id (from `tandem results list`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a stored result as CSV (its cells) or JSON (the report whole).
+    Export {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Result id (from `tandem results list`).
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// File to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Formats of `tandem results export`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// One row per cell, with a header.
+    Csv,
+    /// The report's JSON.
+    Json,
 }
 
 /// The analyses of the registry, for `tandem query <analysis>`.

@@ -48,6 +48,9 @@ pub fn routes() -> Router<Arc<NodeState>> {
         .route("/api/v1/queries/overlap", post(query_overlap))
         .route("/api/v1/queries/overlap/preview", post(preview_overlap))
         .route("/api/v1/runs", get(runs))
+        .route("/api/v1/results", get(results))
+        .route("/api/v1/results/{id}", get(result))
+        .route("/api/v1/results/{id}/export", get(export_result))
         .route("/api/v1/budget", get(budget))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/agreements", get(agreements))
@@ -316,6 +319,75 @@ async fn runs(
     })
     .await?;
     Ok(Json(runs).into_response())
+}
+
+/// Stored results, newest first (no report bodies): analysts, admins and auditors.
+async fn results(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Query(f): Query<AgreementFilter>,
+) -> Answer {
+    let list = authorized(
+        state,
+        headers,
+        "list results",
+        READERS,
+        move |_, store, _| crate::results::list(store, f.agreement.as_deref()),
+    )
+    .await?;
+    Ok(Json(list).into_response())
+}
+
+/// Roles that may read a stored result's numbers.
+const RESULT_READERS: &[Role] = &[Role::Analyst, Role::Admin];
+
+/// One stored result with its report (free: no budget, no peer).
+async fn result(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let r = authorized(
+        state,
+        headers,
+        "read a result",
+        RESULT_READERS,
+        move |_, store, p| crate::results::show(store, &id, &p.actor()),
+    )
+    .await?;
+    Ok(Json(r).into_response())
+}
+
+#[derive(Deserialize)]
+struct ExportFormat {
+    format: Option<String>,
+}
+
+/// A stored result as CSV (the analysis's cells) or JSON (the report whole).
+async fn export_result(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(f): Query<ExportFormat>,
+) -> Answer {
+    let (format, content_type) = match f.format.as_deref().unwrap_or("json") {
+        "json" => (analysis::Format::Json, "application/json"),
+        "csv" => (analysis::Format::Csv, "text/csv; charset=utf-8"),
+        other => {
+            return Err(
+                NodeError::bad_request(format!("format {other:?}: expected csv or json")).into(),
+            );
+        }
+    };
+    let text = authorized(
+        state,
+        headers,
+        "export a result",
+        RESULT_READERS,
+        move |_, store, p| crate::results::render(store, &id, format, &p.actor()),
+    )
+    .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 async fn budget(

@@ -33,6 +33,7 @@ pub mod maintenance;
 pub mod querier;
 pub mod release;
 pub mod responder;
+pub mod results;
 pub mod run;
 pub mod server;
 pub mod state;

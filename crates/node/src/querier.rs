@@ -113,6 +113,8 @@ pub struct PendingQuery {
     opening: serde_json::Value,
     /// Who asked (the result is released to them).
     actor: String,
+    /// The analyst's query (stored with the result).
+    query: Query,
     /// This node's members counted in `other` for being outside the public value set (local).
     outside_value_set: u64,
 }
@@ -295,6 +297,7 @@ pub fn prepare_query(
             b.epsilon_spent = 0.0;
             b.delta_spent = 0.0;
         }
+        store_result(&mut store, &report, q, actor);
         return Ok(Prepared::Cached(Box::new(report)));
     }
     let reservation = Reservation::charge(&mut store, &entry, me)?;
@@ -348,6 +351,7 @@ pub fn prepare_query(
         message,
         opening,
         actor: actor.to_string(),
+        query: q.clone(),
         outside_value_set,
     })))
 }
@@ -510,6 +514,7 @@ fn complete_query(
         me,
         reservation,
         actor,
+        query,
         ..
     } = *p;
     match outcome {
@@ -531,6 +536,7 @@ fn complete_query(
                 "threshold": report.threshold,
             });
             reservation.release(&mut store, &json, json.as_bytes(), &actor, details)?;
+            store_result(&mut store, &report, &query, &actor);
             Ok(report)
         }
         Err(e) => {
@@ -555,6 +561,14 @@ fn complete_query(
             reservation.abandon(&mut store, e.message(), exposure)?;
             Err(explain_charge(e, &reservation_summary, exposure))
         }
+    }
+}
+
+/// Keeps a report for `tandem results` (its release is already recorded): a failure to store
+/// it is logged, not returned, so the analyst still gets the numbers the budget paid for.
+fn store_result(store: &mut Store, report: &Report, query: &Query, actor: &str) {
+    if let Err(e) = crate::results::save(store, report, query, actor) {
+        tracing::warn!(run = %report.run_id, error = %e, "could not store the result");
     }
 }
 

@@ -273,6 +273,99 @@ async fn api(
         .status()
 }
 
+/// Every report (fresh and cached) is stored whole; listing, showing and exporting it from the
+/// library and the API spend nothing and contact no peer: both ledgers are unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_results_are_reread_at_no_cost() {
+    use tandem_node::analysis::Format;
+    let f = fixture().await;
+    let fresh = run_query(&f.acme, &Overlap, &query(&f), "test")
+        .await
+        .expect("query");
+    let mut again = query(&f);
+    again.fresh = false;
+    let cached = run_query(&f.acme, &Overlap, &again, "test")
+        .await
+        .expect("cached");
+    assert!(cached.cached);
+    let ledgers = || {
+        let runs = |h: &tandem_node::home::Home| {
+            serde_json::to_string(&h.store().expect("store").runs(None).expect("runs"))
+                .expect("json")
+        };
+        let budget =
+            tandem_node::compliance::budgets(&f.acme.store().expect("store"), "acme", None)
+                .expect("budget");
+        (
+            runs(&f.acme),
+            runs(&f.shopx),
+            serde_json::to_string(&budget).expect("json"),
+        )
+    };
+    let before = ledgers();
+
+    let mut store = f.acme.store().expect("store");
+    let list = tandem_node::results::list(&store, None).expect("list");
+    assert_eq!(list.len(), 2);
+    assert!(list[0].cached && list[0].epsilon_spent == 0.0, "{list:?}");
+    assert!(!list[1].cached && list[1].epsilon_spent > 0.0, "{list:?}");
+    assert_eq!(list[1].params["group_by"], "seg");
+    let shown = tandem_node::results::show(&mut store, &list[1].result_id, "test").expect("show");
+    assert_eq!(shown.report, serde_json::to_value(&fresh).expect("json"));
+    let csv = tandem_node::results::render(&mut store, &list[1].result_id, Format::Csv, "test")
+        .expect("csv");
+    assert_eq!(csv, Overlap.render(&fresh, Format::Csv).expect("csv"));
+    let missing = tandem_node::results::show(&mut store, "00", "test").expect_err("unknown");
+    assert_eq!(missing.code_str(), "not_found");
+
+    let state = Arc::new(NodeState::new(&f.acme));
+    let analyst = store
+        .create_token("alice", "analyst", "test")
+        .expect("token");
+    let auditor = store
+        .create_token("carol", "auditor", "test")
+        .expect("token");
+    let none = serde_json::Value::Null;
+    let id = &list[0].result_id;
+    for (path, token, status) in [
+        ("/api/v1/results".to_string(), &auditor, StatusCode::OK),
+        ("/api/v1/results".to_string(), &analyst, StatusCode::OK),
+        (format!("/api/v1/results/{id}"), &analyst, StatusCode::OK),
+        (
+            format!("/api/v1/results/{id}"),
+            &auditor,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/api/v1/results/{id}/export?format=csv"),
+            &analyst,
+            StatusCode::OK,
+        ),
+        (
+            format!("/api/v1/results/{id}/export?format=json"),
+            &analyst,
+            StatusCode::OK,
+        ),
+        (
+            format!("/api/v1/results/{id}/export?format=xml"),
+            &analyst,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/results/00".to_string(),
+            &analyst,
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(
+            api(&state, "GET", &path, Some(token), none.clone()).await,
+            status,
+            "{path}"
+        );
+    }
+    assert_eq!(ledgers(), before, "reading results changed a ledger");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_are_enforced() {
     let f = fixture().await;

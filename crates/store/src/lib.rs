@@ -24,6 +24,7 @@ mod import;
 mod ledger;
 mod member_sets;
 mod purge;
+mod results;
 mod schema;
 mod tokens;
 
@@ -39,6 +40,7 @@ pub use error::StoreError;
 pub use import::{AttributeValues, ImportOptions, ImportReport};
 pub use ledger::{BudgetStatus, CachedResult, NewRun, RunRecord};
 pub use purge::PurgeReport;
+pub use results::{NewResult, StoredResult};
 pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use tandem_audit::{
     AuditEvent, Checkpoint, Entry, ExportFormat, ExportSummary, VerifyError, VerifyReport,
