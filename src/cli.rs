@@ -147,6 +147,21 @@ pub struct ImportArgs {
     /// Field delimiter: one character such as ';' or '|', or 'tab'.
     #[arg(long, default_value = ",")]
     pub delimiter: String,
+    /// Derive a banded column while importing, computed locally from a numeric column:
+    /// `NAME=SOURCE:EDGES`. `--band age_band=age:18,25,35,45,55,65` stores `age_band` with the
+    /// values `<18`, `18-24`, `25-34`, `35-44`, `45-54`, `55-64`, `65+` (lower edge included;
+    /// an empty cell stays empty, so `other`). The source column itself is not stored unless
+    /// also given in --attributes. Repeatable.
+    #[arg(long, value_name = "NAME=SOURCE:EDGES")]
+    pub band: Vec<String>,
+    /// Derive RFM groups while importing: `NAME=RECENCY,FREQUENCY,MONETARY` (days since the last
+    /// purchase, number of purchases, total spend). Each is scored 1–5 by quintile within the
+    /// file and the scores map to `champions`, `loyal`, `potential_loyalists`, `new_customers`,
+    /// `need_attention`, `about_to_sleep`, `cannot_lose_them`, `at_risk`, `hibernating`,
+    /// `lost`. A value that is not a number stops the import at its line and column; nothing is
+    /// imported. The derived columns can then be public value sets of an agreement.
+    #[arg(long, value_name = "NAME=RECENCY,FREQUENCY,MONETARY")]
+    pub rfm: Vec<String>,
 }
 
 /// `tandem agreement …`.
