@@ -117,6 +117,8 @@ pub struct PendingQuery {
     query: Query,
     /// This node's members counted in `other` for being outside the public value set (local).
     outside_value_set: u64,
+    /// This node's bucket sizes (exact, local: for overlap rates).
+    sizes: Vec<u64>,
 }
 
 impl PendingQuery {
@@ -331,9 +333,10 @@ pub fn prepare_query(
             request: request.clone(),
             querier_head: head,
         })?;
-        Ok((querier, message, opening, buckets.outside_value_set))
+        let sizes = buckets.items.iter().map(|b| b.len() as u64).collect();
+        Ok((querier, message, opening, buckets.outside_value_set, sizes))
     })();
-    let (querier, message, opening, outside_value_set) = match started {
+    let (querier, message, opening, outside_value_set, sizes) = match started {
         Ok(x) => x,
         Err(e) => {
             reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
@@ -353,6 +356,7 @@ pub fn prepare_query(
         actor: actor.to_string(),
         query: q.clone(),
         outside_value_set,
+        sizes,
     })))
 }
 
@@ -495,6 +499,11 @@ fn read_answer(
         responder_budget: receipt.head.budget,
         querier_outside_value_set: joined_columns(&p.request.querier_columns)
             .map(|c| (c, p.outside_value_set)),
+        overlap_rates: if p.derived.analysis.name() == crate::analysis::overlap::Overlap.name() {
+            Some(crate::analysis::overlap::rates(&noised, &p.sizes)?)
+        } else {
+            None
+        },
         wall_s: started.elapsed().as_secs_f64(),
     })
 }

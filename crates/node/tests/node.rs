@@ -102,6 +102,29 @@ async fn overlap_runs_over_https() {
         };
         assert!((c.estimate - t).abs() <= 25, "{c:?} vs {t}");
     }
+    // Overlap rates: acme's sizes exact (x, y: 150 each; other: 0), shopx's noised; 150 shared
+    // of 300 and of 350. Checked within twice the interval's width (the 95% interval itself
+    // misses 5% of runs).
+    let rates = report.overlap_rates.as_ref().expect("overlap rates");
+    let sizes: Vec<u64> = rates.rows.iter().map(|r| r.size).collect();
+    assert_eq!(sizes, [150, 150, 0]);
+    let near = |e: &tandem_analytics::Estimate, truth: f64| {
+        let w = e.ci_high - e.ci_low;
+        assert!(
+            w > 0.0 && e.ci_low <= e.estimate && e.estimate <= e.ci_high,
+            "{e:?}"
+        );
+        assert!(
+            (e.ci_low - w..=e.ci_high + w).contains(&truth),
+            "{e:?} vs {truth}"
+        );
+    };
+    near(rates.rate_of_mine.as_ref().expect("mine"), 0.5);
+    near(rates.rate_of_peer.as_ref().expect("peer"), 150.0 / 350.0);
+    let table = Overlap
+        .render(&report, tandem_node::analysis::Format::Table)
+        .expect("table");
+    assert!(table.contains("Overlap rate (95% intervals): "), "{table}");
 }
 
 /// Two columns a side (`age_band,region` × `tier,channel`): 9 × 9 cells labelled by the cross

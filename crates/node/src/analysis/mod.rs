@@ -180,6 +180,9 @@ pub struct Report {
     /// peer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub querier_outside_value_set: Option<(String, u64)>,
+    /// Overlap analyses: the overlap rate against each side's sizes, with intervals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_rates: Option<overlap::OverlapRates>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
 }

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
+use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
+use tandem_analytics::{Estimate, Noise, NoisyCount, OverlapColumn, OverlapRow};
 
 use super::{
     Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, bucket_labels,
@@ -70,6 +72,77 @@ impl Analysis for Overlap {
             Format::Json => serde_json::to_string_pretty(report)?,
             Format::Csv => cells_csv(report),
         })
+    }
+}
+
+/// Overlap rates against each side's sizes (`analyses-v1.md` §2.1): this node's sizes are exact
+/// and local, the peer's are its noised bucket sizes; intervals at [`super::CONFIDENCE`] by the
+/// delta method over the noised cells and sizes (`tandem_analytics::overlap`). Rates are
+/// shares (0–1); the estimate may fall outside `[0, 1]` (signed estimates stay primary).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverlapRates {
+    /// Per bucket of this node: its exact size, the overlap with all of the peer and the rate.
+    pub rows: Vec<OverlapRow>,
+    /// Per bucket of the peer: its noised size, the overlap with all of this node and the rate.
+    pub columns: Vec<OverlapColumn>,
+    /// The whole overlap `|A ∩ B|`, persons.
+    pub total: Estimate,
+    /// `|A ∩ B| / |A|` (this node's size, exact); `null` for an empty audience.
+    pub rate_of_mine: Option<Estimate>,
+    /// `|A ∩ B| / |B|` (the peer's noised size); `null` when that is not positive.
+    pub rate_of_peer: Option<Estimate>,
+}
+
+/// The overlap rates of a run from its noised cells and this node's exact bucket sizes
+/// (`my_sizes`, in the order of the grid's querier labels). Errors: 500 `internal` when the
+/// shapes do not match the grid.
+pub fn rates(noised: &NoisedCells<'_>, my_sizes: &[u64]) -> Result<OverlapRates> {
+    let p = noised.params;
+    let noise = |d: &tandem_dp::ShiftedLaplace| Noise::clamped_laplace(d.scale, d.offset);
+    let internal = |e: tandem_analytics::AnalyticsError| crate::error::NodeError::internal(e);
+    let (cell_noise, size_noise) = (
+        noise(&p.cell_noise).map_err(internal)?,
+        noise(&p.responder_bucket_noise).map_err(internal)?,
+    );
+    let c = noised.counts;
+    let grid = tandem_analytics::Grid::new(
+        noised.grid.querier.clone(),
+        noised.grid.responder.clone(),
+        c.noised
+            .iter()
+            .map(|&x| NoisyCount::new(x, cell_noise))
+            .collect(),
+        my_sizes.to_vec(),
+        // The sizes carry the shifted draw `J_B ∈ [0, 2T]` (psi-ca-v1 §4): minus `T`, unbiased.
+        c.responder_bucket_sizes_noised
+            .iter()
+            .map(|&n| {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                NoisyCount::new(n - i64::from(p.responder_bucket_noise.offset), size_noise)
+            })
+            .collect(),
+    )
+    .map_err(internal)?;
+    let r = tandem_analytics::overlap(&grid, 1.0 - super::CONFIDENCE).map_err(internal)?;
+    Ok(OverlapRates {
+        rows: r.rows,
+        columns: r.columns,
+        total: r.total,
+        rate_of_mine: r.rate_of_mine,
+        rate_of_peer: r.rate_of_peer,
+    })
+}
+
+/// A share as a percentage with its interval, or `—`.
+fn percent(e: Option<&Estimate>) -> String {
+    match e {
+        Some(e) => format!(
+            "{:.1}% [{:.1}%, {:.1}%]",
+            100.0 * e.estimate,
+            100.0 * e.ci_low,
+            100.0 * e.ci_high
+        ),
+        None => "—".to_string(),
     }
 }
 
@@ -154,6 +227,42 @@ fn overlap_table(r: &Report) -> String {
         s.push('\n');
     }
     s.push('\n');
+    if let Some(rates) = &r.overlap_rates {
+        let _ = writeln!(
+            s,
+            "Overlap rate (95% intervals): {} of {} (its {} members, exact) · {} of {} (its noised size)",
+            percent(rates.rate_of_mine.as_ref()),
+            r.querier,
+            rates.rows.iter().map(|row| row.size).sum::<u64>(),
+            percent(rates.rate_of_peer.as_ref()),
+            r.responder,
+        );
+        for row in &rates.rows {
+            let _ = writeln!(
+                s,
+                "  {} {:<w$}  size {:>8} (exact)   overlap {:>8.0}  rate {}",
+                r.querier,
+                row.mine,
+                row.size,
+                row.overlap.estimate,
+                percent(row.rate.as_ref()),
+                w = w0
+            );
+        }
+        for col in &rates.columns {
+            let _ = writeln!(
+                s,
+                "  {} {:<w$}  size {:>8} (noised)  overlap {:>8.0}  rate {}",
+                r.responder,
+                col.peer,
+                col.size.estimate,
+                col.overlap.estimate,
+                percent(col.rate.as_ref()),
+                w = w1
+            );
+        }
+        s.push('\n');
+    }
     if let Some((column, n)) = &r.querier_outside_value_set
         && *n > 0
     {
@@ -202,6 +311,7 @@ mod tests {
             querier_budget: BudgetView::default(),
             responder_budget: BudgetView::default(),
             querier_outside_value_set: Some(("seg".into(), 3)),
+            overlap_rates: None,
             wall_s: 0.5,
         }
     }
