@@ -54,6 +54,9 @@ pub enum Command {
     /// Ask questions of the shared audience: `tandem query <analysis>` (analyses: see the
     /// possible values below).
     Query(QueryArgs),
+    /// Re-read stored query results at no cost (no budget, no peer contact).
+    #[command(subcommand)]
+    Results(ResultsCmd),
     /// Privacy budget spent and left, per agreement.
     Budget(ListArgs),
     /// History of runs on this node.
@@ -144,6 +147,21 @@ pub struct ImportArgs {
     /// Field delimiter: one character such as ';' or '|', or 'tab'.
     #[arg(long, default_value = ",")]
     pub delimiter: String,
+    /// Derive a banded column while importing, computed locally from a numeric column:
+    /// `NAME=SOURCE:EDGES`. `--band age_band=age:18,25,35,45,55,65` stores `age_band` with the
+    /// values `<18`, `18-24`, `25-34`, `35-44`, `45-54`, `55-64`, `65+` (lower edge included;
+    /// an empty cell stays empty, so `other`). The source column itself is not stored unless
+    /// also given in --attributes. Repeatable.
+    #[arg(long, value_name = "NAME=SOURCE:EDGES")]
+    pub band: Vec<String>,
+    /// Derive RFM groups while importing: `NAME=RECENCY,FREQUENCY,MONETARY` (days since the last
+    /// purchase, number of purchases, total spend). Each is scored 1–5 by quintile within the
+    /// file and the scores map to `champions`, `loyal`, `potential_loyalists`, `new_customers`,
+    /// `need_attention`, `about_to_sleep`, `cannot_lose_them`, `at_risk`, `hibernating`,
+    /// `lost`. A value that is not a number stops the import at its line and column; nothing is
+    /// imported. The derived columns can then be public value sets of an agreement.
+    #[arg(long, value_name = "NAME=RECENCY,FREQUENCY,MONETARY")]
+    pub rfm: Vec<String>,
 }
 
 /// `tandem agreement …`.
@@ -202,6 +220,46 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// `tandem results …`: every report a query produced (fresh or cached), kept with its
+/// parameters, ε spent and intervals; purged with the node's retention.
+#[derive(Subcommand, Debug)]
+pub enum ResultsCmd {
+    /// Stored results, newest first.
+    List(ListArgs),
+    /// One stored result: its parameters, cost and report.
+    Show {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Result id (from `tandem results list`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a stored result as CSV (its cells) or JSON (the report whole).
+    Export {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Result id (from `tandem results list`).
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// File to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Formats of `tandem results export`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    /// One row per cell, with a header.
+    Csv,
+    /// The report's JSON.
+    Json,
+}
+
 /// The analyses of the registry, for `tandem query <analysis>`.
 fn analyses() -> PossibleValuesParser {
     PossibleValuesParser::new(
@@ -222,12 +280,13 @@ pub struct QueryArgs {
     /// Agreement id.
     #[arg(long)]
     pub agreement: String,
-    /// This node's column to group by.
-    #[arg(long)]
-    pub group_by: Option<String>,
-    /// The peer's column to group by.
-    #[arg(long)]
-    pub peer_group_by: Option<String>,
+    /// This node's columns to group by, comma-separated (`age_band,region`): the buckets are
+    /// the cross product of their labels (`25-34|north`), within psi-ca-v1's cell limit.
+    #[arg(long, value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// The peer's columns to group by, comma-separated, as --group-by.
+    #[arg(long, value_delimiter = ',')]
+    pub peer_group_by: Vec<String>,
     /// Privacy loss ε of the query (the peer spends ε, this node ε/4).
     #[arg(long, default_value_t = 1.0)]
     pub epsilon: f64,

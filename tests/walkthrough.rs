@@ -134,6 +134,46 @@ fn walkthrough_overlap_budget_and_refusals() {
     );
     assert!((spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
     assert!((spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
+    // Issue 12: the refusal says the cap is for the agreement's lifetime.
+    assert!(
+        err.contains("does not refresh") && err.contains("period"),
+        "{err}"
+    );
+
+    // Issue 12: the three reports above (fresh, cached, fresh) are stored and re-read from the
+    // CLI at no cost: neither ledger moves.
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&["results", "list", "--dir", s(&pair.acme), "--json"]))
+            .expect("results JSON");
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(list[1]["cached"], true);
+    let result_id = list[2]["result_id"].as_str().expect("id");
+    let csv_file = pair.root.path().join("first.csv");
+    ok(&[
+        "results",
+        "export",
+        "--dir",
+        s(&pair.acme),
+        result_id,
+        "--format",
+        "csv",
+        "--out",
+        s(&csv_file),
+    ]);
+    let csv = std::fs::read_to_string(&csv_file).expect("exported CSV");
+    assert!(
+        csv.starts_with("querier_group,responder_group,estimate,ci_low,ci_high,below_threshold"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines().count(),
+        report["cells"].as_array().map_or(0, Vec::len) + 1
+    );
+    let shown = ok(&["results", "show", "--dir", s(&pair.acme), result_id]);
+    assert!(shown.contains("Overlap rate (95% intervals)"), "{shown}");
+    assert!((spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
+    assert!((spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
 
     // A query outside the agreement's columns is refused with the reason.
     let err = fails(&[

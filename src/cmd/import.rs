@@ -26,8 +26,14 @@ pub async fn import(a: ImportArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         delimiter: tandem_store::parse_delimiter(&a.delimiter)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
+        derived: derived(&a.band, &a.rfm)?,
         ..tandem_store::ImportOptions::new(a.source.id_column, kind)
     };
+    let derived_sets: Vec<(String, Vec<String>)> = opts
+        .derived
+        .iter()
+        .map(|d| (d.name().to_string(), d.labels()))
+        .collect();
     let store_path = home.store_path();
     let file = a.source.file.clone();
     let started = std::time::Instant::now();
@@ -56,7 +62,52 @@ pub async fn import(a: ImportArgs) -> Result<()> {
         report.rows as f64 / secs.max(1e-9)
     );
     out!("{}", report.details());
+    for (name, labels) in derived_sets {
+        outln!(
+            "derived column {name} (computed here, at import): its possible values, to list in an agreement: {}",
+            labels.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// The derived columns of `--band NAME=SOURCE:EDGES` and `--rfm NAME=RECENCY,FREQUENCY,MONETARY`.
+fn derived(bands: &[String], rfm: &[String]) -> Result<Vec<tandem_store::Derive>> {
+    let mut out = Vec::new();
+    for spec in bands {
+        let (name, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--band {spec:?}: expected NAME=SOURCE:EDGES"))?;
+        let (source, edges) = rest
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--band {spec:?}: expected NAME=SOURCE:EDGES"))?;
+        let edges = edges
+            .split(',')
+            .map(|e| {
+                e.trim().parse::<f64>().map_err(|_| {
+                    anyhow::anyhow!("--band {spec:?}: edge {:?} is not a number", e.trim())
+                })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        let bands = tandem_analytics::Bands::new(&edges)
+            .map_err(|e| anyhow::anyhow!("--band {spec:?}: {e}"))?;
+        out.push(tandem_store::Derive::Band {
+            name: name.trim().to_string(),
+            source: source.trim().to_string(),
+            bands,
+        });
+    }
+    for spec in rfm {
+        let bad = || anyhow::anyhow!("--rfm {spec:?}: expected NAME=RECENCY,FREQUENCY,MONETARY");
+        let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
+        let sources: Vec<String> = rest.split(',').map(|c| c.trim().to_string()).collect();
+        let sources: [String; 3] = sources.try_into().map_err(|_| bad())?;
+        out.push(tandem_store::Derive::Rfm {
+            name: name.trim().to_string(),
+            sources,
+        });
+    }
+    Ok(out)
 }
 
 /// `tandem suppress`.

@@ -10,6 +10,7 @@ mod demo;
 mod import;
 mod node;
 mod query;
+mod results;
 mod token;
 
 use anyhow::Result;
@@ -27,6 +28,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Suppress(a) => import::suppress(a),
         Command::Agreement(cmd) => agreement::agreement(cmd).await,
         Command::Query(a) => query::query(a).await,
+        Command::Results(cmd) => results::results(cmd),
         Command::Budget(a) => budget::budget(a),
         Command::Runs(a) => budget::runs(a),
         Command::Audit(cmd) => audit::audit(cmd),

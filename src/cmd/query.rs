@@ -18,8 +18,10 @@ pub async fn query(a: QueryArgs) -> Result<()> {
             outln!("{}", serde_json::to_string_pretty(&p)?);
         } else {
             outln!(
-                "{} cells · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}) · the peer spends ε {:.4} (its per-query cap {}){}",
+                "{} cells ({} × {} buckets) · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}) · the peer spends ε {:.4} (its per-query cap {}){}",
                 p.cells,
+                p.querier_buckets,
+                p.responder_buckets,
                 p.half_width_95,
                 p.querier_cost.epsilon,
                 p.querier_epsilon_left,
@@ -69,11 +71,14 @@ fn to_query(a: &QueryArgs) -> Query {
     Query {
         agreement_id: a.agreement.clone(),
         join_key: a.join_key.clone(),
-        group_by: a.arm_column.clone().or_else(|| a.group_by.clone()),
+        group_by: a
+            .arm_column
+            .clone()
+            .map_or_else(|| a.group_by.clone(), |c| vec![c]),
         peer_group_by: a
             .peer_conversion_column
             .clone()
-            .or_else(|| a.peer_group_by.clone()),
+            .map_or_else(|| a.peer_group_by.clone(), |c| vec![c]),
         epsilon: a.epsilon,
         fresh: a.fresh,
         options,
@@ -165,8 +170,8 @@ mod tests {
             panic!("not a query");
         };
         let q = to_query(&a);
-        assert_eq!(q.group_by.as_deref(), Some("arm"));
-        assert_eq!(q.peer_group_by.as_deref(), Some("conv"));
+        assert_eq!(q.group_by, vec!["arm".to_string()]);
+        assert_eq!(q.peer_group_by, vec!["conv".to_string()]);
         let o: Vec<(&str, &str)> = q
             .options
             .iter()

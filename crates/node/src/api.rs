@@ -71,6 +71,9 @@ api_routes! {
     post "/api/v1/queries/overlap" => query_overlap;
     post "/api/v1/queries/overlap/preview" => preview_overlap;
     get "/api/v1/runs" => runs;
+    get "/api/v1/results" => results;
+    get "/api/v1/results/{id}" => result;
+    get "/api/v1/results/{id}/export" => export_result;
     get "/api/v1/budget" => budget;
     get "/api/v1/audit" => audit;
     post "/api/v1/audit/verify" => verify_audit;
@@ -466,6 +469,83 @@ async fn runs(
     })
     .await?;
     Ok(Json(runs).into_response())
+}
+
+/// Stored results, newest first (no report bodies): analysts, admins and auditors.
+#[utoipa::path(get, path = "/api/v1/results", tag = "results", params(AgreementFilter),
+    responses((status = 200, description = "Stored results, newest first", body = Vec<crate::results::ResultSummary>)))]
+async fn results(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Query(f): Query<AgreementFilter>,
+) -> Answer {
+    let list = authorized(
+        state,
+        headers,
+        "list results",
+        READERS,
+        move |_, store, _| crate::results::list(store, f.agreement.as_deref()),
+    )
+    .await?;
+    Ok(Json(list).into_response())
+}
+
+/// Roles that may read a stored result's numbers.
+const RESULT_READERS: &[Role] = &[Role::Analyst, Role::Admin];
+
+/// One stored result with its report (free: no budget, no peer).
+#[utoipa::path(get, path = "/api/v1/results/{id}", tag = "results", params(("id" = String, Path, description = "A stored result's id")),
+    responses((status = 200, description = "The stored result with its report", body = crate::results::StoredReport)))]
+async fn result(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let r = authorized(
+        state,
+        headers,
+        "read a result",
+        RESULT_READERS,
+        move |_, store, p| crate::results::show(store, &id, &p.actor()),
+    )
+    .await?;
+    Ok(Json(r).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ExportFormat {
+    /// `csv` (the cells) or `json` (the report whole; default).
+    format: Option<String>,
+}
+
+/// A stored result as CSV (the analysis's cells) or JSON (the report whole).
+#[utoipa::path(get, path = "/api/v1/results/{id}/export", tag = "results", params(("id" = String, Path, description = "A stored result's id"), ExportFormat),
+    responses((status = 200, description = "The result as CSV or JSON", content((String = "text/csv"), (Object = "application/json")))))]
+async fn export_result(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(f): Query<ExportFormat>,
+) -> Answer {
+    let (format, content_type) = match f.format.as_deref().unwrap_or("json") {
+        "json" => (analysis::Format::Json, "application/json"),
+        "csv" => (analysis::Format::Csv, "text/csv; charset=utf-8"),
+        other => {
+            return Err(
+                NodeError::bad_request(format!("format {other:?}: expected csv or json")).into(),
+            );
+        }
+    };
+    let text = authorized(
+        state,
+        headers,
+        "export a result",
+        RESULT_READERS,
+        move |_, store, p| crate::results::render(store, &id, format, &p.actor()),
+    )
+    .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 /// Budgets of every agreement (or one).

@@ -37,6 +37,48 @@ pub fn budget_period_start(agreement: &Agreement, now_ms: i64) -> i64 {
     }
 }
 
+/// When a refused charge could next fit: which cap period refused and when it refreshes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refresh {
+    /// `lifetime` (the caps apply over all charges: they never refresh) or `window` (a
+    /// sliding window of `budget_refresh_days`).
+    pub period: &'static str,
+    /// In a window: when its oldest charge leaves it (RFC 3339 UTC), freeing that charge's
+    /// budget; `None` for a lifetime cap or an empty window.
+    pub refreshes_at: Option<String>,
+    /// The same in words, for the refusal's reason.
+    pub text: String,
+}
+
+/// Which period a refusal of `entry` fell under and when the budget next refreshes there (the
+/// agreement's charges, or those of the budget `account` that refused).
+pub fn refresh(store: &Store, entry: &NewRun, account: Option<&str>) -> Result<Refresh> {
+    if entry.budget_since_ms <= 0 {
+        return Ok(Refresh {
+            period: "lifetime",
+            refreshes_at: None,
+            text: "the cap is for the agreement's lifetime and does not refresh".into(),
+        });
+    }
+    // The window is a whole number of days ending now (`budget_period_start`).
+    let days = ((now_ms() - entry.budget_since_ms) as f64 / DAY_MS as f64).round() as i64;
+    let oldest = store.oldest_charge_since(&entry.agreement_id, account, entry.budget_since_ms)?;
+    let refreshes_at = oldest
+        .and_then(|at| tandem_agreement::format_rfc3339((at + days * DAY_MS).div_euclid(1000)));
+    let text = match &refreshes_at {
+        Some(at) => format!(
+            "the cap is for a sliding {days}-day window; its oldest charge leaves it at {at}, \
+             freeing that charge"
+        ),
+        None => format!("the cap is for a sliding {days}-day window"),
+    };
+    Ok(Refresh {
+        period: "window",
+        refreshes_at,
+        text,
+    })
+}
+
 /// δ of a run: the smaller of the two parties' per-query δ (each side derives it from the
 /// agreement; the responder refuses a request naming another).
 pub fn run_delta(agreement: &Agreement) -> f64 {
@@ -62,11 +104,13 @@ pub fn check_per_query_cap(agreement: &Agreement, party: &str, loss: PrivacyLoss
     let budget = party_budget(agreement, party)?;
     if loss.epsilon > budget.epsilon_per_query + 1e-12 {
         return Err(NodeError::invalid_query(format!(
-            "{party}: this query costs ε = {:.4}, over the agreement's per-query cap of {}",
+            "{party}: this query costs ε = {:.4}, over the agreement's per-query cap of {} \
+             (a cap on each query, not a budget that refreshes: ask with a smaller ε)",
             loss.epsilon, budget.epsilon_per_query
         ))
         .with_details(serde_json::json!({
             "party": party, "cost": loss.epsilon, "per_query_cap": budget.epsilon_per_query,
+            "period": "per_query",
         })));
     }
     Ok(())

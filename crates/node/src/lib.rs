@@ -34,6 +34,7 @@ pub mod openapi;
 pub mod querier;
 pub mod release;
 pub mod responder;
+pub mod results;
 pub mod run;
 pub mod server;
 pub mod state;

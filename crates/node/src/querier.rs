@@ -14,7 +14,7 @@ use tandem_dp::PrivacyLoss;
 use tandem_psi::Limits;
 use tandem_store::{AuditEvent, NewRun, Store};
 
-use crate::analysis::{Analysis, NoisedCells, Query, Report};
+use crate::analysis::{Analysis, NoisedCells, Query, Report, joined_columns};
 use crate::budget::{EntryFor, budget_view, epsilon_left, ledger_entry, run_delta};
 use crate::client::{CallError, Peer, Response};
 use crate::error::{Code, NodeError, PeerAnswer, Result};
@@ -235,6 +235,8 @@ pub struct PendingQuery {
     opening: serde_json::Value,
     /// Who asked (the result is released to them).
     actor: String,
+    /// The analyst's query (stored with the result).
+    query: Query,
     /// This node's members counted in `other` for being outside the public value set (local).
     outside_value_set: u64,
     /// This node's exact bucket sizes (local).
@@ -294,8 +296,8 @@ fn plan(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> Result<P
         protocol: PROTOCOL.into(),
         analysis: analysis.name().into(),
         join_key,
-        querier_column: q.group_by.clone(),
-        responder_column: q.peer_group_by.clone(),
+        querier_columns: q.group_by.clone(),
+        responder_columns: q.peer_group_by.clone(),
         epsilon: q.epsilon,
         delta: run_delta(&agreement),
         identity_rules: tandem_identity::RULES_VERSION.to_string(),
@@ -314,8 +316,14 @@ pub struct Preview {
     pub analysis: String,
     /// The stored answer would be returned (no cost).
     pub cached: bool,
-    /// Cells in the answer.
+    /// Cells in the answer (`querier_buckets × responder_buckets`).
     pub cells: usize,
+    /// This node's buckets: the cross product of its group-by columns' labels.
+    #[serde(default)]
+    pub querier_buckets: usize,
+    /// The peer's buckets, likewise.
+    #[serde(default)]
+    pub responder_buckets: usize,
     /// ε / δ this node would spend.
     #[schema(schema_with = crate::openapi::privacy_loss)]
     pub querier_cost: PrivacyLoss,
@@ -353,6 +361,8 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         analysis: analysis.name().to_string(),
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),
         cells: d.grid.len(),
+        querier_buckets: d.grid.querier.len(),
+        responder_buckets: d.grid.responder.len(),
         querier_cost,
         responder_cost,
         half_width_95: d
@@ -416,6 +426,7 @@ pub fn prepare_query(
             b.epsilon_spent = 0.0;
             b.delta_spent = 0.0;
         }
+        store_result(&mut store, &report, q, actor);
         return Ok(Prepared::Cached(Box::new(report)));
     }
     let reservation = Reservation::charge(&mut store, &entry, me)?;
@@ -425,7 +436,7 @@ pub fn prepare_query(
             &agreement,
             me,
             &request.join_key,
-            request.querier_column.as_deref(),
+            &request.querier_columns,
         )?;
         let (querier, message) = tandem_psi::Querier::start(
             derived.params.clone(),
@@ -476,6 +487,7 @@ pub fn prepare_query(
         message,
         opening,
         actor: actor.to_string(),
+        query: q.clone(),
         outside_value_set,
         my_sizes,
         options: q.options.clone(),
@@ -612,8 +624,10 @@ fn read_answer(
         querier: p.me.clone(),
         responder: peer.clone(),
         join_key: p.request.join_key.clone(),
-        querier_column: p.request.querier_column.clone(),
-        responder_column: p.request.responder_column.clone(),
+        querier_column: joined_columns(&p.request.querier_columns),
+        responder_column: joined_columns(&p.request.responder_columns),
+        querier_columns: p.request.querier_columns.clone(),
+        responder_columns: p.request.responder_columns.clone(),
         epsilon: p.request.epsilon,
         confidence: crate::analysis::CONFIDENCE,
         threshold: agreement.terms.min_reporting_threshold,
@@ -624,11 +638,13 @@ fn read_answer(
         responder_audience_version: receipt.audience_version,
         querier_internal: true,
         note: crate::analysis::QUERIER_INTERNAL_NOTE.to_string(),
-        querier_outside_value_set: p
-            .request
-            .querier_column
-            .as_ref()
-            .map(|c| (c.clone(), p.outside_value_set)),
+        querier_outside_value_set: joined_columns(&p.request.querier_columns)
+            .map(|c| (c, p.outside_value_set)),
+        overlap_rates: if p.derived.analysis.name() == crate::analysis::overlap::Overlap.name() {
+            Some(crate::analysis::overlap::rates(&noised, &p.my_sizes)?)
+        } else {
+            None
+        },
         wall_s: started.elapsed().as_secs_f64(),
         options: p.options.clone(),
         details: analysis.derived(&noised, &p.options)?,
@@ -667,6 +683,7 @@ fn complete_query(
         me,
         reservation,
         actor,
+        query,
         ..
     } = *p;
     match outcome {
@@ -688,6 +705,7 @@ fn complete_query(
                 "threshold": report.threshold,
             });
             reservation.release(&mut store, &json, json.as_bytes(), &actor, details)?;
+            store_result(&mut store, &report, &query, &actor);
             Ok(report)
         }
         Err(e) => {
@@ -712,6 +730,14 @@ fn complete_query(
             reservation.abandon(&mut store, e.message(), exposure)?;
             Err(explain_charge(e, &reservation_summary, exposure))
         }
+    }
+}
+
+/// Keeps a report for `tandem results` (its release is already recorded): a failure to store
+/// it is logged, not returned, so the analyst still gets the numbers the budget paid for.
+fn store_result(store: &mut Store, report: &Report, query: &Query, actor: &str) {
+    if let Err(e) = crate::results::save(store, report, query, actor) {
+        tracing::warn!(run = %report.run_id, error = %e, "could not store the result");
     }
 }
 
@@ -750,4 +776,67 @@ fn explain_charge(e: NodeError, charge: &ChargeSummary, exposure: Exposure) -> N
             "stands": stands,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_testkit::{AgreementBuilder, PartySpec, store_active};
+
+    use super::*;
+    use crate::analysis::overlap::Overlap;
+
+    /// Two columns of 1024 values each make 1025 × 1025 = 1 050 625 buckets on acme's side, over
+    /// psi-ca-v1's 2²⁰ = 1 048 576 cells: the preview and the run refuse it as the caller's
+    /// error, naming both numbers, and nothing reaches the ledger.
+    #[test]
+    fn too_many_cells_are_refused_before_a_charge() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let values: Vec<String> = (0..1024).map(|i| format!("v{i}")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let (k1, k2) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let agreement = AgreementBuilder::new()
+            .party(
+                PartySpec::seeded("acme", 1)
+                    .column("a", &values)
+                    .column("b", &values)
+                    .column("c", &values[..2]),
+            )
+            .party(PartySpec::seeded("shopx", 2).column("d", &values))
+            .signed(&[("acme", &k1), ("shopx", &k2)]);
+        let mut store = Store::open(dir.path()).expect("store");
+        store_active(&mut store, &agreement);
+        let query = |group_by: &[&str], peer: &[&str]| Query {
+            agreement_id: agreement.id().to_string(),
+            join_key: None,
+            group_by: group_by.iter().map(|c| c.to_string()).collect(),
+            peer_group_by: peer.iter().map(|c| c.to_string()).collect(),
+            epsilon: 1.0,
+            fresh: true,
+            options: Default::default(),
+        };
+        for (q, numbers) in [
+            (query(&["a", "b"], &[]), ["1050625", "1048576"]),
+            (query(&["a", "c"], &["d"]), ["3151875", "1048576"]),
+        ] {
+            let e = preview(&store, "acme", &Overlap, &q).expect_err("preview refuses");
+            assert_eq!(e.code_str(), "invalid_query", "{e}");
+            let e = prepare_query(dir.path(), &k1, "acme", &Overlap, &q, "test")
+                .err()
+                .expect("run refuses");
+            assert_eq!(e.code_str(), "invalid_query", "{e}");
+            for n in numbers {
+                assert!(e.message().contains(n), "{n} missing: {e}");
+            }
+        }
+        assert!(store.runs(None).expect("runs").is_empty());
+        // Within the limit the preview counts the cells: (1024 + 1) × (2 + 1) × 1.
+        let p = preview(&store, "acme", &Overlap, &query(&["b", "c"], &[])).expect("preview");
+        assert_eq!(
+            (p.cells, p.querier_buckets, p.responder_buckets),
+            (3075, 3075, 1)
+        );
+    }
 }

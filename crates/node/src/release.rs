@@ -53,11 +53,25 @@ impl Reservation {
                 },
             }),
             Err(e @ StoreError::BudgetExceeded { .. }) => {
+                let (account, left, what) = match &e {
+                    StoreError::BudgetExceeded {
+                        account,
+                        cap,
+                        spent,
+                        what,
+                        ..
+                    } => (account.clone(), (cap - spent).max(0.0), *what),
+                    _ => (None, 0.0, "epsilon"),
+                };
+                let refresh = crate::budget::refresh(store, entry, account.as_deref())?;
                 let err = NodeError::from(e);
                 let mut details = err.details().cloned().unwrap_or_default();
                 details["party"] = serde_json::json!(party);
+                details["period"] = serde_json::json!(refresh.period);
+                details["refreshes_at"] = serde_json::json!(refresh.refreshes_at);
                 Err(err
                     .context(format!("refused by {party}"))
+                    .note(format!("{what} left {left:.6}; {}", refresh.text))
                     .with_details(details))
             }
             Err(e) => Err(e.into()),
@@ -218,6 +232,43 @@ mod tests {
         assert!(
             (d["left"].as_f64().expect("left") - 0.5).abs() < 1e-9,
             "{d}"
+        );
+        assert_eq!(d["period"], "lifetime", "{d}");
+        assert!(d["refreshes_at"].is_null(), "{d}");
+        let m = err.message();
+        assert!(
+            m.contains("epsilon left 0.5") && m.contains("does not refresh"),
+            "{m}"
+        );
+    }
+
+    /// Issue 12: a refusal under a sliding window says so and when the window's oldest charge
+    /// leaves it (its time plus the window).
+    #[test]
+    fn a_window_refusal_says_when_the_budget_refreshes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("store");
+        let agreement = AgreementBuilder::new()
+            .refresh_days(30)
+            .party(PartySpec::seeded("acme", 1).epsilon(1.0, 1.5))
+            .party(PartySpec::seeded("shopx", 2))
+            .agreement();
+        store_active(&mut store, &agreement);
+        let before = crate::wire::now_ms();
+        let r = Reservation::charge(&mut store, &entry(&agreement, "r1"), "acme").expect("fits");
+        r.release(&mut store, "{}", b"out", "test", serde_json::json!({}))
+            .expect("release");
+        let err = Reservation::charge(&mut store, &entry(&agreement, "r2"), "acme")
+            .expect_err("over the window's cap");
+        let d = err.details().expect("details");
+        assert_eq!(d["period"], "window", "{d}");
+        let at = d["refreshes_at"].as_str().expect("a time");
+        let at_s = tandem_agreement::parse_rfc3339(at).expect("RFC 3339");
+        let expected = (before + 30 * 86_400_000) / 1000;
+        assert!((at_s - expected).abs() <= 2, "{at} vs {expected}");
+        assert!(
+            err.message().contains("sliding 30-day window") && err.message().contains(at),
+            "{err}"
         );
     }
 

@@ -274,7 +274,7 @@ fn respond_checked(
             &run.agreement,
             me,
             &run.request.join_key,
-            run.request.responder_column.as_deref(),
+            &run.request.responder_columns,
         )
         .map(|b| (v, b))
     });
@@ -286,7 +286,7 @@ fn respond_checked(
             return Err(opaque(Code::Refused));
         }
     };
-    if let Some(column) = &run.request.responder_column
+    if let Some(column) = crate::analysis::joined_columns(&run.request.responder_columns)
         && buckets.outside_value_set > 0
     {
         // Local only: the operator learns why `other` is large; the peer never sees it.

@@ -115,8 +115,8 @@ fn truth(
             peer.push(c.responder_group.clone());
         }
     }
-    let qcol = q.group_by.as_deref();
-    let pcol = q.peer_group_by.as_deref();
+    let qcol = q.group_by.first().map(String::as_str);
+    let pcol = q.peer_group_by.first().map(String::as_str);
     let my_label = |i: usize| qcol.map_or("all", |c| acme_row(i)[c]);
     let peer_label = |i: usize| match pcol {
         None => "all",
@@ -215,8 +215,8 @@ fn query(f: &NodePair, mine: &str, peer: Option<&str>, options: &[(&str, &str)])
     Query {
         agreement_id: f.agreement_id.clone(),
         join_key: None,
-        group_by: Some(mine.into()),
-        peer_group_by: peer.map(str::to_string),
+        group_by: vec![mine.into()],
+        peer_group_by: peer.map(str::to_string).into_iter().collect(),
         epsilon: 1.0,
         fresh: false,
         options: options

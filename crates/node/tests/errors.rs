@@ -189,9 +189,10 @@ async fn own_budget_exhausted_is_403_naming_cap_and_what_is_left() {
     assert!(
         v["error"]
             .as_str()
-            .is_some_and(|e| e.contains("acme") && e.contains("0.3")),
+            .is_some_and(|e| e.contains("acme") && e.contains("0.3") && e.contains("left 0.05")),
         "{v}"
     );
+    assert_eq!(v["details"]["period"], "lifetime", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,6 +212,18 @@ async fn a_peer_refusal_passes_its_code_through() {
     assert_eq!(
         (v["fault"].as_str(), v["peer"]["name"].as_str()),
         (Some("peer"), Some("shopx"))
+    );
+    // The peer's refusal says which cap, what is left and that a lifetime cap never refreshes.
+    assert_eq!(v["details"]["period"], "lifetime", "{v}");
+    assert!(
+        (v["details"]["left"].as_f64().expect("left") - 0.5).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not refresh")),
+        "{v}"
     );
 }
 

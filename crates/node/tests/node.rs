@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
+use tandem_node::analysis::Analysis;
 use tandem_node::analysis::overlap::Overlap;
 use tandem_node::client::{CallError, Peer};
 use tandem_node::querier::{Prepared, prepare_query, run_query};
@@ -101,6 +102,85 @@ async fn overlap_runs_over_https() {
         };
         assert!((c.estimate - t).abs() <= 25, "{c:?} vs {t}");
     }
+    // Overlap rates: acme's sizes exact (x, y: 150 each; other: 0), shopx's noised; 150 shared
+    // of 300 and of 350. Checked within twice the interval's width (the 95% interval itself
+    // misses 5% of runs).
+    let rates = report.overlap_rates.as_ref().expect("overlap rates");
+    let sizes: Vec<u64> = rates.rows.iter().map(|r| r.size).collect();
+    assert_eq!(sizes, [150, 150, 0]);
+    let near = |e: &tandem_analytics::Estimate, truth: f64| {
+        let w = e.ci_high - e.ci_low;
+        assert!(
+            w > 0.0 && e.ci_low <= e.estimate && e.estimate <= e.ci_high,
+            "{e:?}"
+        );
+        assert!(
+            (e.ci_low - w..=e.ci_high + w).contains(&truth),
+            "{e:?} vs {truth}"
+        );
+    };
+    near(rates.rate_of_mine.as_ref().expect("mine"), 0.5);
+    near(rates.rate_of_peer.as_ref().expect("peer"), 150.0 / 350.0);
+    let table = Overlap
+        .render(&report, tandem_node::analysis::Format::Table)
+        .expect("table");
+    assert!(table.contains("Overlap rate (95% intervals): "), "{table}");
+}
+
+/// Two columns a side (`age_band,region` × `tier,channel`): 9 × 9 cells labelled by the cross
+/// product, each near its true count. The 95% intervals are checked as a whole: at most 12 of
+/// the 81 cells may miss (expected 4; P(more than 12) < 10⁻³), and none may be more than four
+/// half-widths from its estimate (P ≈ 0.05⁴ < 10⁻⁵ a cell for discrete Laplace noise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_column_overlap_matches_the_truth_within_intervals() {
+    let f = Fixture::multi_column().await;
+    let mut q = f.query();
+    q.group_by = vec!["age_band".into(), "region".into()];
+    q.peer_group_by = vec!["tier".into(), "channel".into()];
+    let report = run_query(&f.acme, &Overlap, &q, "test")
+        .await
+        .expect("query");
+    assert_eq!(report.cells.len(), 81);
+    assert_eq!(report.querier_columns, ["age_band", "region"]);
+    assert_eq!(report.responder_columns, ["tier", "channel"]);
+    assert_eq!(report.querier_column.as_deref(), Some("age_band,region"));
+    // `east` is outside acme's public regions: multiples of 7 but not of 3 in 0..300.
+    let east = (0..300).filter(|i| i % 7 == 0 && i % 3 != 0).count() as u64;
+    assert_eq!(
+        report.querier_outside_value_set,
+        Some(("age_band,region".into(), east))
+    );
+    let labels: Vec<(&str, &str)> = report
+        .cells
+        .iter()
+        .map(|c| (c.querier_group.as_str(), c.responder_group.as_str()))
+        .collect();
+    assert_eq!(labels[0], ("young|north", "silver|web"));
+    assert_eq!(labels[80], ("other|other", "other|other"));
+    let mut misses = 0;
+    let mut total = 0;
+    for c in &report.cells {
+        let truth = Fixture::multi_column_truth(&c.querier_group, &c.responder_group) as i64;
+        total += truth;
+        // The interval is clipped below at 0; its upper end is the estimate plus the half-width.
+        let half = c.ci_high - c.estimate;
+        if truth < c.ci_low || truth > c.ci_high {
+            misses += 1;
+        }
+        assert!(
+            (truth - c.estimate).abs() <= 4 * half,
+            "{c:?} vs truth {truth}"
+        );
+    }
+    assert_eq!(total, 150, "the truth covers the 150 shared people");
+    assert!(misses <= 12, "{misses} of 81 cells miss their 95% interval");
+    let table = Overlap
+        .render(&report, tandem_node::analysis::Format::Table)
+        .expect("table");
+    assert!(
+        table.contains("acme age_band|region") && table.contains("young|north"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,6 +296,99 @@ async fn api(
         .await
         .expect("response")
         .status()
+}
+
+/// Every report (fresh and cached) is stored whole; listing, showing and exporting it from the
+/// library and the API spend nothing and contact no peer: both ledgers are unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_results_are_reread_at_no_cost() {
+    use tandem_node::analysis::Format;
+    let f = fixture().await;
+    let fresh = run_query(&f.acme, &Overlap, &query(&f), "test")
+        .await
+        .expect("query");
+    let mut again = query(&f);
+    again.fresh = false;
+    let cached = run_query(&f.acme, &Overlap, &again, "test")
+        .await
+        .expect("cached");
+    assert!(cached.cached);
+    let ledgers = || {
+        let runs = |h: &tandem_node::home::Home| {
+            serde_json::to_string(&h.store().expect("store").runs(None).expect("runs"))
+                .expect("json")
+        };
+        let budget =
+            tandem_node::compliance::budgets(&f.acme.store().expect("store"), "acme", None)
+                .expect("budget");
+        (
+            runs(&f.acme),
+            runs(&f.shopx),
+            serde_json::to_string(&budget).expect("json"),
+        )
+    };
+    let before = ledgers();
+
+    let mut store = f.acme.store().expect("store");
+    let list = tandem_node::results::list(&store, None).expect("list");
+    assert_eq!(list.len(), 2);
+    assert!(list[0].cached && list[0].epsilon_spent == 0.0, "{list:?}");
+    assert!(!list[1].cached && list[1].epsilon_spent > 0.0, "{list:?}");
+    assert_eq!(list[1].params["group_by"], "seg");
+    let shown = tandem_node::results::show(&mut store, &list[1].result_id, "test").expect("show");
+    assert_eq!(shown.report, serde_json::to_value(&fresh).expect("json"));
+    let csv = tandem_node::results::render(&mut store, &list[1].result_id, Format::Csv, "test")
+        .expect("csv");
+    assert_eq!(csv, Overlap.render(&fresh, Format::Csv).expect("csv"));
+    let missing = tandem_node::results::show(&mut store, "00", "test").expect_err("unknown");
+    assert_eq!(missing.code_str(), "not_found");
+
+    let state = Arc::new(NodeState::new(&f.acme));
+    let analyst = store
+        .create_token("alice", "analyst", "test")
+        .expect("token");
+    let auditor = store
+        .create_token("carol", "auditor", "test")
+        .expect("token");
+    let none = serde_json::Value::Null;
+    let id = &list[0].result_id;
+    for (path, token, status) in [
+        ("/api/v1/results".to_string(), &auditor, StatusCode::OK),
+        ("/api/v1/results".to_string(), &analyst, StatusCode::OK),
+        (format!("/api/v1/results/{id}"), &analyst, StatusCode::OK),
+        (
+            format!("/api/v1/results/{id}"),
+            &auditor,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/api/v1/results/{id}/export?format=csv"),
+            &analyst,
+            StatusCode::OK,
+        ),
+        (
+            format!("/api/v1/results/{id}/export?format=json"),
+            &analyst,
+            StatusCode::OK,
+        ),
+        (
+            format!("/api/v1/results/{id}/export?format=xml"),
+            &analyst,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/results/00".to_string(),
+            &analyst,
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(
+            api(&state, "GET", &path, Some(token), none.clone()).await,
+            status,
+            "{path}"
+        );
+    }
+    assert_eq!(ledgers(), before, "reading results changed a ledger");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use tandem_audit::AuditEvent;
 use tandem_identity::{IdEncoding, IdKind, Normaliser};
 
 use crate::csv_source::{self, DecodeError, TextEncoding};
+use crate::derive::{self, Derive};
 use crate::member_sets;
 use crate::{Store, StoreError, audience, audit_log, now_ms};
 
@@ -46,6 +47,9 @@ pub struct ImportOptions {
     pub replace: bool,
     /// Principal recorded in the audit log (default `"cli:admin"`).
     pub actor: String,
+    /// Columns derived at import from numeric columns (bands, RFM groups); stored and usable
+    /// like attributes (default none).
+    pub derived: Vec<Derive>,
 }
 
 impl ImportOptions {
@@ -63,6 +67,7 @@ impl ImportOptions {
             normaliser: Normaliser::default(),
             replace: true,
             actor: "cli:admin".into(),
+            derived: Vec::new(),
         }
     }
 }
@@ -343,6 +348,18 @@ impl Store {
             ));
         }
         let columns = find_columns(&header, opts, &fail)?;
+        let taken: Vec<&str> = std::iter::once(opts.id_column.as_str())
+            .chain(opts.attributes.iter().map(String::as_str))
+            .collect();
+        let derived = derive::resolve(
+            &opts.derived,
+            &header,
+            &taken,
+            path,
+            opts.encoding,
+            opts.delimiter,
+            &fail,
+        )?;
         let kind = opts.id_kind.as_str();
         let now = now_ms();
 
@@ -382,9 +399,7 @@ impl Store {
             }
             let (mut rows, mut inserted, mut empty_rows) = (0u64, 0u64, 0u64);
             let (mut conflicting_duplicates, mut first_conflict_line) = (0u64, None);
-            let mut counters: Vec<ValueCounter> = columns
-                .attributes
-                .iter()
+            let mut counters: Vec<ValueCounter> = (0..columns.attributes.len() + derived.len())
                 .map(|_| ValueCounter::default())
                 .collect();
             {
@@ -409,10 +424,18 @@ impl Store {
                         .normaliser
                         .digest_encoded(opts.id_kind, opts.id_encoding, raw)
                         .map_err(|e| fail(line, Some(&opts.id_column), e.to_string()))?;
-                    let attrs = if columns.attributes.is_empty() {
+                    let attrs = if columns.attributes.is_empty() && derived.is_empty() {
                         None
                     } else {
                         let mut map = Map::with_capacity(columns.attributes.len());
+                        for (d, counter) in derived
+                            .iter()
+                            .zip(counters.iter_mut().skip(columns.attributes.len()))
+                        {
+                            let v = d.value(&record, rows as usize - 1, line, &header, &fail)?;
+                            counter.add(v.as_deref());
+                            map.insert(d.name.clone(), v.map_or(Value::Null, Value::from));
+                        }
                         for ((name, i), counter) in columns.attributes.iter().zip(&mut counters) {
                             let v = record.get(*i).unwrap_or("").trim();
                             counter.add((!v.is_empty()).then_some(v));
@@ -452,10 +475,15 @@ impl Store {
             staging = Some(set_id);
             let (imported, suppressed) = self.move_staged_rows(set_id)?;
             debug_assert_eq!(imported + suppressed, inserted);
+            let names = columns
+                .attributes
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .chain(derived.iter().map(|d| d.name.as_str()));
             let attribute_values: Vec<AttributeValues> = counters
                 .into_iter()
-                .zip(&columns.attributes)
-                .map(|(c, (name, _))| c.finish(name))
+                .zip(names)
+                .map(|(c, name)| c.finish(name))
                 .collect();
             let report = ImportReport {
                 audience: opts.audience.clone(),
@@ -552,6 +580,7 @@ impl Store {
             .unwrap_or_default()
         };
         attributes.extend(columns.attributes.iter().map(|(n, _)| n.clone()));
+        attributes.extend(opts.derived.iter().map(|d| d.name().to_string()));
         tx.execute(
             "INSERT INTO audiences (audience, id_kind, imported_at_ms, attributes_json) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (audience, id_kind) DO UPDATE SET imported_at_ms = excluded.imported_at_ms,

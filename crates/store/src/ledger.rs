@@ -834,6 +834,33 @@ impl Store {
         ))
     }
 
+    /// When the oldest charge still counted in a budget window was made (Unix ms): the charges
+    /// (reserved or spent) since `since_ms` of the agreement, or of the budget `account` when
+    /// given. In a sliding window that charge is the next to leave it, so the budget next
+    /// refreshes one window length after it. `None` when nothing is charged in the window.
+    pub fn oldest_charge_since(
+        &self,
+        agreement_id: &str,
+        account: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let at: Option<i64> = match account {
+            None => self.conn.query_row(
+                "SELECT MIN(at_ms) FROM budget_ledger
+                 WHERE agreement_id = ?1 AND state IN ('reserved', 'spent') AND at_ms >= ?2",
+                params![agreement_id, since_ms],
+                |r| r.get(0),
+            )?,
+            Some(account) => self.conn.query_row(
+                "SELECT MIN(l.at_ms) FROM budget_accounts b JOIN budget_ledger l ON l.run_id = b.run_id
+                 WHERE b.account = ?1 AND l.state IN ('reserved', 'spent') AND l.at_ms >= ?2",
+                params![account, since_ms],
+                |r| r.get(0),
+            )?,
+        };
+        Ok(at)
+    }
+
     /// The newest unpurged result of a finished run with this fingerprint. Serving it instead of
     /// re-running keeps repeated identical queries from averaging the noise away.
     pub fn cached_result(&self, fingerprint: &str) -> Result<Option<CachedResult>, StoreError> {

@@ -19,11 +19,13 @@ mod agreements;
 mod audience;
 mod audit_log;
 mod csv_source;
+mod derive;
 mod error;
 mod import;
 mod ledger;
 mod member_sets;
 mod purge;
+mod results;
 mod schema;
 mod tokens;
 
@@ -33,12 +35,14 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use account::SharedBudget;
 pub use agreements::StoredAgreement;
-pub use audience::{AudienceSummary, Member};
+pub use audience::{AudienceSummary, Member, MemberValues};
 pub use csv_source::{TextEncoding, parse_delimiter};
+pub use derive::Derive;
 pub use error::StoreError;
 pub use import::{AttributeValues, ImportOptions, ImportReport};
 pub use ledger::{BudgetStatus, CachedResult, NewRun, RunRecord};
 pub use purge::PurgeReport;
+pub use results::{NewResult, StoredResult};
 pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use tandem_audit::{
     AuditEvent, Checkpoint, Entry, ExportFormat, ExportSummary, VerifyError, VerifyReport,

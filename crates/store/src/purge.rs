@@ -10,7 +10,7 @@ use crate::{Store, StoreError, audience, audit_log, now_ms};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PurgeReport {
     /// Run results whose payload was deleted (the run row, its output hash and its budget
-    /// charge are kept as evidence).
+    /// charge are kept as evidence), plus stored results (`tandem results`) deleted.
     pub results_cleared: u64,
     /// Audiences deleted, as `audience/id_kind`.
     pub audiences_deleted: Vec<String>,
@@ -19,8 +19,8 @@ pub struct PurgeReport {
 }
 
 impl Store {
-    /// Deletes result payloads of runs that ended before `older_than_ms` and audiences last
-    /// imported before it. Keeps the audit log, runs, budget ledger, agreements and opt-outs.
+    /// Deletes result payloads of runs that ended before `older_than_ms`, stored results made
+    /// before it and audiences last imported before it. Keeps the audit log, runs, budget ledger, agreements and opt-outs.
     /// Audited as `purge` with the counts; deleted pages are overwritten (`secure_delete`) and
     /// the WAL is truncated afterwards.
     pub fn purge(&mut self, older_than_ms: i64, actor: &str) -> Result<PurgeReport, StoreError> {
@@ -30,7 +30,11 @@ impl Store {
             "UPDATE runs SET result_json = NULL, result_purged_at_ms = ?2
              WHERE ended_at_ms < ?1 AND result_json IS NOT NULL",
             params![older_than_ms, now],
-        )? as u64;
+        )? as u64
+            + tx.execute(
+                "DELETE FROM results WHERE created_at_ms < ?1",
+                [older_than_ms],
+            )? as u64;
         // Retire the live sets here (one short transaction); their rows are deleted in chunks
         // after the commit, or by the next open's cleanup if this process dies first.
         let old: Vec<(String, String, Option<i64>)> = {

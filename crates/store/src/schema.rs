@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     V2_BUDGET_ACCOUNTS,
     V3_STAGED_IMPORTS,
     V4_AUDIENCE_VERSIONS,
+    V5_RESULTS,
 ];
 
 /// Schema version this build writes.
@@ -207,6 +208,27 @@ DROP TABLE audience_members;
 ALTER TABLE set_members RENAME TO audience_members;
 "#;
 // ---- end of migration: staged imports ------------------------------------------------------------
+
+// ---- migration: stored results (issue 12) --------------------------------------------------------
+// Every report a query produced, whole, with its parameters and this node's cost, re-read at no
+// cost (`results.rs`); purged with the node's retention.
+const V5_RESULTS: &str = r#"
+CREATE TABLE results (
+    result_id     TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL,
+    agreement_id  TEXT NOT NULL,
+    analysis      TEXT NOT NULL,
+    run_id        TEXT NOT NULL,
+    cached        INTEGER NOT NULL CHECK (cached IN (0, 1)),
+    actor         TEXT NOT NULL,
+    params_json   TEXT NOT NULL,
+    epsilon_spent REAL NOT NULL,
+    delta_spent   REAL NOT NULL,
+    report_json   TEXT NOT NULL
+) STRICT;
+CREATE INDEX results_by_time ON results (created_at_ms);
+"#;
+// ---- end of migration: stored results ------------------------------------------------------------
 
 /// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {

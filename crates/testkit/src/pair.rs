@@ -58,6 +58,50 @@ impl NodePair {
         NodePair::launch(acme, shopx, 50.0, 50.0).await
     }
 
+    /// A pair with two grouping columns per side, for cross-product cells: acme holds
+    /// `p0…p299@example.com` with `age_band` (`young` for even i, else `old`) and `region`
+    /// (`north` for multiples of 3, `east` — outside the public set, so `other` — for other
+    /// multiples of 7, else `south`); shopx holds `p150…p499@example.com` with `tier` (`gold`
+    /// for multiples of 5, else `silver`) and `channel` (`web` when i mod 4 < 2, else `store`).
+    /// [`NodePair::multi_column_truth`] gives each cell's true count.
+    pub async fn multi_column() -> NodePair {
+        let mut acme_rows = String::from("email,age_band,region\n");
+        for i in 0..300 {
+            let (age, region) = multi_column_acme(i);
+            acme_rows += &format!("p{i}@example.com,{age},{region}\n");
+        }
+        let mut shopx_rows = String::from("email,tier,channel\n");
+        for i in 150..500 {
+            let (tier, channel) = multi_column_shopx(i);
+            shopx_rows += &format!("p{i}@example.com,{tier},{channel}\n");
+        }
+        NodePair::launch(
+            Side::new(&acme_rows)
+                .column("age_band", &["young", "old"])
+                .column("region", &["north", "south"]),
+            Side::new(&shopx_rows)
+                .column("tier", &["silver", "gold"])
+                .column("channel", &["web", "store"]),
+            50.0,
+            50.0,
+        )
+        .await
+    }
+
+    /// The true count of a cell of [`NodePair::multi_column`]'s `age_band,region` ×
+    /// `tier,channel` grid, by its labels (`young|other`, `gold|web`).
+    pub fn multi_column_truth(querier_group: &str, responder_group: &str) -> u64 {
+        let public = |v: &str| if v == "east" { "other" } else { v }.to_string();
+        (150..300)
+            .filter(|&i| {
+                let (age, region) = multi_column_acme(i);
+                let (tier, channel) = multi_column_shopx(i);
+                format!("{age}|{}", public(region)) == querier_group
+                    && format!("{tier}|{channel}") == responder_group
+            })
+            .count() as u64
+    }
+
     async fn launch(
         acme_side: Side,
         shopx_side: Side,
@@ -127,8 +171,8 @@ impl NodePair {
         tandem_node::analysis::Query {
             agreement_id: self.agreement_id.clone(),
             join_key: None,
-            group_by: Some("seg".into()),
-            peer_group_by: Some("tier".into()),
+            group_by: vec!["seg".into()],
+            peer_group_by: vec!["tier".into()],
             epsilon: 1.0,
             fresh: true,
             options: Default::default(),
@@ -175,6 +219,27 @@ impl Side {
         ));
         self
     }
+}
+
+
+fn multi_column_acme(i: usize) -> (&'static str, &'static str) {
+    let age = if i.is_multiple_of(2) { "young" } else { "old" };
+    let region = match i {
+        _ if i.is_multiple_of(3) => "north",
+        _ if i.is_multiple_of(7) => "east",
+        _ => "south",
+    };
+    (age, region)
+}
+
+fn multi_column_shopx(i: usize) -> (&'static str, &'static str) {
+    let tier = if i.is_multiple_of(5) {
+        "gold"
+    } else {
+        "silver"
+    };
+    let channel = if i % 4 < 2 { "web" } else { "store" };
+    (tier, channel)
 }
 
 fn import(home: &Home, side: &Side) {

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
+use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
+use tandem_analytics::{Estimate, Noise, NoisyCount, OverlapColumn, OverlapRow};
 
 use super::{
     Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, cells_csv,
@@ -66,6 +68,77 @@ impl Analysis for Overlap {
     }
 }
 
+/// Overlap rates against each side's sizes (`analyses-v1.md` §2.1): this node's sizes are exact
+/// and local, the peer's are its noised bucket sizes; intervals at [`super::CONFIDENCE`] by the
+/// delta method over the noised cells and sizes (`tandem_analytics::overlap`). Rates are
+/// shares (0–1); the estimate may fall outside `[0, 1]` (signed estimates stay primary).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverlapRates {
+    /// Per bucket of this node: its exact size, the overlap with all of the peer and the rate.
+    pub rows: Vec<OverlapRow>,
+    /// Per bucket of the peer: its noised size, the overlap with all of this node and the rate.
+    pub columns: Vec<OverlapColumn>,
+    /// The whole overlap `|A ∩ B|`, persons.
+    pub total: Estimate,
+    /// `|A ∩ B| / |A|` (this node's size, exact); `null` for an empty audience.
+    pub rate_of_mine: Option<Estimate>,
+    /// `|A ∩ B| / |B|` (the peer's noised size); `null` when that is not positive.
+    pub rate_of_peer: Option<Estimate>,
+}
+
+/// The overlap rates of a run from its noised cells and this node's exact bucket sizes
+/// (`my_sizes`, in the order of the grid's querier labels). Errors: 500 `internal` when the
+/// shapes do not match the grid.
+pub fn rates(noised: &NoisedCells<'_>, my_sizes: &[u64]) -> Result<OverlapRates> {
+    let p = noised.params;
+    let noise = |d: &tandem_dp::ShiftedLaplace| Noise::clamped_laplace(d.scale, d.offset);
+    let internal = |e: tandem_analytics::AnalyticsError| crate::error::NodeError::internal(e);
+    let (cell_noise, size_noise) = (
+        noise(&p.cell_noise).map_err(internal)?,
+        noise(&p.responder_bucket_noise).map_err(internal)?,
+    );
+    let c = noised.counts;
+    let grid = tandem_analytics::Grid::new(
+        noised.grid.querier.clone(),
+        noised.grid.responder.clone(),
+        c.noised
+            .iter()
+            .map(|&x| NoisyCount::new(x, cell_noise))
+            .collect(),
+        my_sizes.to_vec(),
+        // The sizes carry the shifted draw `J_B ∈ [0, 2T]` (psi-ca-v1 §4): minus `T`, unbiased.
+        c.responder_bucket_sizes_noised
+            .iter()
+            .map(|&n| {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                NoisyCount::new(n - i64::from(p.responder_bucket_noise.offset), size_noise)
+            })
+            .collect(),
+    )
+    .map_err(internal)?;
+    let r = tandem_analytics::overlap(&grid, 1.0 - super::CONFIDENCE).map_err(internal)?;
+    Ok(OverlapRates {
+        rows: r.rows,
+        columns: r.columns,
+        total: r.total,
+        rate_of_mine: r.rate_of_mine,
+        rate_of_peer: r.rate_of_peer,
+    })
+}
+
+/// A share as a percentage with its interval, or `—`.
+fn percent(e: Option<&Estimate>) -> String {
+    match e {
+        Some(e) => format!(
+            "{:.1}% [{:.1}%, {:.1}%]",
+            100.0 * e.estimate,
+            100.0 * e.ci_low,
+            100.0 * e.ci_high
+        ),
+        None => "—".to_string(),
+    }
+}
+
 /// Renders an overlap report as a table.
 pub(crate) fn overlap_table(r: &Report) -> String {
     let mut s = String::new();
@@ -82,9 +155,9 @@ pub(crate) fn overlap_table(r: &Report) -> String {
         "Join key: {} · grouped by {}.{} × {}.{} · ε = {} · {}",
         r.join_key,
         r.querier,
-        r.querier_column.as_deref().unwrap_or("all"),
+        r.querier_columns_label(),
         r.responder,
-        r.responder_column.as_deref().unwrap_or("all"),
+        r.responder_columns_label(),
         r.epsilon,
         if r.cached {
             format!(
@@ -98,24 +171,33 @@ pub(crate) fn overlap_table(r: &Report) -> String {
     );
     let _ = writeln!(s, "Note: {}", r.note);
     let show_truth = r.cells.iter().any(|c| c.truth.is_some());
+    // With several columns a side's heading names them in label order (`acme age_band|region`).
+    let heading = |party: &str, columns: &[String]| match columns {
+        [_, _, ..] => format!("{party} {}", columns.join(super::LABEL_SEPARATOR)),
+        _ => party.to_string(),
+    };
+    let (h0, h1) = (
+        heading(&r.querier, &r.querier_columns),
+        heading(&r.responder, &r.responder_columns),
+    );
     let w0 = r
         .cells
         .iter()
         .map(|c| c.querier_group.len())
         .max()
         .unwrap_or(0)
-        .max(r.querier.len() + 1);
+        .max(h0.len() + 1);
     let w1 = r
         .cells
         .iter()
         .map(|c| c.responder_group.len())
         .max()
         .unwrap_or(0)
-        .max(r.responder.len() + 1);
+        .max(h1.len() + 1);
     let _ = write!(
         s,
         "\n{:<w0$}  {:<w1$}  {:>10}  {:>21}",
-        r.querier, r.responder, "overlap", "95% interval"
+        h0, h1, "overlap", "95% interval"
     );
     if show_truth {
         let _ = write!(s, "  {:>8}", "truth");
@@ -143,6 +225,42 @@ pub(crate) fn overlap_table(r: &Report) -> String {
         s.push('\n');
     }
     s.push('\n');
+    if let Some(rates) = &r.overlap_rates {
+        let _ = writeln!(
+            s,
+            "Overlap rate (95% intervals): {} of {} (its {} members, exact) · {} of {} (its noised size)",
+            percent(rates.rate_of_mine.as_ref()),
+            r.querier,
+            rates.rows.iter().map(|row| row.size).sum::<u64>(),
+            percent(rates.rate_of_peer.as_ref()),
+            r.responder,
+        );
+        for row in &rates.rows {
+            let _ = writeln!(
+                s,
+                "  {} {:<w$}  size {:>8} (exact)   overlap {:>8.0}  rate {}",
+                r.querier,
+                row.mine,
+                row.size,
+                row.overlap.estimate,
+                percent(row.rate.as_ref()),
+                w = w0
+            );
+        }
+        for col in &rates.columns {
+            let _ = writeln!(
+                s,
+                "  {} {:<w$}  size {:>8} (noised)  overlap {:>8.0}  rate {}",
+                r.responder,
+                col.peer,
+                col.size.estimate,
+                col.overlap.estimate,
+                percent(col.rate.as_ref()),
+                w = w1
+            );
+        }
+        s.push('\n');
+    }
     if let Some((column, n)) = &r.querier_outside_value_set
         && *n > 0
     {
@@ -182,6 +300,8 @@ mod tests {
             join_key: "email".into(),
             querier_column: Some("seg".into()),
             responder_column: None,
+            querier_columns: vec!["seg".into()],
+            responder_columns: Vec::new(),
             epsilon: 1.0,
             confidence: 0.95,
             threshold: 50,
@@ -189,6 +309,7 @@ mod tests {
             querier_budget: BudgetView::default(),
             responder_budget: BudgetView::default(),
             querier_outside_value_set: Some(("seg".into(), 3)),
+            overlap_rates: None,
             wall_s: 0.5,
             options: Default::default(),
             details: None,
@@ -272,8 +393,8 @@ mod tests {
             protocol: "psi-ca-v1".into(),
             analysis: "overlap".into(),
             join_key: "email".into(),
-            querier_column: Some("seg".into()),
-            responder_column: None,
+            querier_columns: vec!["seg".into()],
+            responder_columns: Vec::new(),
             epsilon: 1.0,
             delta: 1e-9,
             identity_rules: "tandem-id-v1".into(),

@@ -1,0 +1,94 @@
+//! `tandem results list|show|export`: stored query results, re-read at no cost.
+
+use anyhow::{Context, Result};
+use tandem_node::analysis::Format;
+use tandem_node::home::Home;
+
+use crate::cli::{ExportFormat, ResultsCmd};
+
+/// Who reads results from the command line (audit actor).
+const ACTOR: &str = "cli:analyst";
+
+/// `tandem results …`.
+pub fn results(cmd: ResultsCmd) -> Result<()> {
+    match cmd {
+        ResultsCmd::List(a) => {
+            let home = Home::open(&a.dir.dir)?;
+            let list = tandem_node::results::list(&home.store()?, a.agreement.as_deref())?;
+            if a.json {
+                outln!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            if list.is_empty() {
+                outln!("no stored results");
+            }
+            for r in list {
+                outln!(
+                    "{}  {}  {:<9} agreement {}  run {}  ε {:.4}{}",
+                    r.result_id,
+                    time(r.created_at_ms),
+                    r.analysis,
+                    short(&r.agreement_id),
+                    short(&r.run_id),
+                    r.epsilon_spent,
+                    if r.cached { " (cached answer)" } else { "" }
+                );
+            }
+        }
+        ResultsCmd::Show { dir, id, json } => {
+            let home = Home::open(&dir.dir)?;
+            let mut store = home.store()?;
+            if json {
+                let r = tandem_node::results::show(&mut store, &id, ACTOR)?;
+                outln!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let text = tandem_node::results::render(&mut store, &id, Format::Table, ACTOR)?;
+                let r = tandem_node::results::list(&store, None)?
+                    .into_iter()
+                    .find(|r| r.result_id == id);
+                if let Some(r) = r {
+                    outln!(
+                        "Result {} · stored {} · ε {:.4} spent by this node{} · parameters {}",
+                        r.result_id,
+                        time(r.created_at_ms),
+                        r.epsilon_spent,
+                        if r.cached { " (cached answer)" } else { "" },
+                        r.params
+                    );
+                }
+                out!("{text}");
+            }
+        }
+        ResultsCmd::Export {
+            dir,
+            id,
+            format,
+            out,
+        } => {
+            let home = Home::open(&dir.dir)?;
+            let format = match format {
+                ExportFormat::Csv => Format::Csv,
+                ExportFormat::Json => Format::Json,
+            };
+            let mut text = tandem_node::results::render(&mut home.store()?, &id, format, ACTOR)?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => out!("{text}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn short(id: &str) -> &str {
+    tandem_node::analysis::short(id)
+}
+
+/// Unix ms as RFC 3339 UTC.
+fn time(ms: i64) -> String {
+    tandem_agreement::format_rfc3339(ms.div_euclid(1000)).unwrap_or_else(|| ms.to_string())
+}
