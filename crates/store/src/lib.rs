@@ -23,6 +23,7 @@ mod error;
 mod import;
 mod ledger;
 mod member_sets;
+mod models;
 mod purge;
 mod schema;
 mod tokens;
@@ -38,6 +39,7 @@ pub use csv_source::{TextEncoding, parse_delimiter};
 pub use error::StoreError;
 pub use import::{AttributeValues, ImportOptions, ImportReport};
 pub use ledger::{BudgetStatus, CachedResult, NewRun, RunRecord};
+pub use models::{NewModel, StoredModel};
 pub use purge::PurgeReport;
 pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use tandem_audit::{

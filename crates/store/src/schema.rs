@@ -13,7 +13,7 @@ use crate::audit_log;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS, V3_STAGED_IMPORTS];
+const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS, V3_STAGED_IMPORTS, V7_MODELS];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -202,6 +202,23 @@ DROP TABLE audience_members;
 ALTER TABLE set_members RENAME TO audience_members;
 "#;
 // ---- end of migration: staged imports ------------------------------------------------------------
+
+// ---- Migration: models (issue 14) ---------------------------------------------------------------
+// A model fitted from noised marginals (`protocols/model-v1.md`): the whole fit as JSON (schema,
+// plan, both models with intervals, segments, cross-tabs) and the ids of the runs whose released
+// cells it used (JSON array). Post-processing only: re-reading and re-scoring spend nothing.
+const V7_MODELS: &str = r#"
+CREATE TABLE models (
+    model_id      TEXT PRIMARY KEY,
+    agreement_id  TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    actor         TEXT NOT NULL,
+    run_ids       TEXT NOT NULL,
+    model_json    TEXT NOT NULL
+) STRICT;
+CREATE INDEX models_by_agreement ON models (agreement_id, created_at_ms);
+"#;
+// ---- end of migration: models -------------------------------------------------------------------
 
 /// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
