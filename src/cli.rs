@@ -54,6 +54,11 @@ pub enum Command {
     /// Ask questions of the shared audience: `tandem query <analysis>` (analyses: see the
     /// possible values below).
     Query(QueryArgs),
+    /// Propensity models of the peer's label from this node's features, fitted from noised
+    /// marginals (`protocols/model-v1.md`): fit (charged per marginal), then show, score and
+    /// export for free.
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// Privacy budget spent and left, per agreement.
     Budget(ListArgs),
     /// History of runs on this node.
@@ -246,6 +251,96 @@ pub struct QueryArgs {
     /// Print the cells as CSV.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
+}
+
+/// `tandem model …`.
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Plan the marginals (this node's feature × the peer's label, one run each), run them as
+    /// one budgeted batch and fit naive Bayes and logistic regression; `--preview` shows the ε
+    /// split and cost for free.
+    Fit(ModelFitArgs),
+    /// Coefficients with intervals, per-segment propensity and lift (free).
+    Show(ModelIdArgs),
+    /// Every feature combination → score, highest first, to apply to your own customers (free).
+    ScoreTable(ModelScoreArgs),
+    /// The whole stored model as JSON (free).
+    Export(ModelIdArgs),
+    /// The released marginals: raw signed estimates beside the consistent view (free).
+    Crosstab(ModelCrosstabArgs),
+    /// Stored models.
+    List(ListArgs),
+}
+
+/// `tandem model fit`.
+#[derive(Args, Debug)]
+pub struct ModelFitArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Agreement id.
+    #[arg(long)]
+    pub agreement: String,
+    /// This node's feature columns, comma-separated (e.g. `age_band,region`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub features: Vec<String>,
+    /// The peer's label as `column=value` (e.g. `tier=gold`).
+    #[arg(long)]
+    pub peer_label: String,
+    /// Total ε of the batch, split equally over the marginals (the peer spends ε, this node
+    /// ε/4).
+    #[arg(long, default_value_t = 1.0)]
+    pub epsilon: f64,
+    /// Join key kind (default: the agreement's first).
+    #[arg(long)]
+    pub join_key: Option<String>,
+    /// Spend budget on fresh runs even where a marginal was answered before.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Only show the marginals, the ε split and what the batch would cost (free).
+    #[arg(long)]
+    pub preview: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A stored model.
+#[derive(Args, Debug)]
+pub struct ModelIdArgs {
+    /// Model id (as printed by `tandem model fit` or `list`).
+    pub id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tandem model score-table`.
+#[derive(Args, Debug)]
+pub struct ModelScoreArgs {
+    /// Model id.
+    pub id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Use naive Bayes instead of logistic regression.
+    #[arg(long)]
+    pub naive_bayes: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// `tandem model crosstab`.
+#[derive(Args, Debug)]
+pub struct ModelCrosstabArgs {
+    /// Model id.
+    pub id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print JSON instead of CSV.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `tandem audit …`.

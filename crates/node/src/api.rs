@@ -47,6 +47,10 @@ pub fn routes() -> Router<Arc<NodeState>> {
         .route("/api/v1/query/{analysis}/preview", post(preview))
         .route("/api/v1/queries/overlap", post(query_overlap))
         .route("/api/v1/queries/overlap/preview", post(preview_overlap))
+        .route("/api/v1/models", post(fit_model).get(list_models))
+        .route("/api/v1/models/preview", post(preview_model))
+        .route("/api/v1/models/{id}", get(show_model))
+        .route("/api/v1/models/{id}/score-table", get(model_score_table))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/budget", get(budget))
         .route("/api/v1/audit", get(audit))
@@ -293,6 +297,112 @@ async fn preview_overlap(
 
 /// `{name, role, node}`: the caller's token name and role and this node's party name (the web
 /// console shows the pages of the role).
+fn model_body(body: &[u8]) -> Result<crate::model::ModelRequest> {
+    json_body(body, "the model request")
+}
+
+/// `POST /api/v1/models`: fits a model (its marginals are charged run by run, as queries).
+async fn fit_model(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    let principal = authorized(
+        state.clone(),
+        headers,
+        "fit a model",
+        &[Role::Analyst],
+        |_, _, p| Ok(p),
+    )
+    .await?;
+    let req = model_body(&body)?;
+    let record = crate::model::fit(&state.home, &req, &principal.actor()).await?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// `POST /api/v1/models/preview`: the marginals, the ε split and the batch's cost (free).
+async fn preview_model(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    let p = authorized(
+        state,
+        headers,
+        "preview a model",
+        &[Role::Analyst],
+        move |node, store, _| crate::model::preview(store, &node.name, &model_body(&body)?),
+    )
+    .await?;
+    Ok(Json(p).into_response())
+}
+
+async fn list_models(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Query(f): Query<AgreementFilter>,
+) -> Answer {
+    let list = authorized(
+        state,
+        headers,
+        "list models",
+        &[Role::Analyst],
+        move |_, store, _| crate::model::list(store, f.agreement.as_deref()),
+    )
+    .await?;
+    Ok(Json(list).into_response())
+}
+
+async fn show_model(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let record = authorized(
+        state,
+        headers,
+        "read a model",
+        &[Role::Analyst],
+        move |_, store, _| crate::model::load(store, &id),
+    )
+    .await?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Deserialize)]
+struct ScoreTableQuery {
+    method: Option<crate::model::Which>,
+    format: Option<String>,
+}
+
+async fn model_score_table(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ScoreTableQuery>,
+) -> Answer {
+    let which = q.method.unwrap_or(crate::model::Which::Logistic);
+    let record = authorized(
+        state,
+        headers,
+        "read a model",
+        &[Role::Analyst],
+        move |_, store, _| crate::model::load(store, &id),
+    )
+    .await?;
+    match q.format.as_deref() {
+        Some("csv") => Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv")],
+            record.score_table_csv(which)?,
+        )
+            .into_response()),
+        None | Some("json") => Ok(Json(record.score_table(which)?).into_response()),
+        Some(other) => {
+            Err(NodeError::bad_request(format!("format {other:?}: expected json or csv")).into())
+        }
+    }
+}
+
 async fn whoami(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {
     let me = authorized(state, headers, "identify itself", READERS, |node, _, p| {
         Ok(json!({"name": p.name, "role": p.role, "node": node.name}))

@@ -30,6 +30,7 @@ pub mod demo;
 pub mod error;
 pub mod home;
 pub mod maintenance;
+pub mod model;
 pub mod querier;
 pub mod release;
 pub mod responder;

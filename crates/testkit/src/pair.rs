@@ -43,12 +43,29 @@ impl NodePair {
             let tier = if i % 3 == 0 { "gold" } else { "silver" };
             shopx_rows += &format!("p{i}@example.com,{tier}\n");
         }
-        NodePair::launch(&acme_rows, &shopx_rows, acme_total, shopx_total).await
+        NodePair::launch(
+            (&acme_rows, &[("seg", &["x", "y"])]),
+            (&shopx_rows, &[("tier", &["silver", "gold"])]),
+            acme_total,
+            shopx_total,
+        )
+        .await
+    }
+
+    /// A pair with the given audiences (`email,<columns…>` CSV text) and each side's columns
+    /// with their public value sets, total ε budgets as given (per query: at most 2).
+    pub async fn with_audiences(
+        acme: (&str, &[(&str, &[&str])]),
+        shopx: (&str, &[(&str, &[&str])]),
+        acme_total: f64,
+        shopx_total: f64,
+    ) -> NodePair {
+        NodePair::launch(acme, shopx, acme_total, shopx_total).await
     }
 
     async fn launch(
-        acme_rows: &str,
-        shopx_rows: &str,
+        (acme_rows, acme_columns): (&str, &[(&str, &[&str])]),
+        (shopx_rows, shopx_columns): (&str, &[(&str, &[&str])]),
         acme_total: f64,
         shopx_total: f64,
     ) -> NodePair {
@@ -61,20 +78,18 @@ impl NodePair {
             .expect("bind");
         let acme = home(root.path(), "acme", acme_addr);
         let shopx = home(root.path(), "shopx", shop_addr);
-        import(&acme, acme_rows, "seg");
-        import(&shopx, shopx_rows, "tier");
+        import(&acme, acme_rows, acme_columns);
+        import(&shopx, shopx_rows, shopx_columns);
+        let spec = |name: &str, home: &Home, columns: &[(&str, &[&str])], total: f64| {
+            columns
+                .iter()
+                .fold(PartySpec::node(name, home), |p, (c, v)| p.column(c, v))
+                .epsilon(total.min(2.0), total)
+        };
         let agreement = AgreementBuilder::new()
             .purpose("node tests")
-            .party(
-                PartySpec::node("acme", &acme)
-                    .column("seg", &["x", "y"])
-                    .epsilon(acme_total.min(2.0), acme_total),
-            )
-            .party(
-                PartySpec::node("shopx", &shopx)
-                    .column("tier", &["silver", "gold"])
-                    .epsilon(shopx_total.min(2.0), shopx_total),
-            )
+            .party(spec("acme", &acme, acme_columns, acme_total))
+            .party(spec("shopx", &shopx, shopx_columns, shopx_total))
             .signed(&[("acme", &acme.key), ("shopx", &shopx.key)]);
         for h in [&acme, &shopx] {
             store_active(&mut h.store().expect("store"), &agreement);
@@ -136,11 +151,11 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
     Home::open(&root.join(name)).expect("open")
 }
 
-fn import(home: &Home, rows: &str, attribute: &str) {
+fn import(home: &Home, rows: &str, columns: &[(&str, &[&str])]) {
     let file = home.dir.join("people.csv");
     std::fs::write(&file, rows).expect("write csv");
     let opts = tandem_store::ImportOptions {
-        attributes: vec![attribute.to_string()],
+        attributes: columns.iter().map(|(c, _)| c.to_string()).collect(),
         ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
     };
     home.store()
