@@ -98,11 +98,22 @@ fn left(pair: &NodePair) -> (f64, f64) {
 }
 
 async fn get(state: &Arc<NodeState>, path: &str, token: &str) -> (StatusCode, Vec<u8>) {
+    call(state, "GET", path, token, String::new()).await
+}
+
+async fn call(
+    state: &Arc<NodeState>,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: String,
+) -> (StatusCode, Vec<u8>) {
     let req = Request::builder()
-        .method("GET")
+        .method(method)
         .uri(path)
         .header("authorization", format!("Bearer {token}"))
-        .body(Body::empty())
+        .header("content-type", "application/json")
+        .body(Body::from(body))
         .expect("request");
     let resp = tandem_node::server::router(state.clone())
         .oneshot(req)
@@ -234,6 +245,36 @@ async fn a_model_fitted_from_noised_marginals_recovers_the_planted_signs() {
     }
     let (status, _) = get(&state, "/api/v1/models/nope", &analyst).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The API's preview of the same request: every marginal is now a stored answer.
+    let (status, body) = call(
+        &state,
+        "POST",
+        "/api/v1/models/preview",
+        &analyst,
+        serde_json::to_string(&req).expect("json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let p: serde_json::Value = serde_json::from_slice(&body).expect("preview json");
+    assert_eq!(p["marginals"].as_array().map(Vec::len), Some(3));
+    assert_eq!(p["responder_cost"]["epsilon"], 0.0);
+    // Roles as for queries: an auditor may not read models.
+    let auditor = pair
+        .acme
+        .store()
+        .expect("store")
+        .create_token("carol", "auditor", "test")
+        .expect("token");
+    let (status, _) = get(&state, "/api/v1/models", &auditor).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = get(
+        &state,
+        &format!("/api/v1/models/{id}/score-table?format=csv"),
+        &analyst,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).starts_with("age_band,region,channel,log_odds,score\n"));
     assert_eq!(left(&pair), after);
 
     // Fitting again reuses the stored marginals: nothing is charged.
