@@ -227,12 +227,13 @@ pub struct QueryArgs {
     /// Agreement id.
     #[arg(long)]
     pub agreement: String,
-    /// This node's column to group by.
-    #[arg(long)]
-    pub group_by: Option<String>,
-    /// The peer's column to group by.
-    #[arg(long)]
-    pub peer_group_by: Option<String>,
+    /// This node's columns to group by, comma-separated (`age_band,region`): the buckets are
+    /// the cross product of their labels (`25-34|north`), within psi-ca-v1's cell limit.
+    #[arg(long, value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// The peer's columns to group by, comma-separated, as --group-by.
+    #[arg(long, value_delimiter = ',')]
+    pub peer_group_by: Vec<String>,
     /// Privacy loss ε of the query (the peer spends ε, this node ε/4).
     #[arg(long, default_value_t = 1.0)]
     pub epsilon: f64,
@@ -286,6 +287,14 @@ pub struct ModelFitArgs {
     /// The peer's label as `column=value` (e.g. `tier=gold`).
     #[arg(long)]
     pub peer_label: String,
+    /// Feature pairs to measure by the label too, comma-separated `a:b` (e.g.
+    /// `age_band:region`), one run each.
+    #[arg(long, value_delimiter = ',')]
+    pub pairs: Vec<String>,
+    /// Do not measure the features' joint over the overlap (measured by default with two or
+    /// more features: it brings the logistic fit close to the fit on joined rows).
+    #[arg(long)]
+    pub no_feature_joint: bool,
     /// Total ε of the batch, split equally over the marginals (the peer spends ε, this node
     /// ε/4).
     #[arg(long, default_value_t = 1.0)]

@@ -91,11 +91,22 @@ pub async fn model(cmd: ModelCmd) -> Result<()> {
 
 async fn fit(a: ModelFitArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
+    let pairs = a
+        .pairs
+        .iter()
+        .map(|p| {
+            p.split_once(':')
+                .map(|(x, y)| (x.to_string(), y.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--pairs {p:?}: expected a:b"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let req = ModelRequest {
         agreement_id: a.agreement,
         join_key: a.join_key,
         features: a.features,
         peer_label: a.peer_label,
+        pairs,
+        feature_joint: Some(!a.no_feature_joint),
         epsilon: a.epsilon,
         fresh: a.fresh,
     };
@@ -106,13 +117,13 @@ async fn fit(a: ModelFitArgs) -> Result<()> {
             return Ok(());
         }
         outln!(
-            "{} marginals, batch ε {} split equally (feature pairs: not measured, several group-by columns per side are not wired yet)",
+            "{} marginals, batch ε {} split equally",
             p.marginals.len(),
             p.epsilon
         );
         for m in &p.marginals {
             outln!(
-                "  {:<28} ε {:.4} · {:>3} cells · ± {} per cell · this node ε {:.4}, peer ε {:.4}{}",
+                "  {:<36} ε {:.4} · {:>3} cells · ± {} per cell · this node ε {:.4}, peer ε {:.4}{}",
                 m.name,
                 m.epsilon,
                 m.cells,

@@ -25,8 +25,10 @@ pub async fn query(a: QueryArgs) -> Result<()> {
             outln!("{}", serde_json::to_string_pretty(&p)?);
         } else {
             outln!(
-                "{} cells · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}) · the peer spends ε {:.4} (its per-query cap {}){}",
+                "{} cells ({} × {} buckets) · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}) · the peer spends ε {:.4} (its per-query cap {}){}",
                 p.cells,
+                p.querier_buckets,
+                p.responder_buckets,
                 p.half_width_95,
                 p.querier_cost.epsilon,
                 p.querier_epsilon_left,

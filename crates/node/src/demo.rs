@@ -295,8 +295,8 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
     let query = Query {
         agreement_id: id,
         join_key: None,
-        group_by: Some("age_band".into()),
-        peer_group_by: Some("tier".into()),
+        group_by: vec!["age_band".into()],
+        peer_group_by: vec!["tier".into()],
         epsilon: a.epsilon,
         fresh: true,
     };

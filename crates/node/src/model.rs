@@ -1,8 +1,9 @@
 //! The modelling analysis (`protocols/model-v1.md`, issue 14): a propensity model of the peer's
 //! label from this node's features, fitted from noised marginals of the overlap.
 //!
-//! A fit plans one overlap run per feature (this node's feature × the peer's label column),
-//! previews the whole batch for free (ε per party and per marginal, refused before any charge
+//! A fit plans one overlap run per marginal — this node's feature × the peer's label column for
+//! each feature, the chosen feature pairs × the label, and the features' joint over the overlap
+//! (several group-by columns per run) — previews the whole batch for free (ε per party and per marginal, refused before any charge
 //! if the batch would overspend either side), runs the marginals through the ordinary querier
 //! path (each one charged, released and audited by the one release path), and fits naive Bayes
 //! and logistic regression from the released cells (`tandem-model`: post-processing, free). The
@@ -20,7 +21,7 @@ use tandem_model::{
 use tandem_store::{NewModel, Store, StoredModel};
 
 use crate::analysis::overlap::Overlap;
-use crate::analysis::{Query, Report, short};
+use crate::analysis::{LABEL_SEPARATOR, Query, Report, short};
 use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 use crate::run::active_agreement;
@@ -42,6 +43,14 @@ pub struct ModelRequest {
     /// The peer's label as `column=value`, e.g. `tier=gold`: the label is 1 for the peer's
     /// members whose `column` is `value`, 0 for the rest (other values, missing, `other`).
     pub peer_label: String,
+    /// Feature pairs to measure by the label as well (`f_i × f_j × label`, one run each).
+    #[serde(default)]
+    pub pairs: Vec<(String, String)>,
+    /// Measure the features' joint over the overlap (one run, no label split); default: yes
+    /// when there are at least two features. With it the logistic fit approaches the
+    /// maximum-likelihood fit on the joined rows (`protocols/model-v1.md` §2).
+    #[serde(default)]
+    pub feature_joint: Option<bool>,
     /// Total ε of the batch, split equally over the marginals; as for a query, the peer spends
     /// ε and this node ε/4 in all.
     pub epsilon: f64,
@@ -53,13 +62,15 @@ pub struct ModelRequest {
 /// One planned marginal of a fit and what it costs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MarginalPreview {
-    /// e.g. `age_band × tier=gold`.
+    /// e.g. `age_band × tier=gold` or `age_band × region × overlap`.
     pub name: String,
-    /// This node's column (querier buckets).
-    pub feature: String,
+    /// This node's columns (querier buckets: the cross product of their labels).
+    pub features: Vec<String>,
+    /// Split by the peer's label (else the overlap as one responder bucket).
+    pub by_label: bool,
     /// ε of the run (the batch ε over the number of marginals).
     pub epsilon: f64,
-    /// Cells of the run (feature buckets × the peer column's buckets).
+    /// Cells of the run (feature buckets × the peer column's buckets, or × 1).
     pub cells: usize,
     /// What this node would spend on it (0 if answered from a stored result).
     pub querier_cost: PrivacyLoss,
@@ -84,8 +95,6 @@ pub struct ModelPreview {
     pub epsilon: f64,
     /// The marginals, one run each.
     pub marginals: Vec<MarginalPreview>,
-    /// Feature pairs are not measured: several group-by columns per side are not wired yet.
-    pub feature_pairs: bool,
     /// This node's cost of the batch (basic composition of the runs).
     pub querier_cost: PrivacyLoss,
     /// The peer's cost of the batch.
@@ -164,13 +173,23 @@ pub enum Which {
     NaiveBayes,
 }
 
-/// The planned batch: the peer's label split and one query per feature.
+/// One planned marginal: its name, its features (indices into the request's features), whether
+/// it splits by the label, and its query.
+struct Planned {
+    name: String,
+    features: Vec<usize>,
+    by_label: bool,
+    query: Query,
+}
+
+/// The planned batch: the peer's label split and one query per marginal (the single features
+/// first, in the request's order).
 struct Batch {
     agreement: Agreement,
     peer: String,
     label_column: String,
     label_value: String,
-    queries: Vec<(String, Query)>,
+    queries: Vec<Planned>,
 }
 
 fn plan_batch(store: &Store, me: &str, req: &ModelRequest) -> Result<Batch> {
@@ -209,22 +228,55 @@ fn plan_batch(store: &Store, me: &str, req: &ModelRequest) -> Result<Batch> {
             req.epsilon
         )));
     }
-    let per_run = req.epsilon / req.features.len() as f64;
-    let queries = req
-        .features
-        .iter()
-        .map(|f| {
-            (
-                format!("{f} × {}", req.peer_label),
-                Query {
+    let index = |f: &str| {
+        req.features.iter().position(|x| x == f).ok_or_else(|| {
+            NodeError::invalid_query(format!("pair names {f:?}, which is not among the features"))
+        })
+    };
+    let mut specs: Vec<(Vec<usize>, bool)> =
+        (0..req.features.len()).map(|j| (vec![j], true)).collect();
+    for (a, b) in &req.pairs {
+        let (i, j) = (index(a)?, index(b)?);
+        if i == j {
+            return Err(NodeError::invalid_query(format!(
+                "pair ({a}, {b}) repeats a feature"
+            )));
+        }
+        let spec = (vec![i.min(j), i.max(j)], true);
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
+    if req.feature_joint.unwrap_or(req.features.len() >= 2) && req.features.len() >= 2 {
+        specs.push(((0..req.features.len()).collect(), false));
+    }
+    let per_run = req.epsilon / specs.len() as f64;
+    let queries = specs
+        .into_iter()
+        .map(|(features, by_label)| {
+            let names: Vec<String> = features.iter().map(|&j| req.features[j].clone()).collect();
+            let mut name = names.join(" × ");
+            name += if by_label { " × " } else { " × overlap" };
+            if by_label {
+                name += &req.peer_label;
+            }
+            Planned {
+                name,
+                features,
+                by_label,
+                query: Query {
                     agreement_id: req.agreement_id.clone(),
                     join_key: req.join_key.clone(),
-                    group_by: Some(f.clone()),
-                    peer_group_by: Some(label_column.to_string()),
+                    group_by: names,
+                    peer_group_by: if by_label {
+                        vec![label_column.to_string()]
+                    } else {
+                        Vec::new()
+                    },
                     epsilon: per_run,
                     fresh: req.fresh,
                 },
-            )
+            }
         })
         .collect();
     Ok(Batch {
@@ -274,7 +326,8 @@ pub fn preview(store: &Store, me: &str, req: &ModelRequest) -> Result<ModelPrevi
     let batch = plan_batch(store, me, req)?;
     let mut marginals = Vec::new();
     let (mut q_cost, mut r_cost) = (PrivacyLoss::default(), PrivacyLoss::default());
-    for (name, q) in &batch.queries {
+    for planned in &batch.queries {
+        let q = &planned.query;
         let p = crate::querier::preview(store, me, &Overlap, q)?;
         let zero = PrivacyLoss::default();
         let (qc, rc) = if p.cached {
@@ -285,8 +338,9 @@ pub fn preview(store: &Store, me: &str, req: &ModelRequest) -> Result<ModelPrevi
         q_cost = add(q_cost, qc);
         r_cost = add(r_cost, rc);
         marginals.push(MarginalPreview {
-            name: name.clone(),
-            feature: q.group_by.clone().unwrap_or_default(),
+            name: planned.name.clone(),
+            features: q.group_by.clone(),
+            by_label: planned.by_label,
             epsilon: q.epsilon,
             cells: p.cells,
             querier_cost: qc,
@@ -301,7 +355,6 @@ pub fn preview(store: &Store, me: &str, req: &ModelRequest) -> Result<ModelPrevi
         label: req.peer_label.clone(),
         epsilon: req.epsilon,
         marginals,
-        feature_pairs: false,
         querier_cost: q_cost,
         responder_cost: r_cost,
         querier_epsilon_left: crate::budget::epsilon_left(store, &batch.agreement, me)?,
@@ -353,14 +406,15 @@ pub async fn fit(home: &Home, req: &ModelRequest, actor: &str) -> Result<ModelRe
         let noises = batch
             .queries
             .iter()
-            .map(|(_, q)| crate::querier::cell_noise(&store, &m, &Overlap, q))
+            .map(|p| crate::querier::cell_noise(&store, &m, &Overlap, &p.query))
             .collect::<Result<Vec<_>>>()?;
         Ok((batch, noises))
     })
     .await?;
     let mut reports = Vec::new();
-    for (name, q) in &batch.queries {
-        match crate::querier::run_query(home, &Overlap, q, actor).await {
+    for planned in &batch.queries {
+        let name = &planned.name;
+        match crate::querier::run_query(home, &Overlap, &planned.query, actor).await {
             Ok(report) => reports.push((name.clone(), report)),
             Err(e) => {
                 let done: Vec<String> = reports
@@ -399,8 +453,9 @@ pub async fn fit(home: &Home, req: &ModelRequest, actor: &str) -> Result<ModelRe
 
 /// The released cells of each run as `tandem-model` marginals, and the fit.
 ///
-/// Each run's cells are (feature value or `other`) × (the peer column's values and `other`);
-/// `other` is dropped from a feature none of this node's members fall in.
+/// Each run's cells are (its features' labels, joined by `|`) × (the peer column's values and
+/// `other`, or `all` for the joint); `other` is dropped from a feature none of this node's
+/// members fall in (the single-feature runs' local counts).
 /// The label cell `y = 1` is the `value` column; `y = 0` sums the others, so it carries the sum
 /// of `r` independent cell noises (`r` = the peer column's buckets − 1). The fit is given one
 /// noise per marginal; it is given the larger: scale `s·√r` (variance ≈ `r·2s²`) and bound
@@ -436,27 +491,41 @@ fn fit_reports(
     let rest = (peer_labels.len() - 1) as f64;
     let mut marginals = Vec::new();
     let mut runs = Vec::new();
-    for (j, ((name, report), noise)) in reports.iter().zip(noises).enumerate() {
-        let values = &schema.features[j].values;
-        let mut counts = vec![0i64; 2 * values.len()];
-        for cell in &report.cells {
-            // Cells of a dropped (empty) `other` bucket are skipped.
-            let Some(ga) = values.iter().position(|v| v == &cell.querier_group) else {
-                continue;
-            };
+    for ((planned, (name, report)), noise) in batch.queries.iter().zip(reports).zip(noises) {
+        let spec = MarginalSpec {
+            features: planned.features.clone(),
+            label: planned.by_label,
+        };
+        let mut counts = vec![0i64; spec.cells(&schema)];
+        let mut values = vec![0usize; schema.features.len()];
+        'cells: for cell in &report.cells {
+            for (label, &j) in cell
+                .querier_group
+                .split(LABEL_SEPARATOR)
+                .zip(&planned.features)
+            {
+                // Cells of a dropped (empty) `other` bucket are skipped.
+                let Some(v) = schema.features[j].values.iter().position(|x| x == label) else {
+                    continue 'cells;
+                };
+                values[j] = v;
+            }
             let y = usize::from(cell.responder_group == batch.label_value);
-            counts[2 * ga + y] += cell.estimate;
+            counts[spec.cell_of(&schema, &values, y)] += cell.estimate;
         }
-        marginals.push(NoisyMarginal {
-            spec: MarginalSpec {
-                features: vec![j],
-                label: true,
-            },
-            counts,
-            noise: ShiftedLaplace {
+        // Only the label split sums several responder buckets into one cell (`y = 0`).
+        let noise = if planned.by_label {
+            ShiftedLaplace {
                 scale: noise.scale * rest.sqrt(),
                 offset: noise.offset.saturating_mul(rest as u32),
-            },
+            }
+        } else {
+            *noise
+        };
+        marginals.push(NoisyMarginal {
+            spec,
+            counts,
+            noise,
         });
         runs.push(MarginalRun {
             name: name.clone(),
@@ -597,7 +666,7 @@ impl ModelRecord {
         for run in &self.runs {
             let _ = writeln!(
                 s,
-                "  {:<28} run {}  ε {:.4}  spent: this node ε {:.4}, peer ε {:.4}{}",
+                "  {:<36} run {}  ε {:.4}  spent: this node ε {:.4}, peer ε {:.4}{}",
                 run.name,
                 short(&run.run_id),
                 run.epsilon,

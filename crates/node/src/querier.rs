@@ -14,7 +14,7 @@ use tandem_dp::PrivacyLoss;
 use tandem_psi::Limits;
 use tandem_store::{AuditEvent, NewRun, Store};
 
-use crate::analysis::{Analysis, NoisedCells, Query, Report};
+use crate::analysis::{Analysis, NoisedCells, Query, Report, joined_columns};
 use crate::budget::{EntryFor, budget_view, epsilon_left, ledger_entry, run_delta};
 use crate::client::{CallError, Peer, Response};
 use crate::error::{Code, NodeError, PeerAnswer, Result};
@@ -168,8 +168,8 @@ fn plan(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> Result<P
         protocol: PROTOCOL.into(),
         analysis: analysis.name().into(),
         join_key,
-        querier_column: q.group_by.clone(),
-        responder_column: q.peer_group_by.clone(),
+        querier_columns: q.group_by.clone(),
+        responder_columns: q.peer_group_by.clone(),
         epsilon: q.epsilon,
         delta: run_delta(&agreement),
         identity_rules: tandem_identity::RULES_VERSION.to_string(),
@@ -188,8 +188,14 @@ pub struct Preview {
     pub analysis: String,
     /// The stored answer would be returned (no cost).
     pub cached: bool,
-    /// Cells in the answer.
+    /// Cells in the answer (`querier_buckets × responder_buckets`).
     pub cells: usize,
+    /// This node's buckets: the cross product of its group-by columns' labels.
+    #[serde(default)]
+    pub querier_buckets: usize,
+    /// The peer's buckets, likewise.
+    #[serde(default)]
+    pub responder_buckets: usize,
     /// ε / δ this node would spend.
     pub querier_cost: PrivacyLoss,
     /// ε / δ the peer would spend.
@@ -224,6 +230,8 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         analysis: analysis.name().to_string(),
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),
         cells: d.grid.len(),
+        querier_buckets: d.grid.querier.len(),
+        responder_buckets: d.grid.responder.len(),
         querier_cost,
         responder_cost,
         half_width_95: d
@@ -296,7 +304,7 @@ pub fn prepare_query(
             &agreement,
             me,
             &request.join_key,
-            request.querier_column.as_deref(),
+            &request.querier_columns,
         )?;
         let (querier, message) = tandem_psi::Querier::start(
             derived.params.clone(),
@@ -471,19 +479,18 @@ fn read_answer(
         querier: p.me.clone(),
         responder: peer.clone(),
         join_key: p.request.join_key.clone(),
-        querier_column: p.request.querier_column.clone(),
-        responder_column: p.request.responder_column.clone(),
+        querier_column: joined_columns(&p.request.querier_columns),
+        responder_column: joined_columns(&p.request.responder_columns),
+        querier_columns: p.request.querier_columns.clone(),
+        responder_columns: p.request.responder_columns.clone(),
         epsilon: p.request.epsilon,
         confidence: crate::analysis::CONFIDENCE,
         threshold: agreement.terms.min_reporting_threshold,
         cells: p.derived.analysis.outputs(&noised)?,
         querier_budget: BudgetView::default(),
         responder_budget: receipt.head.budget,
-        querier_outside_value_set: p
-            .request
-            .querier_column
-            .as_ref()
-            .map(|c| (c.clone(), p.outside_value_set)),
+        querier_outside_value_set: joined_columns(&p.request.querier_columns)
+            .map(|c| (c, p.outside_value_set)),
         wall_s: started.elapsed().as_secs_f64(),
     })
 }
@@ -606,4 +613,66 @@ pub fn cell_noise(
         Code::InvalidQuery,
     )?;
     Ok(d.params.cell_noise)
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_testkit::{AgreementBuilder, PartySpec, store_active};
+
+    use super::*;
+    use crate::analysis::overlap::Overlap;
+
+    /// Two columns of 1024 values each make 1025 × 1025 = 1 050 625 buckets on acme's side, over
+    /// psi-ca-v1's 2²⁰ = 1 048 576 cells: the preview and the run refuse it as the caller's
+    /// error, naming both numbers, and nothing reaches the ledger.
+    #[test]
+    fn too_many_cells_are_refused_before_a_charge() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let values: Vec<String> = (0..1024).map(|i| format!("v{i}")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let (k1, k2) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let agreement = AgreementBuilder::new()
+            .party(
+                PartySpec::seeded("acme", 1)
+                    .column("a", &values)
+                    .column("b", &values)
+                    .column("c", &values[..2]),
+            )
+            .party(PartySpec::seeded("shopx", 2).column("d", &values))
+            .signed(&[("acme", &k1), ("shopx", &k2)]);
+        let mut store = Store::open(dir.path()).expect("store");
+        store_active(&mut store, &agreement);
+        let query = |group_by: &[&str], peer: &[&str]| Query {
+            agreement_id: agreement.id().to_string(),
+            join_key: None,
+            group_by: group_by.iter().map(|c| c.to_string()).collect(),
+            peer_group_by: peer.iter().map(|c| c.to_string()).collect(),
+            epsilon: 1.0,
+            fresh: true,
+        };
+        for (q, numbers) in [
+            (query(&["a", "b"], &[]), ["1050625", "1048576"]),
+            (query(&["a", "c"], &["d"]), ["3151875", "1048576"]),
+        ] {
+            let e = preview(&store, "acme", &Overlap, &q).expect_err("preview refuses");
+            assert_eq!(e.code_str(), "invalid_query", "{e}");
+            let e = prepare_query(dir.path(), &k1, "acme", &Overlap, &q, "test")
+                .err()
+                .expect("run refuses");
+            assert_eq!(e.code_str(), "invalid_query", "{e}");
+            for n in numbers {
+                assert!(e.message().contains(n), "{n} missing: {e}");
+            }
+        }
+        assert!(store.runs(None).expect("runs").is_empty());
+        // Within the limit the preview counts the cells: (1024 + 1) × (2 + 1) × 1.
+        let p = preview(&store, "acme", &Overlap, &query(&["b", "c"], &[])).expect("preview");
+        assert_eq!(
+            (p.cells, p.querier_buckets, p.responder_buckets),
+            (3075, 3075, 1)
+        );
+    }
 }

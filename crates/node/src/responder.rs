@@ -148,7 +148,7 @@ pub fn respond(
         &run.agreement,
         me,
         &run.request.join_key,
-        run.request.responder_column.as_deref(),
+        &run.request.responder_columns,
     ) {
         Ok(b) => b,
         Err(e) => {
@@ -160,7 +160,7 @@ pub fn respond(
             ));
         }
     };
-    if let Some(column) = &run.request.responder_column
+    if let Some(column) = crate::analysis::joined_columns(&run.request.responder_columns)
         && buckets.outside_value_set > 0
     {
         // Local only: the operator learns why `other` is large; the peer never sees it.

@@ -125,6 +125,8 @@ pub fn derive(
     let grid = analysis
         .cells(agreement, querier, responder, &inputs)
         .map_err(|e| refuse(e.message().to_string()))?;
+    crate::analysis::check_cell_limit(grid.querier.len(), grid.responder.len())
+        .map_err(|e| refuse(e.message().to_string()))?;
     if analysis.sensitivity() != 1 {
         return Err(NodeError::internal(format!(
             "{} declares sensitivity {}; {PROTOCOL} counts have sensitivity 1",
@@ -154,32 +156,45 @@ pub fn derive(
 }
 
 /// Loads this node's audience for `join_key` and groups the digests into the side's buckets
-/// (`column`: the one group-by column, or none).
+/// (`columns`: the group-by columns, none for one bucket). A member's bucket is the cross
+/// product index of its columns' buckets, first column slowest, the order of
+/// [`crate::analysis::bucket_labels`].
 pub fn load_buckets(
     store: &Store,
     agreement: &Agreement,
     party: &str,
     join_key: &str,
-    column: Option<&str>,
+    columns: &[String],
 ) -> Result<Buckets> {
     let kind: tandem_identity::IdKind = join_key
         .parse()
         .map_err(|e| NodeError::invalid_query(format!("{e}")))?;
-    let columns: Vec<String> = column.iter().map(|c| c.to_string()).collect();
-    let n = crate::analysis::bucket_labels(agreement, party, &columns)?.len();
+    let n = crate::analysis::bucket_labels(agreement, party, columns)?.len();
+    // Each column's number of labels (its values and `other`), for the mixed-radix index.
+    let radices = columns
+        .iter()
+        .map(|c| Ok(agreement.bucket_labels(party, c)?.len()))
+        .collect::<Result<Vec<usize>>>()?;
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     let mut buckets = vec![Vec::new(); n];
     let mut outside_value_set = 0u64;
-    for (digest, value) in store.members("default", kind, column)? {
-        let b = match column {
-            None => 0,
-            Some(c) => agreement.bucket_of(party, c, value.as_deref())? as usize,
-        };
-        // The last bucket is `other`: a member lands there when its value is missing or not in
-        // the agreement's public set (say `Gold` against `bronze, silver, gold`).
-        if column.is_some() && b + 1 == n && value.as_deref() != Some(OTHER_LABEL) {
+    for (digest, values) in store.members_with("default", kind, &names)? {
+        let mut b = 0usize;
+        let mut outside = false;
+        for ((column, value), radix) in columns.iter().zip(&values).zip(&radices) {
+            let i = agreement.bucket_of(party, column, value.as_deref())? as usize;
+            // The last label is `other`: a member lands there when its value is missing or not
+            // in the agreement's public set (say `Gold` against `bronze, silver, gold`).
+            outside |= i + 1 == *radix && value.as_deref() != Some(OTHER_LABEL);
+            b = b * radix + i;
+        }
+        if outside {
             outside_value_set += 1;
         }
-        buckets[b].push(digest);
+        buckets
+            .get_mut(b)
+            .ok_or_else(|| NodeError::internal("a member's bucket is outside the grid"))?
+            .push(digest);
     }
     Ok(Buckets {
         items: buckets,
@@ -187,8 +202,8 @@ pub fn load_buckets(
     })
 }
 
-/// This node's members of a run, by bucket, and how many of them fell into `other` because
-/// their value of the grouping column is missing or outside the agreement's public value set.
+/// This node's members of a run, by bucket, and how many of them fell into an `other` label
+/// because a value of a grouping column is missing or outside the agreement's public value set.
 /// That count is exact and local: the operator sees it, the peer never does.
 pub struct Buckets {
     /// Digests per bucket, in the order of the bucket labels.
@@ -236,12 +251,12 @@ mod tests {
         opts.attributes = vec!["tier".into()];
         store.import_csv(&file, &opts, None).expect("import");
 
-        let b = super::load_buckets(&store, &agreement, "shopx", "email", Some("tier"))
+        let b = super::load_buckets(&store, &agreement, "shopx", "email", &["tier".into()])
             .expect("buckets");
         let sizes: Vec<usize> = b.items.iter().map(Vec::len).collect();
         assert_eq!(sizes, [0, 7, 0, 101]);
         assert_eq!(b.outside_value_set, 101);
-        let all = super::load_buckets(&store, &agreement, "shopx", "email", None).expect("one");
+        let all = super::load_buckets(&store, &agreement, "shopx", "email", &[]).expect("one");
         assert_eq!((all.items.len(), all.outside_value_set), (1, 0));
     }
 }

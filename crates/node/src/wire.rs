@@ -237,10 +237,14 @@ pub struct RunRequest {
     pub analysis: String,
     /// Join key kind.
     pub join_key: String,
-    /// Querier's grouping column.
-    pub querier_column: Option<String>,
-    /// Responder's grouping column.
-    pub responder_column: Option<String>,
+    /// Querier's grouping columns (none: one bucket). On the wire `querier_column`: `null`, one
+    /// name, or a list of several names, so that a one-column request keeps its old bytes (and
+    /// its cache fingerprint).
+    #[serde(rename = "querier_column", default, with = "columns")]
+    pub querier_columns: Vec<String>,
+    /// Responder's grouping columns, as [`RunRequest::querier_columns`] (`responder_column`).
+    #[serde(rename = "responder_column", default, with = "columns")]
+    pub responder_columns: Vec<String>,
     /// ε of the run.
     pub epsilon: f64,
     /// δ of each mechanism's clamping, from the agreement.
@@ -248,6 +252,52 @@ pub struct RunRequest {
     /// Identifier normalisation rules the querier hashed with (`tandem-id-v1`); the responder
     /// refuses a run under other rules rather than report a silently smaller overlap.
     pub identity_rules: String,
+}
+
+/// Serde form of a list of grouping columns that older peers and clients also understand:
+/// none is `null` (or absent), one column is its name, several are a list of names. Reading
+/// also accepts a list of one, an empty list, and a comma-separated string (`"age_band,region"`,
+/// what `--group-by` takes).
+pub mod columns {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    /// Splits `"a,b"` into `["a", "b"]`, trimming each name and dropping empty ones.
+    pub fn split(text: &str) -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Writes `null`, `"name"` or `["a", "b"]`.
+    pub fn serialize<S: Serializer>(columns: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match columns {
+            [] => s.serialize_none(),
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    /// Reads `null`, `"name"`, `"a,b"` or `["a", "b"]` (names trimmed, empty ones dropped).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Option::<OneOrMany>::deserialize(d)? {
+            None => Vec::new(),
+            Some(OneOrMany::One(text)) => split(&text),
+            Some(OneOrMany::Many(list)) => list
+                .iter()
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        })
+    }
 }
 
 /// What the querier sends beside its first PSI message (the JSON part of the frame).
@@ -457,6 +507,38 @@ mod tests {
         assert_eq!(d["allowed_ms"], MAX_SKEW_MS);
         let ahead = env.check_fresh(1_000_000 - 400_000).expect_err("ahead");
         assert!(ahead.message().contains("400.0 s ahead of"), "{ahead}");
+    }
+
+    /// One column keeps the request's old bytes (and so its cache fingerprint); several travel
+    /// as a list; requests from before several columns still parse.
+    #[test]
+    fn grouping_columns_keep_the_one_column_form() {
+        let mut req = RunRequest {
+            protocol: PROTOCOL.into(),
+            analysis: "overlap".into(),
+            join_key: "email".into(),
+            querier_columns: vec!["seg".into()],
+            responder_columns: Vec::new(),
+            epsilon: 1.0,
+            delta: 1e-9,
+            identity_rules: "tandem-id-v1".into(),
+        };
+        let json = serde_json::to_value(&req).expect("json");
+        assert_eq!(json["querier_column"], "seg");
+        assert!(json["responder_column"].is_null());
+        req.querier_columns = vec!["age_band".into(), "region".into()];
+        let json = serde_json::to_value(&req).expect("json");
+        assert_eq!(
+            json["querier_column"],
+            serde_json::json!(["age_band", "region"])
+        );
+        let back: RunRequest = serde_json::from_value(json).expect("parses");
+        assert_eq!(back, req);
+        let old = r#"{"protocol":"psi-ca-v1","join_key":"email","querier_column":"seg",
+            "epsilon":1.0,"delta":1e-9,"identity_rules":"tandem-id-v1"}"#;
+        let old: RunRequest = serde_json::from_str(old).expect("old request parses");
+        assert_eq!(old.querier_columns, ["seg"]);
+        assert!(old.responder_columns.is_empty());
     }
 
     #[test]

@@ -148,13 +148,22 @@ async fn a_model_fitted_from_noised_marginals_recovers_the_planted_signs() {
         join_key: None,
         features: vec!["age_band".into(), "region".into(), "channel".into()],
         peer_label: "tier=gold".into(),
-        epsilon: 3.0,
+        pairs: vec![("region".into(), "age_band".into())],
+        feature_joint: None,
+        epsilon: 5.0,
         fresh: false,
     };
     let before = left(&pair);
     let preview =
         model::preview(&pair.acme.store().expect("store"), "acme", &req).expect("preview");
-    assert_eq!(preview.marginals.len(), 3);
+    assert_eq!(preview.marginals.len(), 5);
+    assert_eq!(preview.marginals[3].name, "age_band × region × tier=gold");
+    assert_eq!(preview.marginals[3].cells, 5 * 4 * 3);
+    assert_eq!(
+        preview.marginals[4].name,
+        "age_band × region × channel × overlap"
+    );
+    assert_eq!(preview.marginals[4].cells, 5 * 4 * 3);
     assert!(
         preview
             .marginals
@@ -177,16 +186,16 @@ async fn a_model_fitted_from_noised_marginals_recovers_the_planted_signs() {
         ((before.1 - after.1) - preview.responder_cost.epsilon).abs() < 1e-9,
         "{before:?} {after:?} {preview:?}"
     );
-    assert!((preview.responder_cost.epsilon - 3.0).abs() < 1e-9);
-    assert_eq!(record.runs.len(), 3);
+    assert!((preview.responder_cost.epsilon - 5.0).abs() < 1e-9);
+    assert_eq!(record.runs.len(), 5);
 
     // Planted signs: each coefficient with a clear planted effect has that sign, with its
-    // interval away from 0. (Coverage of the planted values is the benchmark's matter: from
-    // label × feature marginals alone the fit is naive Bayes' distribution.)
+    // interval away from 0 (coverage of the planted values is the benchmark's matter).
     let lr = &record.fit.logistic;
     let coef = |feature: usize, value: usize| lr.coefficients[feature].values[value].log_odds;
     for (feature, value, planted) in [(0, 3, 1.8), (0, 2, 1.2), (1, 1, -1.0), (2, 1, 1.0)] {
         let c = coef(feature, value);
+        eprintln!("feature {feature} value {value}: {c:?} (planted {planted})");
         assert!(
             c.estimate * planted > 0.0 && !c.contains(0.0),
             "feature {feature} value {value}: {c:?} vs planted {planted}"
@@ -212,7 +221,7 @@ async fn a_model_fitted_from_noised_marginals_recovers_the_planted_signs() {
     // Re-showing, scoring and listing are free.
     let store = pair.acme.store().expect("store");
     let loaded = model::load(&store, &record.model_id).expect("load");
-    assert_eq!(loaded.runs.len(), 3);
+    assert_eq!(loaded.runs.len(), 5);
     let table = loaded.score_table(Which::Logistic).expect("table");
     // No member of acme falls in `other`: those buckets are left out.
     assert_eq!(table.len(), 4 * 3 * 2);
@@ -256,7 +265,7 @@ async fn a_model_fitted_from_noised_marginals_recovers_the_planted_signs() {
     .await;
     assert_eq!(status, StatusCode::OK);
     let p: serde_json::Value = serde_json::from_slice(&body).expect("preview json");
-    assert_eq!(p["marginals"].as_array().map(Vec::len), Some(3));
+    assert_eq!(p["marginals"].as_array().map(Vec::len), Some(5));
     assert_eq!(p["responder_cost"]["epsilon"], 0.0);
     // Roles as for queries: an auditor may not read models.
     let auditor = pair
@@ -298,6 +307,8 @@ async fn a_batch_over_either_budget_is_refused_before_any_charge() {
         join_key: None,
         features: vec!["age_band".into(), "region".into()],
         peer_label: "tier=gold".into(),
+        pairs: Vec::new(),
+        feature_joint: Some(false),
         epsilon: 4.0,
         fresh: false,
     };

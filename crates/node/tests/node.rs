@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
+use tandem_node::analysis::Analysis;
 use tandem_node::analysis::overlap::Overlap;
 use tandem_node::client::{CallError, Peer};
 use tandem_node::querier::{Prepared, prepare_query, run_query};
@@ -101,6 +102,62 @@ async fn overlap_runs_over_https() {
         };
         assert!((c.estimate - t).abs() <= 25, "{c:?} vs {t}");
     }
+}
+
+/// Two columns a side (`age_band,region` × `tier,channel`): 9 × 9 cells labelled by the cross
+/// product, each near its true count. The 95% intervals are checked as a whole: at most 12 of
+/// the 81 cells may miss (expected 4; P(more than 12) < 10⁻³), and none may be more than four
+/// half-widths from its estimate (P ≈ 0.05⁴ < 10⁻⁵ a cell for discrete Laplace noise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_column_overlap_matches_the_truth_within_intervals() {
+    let f = Fixture::multi_column().await;
+    let mut q = f.query();
+    q.group_by = vec!["age_band".into(), "region".into()];
+    q.peer_group_by = vec!["tier".into(), "channel".into()];
+    let report = run_query(&f.acme, &Overlap, &q, "test")
+        .await
+        .expect("query");
+    assert_eq!(report.cells.len(), 81);
+    assert_eq!(report.querier_columns, ["age_band", "region"]);
+    assert_eq!(report.responder_columns, ["tier", "channel"]);
+    assert_eq!(report.querier_column.as_deref(), Some("age_band,region"));
+    // `east` is outside acme's public regions: multiples of 7 but not of 3 in 0..300.
+    let east = (0..300).filter(|i| i % 7 == 0 && i % 3 != 0).count() as u64;
+    assert_eq!(
+        report.querier_outside_value_set,
+        Some(("age_band,region".into(), east))
+    );
+    let labels: Vec<(&str, &str)> = report
+        .cells
+        .iter()
+        .map(|c| (c.querier_group.as_str(), c.responder_group.as_str()))
+        .collect();
+    assert_eq!(labels[0], ("young|north", "silver|web"));
+    assert_eq!(labels[80], ("other|other", "other|other"));
+    let mut misses = 0;
+    let mut total = 0;
+    for c in &report.cells {
+        let truth = Fixture::multi_column_truth(&c.querier_group, &c.responder_group) as i64;
+        total += truth;
+        // The interval is clipped below at 0; its upper end is the estimate plus the half-width.
+        let half = c.ci_high - c.estimate;
+        if truth < c.ci_low || truth > c.ci_high {
+            misses += 1;
+        }
+        assert!(
+            (truth - c.estimate).abs() <= 4 * half,
+            "{c:?} vs truth {truth}"
+        );
+    }
+    assert_eq!(total, 150, "the truth covers the 150 shared people");
+    assert!(misses <= 12, "{misses} of 81 cells miss their 95% interval");
+    let table = Overlap
+        .render(&report, tandem_node::analysis::Format::Table)
+        .expect("table");
+    assert!(
+        table.contains("acme age_band|region") && table.contains("young|north"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,9 @@ use crate::{Store, StoreError, audit_log, now_ms};
 /// One member: identifier digest and the requested attribute value.
 pub type Member = ([u8; 32], Option<String>);
 
+/// One member: identifier digest and the values of the requested attribute columns.
+pub type MemberValues = ([u8; 32], Vec<Option<String>>);
+
 /// Members per audience and identifier kind, for `tandem status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AudienceSummary {
@@ -51,6 +54,22 @@ impl Store {
         id_kind: IdKind,
         column: Option<&str>,
     ) -> Result<Vec<Member>, StoreError> {
+        let columns: Vec<&str> = column.into_iter().collect();
+        Ok(self
+            .members_with(audience, id_kind, &columns)?
+            .into_iter()
+            .map(|(digest, values)| (digest, values.into_iter().next().flatten()))
+            .collect())
+    }
+
+    /// As [`Store::members`], with the values of several attribute `columns` per member (in
+    /// the order asked; `None` where a cell was empty).
+    pub fn members_with(
+        &self,
+        audience: &str,
+        id_kind: IdKind,
+        columns: &[&str],
+    ) -> Result<Vec<MemberValues>, StoreError> {
         let kind = id_kind.as_str();
         // One read transaction: the live set and its rows come from the same snapshot even if
         // an import swaps a new set in meanwhile.
@@ -67,13 +86,15 @@ impl Store {
             .ok_or_else(|| {
                 StoreError::NotFound(format!("audience {audience:?} has no {kind} members"))
             })?;
-        if let Some(c) = column {
+        if !columns.is_empty() {
             let attributes = parse_attributes(&attributes)?;
-            if !attributes.contains(c) {
-                let have = attributes.into_iter().collect::<Vec<_>>().join(", ");
-                return Err(StoreError::NotFound(format!(
-                    "attribute column {c:?} was not imported into audience {audience:?} (available: {have})"
-                )));
+            for c in columns {
+                if !attributes.contains(*c) {
+                    let have = attributes.into_iter().collect::<Vec<_>>().join(", ");
+                    return Err(StoreError::NotFound(format!(
+                        "attribute column {c:?} was not imported into audience {audience:?} (available: {have})"
+                    )));
+                }
             }
         }
         let mut stmt = tx.prepare(
@@ -86,24 +107,22 @@ impl Store {
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let digest: [u8; 32] = row.get(0)?;
-            let value = match column {
-                None => None,
-                Some(c) => match row.get::<_, Option<String>>(1)? {
-                    None => None,
-                    Some(text) => match serde_json::from_str::<Value>(&text) {
-                        Ok(Value::Object(mut map)) => match map.remove(c) {
-                            Some(Value::String(s)) => Some(s),
-                            _ => None,
-                        },
-                        _ => {
-                            return Err(StoreError::Corrupt(
-                                "audience_members.attrs is not a JSON object".into(),
-                            ));
-                        }
-                    },
-                },
-            };
-            out.push((digest, value));
+            let mut values = vec![None; columns.len()];
+            if !columns.is_empty()
+                && let Some(text) = row.get::<_, Option<String>>(1)?
+            {
+                let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&text) else {
+                    return Err(StoreError::Corrupt(
+                        "audience_members.attrs is not a JSON object".into(),
+                    ));
+                };
+                for (value, c) in values.iter_mut().zip(columns) {
+                    if let Some(Value::String(s)) = map.remove(*c) {
+                        *value = Some(s);
+                    }
+                }
+            }
+            out.push((digest, values));
         }
         Ok(out)
     }

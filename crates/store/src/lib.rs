@@ -34,7 +34,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use account::SharedBudget;
 pub use agreements::StoredAgreement;
-pub use audience::{AudienceSummary, Member};
+pub use audience::{AudienceSummary, Member, MemberValues};
 pub use csv_source::{TextEncoding, parse_delimiter};
 pub use error::StoreError;
 pub use import::{AttributeValues, ImportOptions, ImportReport};

@@ -63,6 +63,58 @@ impl NodePair {
         NodePair::launch(acme, shopx, acme_total, shopx_total).await
     }
 
+    /// A pair with two grouping columns per side, for cross-product cells: acme holds
+    /// `p0…p299@example.com` with `age_band` (`young` for even i, else `old`) and `region`
+    /// (`north` for multiples of 3, `east` — outside the public set, so `other` — for other
+    /// multiples of 7, else `south`); shopx holds `p150…p499@example.com` with `tier` (`gold`
+    /// for multiples of 5, else `silver`) and `channel` (`web` when i mod 4 < 2, else `store`).
+    /// [`NodePair::multi_column_truth`] gives each cell's true count.
+    pub async fn multi_column() -> NodePair {
+        let mut acme_rows = String::from("email,age_band,region\n");
+        for i in 0..300 {
+            let (age, region) = multi_column_acme(i);
+            acme_rows += &format!("p{i}@example.com,{age},{region}\n");
+        }
+        let mut shopx_rows = String::from("email,tier,channel\n");
+        for i in 150..500 {
+            let (tier, channel) = multi_column_shopx(i);
+            shopx_rows += &format!("p{i}@example.com,{tier},{channel}\n");
+        }
+        NodePair::launch(
+            (
+                &acme_rows,
+                &[
+                    ("age_band", &["young", "old"]),
+                    ("region", &["north", "south"]),
+                ],
+            ),
+            (
+                &shopx_rows,
+                &[
+                    ("tier", &["silver", "gold"]),
+                    ("channel", &["web", "store"]),
+                ],
+            ),
+            50.0,
+            50.0,
+        )
+        .await
+    }
+
+    /// The true count of a cell of [`NodePair::multi_column`]'s `age_band,region` ×
+    /// `tier,channel` grid, by its labels (`young|other`, `gold|web`).
+    pub fn multi_column_truth(querier_group: &str, responder_group: &str) -> u64 {
+        let public = |v: &str| if v == "east" { "other" } else { v }.to_string();
+        (150..300)
+            .filter(|&i| {
+                let (age, region) = multi_column_acme(i);
+                let (tier, channel) = multi_column_shopx(i);
+                format!("{age}|{}", public(region)) == querier_group
+                    && format!("{tier}|{channel}") == responder_group
+            })
+            .count() as u64
+    }
+
     async fn launch(
         (acme_rows, acme_columns): (&str, &[(&str, &[&str])]),
         (shopx_rows, shopx_columns): (&str, &[(&str, &[&str])]),
@@ -80,16 +132,22 @@ impl NodePair {
         let shopx = home(root.path(), "shopx", shop_addr);
         import(&acme, acme_rows, acme_columns);
         import(&shopx, shopx_rows, shopx_columns);
-        let spec = |name: &str, home: &Home, columns: &[(&str, &[&str])], total: f64| {
-            columns
-                .iter()
-                .fold(PartySpec::node(name, home), |p, (c, v)| p.column(c, v))
-                .epsilon(total.min(2.0), total)
+        let with_columns = |mut spec: PartySpec, columns: &[(&str, &[&str])]| {
+            for (name, values) in columns {
+                spec = spec.column(name, values);
+            }
+            spec
         };
         let agreement = AgreementBuilder::new()
             .purpose("node tests")
-            .party(spec("acme", &acme, acme_columns, acme_total))
-            .party(spec("shopx", &shopx, shopx_columns, shopx_total))
+            .party(
+                with_columns(PartySpec::node("acme", &acme), acme_columns)
+                    .epsilon(acme_total.min(2.0), acme_total),
+            )
+            .party(
+                with_columns(PartySpec::node("shopx", &shopx), shopx_columns)
+                    .epsilon(shopx_total.min(2.0), shopx_total),
+            )
             .signed(&[("acme", &acme.key), ("shopx", &shopx.key)]);
         for h in [&acme, &shopx] {
             store_active(&mut h.store().expect("store"), &agreement);
@@ -129,8 +187,8 @@ impl NodePair {
         tandem_node::analysis::Query {
             agreement_id: self.agreement_id.clone(),
             join_key: None,
-            group_by: Some("seg".into()),
-            peer_group_by: Some("tier".into()),
+            group_by: vec!["seg".into()],
+            peer_group_by: vec!["tier".into()],
             epsilon: 1.0,
             fresh: true,
         }
@@ -149,6 +207,26 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
     };
     Home::init(&root.join(name), cfg).expect("init");
     Home::open(&root.join(name)).expect("open")
+}
+
+fn multi_column_acme(i: usize) -> (&'static str, &'static str) {
+    let age = if i.is_multiple_of(2) { "young" } else { "old" };
+    let region = match i {
+        _ if i.is_multiple_of(3) => "north",
+        _ if i.is_multiple_of(7) => "east",
+        _ => "south",
+    };
+    (age, region)
+}
+
+fn multi_column_shopx(i: usize) -> (&'static str, &'static str) {
+    let tier = if i.is_multiple_of(5) {
+        "gold"
+    } else {
+        "silver"
+    };
+    let channel = if i % 4 < 2 { "web" } else { "store" };
+    (tier, channel)
 }
 
 fn import(home: &Home, rows: &str, columns: &[(&str, &[&str])]) {

@@ -49,10 +49,13 @@ pub struct Query {
     pub agreement_id: String,
     /// Join key kind (`email`, `phone`, …); defaults to the agreement's first.
     pub join_key: Option<String>,
-    /// Querier's column to group by (None: one bucket).
-    pub group_by: Option<String>,
-    /// Responder's column to group by (None: one bucket).
-    pub peer_group_by: Option<String>,
+    /// Querier's columns to group by (none: one bucket); cells are the cross product of their
+    /// labels. JSON: a list of names, or (as before) one name or `null`; `"a,b"` also reads.
+    #[serde(default, with = "crate::wire::columns")]
+    pub group_by: Vec<String>,
+    /// Responder's columns to group by, as [`Query::group_by`].
+    #[serde(default, with = "crate::wire::columns")]
+    pub peer_group_by: Vec<String>,
     /// ε of the run (split between the parties by [`Analysis::epsilon_split`]).
     pub epsilon: f64,
     /// Ignore a cached answer and spend budget on a fresh run (default false).
@@ -147,10 +150,18 @@ pub struct Report {
     pub responder: String,
     /// Join key.
     pub join_key: String,
-    /// Querier's column.
+    /// Querier's grouping columns joined by `,` (kept for readers of one-column reports; see
+    /// [`Report::querier_columns`]).
     pub querier_column: Option<String>,
-    /// Responder's column.
+    /// Responder's grouping columns joined by `,` (see [`Report::responder_columns`]).
     pub responder_column: Option<String>,
+    /// Querier's grouping columns; a cell's `querier_group` joins one label of each with
+    /// [`LABEL_SEPARATOR`] (`25-34|north`).
+    #[serde(default)]
+    pub querier_columns: Vec<String>,
+    /// Responder's grouping columns, as [`Report::querier_columns`].
+    #[serde(default)]
+    pub responder_columns: Vec<String>,
     /// ε of the run.
     pub epsilon: f64,
     /// Confidence of the intervals.
@@ -163,9 +174,10 @@ pub struct Report {
     pub querier_budget: BudgetView,
     /// The responder's budget (as it reported).
     pub responder_budget: BudgetView,
-    /// The querier's grouping column and how many of the querier's own members were counted in
-    /// its `other` group because their value is missing or outside the agreement's public set
-    /// (exact and local: this report is the querier's, the count never goes to the peer).
+    /// The querier's grouping columns (joined by `,`) and how many of the querier's own members
+    /// were counted in an `other` label because a value is missing or outside the agreement's
+    /// public set (exact and local: this report is the querier's, the count never goes to the
+    /// peer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub querier_outside_value_set: Option<(String, u64)>,
     /// Wall time of the run, seconds.
@@ -174,6 +186,32 @@ pub struct Report {
 
 fn default_analysis() -> String {
     overlap::Overlap.name().to_string()
+}
+
+impl Report {
+    /// The querier's grouping columns as one label (`age_band|region`, or `all`), for tables;
+    /// reads reports stored before `querier_columns` existed too.
+    pub fn querier_columns_label(&self) -> String {
+        columns_label(&self.querier_columns, self.querier_column.as_deref())
+    }
+
+    /// The responder's grouping columns as one label, as [`Report::querier_columns_label`].
+    pub fn responder_columns_label(&self) -> String {
+        columns_label(&self.responder_columns, self.responder_column.as_deref())
+    }
+}
+
+fn columns_label(columns: &[String], legacy: Option<&str>) -> String {
+    match (columns, legacy) {
+        ([], None) => ALL.to_string(),
+        ([], Some(c)) => c.replace(',', LABEL_SEPARATOR),
+        (cs, _) => cs.join(LABEL_SEPARATOR),
+    }
+}
+
+/// A side's grouping columns joined by `,` (`None` for none): the report's one-string form.
+pub fn joined_columns(columns: &[String]) -> Option<String> {
+    (!columns.is_empty()).then(|| columns.join(","))
 }
 
 /// Output formats of [`Analysis::render`].
@@ -236,21 +274,75 @@ pub trait Analysis: Sync {
     fn render(&self, report: &Report, format: Format) -> Result<String>;
 }
 
-/// Bucket labels of a side grouped by `columns` (at most one today): the column's public values
-/// plus `other`, or `[all]`.
+/// Joins the labels of several grouping columns in a bucket label (`25-34|north`).
+pub const LABEL_SEPARATOR: &str = "|";
+
+/// The most cells a run may have: `psi-ca-v1`'s limit on querier × responder buckets.
+pub const MAX_CELLS: u64 = tandem_psi::MAX_CELLS;
+
+/// Bucket labels of a side grouped by `columns`: the cross product of each column's public
+/// values plus `other` (first column slowest, labels joined by [`LABEL_SEPARATOR`]), or `[all]`
+/// for no column. Errors: the agreement's error for a column it does not list for `party`, 422
+/// `invalid_query` when the product exceeds [`MAX_CELLS`] (naming both numbers) or a column
+/// is named twice.
 pub fn bucket_labels(
     agreement: &Agreement,
     party: &str,
     columns: &[String],
 ) -> Result<Vec<String>> {
-    match columns {
-        [] => Ok(vec![ALL.to_string()]),
-        [c] => Ok(agreement.bucket_labels(party, c)?),
-        _ => Err(NodeError::invalid_query(format!(
-            "{party}: grouping by several columns ({}) is not supported yet; name one",
-            columns.join(", ")
-        ))),
+    let per_column = columns
+        .iter()
+        .map(|c| agreement.bucket_labels(party, c))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    for (i, c) in columns.iter().enumerate() {
+        if columns[..i].contains(c) {
+            return Err(NodeError::invalid_query(format!(
+                "{party}: column {c:?} is named twice"
+            )));
+        }
     }
+    let n = per_column
+        .iter()
+        .fold(1u64, |n, labels| n.saturating_mul(labels.len() as u64));
+    if n > MAX_CELLS {
+        return Err(NodeError::invalid_query(format!(
+            "{party}: grouping by {} makes {n} buckets, over the limit of {MAX_CELLS} cells",
+            columns.join(", ")
+        )));
+    }
+    let mut labels = vec![String::new()];
+    for (i, column) in per_column.iter().enumerate() {
+        labels = labels
+            .iter()
+            .flat_map(|prefix| {
+                column.iter().map(move |l| {
+                    if i == 0 {
+                        l.clone()
+                    } else {
+                        format!("{prefix}{LABEL_SEPARATOR}{l}")
+                    }
+                })
+            })
+            .collect();
+    }
+    if columns.is_empty() {
+        labels = vec![ALL.to_string()];
+    }
+    Ok(labels)
+}
+
+/// Checks a grid's cell count against [`MAX_CELLS`] before anything is charged. Errors: 422
+/// `invalid_query` naming the count (`querier buckets × responder buckets`) and the limit.
+pub fn check_cell_limit(querier_buckets: usize, responder_buckets: usize) -> Result<()> {
+    let cells = (querier_buckets as u64).saturating_mul(responder_buckets as u64);
+    if cells > MAX_CELLS {
+        return Err(NodeError::invalid_query(format!(
+            "the request makes {cells} cells ({querier_buckets} × {responder_buckets} buckets), \
+             over psi-ca-v1's limit of {MAX_CELLS} cells; group by fewer columns or columns \
+             with fewer values"
+        )));
+    }
+    Ok(())
 }
 
 /// The first 12 characters of a hex id.
@@ -316,6 +408,56 @@ pub fn cells_csv(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// API bodies: a single string (as before), a list, a comma-separated string, `null` or
+    /// nothing.
+    #[test]
+    fn query_group_by_reads_a_string_or_a_list() {
+        let q = |body: &str| -> Query { serde_json::from_str(body).expect("query parses") };
+        let old = q(r#"{"agreement_id":"ab","group_by":"seg","peer_group_by":null,"epsilon":1}"#);
+        assert_eq!(
+            (old.group_by, old.peer_group_by),
+            (vec!["seg".into()], vec![])
+        );
+        let list = q(r#"{"agreement_id":"ab","group_by":["age_band","region"],
+            "peer_group_by":"tier, channel","epsilon":1}"#);
+        assert_eq!(list.group_by, ["age_band", "region"]);
+        assert_eq!(list.peer_group_by, ["tier", "channel"]);
+        let none = q(r#"{"agreement_id":"ab","epsilon":1}"#);
+        assert!(none.group_by.is_empty() && none.peer_group_by.is_empty());
+    }
+
+    #[test]
+    fn several_columns_make_the_cross_product_of_their_labels() {
+        let agreement = tandem_testkit::AgreementBuilder::new()
+            .party(
+                tandem_testkit::PartySpec::seeded("acme", 1)
+                    .column("age", &["young", "old"])
+                    .column("region", &["north"]),
+            )
+            .party(tandem_testkit::PartySpec::seeded("shopx", 2))
+            .agreement();
+        let labels =
+            bucket_labels(&agreement, "acme", &["age".into(), "region".into()]).expect("labels");
+        assert_eq!(
+            labels,
+            [
+                "young|north",
+                "young|other",
+                "old|north",
+                "old|other",
+                "other|north",
+                "other|other"
+            ]
+        );
+        assert_eq!(
+            bucket_labels(&agreement, "acme", &[]).expect("all"),
+            ["all"]
+        );
+        let twice = bucket_labels(&agreement, "acme", &["age".into(), "age".into()]);
+        assert!(twice.is_err());
+        assert!(bucket_labels(&agreement, "acme", &["tier".into()]).is_err());
+    }
 
     #[test]
     fn registry_names_are_unique_and_found() {

@@ -30,8 +30,8 @@ impl Analysis for Overlap {
 
     fn inputs(&self, request: &RunRequest) -> Inputs {
         Inputs {
-            querier_group_by: request.querier_column.iter().cloned().collect(),
-            responder_group_by: request.responder_column.iter().cloned().collect(),
+            querier_group_by: request.querier_columns.clone(),
+            responder_group_by: request.responder_columns.clone(),
             ..Inputs::default()
         }
     }
@@ -89,9 +89,9 @@ fn overlap_table(r: &Report) -> String {
         "Join key: {} · grouped by {}.{} × {}.{} · ε = {} · {}",
         r.join_key,
         r.querier,
-        r.querier_column.as_deref().unwrap_or("all"),
+        r.querier_columns_label(),
         r.responder,
-        r.responder_column.as_deref().unwrap_or("all"),
+        r.responder_columns_label(),
         r.epsilon,
         if r.cached {
             "cached answer (no budget spent)".to_string()
@@ -100,24 +100,33 @@ fn overlap_table(r: &Report) -> String {
         }
     );
     let show_truth = r.cells.iter().any(|c| c.truth.is_some());
+    // With several columns a side's heading names them in label order (`acme age_band|region`).
+    let heading = |party: &str, columns: &[String]| match columns {
+        [_, _, ..] => format!("{party} {}", columns.join(super::LABEL_SEPARATOR)),
+        _ => party.to_string(),
+    };
+    let (h0, h1) = (
+        heading(&r.querier, &r.querier_columns),
+        heading(&r.responder, &r.responder_columns),
+    );
     let w0 = r
         .cells
         .iter()
         .map(|c| c.querier_group.len())
         .max()
         .unwrap_or(0)
-        .max(r.querier.len() + 1);
+        .max(h0.len() + 1);
     let w1 = r
         .cells
         .iter()
         .map(|c| c.responder_group.len())
         .max()
         .unwrap_or(0)
-        .max(r.responder.len() + 1);
+        .max(h1.len() + 1);
     let _ = write!(
         s,
         "\n{:<w0$}  {:<w1$}  {:>10}  {:>21}",
-        r.querier, r.responder, "overlap", "95% interval"
+        h0, h1, "overlap", "95% interval"
     );
     if show_truth {
         let _ = write!(s, "  {:>8}", "truth");
@@ -184,6 +193,8 @@ mod tests {
             join_key: "email".into(),
             querier_column: Some("seg".into()),
             responder_column: None,
+            querier_columns: vec!["seg".into()],
+            responder_columns: Vec::new(),
             epsilon: 1.0,
             confidence: 0.95,
             threshold: 50,
@@ -236,8 +247,8 @@ mod tests {
             protocol: "psi-ca-v1".into(),
             analysis: "overlap".into(),
             join_key: "email".into(),
-            querier_column: Some("seg".into()),
-            responder_column: None,
+            querier_columns: vec!["seg".into()],
+            responder_columns: Vec::new(),
             epsilon: 1.0,
             delta: 1e-9,
             identity_rules: "tandem-id-v1".into(),
