@@ -257,9 +257,9 @@ pub struct QueryArgs {
 /// `tandem model …`.
 #[derive(Subcommand, Debug)]
 pub enum ModelCmd {
-    /// Plan the marginals (this node's feature × the peer's label, one run each), run them as
-    /// one budgeted batch and fit naive Bayes and logistic regression; `--preview` shows the ε
-    /// split and cost for free.
+    /// Plan the marginals (each feature × the peer's label, chosen pairs × the label, the
+    /// features' joint; one run each), run them as one budgeted batch and fit naive Bayes and
+    /// logistic regression; `--preview` shows the ε split and cost for free.
     Fit(ModelFitArgs),
     /// Coefficients with intervals, per-segment propensity and lift (free).
     Show(ModelIdArgs),
