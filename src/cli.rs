@@ -57,6 +57,11 @@ pub enum Command {
     /// Re-read stored query results at no cost (no budget, no peer contact).
     #[command(subcommand)]
     Results(ResultsCmd),
+    /// Propensity models of the peer's label from this node's features, fitted from noised
+    /// marginals (`protocols/model-v1.md`): fit (charged per marginal), then show, score and
+    /// export for free.
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// Privacy budget spent and left, per agreement.
     Budget(ListArgs),
     /// History of runs on this node.
@@ -333,6 +338,104 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
+}
+
+/// `tandem model …`.
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Plan the marginals (each feature × the peer's label, chosen pairs × the label, the
+    /// features' joint; one run each), run them as one budgeted batch and fit naive Bayes and
+    /// logistic regression; `--preview` shows the ε split and cost for free.
+    Fit(ModelFitArgs),
+    /// Coefficients with intervals, per-segment propensity and lift (free).
+    Show(ModelIdArgs),
+    /// Every feature combination → score, highest first, to apply to your own customers (free).
+    ScoreTable(ModelScoreArgs),
+    /// The whole stored model as JSON (free).
+    Export(ModelIdArgs),
+    /// The released marginals: raw signed estimates beside the consistent view (free).
+    Crosstab(ModelCrosstabArgs),
+    /// Stored models.
+    List(ListArgs),
+}
+
+/// `tandem model fit`.
+#[derive(Args, Debug)]
+pub struct ModelFitArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Agreement id.
+    #[arg(long)]
+    pub agreement: String,
+    /// This node's feature columns, comma-separated (e.g. `age_band,region`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub features: Vec<String>,
+    /// The peer's label as `column=value` (e.g. `tier=gold`).
+    #[arg(long)]
+    pub peer_label: String,
+    /// Feature pairs to measure by the label too, comma-separated `a:b` (e.g.
+    /// `age_band:region`), one run each.
+    #[arg(long, value_delimiter = ',')]
+    pub pairs: Vec<String>,
+    /// Do not measure the features' joint over the overlap (measured by default with two or
+    /// more features: it brings the logistic fit close to the fit on joined rows).
+    #[arg(long)]
+    pub no_feature_joint: bool,
+    /// Total ε of the batch, split equally over the marginals (the peer spends ε, this node
+    /// ε/4).
+    #[arg(long, default_value_t = 1.0)]
+    pub epsilon: f64,
+    /// Join key kind (default: the agreement's first).
+    #[arg(long)]
+    pub join_key: Option<String>,
+    /// Spend budget on fresh runs even where a marginal was answered before.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Only show the marginals, the ε split and what the batch would cost (free).
+    #[arg(long)]
+    pub preview: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A stored model.
+#[derive(Args, Debug)]
+pub struct ModelIdArgs {
+    /// Model id (as printed by `tandem model fit` or `list`).
+    pub id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tandem model score-table`.
+#[derive(Args, Debug)]
+pub struct ModelScoreArgs {
+    /// Model id.
+    pub id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Use naive Bayes instead of logistic regression.
+    #[arg(long)]
+    pub naive_bayes: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// `tandem model crosstab`.
+#[derive(Args, Debug)]
+pub struct ModelCrosstabArgs {
+    /// Model id.
+    pub id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print JSON instead of CSV.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `tandem audit …`.

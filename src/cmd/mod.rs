@@ -8,6 +8,7 @@ mod budget;
 mod compliance;
 mod demo;
 mod import;
+mod model;
 mod node;
 mod query;
 mod results;
@@ -29,6 +30,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Agreement(cmd) => agreement::agreement(cmd).await,
         Command::Query(a) => query::query(a).await,
         Command::Results(cmd) => results::results(cmd),
+        Command::Model(cmd) => model::model(cmd).await,
         Command::Budget(a) => budget::budget(a),
         Command::Runs(a) => budget::runs(a),
         Command::Audit(cmd) => audit::audit(cmd),

@@ -88,7 +88,7 @@ fn to_query(a: &QueryArgs) -> Query {
 /// A failed query for people: the code as the API would send it (the peer's own code for a
 /// refusal it passed through, e.g. `budget_exceeded`), the HTTP status, the reason (which says
 /// what became of this node's charge) and every detail (which cap, what is left) on its own line.
-fn explain(e: NodeError) -> anyhow::Error {
+pub(crate) fn explain(e: NodeError) -> anyhow::Error {
     let mut text = format!(
         "{} ({}): {}",
         e.code_str(),

@@ -70,6 +70,11 @@ api_routes! {
     post "/api/v1/query/{analysis}/preview" => preview;
     post "/api/v1/queries/overlap" => query_overlap;
     post "/api/v1/queries/overlap/preview" => preview_overlap;
+    post "/api/v1/models" => fit_model;
+    get "/api/v1/models" => list_models;
+    post "/api/v1/models/preview" => preview_model;
+    get "/api/v1/models/{id}" => show_model;
+    get "/api/v1/models/{id}/score-table" => model_score_table;
     get "/api/v1/runs" => runs;
     get "/api/v1/results" => results;
     get "/api/v1/results/{id}" => result;
@@ -350,6 +355,125 @@ async fn preview_overlap(
 
 /// `{name, role, node}`: the caller's token name and role and this node's party name (the web
 /// console shows the pages of the role).
+fn model_body(body: &[u8]) -> Result<crate::model::ModelRequest> {
+    json_body(body, "the model request")
+}
+
+/// `POST /api/v1/models`: fits a model (its marginals are charged run by run, as queries).
+#[utoipa::path(post, path = "/api/v1/models", tag = "models", request_body(content = Object, description = "`{agreement_id, features, peer_label, epsilon, pairs?, feature_joint?}` (`model-v1.md` §7)"),
+    responses((status = 201, description = "The fitted, stored model", body = Object)))]
+async fn fit_model(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    let principal = authorized(
+        state.clone(),
+        headers,
+        "fit a model",
+        &[Role::Analyst],
+        |_, _, p| Ok(p),
+    )
+    .await?;
+    let req = model_body(&body)?;
+    let record = crate::model::fit(&state.home, &req, &principal.actor()).await?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// `POST /api/v1/models/preview`: the marginals, the ε split and the batch's cost (free).
+#[utoipa::path(post, path = "/api/v1/models/preview", tag = "models", request_body(content = Object, description = "As `POST /api/v1/models`"),
+    responses((status = 200, description = "The planned marginals and their cost per party", body = Object)))]
+async fn preview_model(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    let p = authorized(
+        state,
+        headers,
+        "preview a model",
+        &[Role::Analyst],
+        move |node, store, _| crate::model::preview(store, &node.name, &model_body(&body)?),
+    )
+    .await?;
+    Ok(Json(p).into_response())
+}
+
+/// `GET /api/v1/models`: stored models, newest first.
+#[utoipa::path(get, path = "/api/v1/models", tag = "models", params(AgreementFilter),
+    responses((status = 200, description = "Stored models", body = Vec<Object>)))]
+async fn list_models(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Query(f): Query<AgreementFilter>,
+) -> Answer {
+    let list = authorized(
+        state,
+        headers,
+        "list models",
+        &[Role::Analyst],
+        move |_, store, _| crate::model::list(store, f.agreement.as_deref()),
+    )
+    .await?;
+    Ok(Json(list).into_response())
+}
+
+/// `GET /api/v1/models/{id}`: a stored model (free).
+#[utoipa::path(get, path = "/api/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "A stored model's id")),
+    responses((status = 200, description = "The model with coefficients, intervals, segments and cross-tabs", body = Object)))]
+async fn show_model(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let record = authorized(
+        state,
+        headers,
+        "read a model",
+        &[Role::Analyst],
+        move |_, store, _| crate::model::load(store, &id),
+    )
+    .await?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Deserialize)]
+struct ScoreTableQuery {
+    method: Option<crate::model::Which>,
+    format: Option<String>,
+}
+
+/// `GET /api/v1/models/{id}/score-table`: feature combination → score (free).
+#[utoipa::path(get, path = "/api/v1/models/{id}/score-table", tag = "models", params(("id" = String, Path, description = "A stored model's id"), ("method" = Option<String>, Query, description = "`logistic` (default) or `naive_bayes`"), ("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
+    responses((status = 200, description = "The score table", content((Object = "application/json"), (String = "text/csv")))))]
+async fn model_score_table(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ScoreTableQuery>,
+) -> Answer {
+    let which = q.method.unwrap_or(crate::model::Which::Logistic);
+    let record = authorized(
+        state,
+        headers,
+        "read a model",
+        &[Role::Analyst],
+        move |_, store, _| crate::model::load(store, &id),
+    )
+    .await?;
+    match q.format.as_deref() {
+        Some("csv") => Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/csv")],
+            record.score_table_csv(which)?,
+        )
+            .into_response()),
+        None | Some("json") => Ok(Json(record.score_table(which)?).into_response()),
+        Some(other) => {
+            Err(NodeError::bad_request(format!("format {other:?}: expected json or csv")).into())
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "session",
     responses((status = 200, description = "The caller", body = WhoAmI)))]
 async fn whoami(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Answer {

@@ -31,6 +31,7 @@ pub mod error;
 pub mod home;
 pub mod maintenance;
 pub mod openapi;
+pub mod model;
 pub mod querier;
 pub mod release;
 pub mod responder;

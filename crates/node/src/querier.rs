@@ -778,6 +778,26 @@ fn explain_charge(e: NodeError, charge: &ChargeSummary, exposure: Exposure) -> N
     )
 }
 
+/// The cell noise `(scale, T)` a run of `q` would carry (as its preview derives it): what a
+/// model fitted from the run's cells assumes (`protocols/model-v1.md` §3). Free.
+pub fn cell_noise(
+    store: &Store,
+    me: &str,
+    analysis: &dyn Analysis,
+    q: &Query,
+) -> Result<tandem_dp::ShiftedLaplace> {
+    let p = plan(store, me, analysis, q)?;
+    let d = derive(
+        &p.agreement,
+        me,
+        &p.peer,
+        &p.request,
+        [0; 16],
+        Code::InvalidQuery,
+    )?;
+    Ok(d.params.cell_noise)
+}
+
 #[cfg(test)]
 mod tests {
     use tandem_testkit::{AgreementBuilder, PartySpec, store_active};

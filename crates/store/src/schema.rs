@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     V3_STAGED_IMPORTS,
     V4_AUDIENCE_VERSIONS,
     V5_RESULTS,
+    V7_MODELS,
 ];
 
 /// Schema version this build writes.
@@ -229,6 +230,22 @@ CREATE TABLE results (
 CREATE INDEX results_by_time ON results (created_at_ms);
 "#;
 // ---- end of migration: stored results ------------------------------------------------------------
+// ---- Migration: models (issue 14) ---------------------------------------------------------------
+// A model fitted from noised marginals (`protocols/model-v1.md`): the whole fit as JSON (schema,
+// plan, both models with intervals, segments, cross-tabs) and the ids of the runs whose released
+// cells it used (JSON array). Post-processing only: re-reading and re-scoring spend nothing.
+const V7_MODELS: &str = r#"
+CREATE TABLE models (
+    model_id      TEXT PRIMARY KEY,
+    agreement_id  TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    actor         TEXT NOT NULL,
+    run_ids       TEXT NOT NULL,
+    model_json    TEXT NOT NULL
+) STRICT;
+CREATE INDEX models_by_agreement ON models (agreement_id, created_at_ms);
+"#;
+// ---- end of migration: models -------------------------------------------------------------------
 
 /// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {

@@ -58,6 +58,22 @@ impl NodePair {
         NodePair::launch(acme, shopx, 50.0, 50.0).await
     }
 
+    /// A pair with the given audiences (`email,<columns…>` CSV text) and each side's columns
+    /// with their public value sets, total ε budgets as given (per query: at most 2).
+    pub async fn with_audiences(
+        acme: (&str, &[(&str, &[&str])]),
+        shopx: (&str, &[(&str, &[&str])]),
+        acme_total: f64,
+        shopx_total: f64,
+    ) -> NodePair {
+        let side = |(rows, columns): (&str, &[(&str, &[&str])])| {
+            columns
+                .iter()
+                .fold(Side::new(rows), |s, (c, values)| s.column(c, values))
+        };
+        NodePair::launch(side(acme), side(shopx), acme_total, shopx_total).await
+    }
+
     /// A pair with two grouping columns per side, for cross-product cells: acme holds
     /// `p0…p299@example.com` with `age_band` (`young` for even i, else `old`) and `region`
     /// (`north` for multiples of 3, `east` — outside the public set, so `other` — for other
