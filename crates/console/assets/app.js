@@ -363,7 +363,7 @@
       if (!kinds.has(d.key)) kinds.set(d.key, []);
       kinds.get(d.key).push({ label: d.figure, estimate: d.estimate, low: d.low, high: d.high, hidden: false, note: '' });
     }
-    return [...kinds].map(([key, rows]) => ({ title: `${view.title}: ${key}`, rows, fmt: figure }));
+    return [...kinds].map(([key, rows]) => ({ key, title: `${view.title}: ${key}`, rows, fmt: figure }));
   }
 
   function renderResult(host, analysis, result, ctx) {
@@ -374,7 +374,7 @@
     const csvText = () => csv(['segment', 'estimate', 'ci_low', 'ci_high', 'below_threshold'],
       view.rows.map((r) => [r.label, r.hidden ? '' : r.estimate, r.hidden ? '' : r.low, r.hidden ? '' : r.high, r.hidden])
         .concat(view.derived.map((d) => ('value' in d ? [d.figure, d.value, '', '', ''] : [d.figure, d.estimate, d.low, d.high, '']))));
-    const charts = derivedCharts(view).map((v) => ({ host: el('div', { class: 'chart-host derived-chart' }), view: v }));
+    const charts = derivedCharts(view).map((v) => ({ host: el('div', { class: 'chart-host derived-chart', 'data-figure': v.key }), view: v }));
     host.replaceChildren(el('section', { class: 'result', 'aria-label': 'Result' },
       el('h2', { text: view.title }),
       dl(view.facts),
