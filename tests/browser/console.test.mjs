@@ -168,18 +168,30 @@ test('results history re-opens the stored result', async () => {
   await shot('6-agreements-after-run');
 });
 
+// Chooses `analysis` on the Ask page and fills its form: showAsk() redraws the form when the
+// agreements arrive, so the values are set again until they hold.
+async function askFor(analysis, selects, texts) {
+  await page.getByRole('link', { name: 'Ask' }).click();
+  await page.waitForLoadState('networkidle');
+  for (let tries = 0; ; tries++) {
+    await page.getByLabel('Question', { exact: true }).selectOption(analysis);
+    for (const [label, value] of Object.entries(selects)) await page.getByLabel(label).selectOption(value);
+    for (const [label, value] of Object.entries(texts)) await page.getByLabel(label).fill(value);
+    await page.waitForTimeout(100);
+    const held = await Promise.all(Object.entries({ ...selects, ...texts }).map(async ([label, value]) =>
+      (await page.getByLabel(label).inputValue()) === value));
+    if (held.every(Boolean)) return;
+    assert.ok(tries < 20, `the ${analysis} form does not keep its values`);
+  }
+}
+
 test('affinity runs from the generic form with its own option, and its derived figures match the node', async () => {
   const affinity = (await registry()).find((a) => a.name === 'affinity');
   assert.ok(affinity, 'the registry lists affinity');
   const segment = affinity.inputs.find((i) => i.name === 'peer_segment');
   assert.ok(segment && segment.option && segment.required, JSON.stringify(segment));
-  await page.getByRole('link', { name: 'Ask' }).click();
-  await page.getByLabel('Question', { exact: true }).selectOption('affinity');
-  await page.getByLabel(segment.label).waitFor();
-  await page.getByLabel("Split acme's customers by").selectOption('age_band');
-  await page.getByLabel("Split shopx's customers by").selectOption('tier');
-  await page.getByLabel(segment.label).fill('gold');
-  await page.getByLabel('Privacy budget for this question (ε)').fill('1');
+  await askFor('affinity', { "Split acme's customers by": 'age_band', "Split shopx's customers by": 'tier' },
+    { [segment.label]: 'gold', 'Privacy budget for this question (ε)': '1' });
   await page.getByRole('button', { name: 'Preview cost (free)' }).click();
   await page.locator('#ask-preview-out').getByText(/spends ε|Nothing/).first().waitFor();
   const [resp] = await Promise.all([
@@ -218,6 +230,38 @@ test('affinity runs from the generic form with its own option, and its derived f
     page.locator('#ask-result').getByRole('button', { name: 'Download CSV' }).click()]);
   const csvText = readFileSync(await download.path(), 'utf8');
   assert.ok(csvText.includes(`rows[${indices[0].mine}].index,`), csvText);
+});
+
+test('lift runs from the generic form: its arms and lift with intervals match the node', async () => {
+  const lift = (await registry()).find((a) => a.name === 'lift');
+  assert.ok(lift, 'the registry lists lift');
+  await askFor('lift', { "Split acme's customers by": 'arm', "Split shopx's customers by": 'converted' },
+    { 'Privacy budget for this question (ε)': '1' });
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith(lift.endpoint) && r.request().method() === 'POST', { timeout: 120_000 }),
+    page.getByRole('button', { name: 'Run' }).click(),
+  ]);
+  const report = await resp.json();
+  assert.equal(resp.status(), 200, JSON.stringify(report));
+  assert.deepEqual(JSON.parse(resp.request().postData()).options, { test_arm: 'test', control_arm: 'control' });
+  await page.locator('#ask-result table.derived tbody tr').first().waitFor();
+  const table = await page.locator('#ask-result table.derived tbody tr').evaluateAll((trs) =>
+    Object.fromEntries(trs.map((tr) => [tr.children[0].textContent, [...tr.children].slice(1).map((c) => c.textContent)])));
+  const n = (x) => Number(x.replace(/,/g, ''));
+  const close = (shown, value) => Math.abs(shown - value) <= Math.abs(value) * 1e-3 + 1e-9;
+  const d = report.details;
+  const abs = table.lift_abs.map(n);
+  assert.ok(close(abs[0], d.lift_abs.estimate) && close(abs[1], d.lift_abs.ci_low) && close(abs[2], d.lift_abs.ci_high),
+    `${table.lift_abs} vs ${JSON.stringify(d.lift_abs)}`);
+  assert.ok(close(n(table.p_value[0]), d.p_value), `${table.p_value} vs ${d.p_value}`);
+  assert.equal(await page.locator('#ask-result .derived-chart[data-figure="lift_abs"] g.row').count(), 1);
+  for (const arm of d.arms) {
+    const row = table[`arms[${arm.name}].rate`].map(n);
+    assert.ok(close(row[0], arm.rate) && close(row[1], arm.ci_low) && close(row[2], arm.ci_high), `${row} vs ${JSON.stringify(arm)}`);
+  }
+  assert.equal(await page.locator('#ask-result .derived-chart[data-figure="rate"] circle.est').count(), d.arms.length);
+  await noIdentifiers();
+  await shot('3c-result-lift');
 });
 
 test('the auditor sees the audit log, pages through it and its checkpoints', async () => {

@@ -106,7 +106,15 @@
           rows.push({ figure: path, key, estimate: v.estimate, low: v.ci_low, high: v.ci_high });
           return;
         }
-        for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k, k);
+        // A flattened figure (e.g. lift's arm: {name, size, conversions, rate, ci_low, ci_high}):
+        // the interval belongs to its `rate` (or `index`, `share`, `value`).
+        const point = ['rate', 'index', 'share', 'value'].find((k) => typeof v[k] === 'number');
+        const flat = point && typeof v.ci_low === 'number' && typeof v.ci_high === 'number';
+        if (flat) rows.push({ figure: `${path}.${point}`, key: point, estimate: v[point], low: v.ci_low, high: v.ci_high });
+        for (const [k, x] of Object.entries(v)) {
+          if (flat && [point, 'ci_low', 'ci_high'].includes(k)) continue;
+          walk(x, path ? `${path}.${k}` : k, k);
+        }
       } else if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') {
         rows.push({ figure: path, key, value: v });
       }
