@@ -27,13 +27,15 @@ cd "$work"
 "$TANDEM" init --dir ./acme  --name acme  --listen "127.0.0.1:$acme_port" >/dev/null
 "$TANDEM" init --dir ./shopx --name shopx --listen "127.0.0.1:$shopx_port" >/dev/null
 # 2,000 brand customers and 3,000 platform buyers, 1,000 of them shared (spelled differently).
+# acme's campaign arm (even: test) and shopx's conversion flag (30% in the test arm, 20% else)
+# give lift something to find.
 awk 'BEGIN { srand(1); split("18-24 25-34 35-44 45+", a, " "); split("north south east west", r, " ");
-  print "email,age_band,region";
-  for (i = 0; i < 2000; i++) printf "user%d@example.com,%s,%s\n", i, a[int(rand()*4)+1], r[int(rand()*4)+1] }' > acme.csv
-awk 'BEGIN { srand(2); split("bronze silver gold", t, " "); print "email,tier";
-  for (i = 1000; i < 4000; i++) printf " User%d@Example.COM ,%s\n", i, t[int(rand()*3)+1] }' > shopx.csv
-"$TANDEM" import --dir ./acme  --file acme.csv  --id-column email --id-kind email --attributes age_band,region >/dev/null
-"$TANDEM" import --dir ./shopx --file shopx.csv --id-column email --id-kind email --attributes tier >/dev/null
+  print "email,age_band,region,arm";
+  for (i = 0; i < 2000; i++) printf "user%d@example.com,%s,%s,%s\n", i, a[int(rand()*4)+1], r[int(rand()*4)+1], (i % 2 ? "control" : "test") }' > acme.csv
+awk 'BEGIN { srand(2); split("bronze silver gold", t, " "); print "email,tier,converted";
+  for (i = 1000; i < 4000; i++) printf " User%d@Example.COM ,%s,%s\n", i, t[int(rand()*3)+1], (rand() < (i < 2000 && i % 2 == 0 ? 0.3 : 0.2) ? "yes" : "no") }' > shopx.csv
+"$TANDEM" import --dir ./acme  --file acme.csv  --id-column email --id-kind email --attributes age_band,region,arm >/dev/null
+"$TANDEM" import --dir ./shopx --file shopx.csv --id-column email --id-kind email --attributes tier,converted >/dev/null
 
 "$TANDEM" serve --dir ./acme  2> acme.log &  pids+=($!)
 "$TANDEM" serve --dir ./shopx 2> shopx.log & pids+=($!)
@@ -50,7 +52,9 @@ awk -v key="$key" -v tls="$tls" -v ap="$acme_port" -v sp="$shopx_port" '
   { gsub(/127\.0\.0\.1:7401/, "127.0.0.1:" ap); gsub(/127\.0\.0\.1:7402/, "127.0.0.1:" sp) }
   /^name = "shopx"/ { shopx = 1 }
   shopx && /^signing_key/ { sub(/"0+"/, "\"" key "\"") }
-  shopx && /^tls_cert_sha256/ { sub(/"0+"/, "\"" tls "\"") } { print }' "$root/examples/agreement.toml" > agreement.toml
+  shopx && /^tls_cert_sha256/ { sub(/"0+"/, "\"" tls "\"") } { print }
+  /^region = \["north"/ { print "arm = [\"test\", \"control\"]" }
+  /^tier = / { print "converted = [\"no\", \"yes\"]" }' "$root/examples/agreement.toml" > agreement.toml
 id=$("$TANDEM" agreement propose --dir ./acme --file agreement.toml | sed -n 's/^proposed agreement //p')
 "$TANDEM" agreement accept --dir ./shopx "$id" >/dev/null
 

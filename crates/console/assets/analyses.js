@@ -9,10 +9,12 @@
 //   describe(ctx)                one sentence for the analyst (ctx: {terms, me, peer})
 //   endpoint, previewEndpoint    API paths (POST, JSON body)
 //   inputs(ctx)                  fields: {name, label, type: 'select'|'number'|'checkbox'|'text', options, value, min, max, step, hint}
-//   request(ctx, values)         the JSON body of both calls
+//   request(ctx, values)         the JSON body of both calls (common inputs as fields, the analysis's own in `options`)
 //   preview(p, ctx)              [label, text] pairs shown before running
 //   result(r, ctx)               {title, rowHeader, rows: [{label, estimate, low, high, hidden, note}],
-//                                facts: [[label, text]]}; hidden rows (below the reporting threshold) show only note
+//                                facts: [[label, text]], derived: [{figure, key, estimate, low, high} | {figure, key, value}]};
+//                                hidden rows (below the reporting threshold) show only note; derived: the
+//                                report's `details` (the analysis's figures with their intervals)
 //   ownsRun(params)              true for a stored run (its params_json) this entry can re-open at no cost
 //   question(params)             the stored run's question in words, for the results history
 'use strict';
@@ -67,18 +69,58 @@
     }
   }
 
-  // The request body from the form's values: each input under its own name.
+  // The request body from the form's values: the common inputs as top-level fields of the
+  // query, an analysis's own inputs (`option: true`) as strings inside `options`.
   function body(info, { agreementId }, v) {
     const out = {};
+    const options = {};
     for (const input of info.inputs) {
       const raw = v[input.name];
-      if (input.kind === 'agreement') out[input.name] = agreementId;
-      else if (input.kind === 'boolean') out[input.name] = raw === true;
-      else if (raw === undefined || raw === '') { if (input.required) out[input.name] = null; }
-      else if (['epsilon', 'number', 'integer'].includes(input.kind)) out[input.name] = Number(raw);
-      else out[input.name] = raw;
+      let value;
+      if (input.kind === 'agreement') value = agreementId;
+      else if (input.kind === 'boolean') value = raw === true;
+      else if (raw === undefined || raw === '') value = input.required ? null : undefined;
+      else if (['epsilon', 'number', 'integer'].includes(input.kind)) value = Number(raw);
+      else value = raw;
+      if (value === undefined) continue;
+      if (input.option) { if (value !== null) options[input.name] = String(value); } else out[input.name] = value;
     }
+    if (Object.keys(options).length) out.options = options;
     return out;
+  }
+
+  // The derived figures of a report (its `details`) as rows: every {estimate, ci_low, ci_high}
+  // becomes a figure with its interval, named by its path (array items by their first text
+  // field, e.g. an arm or a segment); other numbers and texts become plain facts.
+  function figures(details) {
+    const rows = [];
+    const walk = (v, path, key) => {
+      if (v === null || v === undefined) return;
+      if (Array.isArray(v)) {
+        v.forEach((x, i) => {
+          const name = x && typeof x === 'object' ? Object.values(x).find((y) => typeof y === 'string') : undefined;
+          walk(x, `${path}[${name ?? i}]`, key);
+        });
+      } else if (typeof v === 'object') {
+        if (['estimate', 'ci_low', 'ci_high'].every((k) => typeof v[k] === 'number')) {
+          rows.push({ figure: path, key, estimate: v.estimate, low: v.ci_low, high: v.ci_high });
+          return;
+        }
+        // A flattened figure (e.g. lift's arm: {name, size, conversions, rate, ci_low, ci_high}):
+        // the interval belongs to its `rate` (or `index`, `share`, `value`).
+        const point = ['rate', 'index', 'share', 'value'].find((k) => typeof v[k] === 'number');
+        const flat = point && typeof v.ci_low === 'number' && typeof v.ci_high === 'number';
+        if (flat) rows.push({ figure: `${path}.${point}`, key: point, estimate: v[point], low: v.ci_low, high: v.ci_high });
+        for (const [k, x] of Object.entries(v)) {
+          if (flat && [point, 'ci_low', 'ci_high'].includes(k)) continue;
+          walk(x, path ? `${path}.${k}` : k, k);
+        }
+      } else if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') {
+        rows.push({ figure: path, key, value: v });
+      }
+    };
+    walk(details, '', '');
+    return rows;
   }
 
   function preview(p, { me, peer }) {
@@ -110,8 +152,10 @@
       ? 'nothing now (stored answer)'
       : `${r.querier_budget.party} ε ${eps(r.querier_budget.epsilon_spent)}, ` +
         `${r.responder_budget.party} ε ${eps(r.responder_budget.epsilon_spent)}`;
+    const derived = r.details ? figures(r.details) : [];
     return {
       title: titleOf(r),
+      derived,
       rowHeader: [r.querier_column, r.responder_column].filter(Boolean).join(' · ') || 'Segment',
       rows,
       facts: [

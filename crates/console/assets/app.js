@@ -47,6 +47,10 @@
   }
 
   const count = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en') : '–');
+  const countOf = count;
+  let chartSeq = 0;
+  // A derived figure (rate, index, lift, p-value …): four significant digits.
+  const figure = (n) => (Number.isFinite(n) ? Number(n.toPrecision(4)).toLocaleString('en', { maximumFractionDigits: 6 }) : '–');
   const eps = (n) => (Number.isFinite(n) ? Number(Number(n).toPrecision(3)).toString() : '–');
   const when = (ms) => (Number.isFinite(ms) ? new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '–');
   // `token:carol(analyst)` → `carol (analyst)`; `peer:shopx` → `shopx's node`.
@@ -281,6 +285,8 @@
   }
 
   function chart(view, host) {
+    const count = view.fmt || countOf;
+    const uid = ++chartSeq;
     const rows = view.rows;
     const width = Math.max(260, Math.min(720, host.clientWidth || 600));
     const labelW = Math.min(170, Math.round(width * 0.38));
@@ -288,16 +294,16 @@
     const height = top + rows.length * rowH + bottom;
     const shown = rows.filter((r) => !r.hidden);
     const lo = Math.min(0, ...shown.map((r) => r.low));
-    const hi = Math.max(1, ...shown.map((r) => r.high));
+    const hi = Math.max(view.fmt ? 0 : 1, ...shown.map((r) => r.high));
     const ticks = niceTicks(lo, hi, width < 420 ? 3 : 5);
     const x0 = ticks[0], x1 = ticks[ticks.length - 1];
     const X = (v) => labelW + ((v - x0) / (x1 - x0 || 1)) * (width - labelW - right);
     const maxChars = Math.floor(labelW / 7.2);
     const clip = (s) => (s.length > maxChars ? s.slice(0, maxChars - 1) + '…' : s);
     const s = svg('svg', { viewBox: `0 0 ${width} ${height}`, width: String(width), height: String(height),
-      role: 'img', 'aria-labelledby': 'chart-title chart-desc', class: 'chart' },
-      svg('title', { id: 'chart-title', text: view.title }),
-      svg('desc', { id: 'chart-desc', text: `Estimate of each count (dot) with its 95% interval (line). ` +
+      role: 'img', 'aria-labelledby': `chart-title-${uid} chart-desc-${uid}`, class: 'chart' },
+      svg('title', { id: `chart-title-${uid}`, text: view.title }),
+      svg('desc', { id: `chart-desc-${uid}`, text: `Estimate of each count (dot) with its 95% interval (line). ` +
         `The table beside the chart gives the same figures.` }));
     for (const t of ticks) {
       s.append(svg('line', { x1: X(t), x2: X(t), y1: top - 4, y2: height - bottom + 4, class: t === 0 ? 'axis zero' : 'axis' }),
@@ -335,23 +341,54 @@
             el('td', { class: 'num', text: count(r.high) })]))));
   }
 
+  // The analysis's derived figures (the report's `details`): one table, and one chart with
+  // error bars per kind of figure that has an interval (rates together, indices together …).
+  function derivedTable(view) {
+    return el('table', { class: 'results derived' },
+      el('caption', { text: 'Derived figures (95% intervals)' }),
+      el('thead', {}, el('tr', {},
+        el('th', { scope: 'col', text: 'Figure' }), el('th', { scope: 'col', class: 'num', text: 'Estimate' }),
+        el('th', { scope: 'col', class: 'num', text: 'From' }), el('th', { scope: 'col', class: 'num', text: 'To' }))),
+      el('tbody', {}, view.derived.map((d) => el('tr', {},
+        el('th', { scope: 'row', text: d.figure }),
+        'value' in d ? el('td', { class: 'num', colspan: '3', text: typeof d.value === 'number' ? figure(d.value) : String(d.value) })
+          : [el('td', { class: 'num', text: figure(d.estimate) }), el('td', { class: 'num', text: figure(d.low) }),
+            el('td', { class: 'num', text: figure(d.high) })]))));
+  }
+
+  function derivedCharts(view) {
+    const kinds = new Map();
+    for (const d of view.derived) {
+      if ('value' in d) continue;
+      if (!kinds.has(d.key)) kinds.set(d.key, []);
+      kinds.get(d.key).push({ label: d.figure, estimate: d.estimate, low: d.low, high: d.high, hidden: false, note: '' });
+    }
+    return [...kinds].map(([key, rows]) => ({ key, title: `${view.title}: ${key}`, rows, fmt: figure }));
+  }
+
   function renderResult(host, analysis, result, ctx) {
     const view = analysis.result(result, ctx);
+    view.derived = view.derived || [];
     const chartHost = el('div', { class: 'chart-host' });
     const base = `tandem-${analysis.key}-${new Date().toISOString().slice(0, 10)}`;
     const csvText = () => csv(['segment', 'estimate', 'ci_low', 'ci_high', 'below_threshold'],
-      view.rows.map((r) => [r.label, r.hidden ? '' : r.estimate, r.hidden ? '' : r.low, r.hidden ? '' : r.high, r.hidden]));
+      view.rows.map((r) => [r.label, r.hidden ? '' : r.estimate, r.hidden ? '' : r.low, r.hidden ? '' : r.high, r.hidden])
+        .concat(view.derived.map((d) => ('value' in d ? [d.figure, d.value, '', '', ''] : [d.figure, d.estimate, d.low, d.high, '']))));
+    const charts = derivedCharts(view).map((v) => ({ host: el('div', { class: 'chart-host derived-chart', 'data-figure': v.key }), view: v }));
     host.replaceChildren(el('section', { class: 'result', 'aria-label': 'Result' },
       el('h2', { text: view.title }),
       dl(view.facts),
       el('div', { class: 'result-grid' }, chartHost, el('div', { class: 'table-host' }, table(view))),
+      view.derived.length ? el('div', { class: 'result-grid derived-grid' },
+        el('div', {}, charts.map((c) => c.host)), el('div', { class: 'table-host' }, derivedTable(view))) : [],
       el('div', { class: 'buttons' },
         el('button', { type: 'button', onclick: () => download(base + '.csv', 'text/csv', csvText()) }, 'Download CSV'),
         el('button', { type: 'button', onclick: () => download(base + '.json', 'application/json',
           JSON.stringify(scrub(result), null, 2) + '\n') }, 'Download JSON'))));
     chartHost.append(chart(view, chartHost));
+    for (const c of charts) c.host.append(chart(c.view, c.host));
     state.lastChart = state.lastChart.filter((c) => c.host.isConnected && c.host !== chartHost);
-    state.lastChart.push({ host: chartHost, view });
+    state.lastChart.push({ host: chartHost, view }, ...charts);
   }
 
   window.addEventListener('resize', () => {

@@ -230,4 +230,26 @@ mod tests {
             serde_json::json!(crate::analysis::names())
         );
     }
+
+    #[test]
+    fn queries_take_options_and_reports_carry_derived_details() {
+        let json = serde_json::to_value(document()).expect("json");
+        let schemas = &json["components"]["schemas"];
+        for (schema, field) in [
+            ("Query", "options"),
+            ("Report", "options"),
+            ("Report", "details"),
+            ("InputSpec", "option"),
+        ] {
+            assert!(
+                schemas[schema]["properties"].get(field).is_some(),
+                "{schema}.{field}: {}",
+                schemas[schema]
+            );
+        }
+        assert_eq!(
+            schemas["Query"]["properties"]["options"]["additionalProperties"]["type"],
+            "string"
+        );
+    }
 }

@@ -10,9 +10,10 @@ use tandem_agreement::Agreement;
 use tandem_analytics::AffinityResult;
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, analytics_error,
-    analytics_grid, cells_with_intervals, check_option_keys, details_as, fmt_estimate, fmt_percent,
-    fmt_rows, group_by_cells, group_by_inputs, render_with, table_footer, table_header, to_details,
+    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, NoisedCells,
+    Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys, details_as,
+    fmt_estimate, fmt_percent, fmt_rows, group_by_cells, group_by_inputs, render_with,
+    table_footer, table_header, to_details, with_options,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
@@ -54,6 +55,13 @@ impl Analysis for Affinity {
     }
 
     /// Option `peer_segment` (required): the peer's bucket whose affinity is measured.
+    fn form(&self) -> Vec<InputSpec> {
+        with_options(vec![
+            InputSpec::option("peer_segment", InputKind::Text, "Partner's segment", "The partner's group-by value whose share among each of our segments is indexed (e.g. gold)")
+                .required(),
+        ])
+    }
+
     fn derived(
         &self,
         noised: &NoisedCells<'_>,

@@ -13,10 +13,11 @@ use tandem_agreement::{Agreement, OTHER_LABEL};
 use tandem_analytics::{AttributionResult, Inference};
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, analytics_error,
-    analytics_grid, cells_with_intervals, check_option_keys, converted_label, details_as,
-    fmt_estimate, fmt_percent, fmt_rows, group_by_cells, group_by_inputs, inference_option,
-    list_option, render_with, table_footer, table_header, to_details,
+    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, NoisedCells,
+    Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys,
+    converted_label, details_as, fmt_estimate, fmt_percent, fmt_rows, group_by_cells,
+    group_by_inputs, inference_input, inference_option, list_option, render_with, table_footer,
+    table_header, to_details, with_options,
 };
 use crate::error::Result;
 use crate::wire::RunRequest;
@@ -55,6 +56,24 @@ impl Analysis for Attribution {
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
         render_with(report, format, table)
+    }
+
+    fn form(&self) -> Vec<InputSpec> {
+        with_options(vec![
+            InputSpec::option(
+                "channels",
+                InputKind::Text,
+                "Channels",
+                "Comma-separated, in bit order (default: read off our column's single-channel values)",
+            ),
+            InputSpec::option(
+                "converted",
+                InputKind::Text,
+                "Partner's converting value",
+                "The partner's group-by value of customers who converted (default: the first of 1, yes, true, converted, purchased, active it lists)",
+            ),
+            inference_input("population"),
+        ])
     }
 
     fn derived(

@@ -9,10 +9,10 @@ use tandem_agreement::Agreement;
 use tandem_analytics::{CohortResult, Inference};
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, analytics_error,
-    analytics_grid, cells_with_intervals, check_option_keys, details_as, fmt_estimate, fmt_percent,
-    fmt_rows, group_by_cells, group_by_inputs, inference_option, render_with, table_footer,
-    table_header, to_details,
+    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputSpec, Inputs, NoisedCells, Report,
+    analytics_error, analytics_grid, cells_with_intervals, check_option_keys, details_as,
+    fmt_estimate, fmt_percent, fmt_rows, group_by_cells, group_by_inputs, inference_input,
+    inference_option, render_with, table_footer, table_header, to_details, with_options,
 };
 use crate::error::Result;
 use crate::wire::RunRequest;
@@ -51,6 +51,10 @@ impl Analysis for Cohorts {
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
         render_with(report, format, table)
+    }
+
+    fn form(&self) -> Vec<InputSpec> {
+        with_options(vec![inference_input("descriptive")])
     }
 
     fn derived(

@@ -11,10 +11,10 @@ use tandem_agreement::Agreement;
 use tandem_analytics::LiftResult;
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, analytics_error,
-    analytics_grid, cells_with_intervals, check_option_keys, converted_label, details_as,
-    fmt_estimate, fmt_percent, fmt_rows, group_by_cells, group_by_inputs, option, render_with,
-    table_footer, table_header, to_details,
+    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, NoisedCells,
+    Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys,
+    converted_label, details_as, fmt_estimate, fmt_percent, fmt_rows, group_by_cells,
+    group_by_inputs, option, render_with, table_footer, table_header, to_details, with_options,
 };
 use crate::error::Result;
 use crate::wire::RunRequest;
@@ -53,6 +53,31 @@ impl Analysis for Lift {
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
         render_with(report, format, table)
+    }
+
+    fn form(&self) -> Vec<InputSpec> {
+        with_options(vec![
+            InputSpec::option(
+                "test_arm",
+                InputKind::Text,
+                "Test arm",
+                "Our group-by value of the treated customers",
+            )
+            .default("test"),
+            InputSpec::option(
+                "control_arm",
+                InputKind::Text,
+                "Control arm",
+                "Our group-by value of the held-out customers",
+            )
+            .default("control"),
+            InputSpec::option(
+                "converted",
+                InputKind::Text,
+                "Partner's converting value",
+                "The partner's group-by value of customers who converted (default: the first of 1, yes, true, converted, purchased, active it lists)",
+            ),
+        ])
     }
 
     fn derived(

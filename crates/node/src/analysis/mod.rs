@@ -575,6 +575,69 @@ pub struct InputSpec {
     pub choices: Vec<&'static str>,
     /// The value used when it is left out (null: none).
     pub default: Option<serde_json::Value>,
+    /// The input is one of the analysis's own: it goes inside the request's
+    /// [`Query::options`] under `name`, as a string; otherwise it is a top-level [`Query`] field.
+    pub option: bool,
+}
+
+impl InputSpec {
+    /// An analysis's own input: key `name` of [`Query::options`], optional, no choices or default.
+    pub fn option(
+        name: &'static str,
+        kind: InputKind,
+        label: &'static str,
+        about: &'static str,
+    ) -> InputSpec {
+        InputSpec {
+            name,
+            kind,
+            label,
+            about,
+            required: false,
+            choices: Vec::new(),
+            default: None,
+            option: true,
+        }
+    }
+
+    /// The request needs it.
+    pub fn required(mut self) -> InputSpec {
+        self.required = true;
+        self
+    }
+
+    /// A [`InputKind::Choice`] among `choices`.
+    pub fn choices(mut self, choices: &[&'static str]) -> InputSpec {
+        self.kind = InputKind::Choice;
+        self.choices = choices.to_vec();
+        self
+    }
+
+    /// The value used when it is left out.
+    pub fn default(mut self, value: &str) -> InputSpec {
+        self.default = Some(serde_json::Value::String(value.to_string()));
+        self
+    }
+}
+
+/// The `inference` option of the analyses that offer both readings (`analyses-v1` §1.2),
+/// defaulting to `default` (`descriptive` or `population`).
+pub fn inference_input(default: &str) -> InputSpec {
+    InputSpec::option(
+        "inference",
+        InputKind::Choice,
+        "Inference",
+        "descriptive: about these customers; population: about the population they are drawn from (wider intervals)",
+    )
+    .choices(&["descriptive", "population"])
+    .default(default)
+}
+
+/// [`common_inputs`] followed by an analysis's own `options`.
+pub fn with_options(options: Vec<InputSpec>) -> Vec<InputSpec> {
+    let mut all = common_inputs();
+    all.extend(options);
+    all
 }
 
 /// The inputs of [`Query`], which every analysis takes.
@@ -587,6 +650,7 @@ pub fn common_inputs() -> Vec<InputSpec> {
         required,
         choices: Vec::new(),
         default: None,
+        option: false,
     };
     vec![
         input(
@@ -1091,6 +1155,76 @@ mod tests {
         }
         let err = find("uplift").err().map(|e| e.code_str().to_string());
         assert_eq!(err.as_deref(), Some("not_found"));
+    }
+
+    /// The keys `derived` accepts, read off its refusal of a key no analysis takes.
+    fn accepted_option_keys(a: &dyn Analysis, grid: &CellGrid, params: &RunParams) -> Vec<String> {
+        let probe = BTreeMap::from([("no_such_option".to_string(), "x".to_string())]);
+        let err = check_options(a, grid, params, &probe)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("unknown option"), "{}: {err}", a.name());
+        match err.split_once("this analysis takes: ") {
+            Some((_, keys)) => keys
+                .trim_end_matches(')')
+                .split(", ")
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_form_offers_exactly_the_options_its_analysis_reads() {
+        let grid = CellGrid {
+            querier: ["test", "control", "other"].map(String::from).to_vec(),
+            responder: ["no", "yes", "other"].map(String::from).to_vec(),
+        };
+        let params =
+            RunParams::for_epsilon([7; 32], "email/tandem-id-v1", [1; 16], 3, 3, 0.5, 0.5, 1e-9)
+                .expect("params");
+        for a in REGISTRY {
+            let form = a.form();
+            let mut offered: Vec<String> = form
+                .iter()
+                .filter(|i| i.option)
+                .map(|i| i.name.to_string())
+                .collect();
+            let mut accepted = accepted_option_keys(*a, &grid, &params);
+            offered.sort();
+            accepted.sort();
+            assert_eq!(offered, accepted, "{}", a.name());
+            for i in form.iter().filter(|i| i.option) {
+                // Each offered key passes the key check (its value may still not fit this grid).
+                let value = i
+                    .default
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    .or(i.choices.first().copied())
+                    .unwrap_or("x");
+                let one = BTreeMap::from([(i.name.to_string(), value.to_string())]);
+                if let Err(e) = check_options(*a, &grid, &params, &one) {
+                    assert!(
+                        !e.to_string().contains("unknown option"),
+                        "{}: {e}",
+                        a.name()
+                    );
+                }
+                assert!(
+                    i.kind != InputKind::Choice || i.choices.iter().all(|c| !c.is_empty()),
+                    "{}",
+                    i.name
+                );
+            }
+            // Common inputs are Query fields, never options.
+            assert!(
+                form.iter()
+                    .filter(|i| !i.option)
+                    .map(|i| i.name)
+                    .eq(common_inputs().iter().map(|i| i.name))
+            );
+        }
     }
 
     #[test]
