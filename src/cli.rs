@@ -134,6 +134,11 @@ pub struct ImportArgs {
     /// Attribute columns to keep for grouping (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub attributes: Vec<String>,
+    /// Value columns to keep for sums (comma-separated), as `COLUMN` (its bound `U` from this
+    /// node's agreements) or `COLUMN=U`: integers in the column's unit; negatives are stored as
+    /// 0, values above `U` fail the import (psi-sum-v1 §4.1).
+    #[arg(long = "value", value_delimiter = ',')]
+    pub values: Vec<String>,
     /// Audience name (an import replaces that audience).
     #[arg(long, default_value = "default")]
     pub audience: String,

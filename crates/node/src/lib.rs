@@ -16,6 +16,7 @@
 //! | [`querier`], [`responder`] | the two roles of a run |
 //! | [`agreements`], [`compliance`] | agreement life cycle; budgets and records of processing |
 //! | [`state`], [`api`], [`server`] | shared handler state; the people's API; the HTTPS server |
+//! | [`sums`] | value columns and `psi-sum-v1`: import bounds, holder state, decryption |
 //! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
 
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod responder;
 pub mod run;
 pub mod server;
 pub mod state;
+pub mod sums;
 pub mod tls;
 pub mod wire;
 

@@ -33,10 +33,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use account::SharedBudget;
 pub use agreements::StoredAgreement;
-pub use audience::{AudienceSummary, Member};
+pub use audience::{AudienceSummary, Member, MemberValues};
 pub use csv_source::{TextEncoding, parse_delimiter};
 pub use error::StoreError;
-pub use import::{AttributeValues, ImportOptions, ImportReport};
+pub use import::{AttributeValues, ImportOptions, ImportReport, ValueSpec, parse_value};
 pub use ledger::{BudgetStatus, CachedResult, NewRun, RunRecord};
 pub use purge::PurgeReport;
 pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};

@@ -13,7 +13,7 @@ use crate::audit_log;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations in order; migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS, V3_STAGED_IMPORTS];
+const MIGRATIONS: &[&str] = &[V1, V2_BUDGET_ACCOUNTS, V3_STAGED_IMPORTS, V6_VALUES];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -202,6 +202,15 @@ DROP TABLE audience_members;
 ALTER TABLE set_members RENAME TO audience_members;
 "#;
 // ---- end of migration: staged imports ------------------------------------------------------------
+
+// ---- migration: value columns (issue 13, psi-sum-v1) ----------------------------------------------
+// Values are stored as JSON integers beside the attributes in `audience_members.attrs`, already
+// clamped to `[0, U]`; this records, per audience and kind, each value column and the bound `U`
+// its values were imported under (a run refuses an agreement whose `U` is smaller).
+const V6_VALUES: &str = r#"
+ALTER TABLE audiences ADD COLUMN value_bounds_json TEXT NOT NULL DEFAULT '{}';
+"#;
+// ---- end of migration: value columns ----------------------------------------------------------------
 
 /// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {
