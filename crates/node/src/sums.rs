@@ -17,11 +17,7 @@ pub fn import_bound(store: &Store, me: &str, column: &str) -> Result<u32> {
         let Ok(agreement) = serde_json::from_str::<Agreement>(&stored.doc_json) else {
             continue;
         };
-        if let Some(v) = agreement
-            .terms
-            .party(me)
-            .and_then(|p| p.values.get(column))
-        {
+        if let Some(v) = agreement.terms.party(me).and_then(|p| p.values.get(column)) {
             bounds.insert(v.bound);
         }
     }

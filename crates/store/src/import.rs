@@ -314,7 +314,11 @@ fn find_columns(
             ));
         }
         if spec.bound == 0 {
-            return Err(fail(1, Some(name), "the value bound U must be at least 1".into()));
+            return Err(fail(
+                1,
+                Some(name),
+                "the value bound U must be at least 1".into(),
+            ));
         }
         if !values.iter().any(|(n, _, _)| n == name) {
             values.push((name.clone(), spec.bound, find(name)?));

@@ -359,16 +359,30 @@ fn value_columns_are_clamped_below_and_refused_above_the_bound() {
     assert_eq!(v.bound, 1000);
     let got = |e: &str| v.values[&digest(e)];
     assert_eq!(
-        [got("a@example.com"), got("b@example.com"), got("c@example.com"), got("d@example.com")],
+        [
+            got("a@example.com"),
+            got("b@example.com"),
+            got("c@example.com"),
+            got("d@example.com")
+        ],
         [250, 0, 0, 1000]
     );
     // The attribute is still there, and the value column is not an attribute.
     assert_eq!(
-        store.members("default", IdKind::Email, Some("segment")).unwrap().len(),
+        store
+            .members("default", IdKind::Email, Some("segment"))
+            .unwrap()
+            .len(),
         4
     );
-    assert!(store.members("default", IdKind::Email, Some("revenue_cents")).is_err());
-    let missing = store.member_values("default", IdKind::Email, "orders").unwrap_err();
+    assert!(
+        store
+            .members("default", IdKind::Email, Some("revenue_cents"))
+            .is_err()
+    );
+    let missing = store
+        .member_values("default", IdKind::Email, "orders")
+        .unwrap_err();
     assert!(missing.to_string().contains("--value orders"), "{missing}");
 
     let version = store.audience_version().unwrap();
