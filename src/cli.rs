@@ -233,6 +233,10 @@ pub struct QueryArgs {
     /// The peer's column to group by.
     #[arg(long)]
     pub peer_group_by: Option<String>,
+    /// The peer's value column to sum (value analyses such as `revenue`): a column the
+    /// agreement lists under the peer's `[parties.values]`.
+    #[arg(long)]
+    pub peer_value: Option<String>,
     /// Privacy loss ε of the query (the peer spends ε, this node ε/4).
     #[arg(long, default_value_t = 1.0)]
     pub epsilon: f64,

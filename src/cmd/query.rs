@@ -16,6 +16,7 @@ pub async fn query(a: QueryArgs) -> Result<()> {
         join_key: a.join_key,
         group_by: a.group_by,
         peer_group_by: a.peer_group_by,
+        peer_value: a.peer_value,
         epsilon: a.epsilon,
         fresh: a.fresh,
     };

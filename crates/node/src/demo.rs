@@ -297,6 +297,7 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
         join_key: None,
         group_by: Some("age_band".into()),
         peer_group_by: Some("tier".into()),
+        peer_value: None,
         epsilon: a.epsilon,
         fresh: true,
     };

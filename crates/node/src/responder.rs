@@ -78,6 +78,9 @@ fn check_run<'b>(
     let run_id = parse_run_id(&env.run_id)?;
     let derived = derive(&agreement, &peer, me, &request, run_id, Code::Refused)?;
     let loss = tandem_psi::accounting::responder_loss(&derived.params)?;
+    // The per-query cap covers the run's counts and, for a value analysis, its sums.
+    crate::budget::check_per_query_cap(&agreement, me, crate::sums::with_sum_loss(&derived, loss)?)
+        .map_err(|e| NodeError::refused(e.message()))?;
     let rho = tandem_psi::accounting::responder_rho(&derived.params)?;
     let ledger_entry = ledger_entry(
         &agreement,
@@ -173,7 +176,7 @@ pub fn respond(
     let limits = Limits {
         max_points: home.config.max_message_bytes / 32,
     };
-    let answer = tandem_psi::respond(
+    let answer = tandem_psi::respond_with_owners(
         &run.derived.params,
         &buckets.items,
         query,
@@ -181,7 +184,7 @@ pub fn respond(
         &mut reservation.noise(),
         &mut rand::rng(),
     );
-    let reply = match answer {
+    let (reply, owners) = match answer {
         Ok(r) => r,
         Err(e) => {
             // The query itself was refused; nothing computed from our data left the node.
@@ -196,7 +199,38 @@ pub fn respond(
         charged: loss,
         head: SignedHead::sign(budget, &env.agreement_id, &env.run_id, &home.key)?,
     };
-    let payload = frame(&serde_json::to_value(&receipt)?, &reply);
+    // A value analysis attaches psi-sum-v1's values message (node-wire-v1 §sums).
+    let mut receipt_json = serde_json::to_value(&receipt)?;
+    let mut reply = reply;
+    if let Some(plan) = &run.derived.sum {
+        let started = crate::sums::start_holder(
+            &store,
+            me,
+            &run.peer,
+            &env.run_id,
+            &run.request.join_key,
+            &run.derived,
+            plan,
+            &buckets.items,
+            &reply,
+            &owners,
+        );
+        match started {
+            Ok(values) => {
+                receipt_json[crate::sums::VALUES_BYTES] = serde_json::json!(values.len());
+                reply.extend_from_slice(&values);
+            }
+            Err(e) => {
+                tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e.message(), "run failed reading or encrypting values");
+                reservation.abandon(&mut store, e.message(), Exposure::MayHaveLeft)?;
+                return Err(NodeError::new(
+                    Code::Refused,
+                    "the responder could not answer this run; the reason stays in its log",
+                ));
+            }
+        }
+    }
+    let payload = frame(&receipt_json, &reply);
     let receipt_json = serde_json::to_string(&receipt)?;
     let cells = run.derived.grid.len();
     reservation.release(

@@ -35,6 +35,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .merge(tandem_console::router())
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
+        .route(crate::sums::SUM_PATH, post(crate::sums::decrypt_handler))
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))

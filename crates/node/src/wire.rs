@@ -248,6 +248,10 @@ pub struct RunRequest {
     /// Identifier normalisation rules the querier hashed with (`tandem-id-v1`); the responder
     /// refuses a run under other rules rather than report a silently smaller overlap.
     pub identity_rules: String,
+    /// The responder's value column summed over the overlap by `psi-sum-v1` (value analyses;
+    /// `protocols/node-wire-v1.md` §sums). Absent for count analyses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_value: Option<String>,
 }
 
 /// What the querier sends beside its first PSI message (the JSON part of the frame).

@@ -47,6 +47,9 @@ enum Slot<'a> {
     Junk(u64),
 }
 
+/// Per cell (row-major), the flat indices of the responder points that matched it, ascending.
+pub type MatchLists = Vec<Vec<usize>>;
+
 /// The querier's output: a noised intersection count for every cell `(gA, gB)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CellCounts {
@@ -173,7 +176,7 @@ impl Querier {
         self,
         reply: &[u8],
         limits: &Limits,
-    ) -> Result<(CellCounts, Vec<Vec<usize>>), PsiError> {
+    ) -> Result<(CellCounts, MatchLists), PsiError> {
         let (counts, lists) = self.finish_inner(reply, limits, true)?;
         Ok((counts, lists.unwrap_or_default()))
     }
@@ -183,7 +186,7 @@ impl Querier {
         reply: &[u8],
         limits: &Limits,
         keep_lists: bool,
-    ) -> Result<(CellCounts, Option<Vec<Vec<usize>>>), PsiError> {
+    ) -> Result<(CellCounts, Option<MatchLists>), PsiError> {
         let params = &self.params;
         let (na, nb) = (params.querier_buckets, params.responder_buckets);
         let slots = params.slots_per_cell();

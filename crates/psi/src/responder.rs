@@ -15,6 +15,10 @@ use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
 use crate::querier::TRUNCATED_LEN;
 use crate::{Limits, PsiError, RunParams};
 
+/// Who each of the responder's points in its reply is, in message order: `Some((g, i))` for
+/// `items[g][i]`, `None` for junk and injected points (local only, never on the wire).
+pub type Owners = Vec<Option<(u32, usize)>>;
+
 /// One slot of a querier bucket in the reply.
 #[derive(Clone, Copy)]
 enum Returned {
@@ -104,7 +108,7 @@ pub fn respond_with_owners<R: CryptoRng + ?Sized>(
     limits: &Limits,
     noise: &mut dyn NoiseSource,
     rng: &mut R,
-) -> Result<(Vec<u8>, Vec<Option<(u32, usize)>>), PsiError> {
+) -> Result<(Vec<u8>, Owners), PsiError> {
     let beta = SecretScalar::random(rng);
     respond_with_scalar(params, items, query, limits, noise, beta, rng)
 }
@@ -118,7 +122,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     noise: &mut dyn NoiseSource,
     beta: SecretScalar,
     rng: &mut R,
-) -> Result<(Vec<u8>, Vec<Option<(u32, usize)>>), PsiError> {
+) -> Result<(Vec<u8>, Owners), PsiError> {
     params.validate()?;
     let item_counts = check_items(params.responder_buckets, items)?;
     let (na, nb) = (

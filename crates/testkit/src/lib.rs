@@ -11,7 +11,7 @@
 pub mod noise;
 mod pair;
 
-pub use pair::NodePair;
+pub use pair::{NodePair, REVENUE_BOUND, revenue_cents};
 
 use tandem_agreement::{Agreement, Terms};
 

@@ -38,10 +38,10 @@ impl NodePair {
         for i in 0..300 {
             acme_rows += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
         }
-        let mut shopx_rows = String::from("email,tier\n");
+        let mut shopx_rows = String::from("email,tier,revenue_cents\n");
         for i in 150..500 {
             let tier = if i % 3 == 0 { "gold" } else { "silver" };
-            shopx_rows += &format!("p{i}@example.com,{tier}\n");
+            shopx_rows += &format!("p{i}@example.com,{tier},{}\n", revenue_cents(i));
         }
         NodePair::launch(&acme_rows, &shopx_rows, acme_total, shopx_total).await
     }
@@ -73,6 +73,7 @@ impl NodePair {
             .party(
                 PartySpec::node("shopx", &shopx)
                     .column("tier", &["silver", "gold"])
+                    .value("revenue_cents", "cents", REVENUE_BOUND, true)
                     .epsilon(shopx_total.min(2.0), shopx_total),
             )
             .signed(&[("acme", &acme.key), ("shopx", &shopx.key)]);
@@ -116,6 +117,7 @@ impl NodePair {
             join_key: None,
             group_by: Some("seg".into()),
             peer_group_by: Some("tier".into()),
+            peer_value: None,
             epsilon: 1.0,
             fresh: true,
         }
@@ -136,11 +138,29 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
     Home::open(&root.join(name)).expect("open")
 }
 
+/// The bound `U` of shopx's value column `revenue_cents`.
+pub const REVENUE_BOUND: u32 = 1000;
+
+/// shopx's `revenue_cents` of `p{i}@example.com` (in `[0, 1000]`; some negatives in the raw
+/// file, imported as 0).
+pub fn revenue_cents(i: usize) -> i64 {
+    (i as i64 * 37) % 1061 - 60
+}
+
 fn import(home: &Home, rows: &str, attribute: &str) {
     let file = home.dir.join("people.csv");
     std::fs::write(&file, rows).expect("write csv");
+    let values = if rows.starts_with("email,tier,revenue_cents") {
+        vec![tandem_store::ValueSpec {
+            column: "revenue_cents".into(),
+            bound: REVENUE_BOUND,
+        }]
+    } else {
+        Vec::new()
+    };
     let opts = tandem_store::ImportOptions {
         attributes: vec![attribute.to_string()],
+        values,
         ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
     };
     home.store()

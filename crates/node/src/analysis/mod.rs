@@ -8,6 +8,7 @@
 //! plus one line in [`REGISTRY`].
 
 pub mod overlap;
+pub mod revenue;
 
 use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
@@ -17,7 +18,8 @@ use crate::error::{NodeError, Result};
 use crate::wire::{BudgetView, RunRequest};
 
 /// Every analysis this node runs, by name. One line per analysis.
-pub static REGISTRY: &[&dyn Analysis] = &[&overlap::Overlap];
+pub static REGISTRY: &[&dyn Analysis] =
+    &[&overlap::Overlap, &revenue::Revenue, &revenue::AverageValue];
 
 /// The analysis called `name` (404 `not_found` naming the known ones).
 pub fn find(name: &str) -> Result<&'static dyn Analysis> {
@@ -53,6 +55,9 @@ pub struct Query {
     pub group_by: Option<String>,
     /// Responder's column to group by (None: one bucket).
     pub peer_group_by: Option<String>,
+    /// Responder's value column to sum (value analyses: `revenue`, `average_value`).
+    #[serde(default)]
+    pub peer_value: Option<String>,
     /// ε of the run (split between the parties by [`Analysis::epsilon_split`]).
     pub epsilon: f64,
     /// Ignore a cached answer and spend budget on a fresh run (default false).
@@ -197,6 +202,8 @@ pub struct NoisedCells<'a> {
     pub counts: &'a CellCounts,
     /// The agreement's minimum reporting threshold (on noised values).
     pub threshold: u64,
+    /// The noised cell sums of a value analysis (`psi-sum-v1`), with their parameters.
+    pub sums: Option<(&'a tandem_sum::SumParams, &'a tandem_sum::CellSums)>,
 }
 
 /// Confidence of every interval a report shows.
