@@ -240,14 +240,7 @@ pub fn start_holder(
             plan.column, stored.bound, plan.bound, plan.column, plan.bound
         )));
     }
-    let values: Vec<u32> = owners
-        .iter()
-        .map(|o| {
-            o.and_then(|(g, i)| items.get(g as usize)?.get(i))
-                .and_then(|d| stored.values.get(d).copied())
-                .unwrap_or(0)
-        })
-        .collect();
+    let values = holder_values(owners, items, &stored.values);
     let params = sum_params(plan, &derived.params, psi_reply)?;
     let (holder, msg) = ValueHolder::start(
         params,
@@ -276,6 +269,34 @@ pub fn start_holder(
         },
     );
     Ok(msg)
+}
+
+/// The value of every responder point in reply order (psi-sum-v1 §4.1 step 2): the member's
+/// stored value for a real item, 0 for junk and injected points (and for a member without one).
+fn holder_values(
+    owners: &[Option<(u32, usize)>],
+    items: &[Vec<[u8; 32]>],
+    values: &HashMap<[u8; 32], u32>,
+) -> Vec<u32> {
+    owners
+        .iter()
+        .map(|o| {
+            o.and_then(|(g, i)| items.get(g as usize)?.get(i))
+                .and_then(|d| values.get(d).copied())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The number of responder points in a PSI reply, from the querier's view of it: every responder
+/// bucket holds its noised size plus `2T` injected points per querier bucket (psi-ca-v1 §4.2).
+fn expected_points(psi: &RunParams, counts: &CellCounts) -> u64 {
+    let minimum = 2 * u64::from(psi.cell_noise.offset) * u64::from(psi.querier_buckets);
+    counts
+        .responder_bucket_sizes_noised
+        .iter()
+        .map(|&n| n + minimum)
+        .sum()
 }
 
 /// Querier side: splits the responder's answer into its PSI reply and, for a value analysis, the
@@ -331,14 +352,7 @@ pub struct SumCall<'a> {
 /// solves the sums. Runs on a blocking thread of the Tokio runtime (it blocks on the call).
 pub fn query_sums(c: &SumCall<'_>, peer_key: &VerifyingKey) -> Result<(SumParams, CellSums)> {
     let params = sum_params(c.plan, c.psi, c.psi_reply)?;
-    let slots = 2 * u64::from(c.psi.cell_noise.offset);
-    let minimum = slots * u64::from(c.psi.querier_buckets);
-    let expected: u64 = c
-        .counts
-        .responder_bucket_sizes_noised
-        .iter()
-        .map(|&n| n + minimum)
-        .sum();
+    let expected = expected_points(c.psi, c.counts);
     let bad = |e: tandem_sum::SumError| NodeError::bad_peer_answer(format!("psi-sum-v1: {e}"));
     let (querier, request) = SumQuerier::request(
         params.clone(),
@@ -521,4 +535,91 @@ pub fn decrypt(
         },
         reply,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_psi::{Limits, Querier, RunParams};
+    use tandem_testkit::noise::NoNoise;
+
+    use super::*;
+
+    /// The node's glue between psi-ca-v1 and psi-sum-v1 without noise: the holder's values in
+    /// reply order (from the responder's owners), the querier's match lists and its count of the
+    /// responder's points give the exact planted sums per cell, injected matches adding 0.
+    #[test]
+    fn exact_sums_through_the_psi_hooks_without_noise() {
+        let digest = |i: u32| {
+            let mut d = [0u8; 32];
+            d[..4].copy_from_slice(&i.to_le_bytes());
+            d[31] = 7;
+            d
+        };
+        // A: 0..600 in 2 buckets (i % 2); B: 300..900 in 3 buckets (i % 3), value i % 1001.
+        let mut a = vec![Vec::new(); 2];
+        (0..600).for_each(|i| a[(i % 2) as usize].push(digest(i)));
+        let mut b = vec![Vec::new(); 3];
+        let mut stored = HashMap::new();
+        for i in 300..900u32 {
+            b[(i % 3) as usize].push(digest(i));
+            stored.insert(digest(i), i % 1001);
+        }
+        let mut truth = vec![0i64; 6];
+        for i in 300..600u32 {
+            truth[(i % 2 * 3 + i % 3) as usize] += i64::from(i % 1001);
+        }
+        let psi = RunParams::for_epsilon([3; 32], "email/x", [4; 16], 2, 3, 0.25, 1.0, 1e-9)
+            .expect("psi params");
+        let mut rng = rand::rng();
+        let (querier, query) =
+            Querier::start(psi.clone(), &a, &mut NoNoise, &mut rng).expect("query");
+        let (reply, owners) = tandem_psi::respond_with_owners(
+            &psi,
+            &b,
+            &query,
+            &Limits::default(),
+            &mut NoNoise,
+            &mut rng,
+        )
+        .expect("reply");
+        let (counts, lists) = querier
+            .finish_with_matches(&reply, &Limits::default())
+            .expect("finish");
+        assert_eq!(expected_points(&psi, &counts), owners.len() as u64);
+
+        let plan = SumPlan {
+            column: "revenue_cents".into(),
+            unit: "cents".into(),
+            bound: 1000,
+            squares: true,
+            epsilon: 1.0,
+            delta: 1e-9,
+        };
+        let params = sum_params(&plan, &psi, &reply).expect("sum params");
+        let values = holder_values(&owners, &b, &stored);
+        let limits = tandem_sum::Limits::default();
+        let (holder, msg) =
+            ValueHolder::start(params.clone(), &values, &limits, &mut rng).expect("values");
+        let (sq, request) = SumQuerier::request(
+            params,
+            &msg,
+            expected_points(&psi, &counts) as usize,
+            &lists,
+            &limits,
+            &mut rng,
+        )
+        .expect("request");
+        let answer = holder.decrypt(&request, &mut NoNoise).expect("decrypt");
+        let dlog = DiscreteLog::cached(DiscreteLog::DEFAULT_BABY_BITS).expect("table");
+        let sums = sq.finish(&answer, &dlog).expect("sums");
+        assert_eq!(sums.sums, truth);
+        let squares: Vec<i64> = {
+            let mut s = vec![0i64; 6];
+            for i in 300..600u32 {
+                s[(i % 2 * 3 + i % 3) as usize] += i64::from(i % 1001).pow(2);
+            }
+            s
+        };
+        assert_eq!(sums.squares, Some(squares));
+    }
 }
