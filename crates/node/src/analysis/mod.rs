@@ -65,8 +65,9 @@ pub struct Query {
     pub fresh: bool,
 }
 
-/// The columns an analysis reads on each side. Group-by columns make the cells; value columns
-/// (for sums and means) need a protocol beyond `psi-ca-v1` and are refused until one exists.
+/// The columns an analysis reads on each side. Group-by columns make the cells; a responder value
+/// column (for sums and means) adds a `psi-sum-v1` run (`crate::sums`); querier value columns are
+/// refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inputs {
     /// The querier's group-by columns (none: one bucket).
