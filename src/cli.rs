@@ -142,6 +142,11 @@ pub struct ImportArgs {
     /// Attribute columns to keep for grouping (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub attributes: Vec<String>,
+    /// Value columns to keep for sums (comma-separated), as `COLUMN` (its bound `U` from this
+    /// node's agreements) or `COLUMN=U`: integers in the column's unit; negatives are stored as
+    /// 0, values above `U` fail the import (psi-sum-v1 §4.1).
+    #[arg(long = "value", value_delimiter = ',')]
+    pub values: Vec<String>,
     /// Audience name (an import replaces that audience).
     #[arg(long, default_value = "default")]
     pub audience: String,
@@ -292,6 +297,10 @@ pub struct QueryArgs {
     /// The peer's columns to group by, comma-separated, as --group-by.
     #[arg(long, value_delimiter = ',')]
     pub peer_group_by: Vec<String>,
+    /// The peer's value column to sum (value analyses such as `revenue`): a column the
+    /// agreement lists under the peer's `[parties.values]`.
+    #[arg(long)]
+    pub peer_value: Option<String>,
     /// Privacy loss ε of the query (the peer spends ε, this node ε/4).
     #[arg(long, default_value_t = 1.0)]
     pub epsilon: f64,

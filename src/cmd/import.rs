@@ -13,9 +13,27 @@ pub async fn import(a: ImportArgs) -> Result<()> {
         .id_kind
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut values = Vec::new();
+    for spec in &a.values {
+        let (column, bound) = match spec.split_once('=') {
+            Some((c, u)) => (
+                c.trim().to_string(),
+                u.trim().parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!("--value {spec}: the bound U must be a positive integer")
+                })?,
+            ),
+            None => {
+                let store = home.store()?;
+                let bound = tandem_node::sums::import_bound(&store, &home.config.name, spec)?;
+                (spec.trim().to_string(), bound)
+            }
+        };
+        values.push(tandem_store::ValueSpec { column, bound });
+    }
     let opts = tandem_store::ImportOptions {
         audience: a.audience,
         attributes: a.attributes,
+        values,
         normaliser: home.normaliser(),
         id_encoding: a
             .source

@@ -79,6 +79,7 @@ fn to_query(a: &QueryArgs) -> Query {
             .peer_conversion_column
             .clone()
             .map_or_else(|| a.peer_group_by.clone(), |c| vec![c]),
+        peer_value: a.peer_value.clone(),
         epsilon: a.epsilon,
         fresh: a.fresh,
         options,

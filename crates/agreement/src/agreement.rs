@@ -6,7 +6,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use crate::validate::OTHER_LABEL;
-use crate::{AgreementError, AgreementId, Party, Terms, fingerprint};
+use crate::{AgreementError, AgreementId, Party, Terms, ValueColumn, fingerprint};
 
 /// Terms and the signatures collected on them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,6 +116,18 @@ impl Agreement {
         let mut labels = self.column_values(party, column)?.to_vec();
         labels.push(OTHER_LABEL.to_owned());
         Ok(labels)
+    }
+
+    /// `party`'s value column `column` (unit and bound `U`); `UnknownColumn` if the agreement
+    /// does not list it among the party's `values`.
+    pub fn value_column(&self, party: &str, column: &str) -> Result<&ValueColumn, AgreementError> {
+        self.party_or_err(party)?
+            .values
+            .get(column)
+            .ok_or_else(|| AgreementError::UnknownColumn {
+                party: party.to_owned(),
+                column: column.to_owned(),
+            })
     }
 
     fn party_or_err(&self, name: &str) -> Result<&Party, AgreementError> {

@@ -19,8 +19,8 @@ mod validate;
 pub use agreement::Agreement;
 pub use error::AgreementError;
 pub use id::AgreementId;
-pub use terms::{Budget, Party, Terms};
-pub use validate::{MAX_COLUMN_VALUES, OTHER_LABEL};
+pub use terms::{Budget, Party, Terms, ValueColumn};
+pub use validate::{MAX_COLUMN_VALUES, MAX_SQUARED_VALUE_BOUND, MAX_VALUE_BOUND, OTHER_LABEL};
 
 /// Lower-case hex of the 32 public-key bytes: how a node's signing key is written in the terms.
 pub fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {

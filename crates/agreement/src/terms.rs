@@ -72,8 +72,30 @@ pub struct Party {
     /// values; `other` is reserved for values outside the set).
     #[serde(default)]
     pub columns: BTreeMap<String, Vec<String>>,
+    /// Value columns this party holds (revenue, orders, …) that `psi-sum-v1` may sum over the
+    /// overlap, each with its unit and clamping bound `U` (`protocols/agreement-v1.md` §2.3a).
+    /// Left out of the canonical bytes when empty, so terms written without it keep the id they
+    /// had before the field existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, ValueColumn>,
     /// The party's differential-privacy budget.
     pub budget: Budget,
+}
+
+/// One value column of a party: its unit and the bound `U` its values are clamped to at import
+/// (`[0, U]`, so one customer moves a sum by at most `U`; `protocols/psi-sum-v1.md` §4.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueColumn {
+    /// The column's integer unit, e.g. `cents`, `fen`, `orders`; 1–32 characters.
+    pub unit: String,
+    /// `U`: values lie in `[0, U]`; `1 ≤ U ≤` [`crate::MAX_VALUE_BOUND`], and
+    /// `U ≤` [`crate::MAX_SQUARED_VALUE_BOUND`] when `squares` is set.
+    pub bound: u32,
+    /// Whether runs may also release sums of squares (for variances: value lift, intervals of
+    /// means). Left out of the canonical bytes when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub squares: bool,
 }
 
 /// A party's differential-privacy budget.

@@ -5,10 +5,17 @@ use std::collections::BTreeSet;
 use tandem_identity::IdKind;
 
 use crate::terms::decode_hex32;
-use crate::{AgreementError, Budget, Party, Terms, time};
+use crate::{AgreementError, Budget, Party, Terms, ValueColumn, time};
 
 /// Most values one group-by column may list (bounds the number of noised cells).
 pub const MAX_COLUMN_VALUES: usize = 1024;
+/// Largest value bound `U` of a value column: keeps the noise offset of a sum
+/// (`T ≈ U·ln(1/δ)/ε`, `protocols/psi-sum-v1.md` §2) below `2^31` for ε ≥ 0.2 at δ = 10⁻⁹, and a
+/// cell of 4096 matched customers inside the querier's 2^36 search range.
+pub const MAX_VALUE_BOUND: u32 = 1 << 24;
+/// Largest value bound `U` of a value column that releases sums of squares: `U²` is their
+/// sensitivity and must fit 32 bits (`tandem_sum::MAX_SQUARED_BOUND`).
+pub const MAX_SQUARED_VALUE_BOUND: u32 = u16::MAX as u32;
 /// The bucket label for values outside a column's value set; no value may use it.
 pub const OTHER_LABEL: &str = "other";
 
@@ -133,6 +140,16 @@ fn check_party(party: &Party, problems: &mut Vec<String>) {
             push(format!("column {column:?}: {e}"));
         }
     }
+    for (column, value) in &party.values {
+        if let Err(e) = check_value_column(column, value) {
+            push(format!("value column {column:?}: {e}"));
+        }
+        if party.columns.contains_key(column) {
+            push(format!(
+                "{column:?} is both a group-by column and a value column"
+            ));
+        }
+    }
     if let Err(e) = check_budget(&party.budget) {
         push(format!("budget: {e}"));
     }
@@ -199,13 +216,7 @@ fn check_digest_field(field: &str, value: &str, push: &mut impl FnMut(String)) -
 }
 
 fn check_column(column: &str, values: &[String]) -> Result<(), String> {
-    let name_ok = (1..=64).contains(&column.len())
-        && column
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if !name_ok {
-        return Err("name must match [A-Za-z0-9_.-]{1,64}".into());
-    }
+    check_column_name(column)?;
     if values.is_empty() {
         return Err("value set is empty".into());
     }
@@ -230,6 +241,43 @@ fn check_column(column: &str, values: &[String]) -> Result<(), String> {
         if !seen.insert(value.as_str()) {
             return Err(format!("value {value:?} is listed twice"));
         }
+    }
+    Ok(())
+}
+
+fn check_value_column(column: &str, value: &ValueColumn) -> Result<(), String> {
+    check_column_name(column)?;
+    let unit_ok = (1..=32).contains(&value.unit.len())
+        && value
+            .unit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !unit_ok {
+        return Err("unit must match [A-Za-z0-9_.-]{1,32}, e.g. cents".into());
+    }
+    if value.bound == 0 || value.bound > MAX_VALUE_BOUND {
+        return Err(format!(
+            "bound must be in 1..={MAX_VALUE_BOUND}, found {}",
+            value.bound
+        ));
+    }
+    if value.squares && value.bound > MAX_SQUARED_VALUE_BOUND {
+        return Err(format!(
+            "bound {} is above {MAX_SQUARED_VALUE_BOUND}, the most a column with squares may \
+             have (U² must fit 32 bits)",
+            value.bound
+        ));
+    }
+    Ok(())
+}
+
+fn check_column_name(column: &str) -> Result<(), String> {
+    let name_ok = (1..=64).contains(&column.len())
+        && column
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !name_ok {
+        return Err("name must match [A-Za-z0-9_.-]{1,64}".into());
     }
     Ok(())
 }

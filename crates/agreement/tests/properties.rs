@@ -42,6 +42,7 @@ fn party(name: &'static str) -> impl Strategy<Value = Party> {
             tls_cert_sha256: hex::encode(cert),
             region: "CN".into(),
             columns,
+            values: Default::default(),
             budget,
         })
 }

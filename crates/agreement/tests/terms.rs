@@ -337,3 +337,69 @@ fn toml_syntax_errors_are_parse_errors() {
         Err(AgreementError::Parse(_))
     ));
 }
+
+/// Issue 13: a party's value columns (unit and clamping bound `U`) parse, change the id, and
+/// are checked; terms without them keep their id (the field is left out of the canonical bytes
+/// when empty).
+#[test]
+fn value_columns_parse_validate_and_leave_old_ids_alone() {
+    let old = terms();
+    assert!(old.parties.iter().all(|p| p.values.is_empty()));
+    assert!(
+        !String::from_utf8(old.canonical_bytes())
+            .unwrap()
+            .contains("values")
+    );
+    let with = |line: &str| {
+        example_toml().replace(
+            "[[parties]]\nname = \"shopx\"",
+            &format!("[[parties]]\nname = \"shopx\"\n{line}"),
+        )
+    };
+    let text = with("values = { revenue_cents = { unit = \"cents\", bound = 100000 } }");
+    let t = Terms::from_toml(&text).unwrap();
+    let v = &t.party("shopx").unwrap().values["revenue_cents"];
+    assert_eq!(
+        (v.unit.as_str(), v.bound, v.squares),
+        ("cents", 100_000, false)
+    );
+    assert_ne!(t.id(), old.id());
+    assert!(
+        String::from_utf8(t.canonical_bytes())
+            .unwrap()
+            .contains(r#""values":{"revenue_cents":{"bound":100000,"unit":"cents"}}"#)
+    );
+    let refused = |line: &str, why: &str| {
+        let err = Terms::from_toml(&with(line)).unwrap_err().to_string();
+        assert!(err.contains(why), "{line}: {err}");
+    };
+    refused(
+        "values = { r = { unit = \"cents\", bound = 0 } }",
+        "bound must be in 1..=16777216",
+    );
+    refused(
+        "values = { r = { unit = \"cents\", bound = 16777217 } }",
+        "bound must be in",
+    );
+    refused(
+        "values = { r = { unit = \"cents\", bound = 70000, squares = true } }",
+        "above 65535",
+    );
+    refused(
+        "values = { r = { unit = \"\", bound = 5 } }",
+        "unit must match",
+    );
+    refused(
+        "values = { tier = { unit = \"x\", bound = 5 } }",
+        "both a group-by column and a value column",
+    );
+    refused(
+        "values = { r = { unit = \"x\", bound = 5, cap = 1 } }",
+        "unknown field",
+    );
+    let sq = Terms::from_toml(&with(
+        "values = { r = { unit = \"x\", bound = 65535, squares = true } }",
+    ))
+    .unwrap();
+    assert!(sq.party("shopx").unwrap().values["r"].squares);
+}

@@ -391,6 +391,7 @@ pub async fn run(a: DemoArgs, say: &(dyn Fn(String) + Sync)) -> Result<DemoOutco
         join_key: None,
         group_by: vec!["age_band".into()],
         peer_group_by: vec!["tier".into()],
+        peer_value: None,
         epsilon: a.epsilon,
         fresh: true,
         options: Default::default(),

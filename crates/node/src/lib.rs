@@ -16,6 +16,7 @@
 //! | [`querier`], [`responder`] | the two roles of a run |
 //! | [`agreements`], [`compliance`] | agreement life cycle; budgets and records of processing |
 //! | [`state`], [`api`], [`openapi`], [`server`] | shared handler state; the people's API and its OpenAPI document; the HTTPS server |
+//! | [`sums`] | value columns and `psi-sum-v1`: import bounds, holder state, decryption |
 //! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
 
 #![forbid(unsafe_code)]
@@ -30,8 +31,8 @@ pub mod demo;
 pub mod error;
 pub mod home;
 pub mod maintenance;
-pub mod openapi;
 pub mod model;
+pub mod openapi;
 pub mod querier;
 pub mod release;
 pub mod responder;
@@ -39,6 +40,7 @@ pub mod results;
 pub mod run;
 pub mod server;
 pub mod state;
+pub mod sums;
 pub mod tls;
 pub mod wire;
 

@@ -273,6 +273,7 @@ fn plan_batch(store: &Store, me: &str, req: &ModelRequest) -> Result<Batch> {
                     } else {
                         Vec::new()
                     },
+                    peer_value: None,
                     epsilon: per_run,
                     fresh: req.fresh,
                     options: Default::default(),

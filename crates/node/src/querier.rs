@@ -237,6 +237,8 @@ pub struct PendingQuery {
     actor: String,
     /// The analyst's query (stored with the result).
     query: Query,
+    /// This node's signing key (a value analysis signs a second call).
+    key: SigningKey,
     /// This node's members counted in `other` for being outside the public value set (local).
     outside_value_set: u64,
     /// This node's exact bucket sizes (local).
@@ -301,6 +303,7 @@ fn plan(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> Result<P
         epsilon: q.epsilon,
         delta: run_delta(&agreement),
         identity_rules: tandem_identity::RULES_VERSION.to_string(),
+        responder_value: q.peer_value.clone(),
     };
     Ok(Plan {
         agreement,
@@ -352,7 +355,8 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
     crate::analysis::check_options(analysis, &d.grid, &d.params, &q.options)?;
     let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
     let querier_cost = tandem_psi::accounting::querier_loss(&d.params)?;
-    let responder_cost = tandem_psi::accounting::responder_loss(&d.params)?;
+    let responder_cost =
+        crate::sums::with_sum_loss(&d, tandem_psi::accounting::responder_loss(&d.params)?)?;
     // The same per-query caps the run checks, so a preview never says "fine" to a query that
     // would be refused.
     crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
@@ -488,6 +492,7 @@ pub fn prepare_query(
         opening,
         actor: actor.to_string(),
         query: q.clone(),
+        key: key.clone(),
         outside_value_set,
         my_sizes,
         options: q.options.clone(),
@@ -518,7 +523,10 @@ fn check_query(
     let loss = tandem_psi::accounting::querier_loss(&derived.params)?;
     let rho = tandem_psi::accounting::querier_rho(&derived.params)?;
     // The peer must be able to afford its side under its per-query cap before we spend ours.
-    let peer_loss = tandem_psi::accounting::responder_loss(&derived.params)?;
+    let peer_loss = crate::sums::with_sum_loss(
+        &derived,
+        tandem_psi::accounting::responder_loss(&derived.params)?,
+    )?;
     crate::budget::check_per_query_cap(&plan.agreement, &plan.peer, peer_loss)?;
     let mut entry = ledger_entry(
         &plan.agreement,
@@ -590,6 +598,7 @@ fn read_answer(
     env.verify(PSI_RESPONSE, &resp.body, &sig, peer_key, now_ms())
         .map_err(bad)?;
     let (receipt, reply) = unframe(&resp.body, MAX_FRAME_JSON).map_err(bad)?;
+    let (reply, values) = crate::sums::split_reply(&receipt, reply, p.derived.sum.is_some())?;
     let receipt: Receipt = serde_json::from_value(receipt)
         .map_err(|e| NodeError::bad_peer_answer(format!("peer receipt does not parse: {e}")))?;
     receipt
@@ -604,15 +613,43 @@ fn read_answer(
         )
         .with_agreement(&env.agreement_id),
     )?;
-    let counts = querier
-        .finish(reply, &Limits::default())
-        .map_err(|e| NodeError::bad_peer_answer(format!("psi-ca-v1: {e}")))?;
+    let (counts, sums) = match (&p.derived.sum, values) {
+        (Some(plan), Some(values)) => {
+            let (counts, lists) = querier
+                .finish_with_matches(reply, &Limits::default())
+                .map_err(|e| NodeError::bad_peer_answer(format!("psi-ca-v1: {e}")))?;
+            let sums = crate::sums::query_sums(
+                &crate::sums::SumCall {
+                    agreement,
+                    peer,
+                    me: &p.me,
+                    key: &p.key,
+                    run_id: p.run_id(),
+                    psi: &p.derived.params,
+                    plan,
+                    psi_reply: reply,
+                    values,
+                    lists: &lists,
+                    counts: &counts,
+                },
+                peer_key,
+            )?;
+            (counts, Some(sums))
+        }
+        _ => (
+            querier
+                .finish(reply, &Limits::default())
+                .map_err(|e| NodeError::bad_peer_answer(format!("psi-ca-v1: {e}")))?,
+            None,
+        ),
+    };
     let noised = NoisedCells {
         grid: &p.derived.grid,
         params: &p.derived.params,
         counts: &counts,
         threshold: agreement.terms.min_reporting_threshold,
         my_sizes: &p.my_sizes,
+        sums: sums.as_ref().map(|(params, sums)| (params, sums)),
     };
     let analysis = p.derived.analysis;
     Ok(Report {
@@ -833,6 +870,7 @@ mod tests {
             join_key: None,
             group_by: group_by.iter().map(|c| c.to_string()).collect(),
             peer_group_by: peer.iter().map(|c| c.to_string()).collect(),
+            peer_value: None,
             epsilon: 1.0,
             fresh: true,
             options: Default::default(),

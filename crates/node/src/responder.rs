@@ -125,6 +125,9 @@ fn check_run<'b>(
     let run_id = parse_run_id(&env.run_id)?;
     let derived = derive(&agreement, &peer, me, &request, run_id, Code::Refused)?;
     let loss = tandem_psi::accounting::responder_loss(&derived.params)?;
+    // The per-query cap covers the run's counts and, for a value analysis, its sums.
+    crate::budget::check_per_query_cap(&agreement, me, crate::sums::with_sum_loss(&derived, loss)?)
+        .map_err(|e| NodeError::refused(e.message()))?;
     let rho = tandem_psi::accounting::responder_rho(&derived.params)?;
     let ledger_entry = ledger_entry(
         &agreement,
@@ -298,7 +301,7 @@ fn respond_checked(
     }
     let answer =
         tandem_psi::respond_parsed(&parsed, &buckets.items, noise, &limits, &mut rand::rng());
-    let reply = match answer {
+    let (reply, owners) = match answer {
         Ok(r) => r,
         Err(e) => {
             // Everything here depends on our data (its size, a duplicate digest): the charge
@@ -323,7 +326,35 @@ fn respond_checked(
         head: SignedHead::sign(budget, &env.agreement_id, &env.run_id, &home.key)?,
         audience_version: Some(version),
     };
-    let payload = frame(&serde_json::to_value(&receipt)?, &reply);
+    // A value analysis attaches psi-sum-v1's values message (node-wire-v1 §sums).
+    let mut receipt_json = serde_json::to_value(&receipt)?;
+    let mut reply = reply;
+    if let Some(plan) = &run.derived.sum {
+        let started = crate::sums::start_holder(
+            &store,
+            me,
+            &run.peer,
+            &env.run_id,
+            &run.request.join_key,
+            &run.derived,
+            plan,
+            &buckets.items,
+            &reply,
+            &owners,
+        );
+        match started {
+            Ok(values) => {
+                receipt_json[crate::sums::VALUES_BYTES] = serde_json::json!(values.len());
+                reply.extend_from_slice(&values);
+            }
+            Err(e) => {
+                tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e.message(), "run failed reading or encrypting values");
+                reservation.abandon(&mut store, e.message(), Exposure::MayHaveLeft)?;
+                return Err(opaque(Code::Refused));
+            }
+        }
+    }
+    let payload = frame(&receipt_json, &reply);
     let receipt_json = serde_json::to_string(&receipt)?;
     let cells = run.derived.grid.len();
     reservation.release(

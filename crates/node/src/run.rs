@@ -64,6 +64,8 @@ pub struct Derived {
     pub grid: CellGrid,
     /// The protocol parameters.
     pub params: RunParams,
+    /// The value column a value analysis sums, its bound and ε (`psi-sum-v1`).
+    pub sum: Option<crate::sums::SumPlan>,
 }
 
 /// Checks `req` against the agreement — protocol and analysis known, join key and columns
@@ -116,12 +118,8 @@ pub fn derive(
         )));
     }
     let inputs = analysis.inputs(req);
-    if !(inputs.querier_values.is_empty() && inputs.responder_values.is_empty()) {
-        return Err(refuse(format!(
-            "{} reads value columns, which {PROTOCOL} cannot carry",
-            analysis.name()
-        )));
-    }
+    let sum = crate::sums::plan(agreement, responder, analysis, &inputs, req)
+        .map_err(|e| refuse(e.message().to_string()))?;
     let grid = analysis
         .cells(agreement, querier, responder, &inputs)
         .map_err(|e| refuse(e.message().to_string()))?;
@@ -134,6 +132,12 @@ pub fn derive(
             analysis.sensitivity()
         )));
     }
+    // A value analysis gives `sums::SUM_SHARE` of ε to the sums (psi-sum-v1 §6.1).
+    let count_share = if sum.is_some() {
+        1.0 - crate::sums::SUM_SHARE
+    } else {
+        1.0
+    };
     let split = analysis.epsilon_split();
     // The hash-to-curve domain names the join key *and* the identifier rules version, so
     // digests made under different normalisation rules can never match by accident.
@@ -143,8 +147,8 @@ pub fn derive(
         run_id,
         grid.querier.len() as u32,
         grid.responder.len() as u32,
-        req.epsilon * split.querier,
-        req.epsilon * split.responder,
+        req.epsilon * count_share * split.querier,
+        req.epsilon * count_share * split.responder,
         req.delta,
     )
     .map_err(|e| refuse(e.to_string()))?;
@@ -152,6 +156,7 @@ pub fn derive(
         analysis,
         grid,
         params,
+        sum,
     })
 }
 

@@ -40,6 +40,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
         .route(AUDIENCE_VERSION_PATH, post(audience_version))
+        .route(crate::sums::SUM_PATH, post(crate::sums::decrypt_handler))
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
         .layer(DefaultBodyLimit::max(limit))

@@ -259,6 +259,10 @@ pub struct RunRequest {
     /// Identifier normalisation rules the querier hashed with (`tandem-id-v1`); the responder
     /// refuses a run under other rules rather than report a silently smaller overlap.
     pub identity_rules: String,
+    /// The responder's value column summed over the overlap by `psi-sum-v1` (value analyses;
+    /// `protocols/node-wire-v1.md` §sums). Absent for count analyses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_value: Option<String>,
 }
 
 /// Serde form of a list of grouping columns that older peers and clients also understand:
@@ -542,6 +546,7 @@ mod tests {
             join_key: "email".into(),
             querier_columns: vec!["seg".into()],
             responder_columns: Vec::new(),
+            responder_value: None,
             epsilon: 1.0,
             delta: 1e-9,
             identity_rules: "tandem-id-v1".into(),

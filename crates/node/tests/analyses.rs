@@ -168,6 +168,7 @@ fn truth(
         counts: &counts,
         threshold: 0,
         my_sizes: &my_sizes,
+        sums: None,
     };
     analysis::find(&report.analysis)
         .expect("analysis")
@@ -217,6 +218,7 @@ fn query(f: &NodePair, mine: &str, peer: Option<&str>, options: &[(&str, &str)])
         join_key: None,
         group_by: vec![mine.into()],
         peer_group_by: peer.map(str::to_string).into_iter().collect(),
+        peer_value: None,
         epsilon: 1.0,
         fresh: false,
         options: options

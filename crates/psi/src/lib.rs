@@ -29,8 +29,11 @@ mod responder;
 pub use error::PsiError;
 pub use message::{MAGIC, MessageHeader, MessageType, VERSION, peek_header};
 pub use params::{Limits, MAX_CELLS, RunParams};
-pub use querier::{CellCounts, Querier, TRUNCATED_LEN};
-pub use responder::{ParsedQuery, ResponderNoise, query_bucket_sizes, respond, respond_parsed};
+pub use querier::{CellCounts, MatchLists, Querier, TRUNCATED_LEN};
+pub use responder::{
+    Owners, ParsedQuery, ResponderNoise, query_bucket_sizes, respond, respond_parsed,
+    respond_with_owners,
+};
 
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,9 @@ enum Slot<'a> {
     Junk(u64),
 }
 
+/// Per cell (row-major), the flat indices of the responder points that matched it, ascending.
+pub type MatchLists = Vec<Vec<usize>>;
+
 /// The querier's output: a noised intersection count for every cell `(gA, gB)`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CellCounts {
@@ -161,6 +164,29 @@ impl Querier {
     /// of another session or query, wrong counts, invalid, identity or repeated points and
     /// repeated returned values.
     pub fn finish(self, reply: &[u8], limits: &Limits) -> Result<CellCounts, PsiError> {
+        self.finish_inner(reply, limits, false)
+            .map(|(counts, _)| counts)
+    }
+
+    /// [`Querier::finish`], also returning for every cell (row-major) the flat indices of the
+    /// responder points that matched it (bucket 0 first, the flat order of spec §5.3),
+    /// ascending: the lists `L_c` of `protocols/psi-sum-v1.md` §4.2 step 3. Each index is in at
+    /// most one list; injected matches are included (the querier cannot tell them apart).
+    pub fn finish_with_matches(
+        self,
+        reply: &[u8],
+        limits: &Limits,
+    ) -> Result<(CellCounts, MatchLists), PsiError> {
+        let (counts, lists) = self.finish_inner(reply, limits, true)?;
+        Ok((counts, lists.unwrap_or_default()))
+    }
+
+    fn finish_inner(
+        self,
+        reply: &[u8],
+        limits: &Limits,
+        keep_lists: bool,
+    ) -> Result<(CellCounts, Option<MatchLists>), PsiError> {
         let params = &self.params;
         let (na, nb) = (params.querier_buckets, params.responder_buckets);
         let slots = params.slots_per_cell();
@@ -221,12 +247,12 @@ impl Querier {
         }
 
         let cells = params.cells();
-        let matches = b_points
+        let (matches, matched) = b_points
             .par_chunks(CHUNK)
             .enumerate()
             .try_fold(
-                || vec![0u64; cells],
-                |mut acc, (c, chunk)| {
+                || (vec![0u64; cells], Vec::new()),
+                |(mut acc, mut matched), (c, chunk)| {
                     let base = c * CHUNK;
                     let mut points = Vec::with_capacity(chunk.len());
                     for (j, bytes) in chunk.iter().enumerate() {
@@ -240,26 +266,40 @@ impl Querier {
                         key.copy_from_slice(&c.as_bytes()[..TRUNCATED_LEN]);
                         if let Some(&ga) = owner.get(&key) {
                             let gb = b_off.locate(base + j).0;
-                            acc[ga as usize * nb as usize + gb as usize] += 1;
+                            let cell = ga as usize * nb as usize + gb as usize;
+                            acc[cell] += 1;
+                            if keep_lists {
+                                matched.push((cell, base + j));
+                            }
                         }
                     }
-                    Ok::<_, PsiError>(acc)
+                    Ok::<_, PsiError>((acc, matched))
                 },
             )
             .try_reduce(
-                || vec![0u64; cells],
-                |mut a, b| {
+                || (vec![0u64; cells], Vec::new()),
+                |(mut a, mut ma), (b, mb)| {
                     a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    Ok(a)
+                    ma.extend(mb);
+                    Ok((a, ma))
                 },
             )?;
+        let lists = keep_lists.then(|| {
+            let mut lists = vec![Vec::new(); cells];
+            for (cell, i) in matched {
+                lists[cell].push(i);
+            }
+            lists.iter_mut().for_each(|l| l.sort_unstable());
+            lists
+        });
 
         let t = i64::from(params.cell_noise.offset);
-        Ok(CellCounts {
+        let counts = CellCounts {
             querier_buckets: na,
             responder_buckets: nb,
             noised: matches.iter().map(|&m| m as i64 - t).collect(),
             responder_bucket_sizes_noised: b_counts.iter().map(|&n| n - minimum).collect(),
-        })
+        };
+        Ok((counts, lists))
     }
 }

@@ -25,10 +25,15 @@ enum Returned {
     Dummy(usize),
 }
 
+/// Who each of the responder's points in its reply is, in message order: `Some((g, i))` for
+/// `items[g][i]`, `None` for junk and injected points (local only, never on the wire).
+pub type Owners = Vec<Option<(u32, usize)>>;
+
 /// One slot of a responder bucket in the reply.
 #[derive(Clone, Copy)]
-enum Own<'a> {
-    Item(&'a [u8; 32]),
+enum Own {
+    /// `items[bucket][index]`.
+    Item(usize, usize),
     /// The junk slot with this index (counted over all buckets in order, before shuffling).
     Junk(u64),
     /// `r·D` for the injected slot at this index.
@@ -195,6 +200,24 @@ pub fn respond<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>, PsiError> {
     let drawn = ResponderNoise::draw(params, noise)?;
     let parsed = ParsedQuery::parse(params, query, limits)?;
+    respond_parsed(&parsed, items, drawn, limits, rng).map(|(msg, _)| msg)
+}
+
+/// [`respond`], also returning who each of the responder's own points is, locally and never
+/// on the wire: in message order (bucket 0 first, the flat order of spec §5.3), `Some((g, i))`
+/// for `items[g][i]`, `None` for junk and injected points. `psi-sum-v1` attaches a value to
+/// each point in this order (`protocols/psi-sum-v1.md` §4.1 step 2). Consumes `noise` and `rng`
+/// exactly as [`respond`] does.
+pub fn respond_with_owners<R: CryptoRng + ?Sized>(
+    params: &RunParams,
+    items: &[Vec<[u8; 32]>],
+    query: &[u8],
+    limits: &Limits,
+    noise: &mut dyn NoiseSource,
+    rng: &mut R,
+) -> Result<(Vec<u8>, Owners), PsiError> {
+    let drawn = ResponderNoise::draw(params, noise)?;
+    let parsed = ParsedQuery::parse(params, query, limits)?;
     respond_parsed(&parsed, items, drawn, limits, rng)
 }
 
@@ -202,14 +225,15 @@ pub fn respond<R: CryptoRng + ?Sized>(
 /// run. Errors: [`PsiError::WrongBucketCount`] / [`PsiError::DuplicateItem`] for bad local
 /// items, [`PsiError::InvalidParams`] for noise of another shape, and
 /// [`PsiError::ReplyTooLarge`] (no numbers: the reply's size depends on the responder's data)
-/// when the reply would exceed `limits`.
+/// when the reply would exceed `limits`. Returns the encoded reply and who each of the
+/// responder's points in it is ([`Owners`], local only; see [`respond_with_owners`]).
 pub fn respond_parsed<R: CryptoRng + ?Sized>(
     query: &ParsedQuery<'_>,
     items: &[Vec<[u8; 32]>],
     noise: ResponderNoise,
     limits: &Limits,
     rng: &mut R,
-) -> Result<Vec<u8>, PsiError> {
+) -> Result<(Vec<u8>, Owners), PsiError> {
     let beta = SecretScalar::random(rng);
     respond_with_scalar(query, items, noise, limits, beta, rng)
 }
@@ -222,7 +246,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     limits: &Limits,
     beta: SecretScalar,
     rng: &mut R,
-) -> Result<Vec<u8>, PsiError> {
+) -> Result<(Vec<u8>, Owners), PsiError> {
     let params = &query.params;
     let item_counts = check_items(params.responder_buckets, items)?;
     let (na, nb) = (
@@ -263,7 +287,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     let mut junk_index = 0u64;
     for (gb, (bucket, &j)) in items.iter().zip(junk.iter()).enumerate() {
         let start = own.len();
-        own.extend(bucket.iter().map(Own::Item));
+        own.extend((0..bucket.len()).map(|i| Own::Item(gb, i)));
         own.extend((junk_index..junk_index + u64::from(j)).map(Own::Junk));
         junk_index += u64::from(j);
         for ga in 0..na {
@@ -329,7 +353,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
             let points: Vec<RistrettoPoint> = slots
                 .iter()
                 .map(|slot| match *slot {
-                    Own::Item(x) => beta_half.mul(&domain.item(x)),
+                    Own::Item(gb, i) => beta_half.mul(&domain.item(&items[gb][i])),
                     // Junk costs what an item costs: β·H(r) for a fresh random r.
                     Own::Junk(j) => beta_half.mul(&domain.item(&junk_key.junk_input(j))),
                     Own::Dummy(i) => dummy[i].0.mul_table(&d_table),
@@ -337,5 +361,12 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
                 .collect();
             ec::write_doubled::<32>(&points, out);
         });
-    Ok(msg)
+    let owners = own
+        .iter()
+        .map(|slot| match *slot {
+            Own::Item(gb, i) => Some((gb as u32, i)),
+            Own::Junk(_) | Own::Dummy(_) => None,
+        })
+        .collect();
+    Ok((msg, owners))
 }

@@ -13,7 +13,7 @@ use crate::{Store, StoreError, audit_log, now_ms};
 pub type Member = ([u8; 32], Option<String>);
 
 /// One member: identifier digest and the values of the requested attribute columns.
-pub type MemberValues = ([u8; 32], Vec<Option<String>>);
+pub type MemberAttributes = ([u8; 32], Vec<Option<String>>);
 
 /// Members per audience and identifier kind, for `tandem status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +33,23 @@ pub struct AudienceSummary {
 pub(crate) fn parse_attributes(json_text: &str) -> Result<BTreeSet<String>, StoreError> {
     serde_json::from_str(json_text)
         .map_err(|e| StoreError::Corrupt(format!("audiences.attributes_json: {e}")))
+}
+
+pub(crate) fn parse_value_bounds(
+    json_text: &str,
+) -> Result<std::collections::BTreeMap<String, u32>, StoreError> {
+    serde_json::from_str(json_text)
+        .map_err(|e| StoreError::Corrupt(format!("audiences.value_bounds_json: {e}")))
+}
+
+/// The members' values of one value column: the bound `U` they were imported under and each
+/// member's value in `[0, U]` (0 for a member imported without the column).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberValues {
+    /// The bound the values were clamped to at import.
+    pub bound: u32,
+    /// Digest → value, opted-out digests excluded.
+    pub values: std::collections::HashMap<[u8; 32], u32>,
 }
 
 /// Bumps the store-wide audience counter and the version of `audience`'s `id_kind` members
@@ -80,7 +97,7 @@ impl Store {
         audience: &str,
         id_kind: IdKind,
         columns: &[&str],
-    ) -> Result<Vec<MemberValues>, StoreError> {
+    ) -> Result<Vec<MemberAttributes>, StoreError> {
         let kind = id_kind.as_str();
         // One read transaction: the live set and its rows come from the same snapshot even if
         // an import swaps a new set in meanwhile.
@@ -136,6 +153,73 @@ impl Store {
             out.push((digest, values));
         }
         Ok(out)
+    }
+
+    /// The values of value column `column` of an audience's members of `id_kind`
+    /// (`protocols/psi-sum-v1.md` §4.1). Fails with [`StoreError::NotFound`] if the audience has
+    /// no such members or the column was not imported as a value column.
+    pub fn member_values(
+        &self,
+        audience: &str,
+        id_kind: IdKind,
+        column: &str,
+    ) -> Result<MemberValues, StoreError> {
+        let kind = id_kind.as_str();
+        let tx = self.conn.unchecked_transaction()?;
+        let (bounds, set_id) = tx
+            .query_row(
+                "SELECT a.value_bounds_json, s.set_id FROM audiences a
+                 JOIN member_sets s ON s.audience = a.audience AND s.id_kind = a.id_kind AND s.state = 'live'
+                 WHERE a.audience = ?1 AND a.id_kind = ?2",
+                params![audience, kind],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("audience {audience:?} has no {kind} members"))
+            })?;
+        let bounds = parse_value_bounds(&bounds)?;
+        let bound = *bounds.get(column).ok_or_else(|| {
+            let have = bounds.keys().cloned().collect::<Vec<_>>().join(", ");
+            StoreError::NotFound(format!(
+                "value column {column:?} was not imported into audience {audience:?} \
+                 (value columns: {have}); import it with --value {column}"
+            ))
+        })?;
+        let mut stmt = tx.prepare(
+            "SELECT m.digest, m.attrs FROM audience_members m
+             WHERE m.set_id = ?1
+               AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)",
+        )?;
+        let mut rows = stmt.query([set_id])?;
+        let mut values = std::collections::HashMap::new();
+        while let Some(row) = rows.next()? {
+            let digest: [u8; 32] = row.get(0)?;
+            let value = match row.get::<_, Option<String>>(1)? {
+                None => 0,
+                Some(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(map)) => match map.get(column) {
+                        None | Some(Value::Null) => 0,
+                        Some(v) => v
+                            .as_u64()
+                            .and_then(|v| u32::try_from(v).ok())
+                            .filter(|&v| v <= bound)
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(format!(
+                                    "audience_members.attrs: value {v} of {column:?} is not in [0, {bound}]"
+                                ))
+                            })?,
+                    },
+                    _ => {
+                        return Err(StoreError::Corrupt(
+                            "audience_members.attrs is not a JSON object".into(),
+                        ));
+                    }
+                },
+            };
+            values.insert(digest, value);
+        }
+        Ok(MemberValues { bound, values })
     }
 
     /// Member counts per audience and identifier kind.

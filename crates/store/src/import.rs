@@ -40,6 +40,10 @@ pub struct ImportOptions {
     pub delimiter: u8,
     /// Header names of attribute columns to keep (segment, region, …); never identifiers.
     pub attributes: Vec<String>,
+    /// Value columns to keep (revenue, orders, …) with their clamping bound `U`: each cell must
+    /// be an integer in the column's unit; negatives (refunds) are stored as 0, an empty cell as
+    /// 0, and a value above `U` fails the import (`protocols/psi-sum-v1.md` §4.1).
+    pub values: Vec<ValueSpec>,
     /// Normalisation rules (e.g. default phone country code).
     pub normaliser: Normaliser,
     /// `true` (default): the import replaces the audience's members of this `id_kind`;
@@ -64,12 +68,46 @@ impl ImportOptions {
             encoding: TextEncoding::default(),
             delimiter: b',',
             attributes: Vec::new(),
+            values: Vec::new(),
             normaliser: Normaliser::default(),
             replace: true,
             actor: "cli:admin".into(),
             derived: Vec::new(),
         }
     }
+}
+
+/// A value column to import and the bound `U` its values are clamped to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueSpec {
+    /// Header name of the column.
+    pub column: String,
+    /// `U`: values lie in `[0, U]` once imported; at least 1.
+    pub bound: u32,
+}
+
+/// Parses one value cell into `[0, bound]`: an integer (surrounding whitespace ignored), an empty
+/// cell is 0, a negative value (a refund) becomes 0 (`protocols/psi-sum-v1.md` §4.1). Errors name
+/// the reason: not an integer, or above the bound.
+pub fn parse_value(text: &str, bound: u32) -> Result<u32, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let value: i64 = text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an integer in the column's unit (write amounts in the agreement's \
+             unit, e.g. cents: 1250 for 12.50)"
+        )
+    })?;
+    if value > i64::from(bound) {
+        return Err(format!(
+            "{value} is above the bound U = {bound} the agreement sets for this column; values \
+             above U are refused, not clamped (psi-sum-v1 §4.1): cap or correct them at the \
+             source, or agree a larger bound"
+        ));
+    }
+    Ok(value.max(0) as u32)
 }
 
 /// Outcome of a successful import. `rows = imported + duplicates + suppressed`.
@@ -223,6 +261,7 @@ impl ValueCounter {
 struct Columns {
     id: usize,
     attributes: Vec<(String, usize)>,
+    values: Vec<(String, u32, usize)>,
 }
 
 fn find_columns(
@@ -269,7 +308,32 @@ fn find_columns(
             attributes.push((name.clone(), find(name)?));
         }
     }
-    Ok(Columns { id, attributes })
+    let mut values = Vec::new();
+    for spec in &opts.values {
+        let name = &spec.column;
+        if name == &opts.id_column || seen.contains(name.as_str()) {
+            return Err(fail(
+                1,
+                Some(name),
+                "a value column cannot also be the identifier or an attribute".into(),
+            ));
+        }
+        if spec.bound == 0 {
+            return Err(fail(
+                1,
+                Some(name),
+                "the value bound U must be at least 1".into(),
+            ));
+        }
+        if !values.iter().any(|(n, _, _)| n == name) {
+            values.push((name.clone(), spec.bound, find(name)?));
+        }
+    }
+    Ok(Columns {
+        id,
+        attributes,
+        values,
+    })
 }
 
 impl Store {
@@ -424,7 +488,10 @@ impl Store {
                         .normaliser
                         .digest_encoded(opts.id_kind, opts.id_encoding, raw)
                         .map_err(|e| fail(line, Some(&opts.id_column), e.to_string()))?;
-                    let attrs = if columns.attributes.is_empty() && derived.is_empty() {
+                    let attrs = if columns.attributes.is_empty()
+                        && derived.is_empty()
+                        && columns.values.is_empty()
+                    {
                         None
                     } else {
                         let mut map = Map::with_capacity(columns.attributes.len());
@@ -447,6 +514,11 @@ impl Store {
                                     Value::from(v)
                                 },
                             );
+                        }
+                        for (name, bound, i) in &columns.values {
+                            let v = parse_value(record.get(*i).unwrap_or(""), *bound)
+                                .map_err(|reason| fail(line, Some(name), reason))?;
+                            map.insert(name.clone(), Value::from(v));
                         }
                         Some(Value::Object(map).to_string())
                     };
@@ -581,11 +653,38 @@ impl Store {
         };
         attributes.extend(columns.attributes.iter().map(|(n, _)| n.clone()));
         attributes.extend(opts.derived.iter().map(|d| d.name().to_string()));
+        // Value columns and their bounds: appending keeps the larger bound (every stored value
+        // is within it).
+        let mut bounds: std::collections::BTreeMap<String, u32> = if opts.replace {
+            Default::default()
+        } else {
+            tx.query_row(
+                "SELECT value_bounds_json FROM audiences WHERE audience = ?1 AND id_kind = ?2",
+                params![opts.audience, kind],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(|s| audience::parse_value_bounds(&s))
+            .transpose()?
+            .unwrap_or_default()
+        };
+        for (name, bound, _) in &columns.values {
+            let b = bounds.entry(name.clone()).or_insert(*bound);
+            *b = (*b).max(*bound);
+        }
         tx.execute(
-            "INSERT INTO audiences (audience, id_kind, imported_at_ms, attributes_json) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO audiences (audience, id_kind, imported_at_ms, attributes_json, value_bounds_json)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (audience, id_kind) DO UPDATE SET imported_at_ms = excluded.imported_at_ms,
-                                                          attributes_json = excluded.attributes_json",
-            params![opts.audience, kind, now, json!(attributes).to_string()],
+                                                          attributes_json = excluded.attributes_json,
+                                                          value_bounds_json = excluded.value_bounds_json",
+            params![
+                opts.audience,
+                kind,
+                now,
+                json!(attributes).to_string(),
+                json!(bounds).to_string()
+            ],
         )?;
         audience::bump_version(&tx, &opts.audience, kind)?;
         audit_log::append(
@@ -606,6 +705,7 @@ impl Store {
                     "suppressed": report.suppressed,
                     "members": report.members,
                     "attributes": attributes,
+                    "values": bounds,
                     "replace": opts.replace,
                     "rules": tandem_identity::RULES_VERSION,
                 }),

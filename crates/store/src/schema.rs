@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     V3_STAGED_IMPORTS,
     V4_AUDIENCE_VERSIONS,
     V5_RESULTS,
+    V6_VALUES,
     V7_MODELS,
 ];
 
@@ -246,6 +247,14 @@ CREATE TABLE models (
 CREATE INDEX models_by_agreement ON models (agreement_id, created_at_ms);
 "#;
 // ---- end of migration: models -------------------------------------------------------------------
+// ---- migration: value columns (issue 13, psi-sum-v1) ----------------------------------------------
+// Values are stored as JSON integers beside the attributes in `audience_members.attrs`, already
+// clamped to `[0, U]`; this records, per audience and kind, each value column and the bound `U`
+// its values were imported under (a run refuses an agreement whose `U` is smaller).
+const V6_VALUES: &str = r#"
+ALTER TABLE audiences ADD COLUMN value_bounds_json TEXT NOT NULL DEFAULT '{}';
+"#;
+// ---- end of migration: value columns ----------------------------------------------------------------
 
 /// Applies per-connection settings: busy timeout, WAL, foreign keys, full sync, secure delete.
 pub(crate) fn configure(conn: &Connection) -> Result<(), StoreError> {

@@ -365,3 +365,85 @@ fn members_version_counts_changes_per_identifier_kind() {
         .unwrap();
     assert!(store.members_version("default", IdKind::Email).unwrap() > v2);
 }
+
+/// Issue 13: a value column is stored per identifier in `[0, U]` (negatives and empty cells as
+/// 0); a value above `U` or a non-integer fails the import naming line, column and reason, and
+/// nothing is imported.
+#[test]
+fn value_columns_are_clamped_below_and_refused_above_the_bound() {
+    let (dir, mut store) = store();
+    let mut opts = email_opts();
+    opts.values = vec![tandem_store::ValueSpec {
+        column: "revenue_cents".into(),
+        bound: 1000,
+    }];
+    let good = csv_file(
+        dir.path(),
+        "values.csv",
+        "email,segment,revenue_cents\na@example.com,vip,250\nb@example.com,vip,-40\nc@example.com,,\nd@example.com,x, 1000 \n",
+    );
+    store.import_csv(&good, &opts, None).unwrap();
+    let v = store
+        .member_values("default", IdKind::Email, "revenue_cents")
+        .unwrap();
+    assert_eq!(v.bound, 1000);
+    let got = |e: &str| v.values[&digest(e)];
+    assert_eq!(
+        [
+            got("a@example.com"),
+            got("b@example.com"),
+            got("c@example.com"),
+            got("d@example.com")
+        ],
+        [250, 0, 0, 1000]
+    );
+    // The attribute is still there, and the value column is not an attribute.
+    assert_eq!(
+        store
+            .members("default", IdKind::Email, Some("segment"))
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(
+        store
+            .members("default", IdKind::Email, Some("revenue_cents"))
+            .is_err()
+    );
+    let missing = store
+        .member_values("default", IdKind::Email, "orders")
+        .unwrap_err();
+    assert!(missing.to_string().contains("--value orders"), "{missing}");
+
+    let version = store.audience_version().unwrap();
+    for (body, line, why) in [
+        ("e@example.com,vip,1001\n", 3, "above the bound U = 1000"),
+        ("e@example.com,vip,12.50\n", 3, "not an integer"),
+        ("e@example.com,vip,lots\n", 3, "not an integer"),
+    ] {
+        let file = csv_file(
+            dir.path(),
+            "bad.csv",
+            &format!("email,segment,revenue_cents\nz@example.com,vip,1\n{body}"),
+        );
+        match store.import_csv(&file, &opts, None) {
+            Err(StoreError::Import {
+                line: l,
+                column,
+                reason,
+                ..
+            }) => {
+                assert_eq!((l, column.as_deref()), (line, Some("revenue_cents")));
+                assert!(reason.contains(why), "{reason}");
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+    assert_eq!(store.audience_version().unwrap(), version);
+    assert_eq!(
+        store
+            .member_values("default", IdKind::Email, "revenue_cents")
+            .unwrap(),
+        v
+    );
+}

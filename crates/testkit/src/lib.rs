@@ -11,7 +11,7 @@
 pub mod noise;
 mod pair;
 
-pub use pair::{NodePair, Side};
+pub use pair::{NodePair, REVENUE_BOUND, Side, revenue_cents};
 
 use tandem_agreement::{Agreement, Terms};
 
@@ -27,6 +27,7 @@ pub struct PartySpec {
     tls_cert_sha256: String,
     region: String,
     columns: Vec<(String, Vec<String>)>,
+    values: Vec<(String, String, u32, bool)>,
     budget: [f64; 4],
 }
 
@@ -41,6 +42,7 @@ impl PartySpec {
             tls_cert_sha256: PLACEHOLDER.to_string(),
             region: "CN".to_string(),
             columns: Vec::new(),
+            values: Vec::new(),
             budget: [2.0, 50.0, 1e-9, 1e-6],
         }
     }
@@ -90,6 +92,14 @@ impl PartySpec {
         self
     }
 
+    /// A value column (`psi-sum-v1`): its unit, clamping bound `U` and whether sums of squares
+    /// may be released.
+    pub fn value(mut self, name: &str, unit: &str, bound: u32, squares: bool) -> PartySpec {
+        self.values
+            .push((name.to_string(), unit.to_string(), bound, squares));
+        self
+    }
+
     /// ε per query and in all (δ stays 1e-9 a query, 1e-6 in all).
     pub fn epsilon(mut self, per_query: f64, total: f64) -> PartySpec {
         self.budget[0] = per_query;
@@ -110,6 +120,12 @@ impl PartySpec {
         );
         for (c, values) in &self.columns {
             s += &format!("{c} = [{}]\n", quoted(values));
+        }
+        if !self.values.is_empty() {
+            s += "[parties.values]\n";
+        }
+        for (c, unit, bound, squares) in &self.values {
+            s += &format!("{c} = {{ unit = {unit:?}, bound = {bound}, squares = {squares} }}\n");
         }
         let [pq, total, dpq, dtotal] = self.budget;
         s += &format!(

@@ -38,14 +38,16 @@ impl NodePair {
         for i in 0..300 {
             acme_rows += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
         }
-        let mut shopx_rows = String::from("email,tier\n");
+        let mut shopx_rows = String::from("email,tier,revenue_cents\n");
         for i in 150..500 {
             let tier = if i % 3 == 0 { "gold" } else { "silver" };
-            shopx_rows += &format!("p{i}@example.com,{tier}\n");
+            shopx_rows += &format!("p{i}@example.com,{tier},{}\n", revenue_cents(i));
         }
         NodePair::launch(
             Side::new(&acme_rows).column("seg", &["x", "y"]),
-            Side::new(&shopx_rows).column("tier", &["silver", "gold"]),
+            Side::new(&shopx_rows)
+                .column("tier", &["silver", "gold"])
+                .value("revenue_cents", REVENUE_BOUND),
             acme_total,
             shopx_total,
         )
@@ -136,13 +138,16 @@ impl NodePair {
         import(&acme, &acme_side);
         import(&shopx, &shopx_side);
         let spec = |name: &str, home: &Home, side: &Side, total: f64| {
-            side.columns.iter().fold(
+            let p = side.columns.iter().fold(
                 PartySpec::node(name, home).epsilon(total.min(2.0), total),
                 |p, (c, values)| {
                     let values: Vec<&str> = values.iter().map(String::as_str).collect();
                     p.column(c, &values)
                 },
-            )
+            );
+            side.values
+                .iter()
+                .fold(p, |p, (c, bound)| p.value(c, "cents", *bound, true))
         };
         let agreement = AgreementBuilder::new()
             .purpose("node tests")
@@ -189,6 +194,7 @@ impl NodePair {
             join_key: None,
             group_by: vec!["seg".into()],
             peer_group_by: vec!["tier".into()],
+            peer_value: None,
             epsilon: 1.0,
             fresh: true,
             options: Default::default(),
@@ -216,6 +222,7 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
 pub struct Side {
     rows: String,
     columns: Vec<(String, Vec<String>)>,
+    values: Vec<(String, u32)>,
 }
 
 impl Side {
@@ -224,6 +231,7 @@ impl Side {
         Side {
             rows: rows.to_string(),
             columns: Vec::new(),
+            values: Vec::new(),
         }
     }
 
@@ -235,8 +243,23 @@ impl Side {
         ));
         self
     }
+
+    /// A value column of the CSV (psi-sum-v1) the agreement lists in cents with bound `U` and
+    /// sums of squares; imported clamped to `[0, U]`.
+    pub fn value(mut self, name: &str, bound: u32) -> Side {
+        self.values.push((name.to_string(), bound));
+        self
+    }
 }
 
+/// The bound `U` of shopx's value column `revenue_cents`.
+pub const REVENUE_BOUND: u32 = 1000;
+
+/// shopx's `revenue_cents` of `p{i}@example.com` (in `[0, 1000]`; some negatives in the raw
+/// file, imported as 0).
+pub fn revenue_cents(i: usize) -> i64 {
+    (i as i64 * 37) % 1061 - 60
+}
 
 fn multi_column_acme(i: usize) -> (&'static str, &'static str) {
     let age = if i.is_multiple_of(2) { "young" } else { "old" };
@@ -263,6 +286,14 @@ fn import(home: &Home, side: &Side) {
     std::fs::write(&file, &side.rows).expect("write csv");
     let opts = tandem_store::ImportOptions {
         attributes: side.columns.iter().map(|(c, _)| c.clone()).collect(),
+        values: side
+            .values
+            .iter()
+            .map(|(column, bound)| tandem_store::ValueSpec {
+                column: column.clone(),
+                bound: *bound,
+            })
+            .collect(),
         ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)
     };
     home.store()

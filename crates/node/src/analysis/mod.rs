@@ -15,6 +15,7 @@ pub mod funnel;
 pub mod lift;
 pub mod overlap;
 pub mod reach;
+pub mod revenue;
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,8 @@ pub static REGISTRY: &[&dyn Analysis] = &[
     &frequency::Frequency,
     &cohorts::Cohorts,
     &attribution::Attribution,
+    &revenue::Revenue,
+    &revenue::AverageValue,
 ];
 
 /// The analysis called `name` (404 `not_found` naming the known ones).
@@ -74,6 +77,9 @@ pub struct Query {
     /// Responder's columns to group by, as [`Query::group_by`].
     #[serde(default, with = "crate::wire::columns")]
     pub peer_group_by: Vec<String>,
+    /// Responder's value column to sum (value analyses: `revenue`, `average_value`).
+    #[serde(default)]
+    pub peer_value: Option<String>,
     /// ε of the run (split between the parties by [`Analysis::epsilon_split`]).
     pub epsilon: f64,
     /// Ignore a cached answer and spend budget on a fresh run (default false).
@@ -86,8 +92,9 @@ pub struct Query {
     pub options: BTreeMap<String, String>,
 }
 
-/// The columns an analysis reads on each side. Group-by columns make the cells; value columns
-/// (for sums and means) need a protocol beyond `psi-ca-v1` and are refused until one exists.
+/// The columns an analysis reads on each side. Group-by columns make the cells; a responder value
+/// column (for sums and means) adds a `psi-sum-v1` run (`crate::sums`); querier value columns are
+/// refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inputs {
     /// The querier's group-by columns (none: one bucket).
@@ -298,6 +305,8 @@ pub struct NoisedCells<'a> {
     pub threshold: u64,
     /// The querier's own bucket sizes `|A_r|`, exact and local (never sent to the peer).
     pub my_sizes: &'a [u64],
+    /// The noised cell sums of a value analysis (`psi-sum-v1`), with their parameters.
+    pub sums: Option<(&'a tandem_sum::SumParams, &'a tandem_sum::CellSums)>,
 }
 
 /// Confidence of every interval a report shows.
@@ -384,6 +393,7 @@ pub fn check_options(
         counts: &counts,
         threshold: 0,
         my_sizes: &sizes,
+        sums: None,
     };
     analysis.derived(&noised, options).map(|_| ())
 }
@@ -1078,6 +1088,7 @@ pub(crate) mod testing {
                 counts: &counts,
                 threshold: 0,
                 my_sizes: &self.my_sizes,
+                sums: None,
             };
             super::check_options(analysis, &self.grid, &params, options)?;
             Ok(analysis.derived(&noised, options)?.unwrap_or_default())
@@ -1249,6 +1260,7 @@ mod tests {
                 join_key: None,
                 group_by: Vec::new(),
                 peer_group_by: Vec::new(),
+                peer_value: None,
                 epsilon: 1.0,
                 fresh: false,
                 options: Default::default(),

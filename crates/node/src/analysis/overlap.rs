@@ -398,6 +398,7 @@ mod tests {
             epsilon: 1.0,
             delta: 1e-9,
             identity_rules: "tandem-id-v1".into(),
+            responder_value: None,
         };
         let inputs = Overlap.inputs(&req);
         assert_eq!(inputs.querier_group_by, ["seg"]);

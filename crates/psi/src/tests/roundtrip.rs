@@ -113,3 +113,48 @@ proptest! {
         prop_assert_eq!(counts.noised, plain(&a, &b));
     }
 }
+
+/// Issue 13 hooks: the querier's per-cell match lists and the responder's owner of every point
+/// agree: each matched point owned by a real item is in the cell's responder bucket and in the
+/// querier's bucket; the real matches per cell are the plain intersection; the rest are the `T`
+/// injected matches (owner `None`); no index is in two lists. The reply is the one `respond`
+/// makes (same randomness).
+#[test]
+fn match_lists_and_owners_line_up() {
+    let (na, nb, t) = (2u32, 3u32, 4u32);
+    let p = params(na, nb, 3, 5, t);
+    let all = digests(7, 300);
+    let a = split(&all[..200], na, |i| (i % 2) as u32);
+    let b = split(&all[100..], nb, |i| (i % 3) as u32);
+    let limits = Limits::default();
+    let mut r = rng();
+    let (querier, query) = Querier::start(p.clone(), &a, &mut NoNoise, &mut r).unwrap();
+    let seeded = || <chacha20::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(9);
+    let (reply, owners) =
+        crate::respond_with_owners(&p, &b, &query, &limits, &mut NoNoise, &mut seeded()).unwrap();
+    assert_eq!(
+        reply,
+        respond(&p, &b, &query, &limits, &mut NoNoise, &mut seeded()).unwrap()
+    );
+    let (counts, lists) = querier.finish_with_matches(&reply, &limits).unwrap();
+    assert_eq!(lists.len(), (na * nb) as usize);
+    let plain = plain(&a, &b);
+    let mut seen = std::collections::HashSet::new();
+    for (cell, list) in lists.iter().enumerate() {
+        let (ga, gb) = (cell / nb as usize, cell % nb as usize);
+        assert_eq!(list.len() as i64 - i64::from(t), counts.noised[cell]);
+        let mut real = 0;
+        for &i in list {
+            assert!(seen.insert(i), "index {i} in two lists");
+            if let Some((g, k)) = owners[i] {
+                assert_eq!(g as usize, gb);
+                assert!(a[ga].contains(&b[gb][k]));
+                real += 1;
+            }
+        }
+        assert_eq!(real, plain[cell]);
+        assert_eq!(list.len() as i64 - real, i64::from(t));
+    }
+    let items: usize = b.iter().map(Vec::len).sum();
+    assert_eq!(owners.iter().flatten().count(), items);
+}

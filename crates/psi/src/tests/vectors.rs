@@ -141,7 +141,8 @@ fn spec_test_vectors() {
         SecretScalar::new(beta),
         &mut rng(),
     )
-    .unwrap();
+    .unwrap()
+    .0;
     check(&v, "reply", &reply);
     let counts = querier.finish(&reply, &Limits::default()).unwrap();
     let cells: Vec<String> = counts.noised.iter().map(i64::to_string).collect();
