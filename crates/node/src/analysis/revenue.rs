@@ -8,8 +8,8 @@ use std::fmt::Write;
 use tandem_agreement::Agreement;
 
 use super::{
-    Analysis, CONFIDENCE, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report,
-    bucket_labels, cells_csv, short,
+    Analysis, CONFIDENCE, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs,
+    NoisedCells, Report, bucket_labels, cells_csv, common_inputs, short,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
@@ -62,6 +62,23 @@ fn sums<'a>(
 /// `z` of a two-sided normal interval at [`CONFIDENCE`].
 const Z95: f64 = 1.959_963_984_540_054;
 
+/// The inputs of a value analysis: the common ones and the peer's value column (a top-level
+/// [`super::Query::peer_value`], not an option).
+fn value_form() -> Vec<InputSpec> {
+    let mut all = common_inputs();
+    all.push(InputSpec {
+        option: false,
+        ..InputSpec::option(
+            "peer_value",
+            InputKind::Text,
+            "Partner's value column",
+            "A value column the agreement lists for the partner (e.g. revenue_cents): summed over the overlap",
+        )
+        .required()
+    });
+    all
+}
+
 impl Analysis for Revenue {
     fn name(&self) -> &'static str {
         "revenue"
@@ -69,6 +86,10 @@ impl Analysis for Revenue {
 
     fn about(&self) -> &'static str {
         "The peer's value column (--peer-value) summed over the overlap per segment, with 95% intervals"
+    }
+
+    fn form(&self) -> Vec<InputSpec> {
+        value_form()
     }
 
     fn inputs(&self, request: &RunRequest) -> Inputs {
@@ -135,6 +156,10 @@ impl Analysis for AverageValue {
 
     fn about(&self) -> &'static str {
         "Average of the peer's value column (--peer-value) per overlapping customer, per segment, with 95% intervals"
+    }
+
+    fn form(&self) -> Vec<InputSpec> {
+        value_form()
     }
 
     fn inputs(&self, request: &RunRequest) -> Inputs {
