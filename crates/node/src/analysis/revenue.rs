@@ -135,7 +135,7 @@ impl Analysis for Revenue {
                     estimate,
                     ci_low,
                     ci_high,
-                    below_threshold: false,
+                    below_threshold: below_threshold(noised, i),
                     truth: None,
                 });
                 i += 1;
@@ -221,7 +221,7 @@ impl Analysis for AverageValue {
                     estimate,
                     ci_low,
                     ci_high,
-                    below_threshold: false,
+                    below_threshold: below_threshold(noised, i),
                     truth: None,
                 });
                 i += 1;
@@ -233,6 +233,18 @@ impl Analysis for AverageValue {
     fn render(&self, report: &Report, format: Format) -> Result<String> {
         render(report, format, "average")
     }
+}
+
+/// Whether cell `i` (row-major) falls under the agreement's reporting threshold by its noised
+/// count: its sum is then hidden in the table as the overlap report hides the count (post-
+/// processing of the released count; JSON and CSV keep the figure with `below_threshold`).
+fn below_threshold(noised: &NoisedCells<'_>, i: usize) -> bool {
+    let threshold = i64::try_from(noised.threshold).unwrap_or(i64::MAX);
+    noised
+        .counts
+        .noised
+        .get(i)
+        .is_some_and(|&count| count < threshold)
 }
 
 fn render(r: &Report, format: Format, what: &str) -> Result<String> {
@@ -257,15 +269,24 @@ fn render(r: &Report, format: Format, what: &str) -> Result<String> {
                 r.querier, r.responder, what, "95% interval"
             );
             for c in &r.cells {
+                let (estimate, interval) = if c.below_threshold {
+                    (format!("< {} people", r.threshold), String::new())
+                } else {
+                    (
+                        c.estimate.to_string(),
+                        format!("[{}, {}]", c.ci_low, c.ci_high),
+                    )
+                };
                 let _ = writeln!(
                     s,
                     "{:<12}  {:<12}  {:>12}  {:>25}",
-                    c.querier_group,
-                    c.responder_group,
-                    c.estimate,
-                    format!("[{}, {}]", c.ci_low, c.ci_high)
+                    c.querier_group, c.responder_group, estimate, interval
                 );
             }
+            let _ = writeln!(
+                s,
+                "signed estimates (noise may take one below 0); intervals are cut at 0, as a sum of values in [0, U] cannot be negative"
+            );
             let _ = writeln!(s, "wall time {:.2} s", r.wall_s);
             s
         }
