@@ -100,9 +100,10 @@ impl Protocol {
             Protocol::PsiCaV2 => ThreatModel {
                 responder: "the responder's cells are DP against any querier \
                             (central noise added after counting, shuffle proof verified)",
-                querier: "the querier's counts are DP against a semi-honest responder only \
-                          (a cheating responder can strip the querier's dummies); \
-                          no output integrity",
+                querier: "the querier's bucket sizes are DP against any responder; its \
+                          segment counts (which the responder counts) are DP against a \
+                          semi-honest responder only (a cheating responder can strip the \
+                          querier's dummies); no output integrity",
             },
         }
     }

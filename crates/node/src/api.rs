@@ -379,6 +379,7 @@ async fn agreements(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> 
                     "id": a.id,
                     "status": a.status,
                     "agreement": serde_json::from_str::<serde_json::Value>(&a.doc_json).ok(),
+                    "protocol": crate::v2::protocol_summary(&a.doc_json),
                 })
             })
             .collect();

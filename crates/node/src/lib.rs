@@ -17,6 +17,7 @@
 //! | [`agreements`], [`compliance`] | agreement life cycle; budgets and records of processing |
 //! | [`state`], [`api`], [`server`] | shared handler state; the people's API; the HTTPS server |
 //! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
+//! | [`v2`] | psi-ca-v2 under an agreement that selects it: parameters and ledger charges |
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod run;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod v2;
 pub mod wire;
 
 pub use error::{Code, Fault, NodeError};
