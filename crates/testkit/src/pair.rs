@@ -34,16 +34,14 @@ impl NodePair {
 
     /// [`NodePair::start`] with these total ε budgets (per query: at most 2).
     pub async fn with_budgets(acme_total: f64, shopx_total: f64) -> NodePair {
-        let mut acme_rows = String::from("email,seg\n");
-        for i in 0..300 {
-            acme_rows += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
-        }
-        let mut shopx_rows = String::from("email,tier\n");
-        for i in 150..500 {
-            let tier = if i % 3 == 0 { "gold" } else { "silver" };
-            shopx_rows += &format!("p{i}@example.com,{tier}\n");
-        }
-        NodePair::launch(&acme_rows, &shopx_rows, acme_total, shopx_total).await
+        let (acme_rows, shopx_rows) = audiences();
+        NodePair::launch(&acme_rows, &shopx_rows, acme_total, shopx_total, None).await
+    }
+
+    /// [`NodePair::start`] under an agreement whose `protocol` is `protocol`.
+    pub async fn with_protocol(protocol: &str) -> NodePair {
+        let (acme_rows, shopx_rows) = audiences();
+        NodePair::launch(&acme_rows, &shopx_rows, 50.0, 50.0, Some(protocol)).await
     }
 
     async fn launch(
@@ -51,6 +49,7 @@ impl NodePair {
         shopx_rows: &str,
         acme_total: f64,
         shopx_total: f64,
+        protocol: Option<&str>,
     ) -> NodePair {
         let root = tempfile::tempdir().expect("tempdir");
         let (acme_l, acme_addr) = tandem_node::server::bind("127.0.0.1:0")
@@ -63,8 +62,11 @@ impl NodePair {
         let shopx = home(root.path(), "shopx", shop_addr);
         import(&acme, acme_rows, "seg");
         import(&shopx, shopx_rows, "tier");
-        let agreement = AgreementBuilder::new()
-            .purpose("node tests")
+        let mut builder = AgreementBuilder::new().purpose("node tests");
+        if let Some(protocol) = protocol {
+            builder = builder.protocol(protocol);
+        }
+        let agreement = builder
             .party(
                 PartySpec::node("acme", &acme)
                     .column("seg", &["x", "y"])
@@ -120,6 +122,20 @@ impl NodePair {
             fresh: true,
         }
     }
+}
+
+/// The audiences of [`NodePair::start`], as CSV: acme's and shopx's.
+fn audiences() -> (String, String) {
+    let mut acme_rows = String::from("email,seg\n");
+    for i in 0..300 {
+        acme_rows += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
+    }
+    let mut shopx_rows = String::from("email,tier\n");
+    for i in 150..500 {
+        let tier = if i % 3 == 0 { "gold" } else { "silver" };
+        shopx_rows += &format!("p{i}@example.com,{tier}\n");
+    }
+    (acme_rows, shopx_rows)
 }
 
 fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
