@@ -115,15 +115,16 @@ fn list(dir: &Path, json: bool) -> Result<()> {
     if json {
         let v: Vec<_> = list
             .iter()
-            .map(|a| serde_json::json!({"id": a.id, "status": a.status, "agreement": serde_json::from_str::<serde_json::Value>(&a.doc_json).ok()}))
+            .map(|a| serde_json::json!({"id": a.id, "status": a.status, "agreement": serde_json::from_str::<serde_json::Value>(&a.doc_json).ok(), "protocol": tandem_node::v2::protocol_summary(&a.doc_json)}))
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for a in list {
-            let purpose = serde_json::from_str::<tandem_agreement::Agreement>(&a.doc_json)
-                .map(|x| x.terms.purpose)
-                .unwrap_or_default();
-            outln!("{}  {:<9} {}", a.id, a.status, purpose);
+            let (purpose, protocol) =
+                serde_json::from_str::<tandem_agreement::Agreement>(&a.doc_json)
+                    .map(|x| (x.terms.purpose, x.terms.protocol.as_str()))
+                    .unwrap_or_default();
+            outln!("{}  {:<9} {:<9} {}", a.id, a.status, protocol, purpose);
         }
     }
     Ok(())
@@ -136,9 +137,19 @@ fn show(dir: &Path, id: &str) -> Result<()> {
         .agreement(id)?
         .with_context(|| format!("unknown agreement {id}"))?;
     let v: serde_json::Value = serde_json::from_str(&a.doc_json)?;
+    let summary = tandem_node::v2::protocol_summary(&a.doc_json);
+    let said = |role: &str| {
+        summary["threat_model"][role]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned()
+    };
     outln!(
-        "status: {}\n{}",
+        "status: {}\nprotocol: {}\n  as responder: {}\n  as querier: {}\n{}",
         a.status,
+        summary["protocol"].as_str().unwrap_or("?"),
+        said("responder"),
+        said("querier"),
         serde_json::to_string_pretty(&v)?
     );
     Ok(())

@@ -19,7 +19,7 @@ mod validate;
 pub use agreement::Agreement;
 pub use error::AgreementError;
 pub use id::AgreementId;
-pub use terms::{Budget, Party, Terms, ValueColumn};
+pub use terms::{Budget, Party, Protocol, Terms, ThreatModel, ValueColumn};
 pub use validate::{MAX_COLUMN_VALUES, MAX_SQUARED_VALUE_BOUND, MAX_VALUE_BOUND, OTHER_LABEL};
 
 /// Lower-case hex of the 32 public-key bytes: how a node's signing key is written in the terms.

@@ -50,8 +50,78 @@ pub struct Terms {
     /// they had before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_refresh_days: Option<u32>,
+    /// The PSI protocol the runs under this agreement use (`protocols/agreement-v1.md` §2.1).
+    /// Absent means [`Protocol::PsiCaV1`], and v1 is left out of the canonical bytes, so terms
+    /// written before the field existed keep their id.
+    #[serde(default, skip_serializing_if = "Protocol::is_v1")]
+    pub protocol: Protocol,
     /// The two parties.
     pub parties: Vec<Party>,
+}
+
+/// The PSI protocol an agreement selects, written `psi-ca-v1` or `psi-ca-v2` in the terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// `protocols/psi-ca-v1.md`: the querier counts; the responder's noise is injected as
+    /// fake matches (DP against a semi-honest querier only).
+    #[default]
+    #[serde(rename = "psi-ca-v1")]
+    PsiCaV1,
+    /// `protocols/psi-ca-v2.md`: the responder counts and adds central noise after verifying
+    /// the querier's shuffle proof (DP against any querier).
+    #[serde(rename = "psi-ca-v2")]
+    PsiCaV2,
+}
+
+impl Protocol {
+    /// The name written in the terms and reports: `psi-ca-v1` or `psi-ca-v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::PsiCaV1 => "psi-ca-v1",
+            Protocol::PsiCaV2 => "psi-ca-v2",
+        }
+    }
+
+    /// Whether this is the default, [`Protocol::PsiCaV1`] (left out of the canonical bytes).
+    pub fn is_v1(&self) -> bool {
+        *self == Protocol::PsiCaV1
+    }
+
+    /// What the agreement's protocol guarantees each party, in one sentence per party:
+    /// `(responder's data, querier's data)`, as `psi-ca-v1.md` §6 and `psi-ca-v2.md` §1 state.
+    pub fn threat_model(self) -> ThreatModel {
+        match self {
+            Protocol::PsiCaV1 => ThreatModel {
+                responder: "the responder's cells are DP against a semi-honest querier only \
+                            (a querier that deviates can strip the injected noise)",
+                querier: "the querier's bucket sizes are DP against any responder; \
+                          the counts stay with the querier",
+            },
+            Protocol::PsiCaV2 => ThreatModel {
+                responder: "the responder's cells are DP against any querier \
+                            (central noise added after counting, shuffle proof verified)",
+                querier: "the querier's bucket sizes are DP against any responder; its \
+                          segment counts (which the responder counts) are DP against a \
+                          semi-honest responder only (a cheating responder can strip the \
+                          querier's dummies); no output integrity",
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What each role's data is protected against under a [`Protocol`] (plain sentences).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ThreatModel {
+    /// The guarantee for the responder's (B's) data.
+    pub responder: &'static str,
+    /// The guarantee for the querier's (A's) data.
+    pub querier: &'static str,
 }
 
 /// One of the two parties.

@@ -84,6 +84,7 @@ fn terms() -> impl Strategy<Value = Terms> {
                     transfer_mechanism: transfer,
                     impact_assessment: assessment,
                     budget_refresh_days: refresh,
+                    protocol: Default::default(),
                     parties: vec![a, b],
                 }
             },

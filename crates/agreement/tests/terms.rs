@@ -403,3 +403,40 @@ fn value_columns_parse_validate_and_leave_old_ids_alone() {
     .unwrap();
     assert!(sq.party("shopx").unwrap().values["r"].squares);
 }
+
+#[test]
+fn protocol_is_v1_by_default_and_keeps_the_id() {
+    let t = terms();
+    assert_eq!(t.protocol, tandem_agreement::Protocol::PsiCaV1);
+    let text = String::from_utf8(t.canonical_bytes()).unwrap();
+    assert!(!text.contains("protocol"), "{text}");
+    // An old v1 agreement's id is unchanged, and writing v1 explicitly gives the same id.
+    let without = Terms::from_toml(&example_without_impact_assessment()).unwrap();
+    assert_eq!(
+        without.id().to_string(),
+        EXAMPLE_ID_WITHOUT_IMPACT_ASSESSMENT
+    );
+    let explicit = Terms::from_toml(&format!(
+        "protocol = \"psi-ca-v1\"\n{}",
+        example_without_impact_assessment()
+    ))
+    .unwrap();
+    assert_eq!(explicit.id(), without.id());
+}
+
+#[test]
+fn protocol_v2_is_signed_and_unknown_protocols_are_refused() {
+    let v1 = terms();
+    let v2 = Terms::from_toml(&format!("protocol = \"psi-ca-v2\"\n{}", example_toml())).unwrap();
+    assert_eq!(v2.protocol, tandem_agreement::Protocol::PsiCaV2);
+    assert_ne!(v2.id(), v1.id());
+    let text = String::from_utf8(v2.canonical_bytes()).unwrap();
+    assert!(text.contains("\"protocol\":\"psi-ca-v2\""), "{text}");
+    let err = Terms::from_toml(&format!("protocol = \"psi-ca-v3\"\n{}", example_toml()));
+    assert!(err.is_err());
+    assert_ne!(
+        v2.protocol.threat_model(),
+        v1.protocol.threat_model(),
+        "each protocol states its own threat model"
+    );
+}

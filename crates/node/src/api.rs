@@ -763,6 +763,7 @@ async fn agreements(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> 
                 agreement: serde_json::from_str(&a.doc_json)
                     .ok()
                     .map(|doc| if analyst { without_keys(doc) } else { doc }),
+                protocol: crate::v2::protocol_summary(&a.doc_json),
                 id: a.id,
                 status: a.status,
             })
@@ -783,6 +784,10 @@ struct AgreementSummary {
     /// The signed agreement document (`protocols/agreement-v1.md`; for analysts without the
     /// parties' keys, and each signature `true`); null if it does not parse.
     agreement: Option<serde_json::Value>,
+    /// The agreement's protocol and what it guarantees each side (`{"protocol", "threat_model":
+    /// {"responder", "querier"}}`).
+    #[schema(value_type = Object)]
+    protocol: serde_json::Value,
 }
 
 /// An agreement document without what only nodes and auditors use (the parties' signing keys

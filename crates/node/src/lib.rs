@@ -18,6 +18,7 @@
 //! | [`state`], [`api`], [`openapi`], [`server`] | shared handler state; the people's API and its OpenAPI document; the HTTPS server |
 //! | [`sums`] | value columns and `psi-sum-v1`: import bounds, holder state, decryption |
 //! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
+//! | [`v2`] | psi-ca-v2 under an agreement that selects it: parameters and ledger charges |
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +43,7 @@ pub mod server;
 pub mod state;
 pub mod sums;
 pub mod tls;
+pub mod v2;
 pub mod wire;
 
 pub use error::{Code, Fault, NodeError};

@@ -82,9 +82,11 @@ pub fn derive(
     code: Code,
 ) -> Result<Derived> {
     let refuse = |msg: String| NodeError::new(code, msg);
-    if req.protocol != PROTOCOL {
+    // The agreement names the protocol (default psi-ca-v1); a run never falls back to another.
+    let agreed = agreement.terms.protocol.as_str();
+    if req.protocol != agreed {
         return Err(refuse(format!(
-            "protocol {:?} is not {PROTOCOL}",
+            "the run uses protocol {:?} but the agreement selects {agreed}; no run falls back to another protocol",
             req.protocol
         )));
     }

@@ -143,6 +143,7 @@ pub struct AgreementBuilder {
     expires_at: String,
     threshold: u64,
     refresh_days: Option<u32>,
+    protocol: Option<String>,
     parties: Vec<PartySpec>,
 }
 
@@ -153,6 +154,7 @@ impl Default for AgreementBuilder {
             expires_at: "2099-01-01T00:00:00Z".to_string(),
             threshold: 0,
             refresh_days: None,
+            protocol: None,
             parties: Vec::new(),
         }
     }
@@ -188,6 +190,12 @@ impl AgreementBuilder {
         self
     }
 
+    /// `protocol` (`psi-ca-v1` or `psi-ca-v2`); absent by default (v1).
+    pub fn protocol(mut self, protocol: &str) -> AgreementBuilder {
+        self.protocol = Some(protocol.to_string());
+        self
+    }
+
     /// Adds a party (the first is usually the querier).
     pub fn party(mut self, party: PartySpec) -> AgreementBuilder {
         self.parties.push(party);
@@ -202,6 +210,9 @@ impl AgreementBuilder {
         );
         if let Some(days) = self.refresh_days {
             s += &format!("budget_refresh_days = {days}\n");
+        }
+        if let Some(protocol) = &self.protocol {
+            s += &format!("protocol = {protocol:?}\n");
         }
         for p in &self.parties {
             s.push('\n');

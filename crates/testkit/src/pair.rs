@@ -34,24 +34,14 @@ impl NodePair {
 
     /// [`NodePair::start`] with these total ε budgets (per query: at most 2).
     pub async fn with_budgets(acme_total: f64, shopx_total: f64) -> NodePair {
-        let mut acme_rows = String::from("email,seg\n");
-        for i in 0..300 {
-            acme_rows += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
-        }
-        let mut shopx_rows = String::from("email,tier,revenue_cents\n");
-        for i in 150..500 {
-            let tier = if i % 3 == 0 { "gold" } else { "silver" };
-            shopx_rows += &format!("p{i}@example.com,{tier},{}\n", revenue_cents(i));
-        }
-        NodePair::launch(
-            Side::new(&acme_rows).column("seg", &["x", "y"]),
-            Side::new(&shopx_rows)
-                .column("tier", &["silver", "gold"])
-                .value("revenue_cents", REVENUE_BOUND),
-            acme_total,
-            shopx_total,
-        )
-        .await
+        let (acme, shopx) = default_sides();
+        NodePair::launch(acme, shopx, acme_total, shopx_total).await
+    }
+
+    /// [`NodePair::start`] under an agreement whose `protocol` is `protocol`.
+    pub async fn with_protocol(protocol: &str) -> NodePair {
+        let (acme, shopx) = default_sides();
+        NodePair::launch_with(acme, shopx, 50.0, 50.0, Some(protocol)).await
     }
 
     /// A pair on the given audiences (CSV with an `email` column and the sides' columns), each
@@ -126,6 +116,16 @@ impl NodePair {
         acme_total: f64,
         shopx_total: f64,
     ) -> NodePair {
+        NodePair::launch_with(acme_side, shopx_side, acme_total, shopx_total, None).await
+    }
+
+    async fn launch_with(
+        acme_side: Side,
+        shopx_side: Side,
+        acme_total: f64,
+        shopx_total: f64,
+        protocol: Option<&str>,
+    ) -> NodePair {
         let root = tempfile::tempdir().expect("tempdir");
         let (acme_l, acme_addr) = tandem_node::server::bind("127.0.0.1:0")
             .await
@@ -149,8 +149,11 @@ impl NodePair {
                 .iter()
                 .fold(p, |p, (c, bound)| p.value(c, "cents", *bound, true))
         };
-        let agreement = AgreementBuilder::new()
-            .purpose("node tests")
+        let mut builder = AgreementBuilder::new().purpose("node tests");
+        if let Some(protocol) = protocol {
+            builder = builder.protocol(protocol);
+        }
+        let agreement = builder
             .party(spec("acme", &acme, &acme_side, acme_total))
             .party(spec("shopx", &shopx, &shopx_side, shopx_total))
             .signed(&[("acme", &acme.key), ("shopx", &shopx.key)]);
@@ -200,6 +203,28 @@ impl NodePair {
             options: Default::default(),
         }
     }
+}
+
+/// The audiences of [`NodePair::start`], as CSV: acme's and shopx's.
+/// The default pair's sides: acme `p0…p299@example.com` with `seg` (even `x`, odd `y`), shopx
+/// `p150…p499@example.com` with `tier` (multiples of 3 `gold`, else `silver`) and the value
+/// column `revenue_cents` ([`revenue_cents`], bound [`REVENUE_BOUND`]).
+fn default_sides() -> (Side, Side) {
+    let mut acme_rows = String::from("email,seg\n");
+    for i in 0..300 {
+        acme_rows += &format!("p{i}@example.com,{}\n", if i % 2 == 0 { "x" } else { "y" });
+    }
+    let mut shopx_rows = String::from("email,tier,revenue_cents\n");
+    for i in 150..500 {
+        let tier = if i % 3 == 0 { "gold" } else { "silver" };
+        shopx_rows += &format!("p{i}@example.com,{tier},{}\n", revenue_cents(i));
+    }
+    (
+        Side::new(&acme_rows).column("seg", &["x", "y"]),
+        Side::new(&shopx_rows)
+            .column("tier", &["silver", "gold"])
+            .value("revenue_cents", REVENUE_BOUND),
+    )
 }
 
 fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
