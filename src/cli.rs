@@ -323,8 +323,9 @@ pub struct QueryArgs {
     /// `stages=visit,cart,checkout` for funnel, `inference=population`.
     #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
-    /// Lift: this node's column holding the arm (the same as `--group-by`).
-    #[arg(long, conflicts_with = "group_by")]
+    /// Lift: this node's column holding the arm (put before any `--group-by` columns, which then
+    /// give one lift per segment).
+    #[arg(long)]
     pub arm_column: Option<String>,
     /// Lift: the test arm's value (option `test_arm`, default `test`).
     #[arg(long)]

@@ -71,10 +71,7 @@ fn to_query(a: &QueryArgs) -> Query {
     Query {
         agreement_id: a.agreement.clone(),
         join_key: a.join_key.clone(),
-        group_by: a
-            .arm_column
-            .clone()
-            .map_or_else(|| a.group_by.clone(), |c| vec![c]),
+        group_by: a.arm_column.iter().chain(&a.group_by).cloned().collect(),
         peer_group_by: a
             .peer_conversion_column
             .clone()
@@ -187,13 +184,27 @@ mod tests {
                 ("test_arm", "t")
             ]
         );
-        for bad in [
-            vec!["--option", "novalue"],
-            vec!["--arm-column", "arm", "--group-by", "seg"],
-        ] {
-            let mut args = vec!["tandem", "query", "lift", "--agreement", "ab"];
-            args.extend(bad);
-            assert!(crate::cli::Cli::try_parse_from(args).is_err());
-        }
+        let mut args = vec!["tandem", "query", "lift", "--agreement", "ab"];
+        args.extend(["--option", "novalue"]);
+        assert!(crate::cli::Cli::try_parse_from(args).is_err());
+        // The arm column first, then the segment columns: one lift per segment.
+        let cli = crate::cli::Cli::try_parse_from([
+            "tandem",
+            "query",
+            "lift",
+            "--dir",
+            "n",
+            "--agreement",
+            "ab",
+            "--arm-column",
+            "arm",
+            "--group-by",
+            "region",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Query(a) = cli.command else {
+            panic!("not a query");
+        };
+        assert_eq!(to_query(&a).group_by, ["arm", "region"]);
     }
 }

@@ -4,15 +4,21 @@
 //! `test`), `control_arm` (default `control`), `converted` (the peer's converting value; default
 //! the first of `1`, `yes`, `true`, `converted`, `purchased` it lists). Figures: `arms`,
 //! `lift_abs`, `lift_rel`, `p_value`, intervals for DP noise and sampling.
+//!
+//! By segment: with a second group-by column of mine after the arm (`--arm-column arm
+//! --group-by region`, cells `test|north` …), one lift per segment (`by_segment`), each from
+//! the cells `test|s` and `control|s`; segments where either arm has none of my customers are
+//! left out (my sizes are exact and local).
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
 use tandem_analytics::LiftResult;
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, NoisedCells,
-    Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys,
+    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, LABEL_SEPARATOR,
+    NoisedCells, Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys,
     converted_label, details_as, fmt_estimate, fmt_percent, fmt_rows, group_by_cells,
     group_by_inputs, option, render_with, table_footer, table_header, to_details, with_options,
 };
@@ -88,22 +94,94 @@ impl Analysis for Lift {
         check_option_keys(options, &["test_arm", "control_arm", "converted"])?;
         let converted = converted_label(options, "converted", &noised.grid.responder)?;
         let grid = analytics_grid(noised)?;
-        let result = tandem_analytics::lift_from_grid(
-            &grid,
+        let (test, control) = (
             option(options, "test_arm", "test"),
             option(options, "control_arm", "control"),
-            &converted,
-            None,
-            1.0 - super::CONFIDENCE,
-        )
-        .map_err(analytics_error)?;
-        to_details(&result)
+        );
+        let alpha = 1.0 - super::CONFIDENCE;
+        let segments = segments(&noised.grid.querier);
+        if segments.is_empty() {
+            let result =
+                tandem_analytics::lift_from_grid(&grid, test, control, &converted, None, alpha)
+                    .map_err(analytics_error)?;
+            return to_details(&result);
+        }
+        let size = |label: &str| {
+            grid.row(label)
+                .map(|r| grid.my_sizes[r])
+                .map_err(analytics_error)
+        };
+        let mut by_segment = Vec::new();
+        for s in segments {
+            let (t, c) = (
+                format!("{test}{LABEL_SEPARATOR}{s}"),
+                format!("{control}{LABEL_SEPARATOR}{s}"),
+            );
+            if size(&t)? == 0 || size(&c)? == 0 {
+                continue;
+            }
+            by_segment.push(
+                tandem_analytics::lift_from_grid(&grid, &t, &c, &converted, Some(s), alpha)
+                    .map_err(analytics_error)?,
+            );
+        }
+        to_details(&LiftBySegment { by_segment })
     }
 }
 
+/// Lift per segment of mine (`details` of a lift grouped by arm and a segment column).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LiftBySegment {
+    /// One lift per segment with customers in both arms, in label order.
+    pub by_segment: Vec<LiftResult>,
+}
+
+/// The segments of composite labels `arm|segment` (everything after the first separator), in
+/// first-seen order; empty when the labels are plain arms.
+fn segments(labels: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for l in labels {
+        if let Some((_, s)) = l.split_once(LABEL_SEPARATOR)
+            && !out.contains(&s)
+        {
+            out.push(s);
+        }
+    }
+    out
+}
+
 fn table(r: &Report) -> Result<String> {
+    if let Ok(b) = details_as::<LiftBySegment>(r) {
+        let mut s = table_header(r, "Conversion lift by segment");
+        let (mut cells, mut affected) = (0, 0);
+        for l in &b.by_segment {
+            s += &format!("\nsegment {}\n", l.segment.as_deref().unwrap_or("all"));
+            s += &lift_block(l);
+            cells += l.noise_share.cells;
+            affected += l.noise_share.affected;
+        }
+        let share = tandem_analytics::NoiseShare {
+            cells,
+            affected,
+            share: if cells == 0 {
+                0.0
+            } else {
+                affected as f64 / cells as f64
+            },
+        };
+        s += &table_footer(r, &share);
+        return Ok(s);
+    }
     let l: LiftResult = details_as(r)?;
     let mut s = table_header(r, "Conversion lift");
+    s += &lift_block(&l);
+    s += &table_footer(r, &l.noise_share);
+    Ok(s)
+}
+
+/// The arms, the lifts and the p-value of one lift, as table lines.
+fn lift_block(l: &LiftResult) -> String {
+    let mut s = String::new();
     let rows: Vec<Vec<String>> = l
         .arms
         .iter()
@@ -138,8 +216,7 @@ fn table(r: &Report) -> Result<String> {
         }
     );
     s += "intervals and test account for the DP noise and for sampling\n";
-    s += &table_footer(r, &l.noise_share);
-    Ok(s)
+    s
 }
 
 #[cfg(test)]
@@ -178,6 +255,48 @@ mod tests {
         assert!(covered >= 45, "{covered}/50");
         assert!(rel_covered >= 45, "{rel_covered}/50");
         assert!(significant >= 40, "{significant}/50");
+    }
+
+    /// `--arm-column arm --group-by region`: one lift per segment, from `test|s` and
+    /// `control|s`; a segment with no customers of mine in an arm is left out.
+    #[test]
+    fn lift_by_segment_gives_one_lift_per_segment() {
+        let p = Planted::new(
+            &[
+                "test|north",
+                "test|south",
+                "test|other",
+                "control|north",
+                "control|south",
+                "control|other",
+            ],
+            &["0", "1", "other"],
+            &[
+                800, 200, 0, 900, 100, 0, 0, 0, 0, //
+                900, 100, 0, 900, 100, 0, 0, 0, 0,
+            ],
+            &[1000, 1000, 0, 1000, 1000, 0],
+        );
+        let v = p
+            .derive(&Lift, &options(&[("converted", "1")]), 1.0, 5)
+            .expect("derived");
+        let b: LiftBySegment = serde_json::from_value(v).expect("shape");
+        let names: Vec<_> = b
+            .by_segment
+            .iter()
+            .map(|l| l.segment.as_deref().expect("segment"))
+            .collect();
+        assert_eq!(names, ["north", "south"]);
+        assert!(
+            b.by_segment[0].lift_abs.covers(0.10),
+            "{:?}",
+            b.by_segment[0].lift_abs
+        );
+        assert!(
+            b.by_segment[1].lift_abs.covers(0.0),
+            "{:?}",
+            b.by_segment[1].lift_abs
+        );
     }
 
     #[test]
