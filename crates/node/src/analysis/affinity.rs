@@ -6,17 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use tandem_agreement::Agreement;
 use tandem_analytics::AffinityResult;
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, NoisedCells,
-    Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys, details_as,
-    fmt_estimate, fmt_percent, fmt_rows, group_by_cells, group_by_inputs, render_with,
-    table_footer, table_header, to_details, with_options,
+    Analysis, Format, InputKind, InputSpec, NoisedCells, Report, analytics_error, analytics_grid,
+    check_option_keys, details_as, fmt_estimate, fmt_percent, fmt_rows, render_with, table_footer,
+    table_header, to_details, with_options,
 };
 use crate::error::{NodeError, Result};
-use crate::wire::RunRequest;
 
 /// The affinity analysis.
 pub struct Affinity;
@@ -28,26 +25,6 @@ impl Analysis for Affinity {
 
     fn about(&self) -> &'static str {
         "Affinity index of a peer segment across my segments (100 = as in the whole overlap)"
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
-    }
-
-    fn cells(&self, a: &Agreement, querier: &str, responder: &str, i: &Inputs) -> Result<CellGrid> {
-        group_by_cells(a, querier, responder, i)
-    }
-
-    fn sensitivity(&self) -> u32 {
-        1
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        super::overlap::Overlap.epsilon_split()
-    }
-
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {

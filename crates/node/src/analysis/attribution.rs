@@ -9,18 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use tandem_agreement::{Agreement, OTHER_LABEL};
+use tandem_agreement::OTHER_LABEL;
 use tandem_analytics::{AttributionResult, Inference};
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, NoisedCells,
-    Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys,
-    converted_label, details_as, fmt_estimate, fmt_percent, fmt_rows, group_by_cells,
-    group_by_inputs, inference_input, inference_option, list_option, render_with, table_footer,
-    table_header, to_details, with_options,
+    Analysis, Format, InputKind, InputSpec, NoisedCells, Report, analytics_error, analytics_grid,
+    check_option_keys, converted_label, details_as, fmt_estimate, fmt_percent, fmt_rows,
+    inference_input, inference_option, list_option, render_with, table_footer, table_header,
+    to_details, with_options,
 };
 use crate::error::Result;
-use crate::wire::RunRequest;
 
 /// The attribution analysis.
 pub struct Attribution;
@@ -32,26 +30,6 @@ impl Analysis for Attribution {
 
     fn about(&self) -> &'static str {
         "Channel attribution (Shapley, linear, first/last touch) from my touch coalitions × the peer's conversions"
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
-    }
-
-    fn cells(&self, a: &Agreement, querier: &str, responder: &str, i: &Inputs) -> Result<CellGrid> {
-        group_by_cells(a, querier, responder, i)
-    }
-
-    fn sensitivity(&self) -> u32 {
-        1
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        super::overlap::Overlap.epsilon_split()
-    }
-
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {

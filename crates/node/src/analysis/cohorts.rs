@@ -5,17 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use tandem_agreement::Agreement;
 use tandem_analytics::{CohortResult, Inference};
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputSpec, Inputs, NoisedCells, Report,
-    analytics_error, analytics_grid, cells_with_intervals, check_option_keys, details_as,
-    fmt_estimate, fmt_percent, fmt_rows, group_by_cells, group_by_inputs, inference_input,
+    Analysis, Format, InputSpec, NoisedCells, Report, analytics_error, analytics_grid,
+    check_option_keys, details_as, fmt_estimate, fmt_percent, fmt_rows, inference_input,
     inference_option, render_with, table_footer, table_header, to_details, with_options,
 };
 use crate::error::Result;
-use crate::wire::RunRequest;
 
 /// The cohorts analysis.
 pub struct Cohorts;
@@ -27,26 +24,6 @@ impl Analysis for Cohorts {
 
     fn about(&self) -> &'static str {
         "Conversion or retention by my acquisition cohort × the peer's activity flag"
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
-    }
-
-    fn cells(&self, a: &Agreement, querier: &str, responder: &str, i: &Inputs) -> Result<CellGrid> {
-        group_by_cells(a, querier, responder, i)
-    }
-
-    fn sensitivity(&self) -> u32 {
-        1
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        super::overlap::Overlap.epsilon_split()
-    }
-
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {

@@ -13,17 +13,14 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tandem_agreement::Agreement;
 use tandem_analytics::LiftResult;
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs, LABEL_SEPARATOR,
-    NoisedCells, Report, analytics_error, analytics_grid, cells_with_intervals, check_option_keys,
-    converted_label, details_as, fmt_estimate, fmt_percent, fmt_rows, group_by_cells,
-    group_by_inputs, option, render_with, table_footer, table_header, to_details, with_options,
+    Analysis, Format, InputKind, InputSpec, LABEL_SEPARATOR, NoisedCells, Report, analytics_error,
+    analytics_grid, check_option_keys, converted_label, details_as, fmt_estimate, fmt_percent,
+    fmt_rows, option, render_with, table_footer, table_header, to_details, with_options,
 };
 use crate::error::Result;
-use crate::wire::RunRequest;
 
 /// The lift analysis.
 pub struct Lift;
@@ -35,26 +32,6 @@ impl Analysis for Lift {
 
     fn about(&self) -> &'static str {
         "Conversion lift of my test arm over my control arm, converted at the peer (noise + sampling intervals, p-value)"
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
-    }
-
-    fn cells(&self, a: &Agreement, querier: &str, responder: &str, i: &Inputs) -> Result<CellGrid> {
-        group_by_cells(a, querier, responder, i)
-    }
-
-    fn sensitivity(&self) -> u32 {
-        1
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        super::overlap::Overlap.epsilon_split()
-    }
-
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {

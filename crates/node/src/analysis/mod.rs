@@ -118,6 +118,15 @@ pub struct EpsilonSplit {
     pub responder: f64,
 }
 
+impl EpsilonSplit {
+    /// The split of a psi-ca-v1 count run (`psi-ca-v1.md` §6): the responder spends the analyst's
+    /// ε, the querier [`overlap::BUCKET_SIZE_SHARE`] of it on its noised bucket sizes.
+    pub const COUNTS: EpsilonSplit = EpsilonSplit {
+        querier: overlap::BUCKET_SIZE_SHARE,
+        responder: 1.0,
+    };
+}
+
 /// The cells of a run: each side's bucket labels; cell `(i, j)` counts people in querier bucket
 /// `i` and responder bucket `j`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,27 +329,40 @@ pub trait Analysis: Sync {
     /// One line for `--help` and listings.
     fn about(&self) -> &'static str;
 
-    /// The columns the request reads on each side.
-    fn inputs(&self, request: &RunRequest) -> Inputs;
+    /// The columns the request reads on each side. Default: one group-by column list per side
+    /// ([`group_by_inputs`]).
+    fn inputs(&self, request: &RunRequest) -> Inputs {
+        group_by_inputs(request)
+    }
 
     /// The cells it needs, from the agreement's public value sets of the group-by columns
-    /// (errors: 422 `invalid_query` for a column the agreement does not list).
+    /// (errors: 422 `invalid_query` for a column the agreement does not list). Default: the
+    /// cross product of each side's group-by labels ([`group_by_cells`]).
     fn cells(
         &self,
         agreement: &Agreement,
         querier: &str,
         responder: &str,
         inputs: &Inputs,
-    ) -> Result<CellGrid>;
+    ) -> Result<CellGrid> {
+        group_by_cells(agreement, querier, responder, inputs)
+    }
 
-    /// L1 sensitivity of each cell to one person (`psi-ca-v1` counts: 1).
-    fn sensitivity(&self) -> u32;
+    /// L1 sensitivity of each cell to one person (`psi-ca-v1` counts: 1, the default).
+    fn sensitivity(&self) -> u32 {
+        1
+    }
 
-    /// The default split of ε between the parties.
-    fn epsilon_split(&self) -> EpsilonSplit;
+    /// The default split of ε between the parties. Default: [`EpsilonSplit::COUNTS`].
+    fn epsilon_split(&self) -> EpsilonSplit {
+        EpsilonSplit::COUNTS
+    }
 
-    /// Turns noised cells into the report's cells, with intervals at [`CONFIDENCE`].
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>>;
+    /// Turns noised cells into the report's cells, with intervals at [`CONFIDENCE`]. Default:
+    /// every cell with its interval and threshold flag ([`cells_with_intervals`]).
+    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
+        cells_with_intervals(noised)
+    }
 
     /// Renders a report.
     fn render(&self, report: &Report, format: Format) -> Result<String>;

@@ -8,11 +8,10 @@ use tandem_agreement::Agreement;
 use tandem_analytics::{Estimate, Noise, NoisyCount, OverlapColumn, OverlapRow};
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, cells_csv,
-    cells_with_intervals, group_by_cells, group_by_inputs, short,
+    Analysis, CellGrid, Format, Inputs, NoisedCells, Report, cells_csv, group_by_cells, short,
 };
 use crate::error::Result;
-use crate::wire::{BudgetView, RunRequest};
+use crate::wire::BudgetView;
 
 /// Share of the analyst's ε that each side spends on its noised bucket sizes; the responder
 /// spends the rest of its ε on the cell counts (see `protocols/psi-ca-v1.md`, accounting).
@@ -30,10 +29,6 @@ impl Analysis for Overlap {
         "Noised overlap with the peer's audience, by segment, with 95% intervals"
     }
 
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
-    }
-
     fn cells(
         &self,
         agreement: &Agreement,
@@ -42,21 +37,6 @@ impl Analysis for Overlap {
         inputs: &Inputs,
     ) -> Result<CellGrid> {
         group_by_cells(agreement, querier, responder, inputs)
-    }
-
-    fn sensitivity(&self) -> u32 {
-        1
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        EpsilonSplit {
-            querier: BUCKET_SIZE_SHARE,
-            responder: 1.0,
-        }
-    }
-
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
@@ -286,7 +266,9 @@ pub(crate) fn budget_line(b: &BudgetView) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Cell;
     use super::*;
+    use crate::wire::RunRequest;
 
     fn report(cells: Vec<Cell>) -> Report {
         Report {

@@ -6,16 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use tandem_agreement::Agreement;
 use tandem_analytics::ReachResult;
 
 use super::{
-    Analysis, Cell, CellGrid, EpsilonSplit, Format, Inputs, NoisedCells, Report, analytics_error,
-    analytics_grid, cells_with_intervals, check_option_keys, details_as, fmt_estimate, fmt_percent,
-    fmt_rows, group_by_cells, group_by_inputs, render_with, table_footer, table_header, to_details,
+    Analysis, Format, NoisedCells, Report, analytics_error, analytics_grid, check_option_keys,
+    details_as, fmt_estimate, fmt_percent, fmt_rows, render_with, table_footer, table_header,
+    to_details,
 };
 use crate::error::Result;
-use crate::wire::RunRequest;
 
 /// The reach analysis.
 pub struct Reach;
@@ -27,26 +25,6 @@ impl Analysis for Reach {
 
     fn about(&self) -> &'static str {
         "Union reach |A ∪ B| and incremental reach |B \\ A|, by segment"
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
-    }
-
-    fn cells(&self, a: &Agreement, querier: &str, responder: &str, i: &Inputs) -> Result<CellGrid> {
-        group_by_cells(a, querier, responder, i)
-    }
-
-    fn sensitivity(&self) -> u32 {
-        1
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        super::overlap::Overlap.epsilon_split()
-    }
-
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {

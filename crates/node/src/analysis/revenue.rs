@@ -106,10 +106,6 @@ impl Analysis for Revenue {
         cells(agreement, querier, responder, inputs)
     }
 
-    fn sensitivity(&self) -> u32 {
-        1
-    }
-
     fn epsilon_split(&self) -> EpsilonSplit {
         SPLIT
     }
@@ -174,10 +170,6 @@ impl Analysis for AverageValue {
         inputs: &Inputs,
     ) -> Result<CellGrid> {
         cells(agreement, querier, responder, inputs)
-    }
-
-    fn sensitivity(&self) -> u32 {
-        1
     }
 
     fn epsilon_split(&self) -> EpsilonSplit {
