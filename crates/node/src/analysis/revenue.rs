@@ -5,21 +5,12 @@
 
 use std::fmt::Write;
 
-use tandem_agreement::Agreement;
-
 use super::{
-    Analysis, CONFIDENCE, Cell, CellGrid, EpsilonSplit, Format, InputKind, InputSpec, Inputs,
-    NoisedCells, Report, bucket_labels, cells_csv, common_inputs, short,
+    Analysis, CONFIDENCE, Cell, Format, InputKind, InputSpec, Inputs, NoisedCells, Report,
+    cells_csv, common_inputs, short,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
-
-/// Within the counts' share of ε (`sums::SUM_SHARE` goes to the sums): the querier's bucket
-/// sizes get a quarter, the responder's count mechanisms the rest, as for `overlap`.
-const SPLIT: EpsilonSplit = EpsilonSplit {
-    querier: 0.25,
-    responder: 1.0,
-};
 
 /// The responder's value column summed per cell of the overlap, with 95% intervals.
 pub struct Revenue;
@@ -36,18 +27,6 @@ fn inputs(request: &RunRequest) -> Inputs {
         // column the run would be a plain count, so ask for one here.
         responder_values: vec![request.responder_value.clone().unwrap_or_default()],
     }
-}
-
-fn cells(
-    agreement: &Agreement,
-    querier: &str,
-    responder: &str,
-    inputs: &Inputs,
-) -> Result<CellGrid> {
-    Ok(CellGrid {
-        querier: bucket_labels(agreement, querier, &inputs.querier_group_by)?,
-        responder: bucket_labels(agreement, responder, &inputs.responder_group_by)?,
-    })
 }
 
 /// The noised sums of a value run (500 `internal` if the run carried none).
@@ -94,20 +73,6 @@ impl Analysis for Revenue {
 
     fn inputs(&self, request: &RunRequest) -> Inputs {
         inputs(request)
-    }
-
-    fn cells(
-        &self,
-        agreement: &Agreement,
-        querier: &str,
-        responder: &str,
-        inputs: &Inputs,
-    ) -> Result<CellGrid> {
-        cells(agreement, querier, responder, inputs)
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        SPLIT
     }
 
     /// Per cell: the noised sum `S_c + clamp(Z, −T, T)` and the interval of psi-sum-v1 §6
@@ -160,20 +125,6 @@ impl Analysis for AverageValue {
 
     fn inputs(&self, request: &RunRequest) -> Inputs {
         inputs(request)
-    }
-
-    fn cells(
-        &self,
-        agreement: &Agreement,
-        querier: &str,
-        responder: &str,
-        inputs: &Inputs,
-    ) -> Result<CellGrid> {
-        cells(agreement, querier, responder, inputs)
-    }
-
-    fn epsilon_split(&self) -> EpsilonSplit {
-        SPLIT
     }
 
     /// Per cell: `Ŝ/Ĉ` (rounded, in the column's unit) with the delta-method interval
@@ -287,6 +238,7 @@ fn render(r: &Report, format: Format, what: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::analysis::CellGrid;
     use tandem_dp::NoiseSource;
     use tandem_psi::{CellCounts, RunParams};
     use tandem_sum::{CellSums, SumParams};
