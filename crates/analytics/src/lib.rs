@@ -9,6 +9,7 @@
 //! * [`grid`]: [`Grid`], the querier's view of a run, and its [`consistent_view`].
 //! * Analyses: [`overlap()`], [`affinity`], [`reach`], [`frequency`], [`funnel`], [`lift()`],
 //!   [`attribution()`], [`cohorts`]; import-time segments in [`segments`].
+//! * Value figures over `psi-sum-v1` sums in [`value`]: [`roas()`], [`value_lift`], [`ltv`].
 //!
 //! Signed unbiased estimates stay primary throughout; every derived figure carries a
 //! `1 − alpha` interval whose method each function documents.
@@ -42,6 +43,7 @@ pub mod lift;
 pub mod noise;
 pub mod overlap;
 pub mod segments;
+pub mod value;
 
 #[cfg(test)]
 mod tests;
@@ -62,6 +64,10 @@ pub use overlap::{
     PeerReachRow, ReachResult, ReachRow, affinity, overlap, reach,
 };
 pub use segments::{Bands, RfmGroup, RfmScore, quintile_scores, rfm_scores};
+pub use value::{
+    LtvCohort, LtvResult, LtvRow, RoasResult, RoasRow, ValueArm, ValueArmResult, ValueLiftResult,
+    ltv, roas, value_lift,
+};
 
 /// Errors of the analytics layer. Messages name the offending parameter, label or row.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -352,7 +352,7 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         [0; 16],
         Code::InvalidQuery,
     )?;
-    crate::analysis::check_options(analysis, &d.grid, &d.params, &q.options)?;
+    crate::analysis::check_options(analysis, &d.grid, &d.params, d.sum.as_ref(), &q.options)?;
     let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
     let querier_cost = tandem_psi::accounting::querier_loss(&d.params)?;
     let responder_cost =
@@ -519,7 +519,13 @@ fn check_query(
         run_id,
         Code::InvalidQuery,
     )?;
-    crate::analysis::check_options(analysis, &derived.grid, &derived.params, &q.options)?;
+    crate::analysis::check_options(
+        analysis,
+        &derived.grid,
+        &derived.params,
+        derived.sum.as_ref(),
+        &q.options,
+    )?;
     let loss = tandem_psi::accounting::querier_loss(&derived.params)?;
     let rho = tandem_psi::accounting::querier_rho(&derived.params)?;
     // The peer must be able to afford its side under its per-query cap before we spend ours.

@@ -160,6 +160,21 @@ fn sum_params(plan: &SumPlan, psi: &RunParams, psi_reply: &[u8]) -> Result<SumPa
     .map_err(|e| NodeError::invalid_query(format!("psi-sum-v1 parameters: {e}")))
 }
 
+/// Zero sums (and squares when `plan` has them) of every cell under the run's parameters: what
+/// [`crate::analysis::check_options`] derives figures from before anything is charged.
+pub fn placeholder(plan: &SumPlan, psi: &RunParams) -> Result<(SumParams, CellSums)> {
+    let params = sum_params(plan, psi, &[])?;
+    let zeros = vec![0; params.cells as usize];
+    let squares = plan.squares.then(|| zeros.clone());
+    Ok((
+        params,
+        CellSums {
+            sums: zeros,
+            squares,
+        },
+    ))
+}
+
 /// The holder's loss for the sums of a run and its zCDP ρ (`ε²/2` per mechanism).
 fn holder_cost(params: &SumParams) -> Result<(PrivacyLoss, f64)> {
     let loss = tandem_sum::accounting::holder_loss(params)

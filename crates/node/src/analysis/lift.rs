@@ -115,7 +115,7 @@ pub struct LiftBySegment {
 
 /// The segments of composite labels `arm|segment` (everything after the first separator), in
 /// first-seen order; empty when the labels are plain arms.
-fn segments(labels: &[String]) -> Vec<&str> {
+pub(super) fn segments(labels: &[String]) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     for l in labels {
         if let Some((_, s)) = l.split_once(LABEL_SEPARATOR)

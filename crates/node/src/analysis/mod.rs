@@ -13,9 +13,12 @@ pub mod cohorts;
 pub mod frequency;
 pub mod funnel;
 pub mod lift;
+pub mod ltv;
 pub mod overlap;
 pub mod reach;
 pub mod revenue;
+pub mod roas;
+pub mod value_lift;
 
 use std::collections::BTreeMap;
 
@@ -38,6 +41,9 @@ pub static REGISTRY: &[&dyn Analysis] = &[
     &attribution::Attribution,
     &revenue::Revenue,
     &revenue::AverageValue,
+    &roas::Roas,
+    &value_lift::ValueLift,
+    &ltv::Ltv,
 ];
 
 /// The analysis called `name` (404 `not_found` naming the known ones).
@@ -391,14 +397,20 @@ pub trait Analysis: Sync {
 }
 
 /// Checks `options` of `analysis` before anything is charged: runs [`Analysis::derived`] on the
-/// query's grid with zero cells, unit sizes and the run's noise, so an unknown key or label is a
-/// 422 `invalid_query` that spends nothing.
+/// query's grid with zero cells, unit sizes and the run's noise (and, for a value analysis, zero
+/// sums under the run's `psi-sum-v1` parameters, with squares exactly when the agreement
+/// releases them), so an unknown key or label, or a figure the agreement's value column cannot
+/// give, is a 422 `invalid_query` that spends nothing.
 pub fn check_options(
     analysis: &dyn Analysis,
     grid: &CellGrid,
     params: &RunParams,
+    sum: Option<&crate::sums::SumPlan>,
     options: &BTreeMap<String, String>,
 ) -> Result<()> {
+    let sums = sum
+        .map(|plan| crate::sums::placeholder(plan, params))
+        .transpose()?;
     let counts = CellCounts {
         querier_buckets: grid.querier.len() as u32,
         responder_buckets: grid.responder.len() as u32,
@@ -415,7 +427,7 @@ pub fn check_options(
         counts: &counts,
         threshold: 0,
         my_sizes: &sizes,
-        sums: None,
+        sums: sums.as_ref().map(|(p, s)| (p, s)),
     };
     analysis.derived(&noised, options).map(|_| ())
 }
@@ -1112,7 +1124,7 @@ pub(crate) mod testing {
                 my_sizes: &self.my_sizes,
                 sums: None,
             };
-            super::check_options(analysis, &self.grid, &params, options)?;
+            super::check_options(analysis, &self.grid, &params, None, options)?;
             Ok(analysis.derived(&noised, options)?.unwrap_or_default())
         }
     }
@@ -1190,10 +1202,24 @@ mod tests {
         assert_eq!(err.as_deref(), Some("not_found"));
     }
 
+    /// A plan with squares for a value analysis (what `sums::plan` gives under an agreement that
+    /// lists the peer's value column with squares), none for a count analysis.
+    fn sum_plan(a: &dyn Analysis) -> Option<crate::sums::SumPlan> {
+        let value = a.form().iter().any(|i| i.name == "peer_value");
+        value.then(|| crate::sums::SumPlan {
+            column: "revenue_cents".into(),
+            unit: "cents".into(),
+            bound: 1000,
+            squares: true,
+            epsilon: 0.5,
+            delta: 1e-9,
+        })
+    }
+
     /// The keys `derived` accepts, read off its refusal of a key no analysis takes.
     fn accepted_option_keys(a: &dyn Analysis, grid: &CellGrid, params: &RunParams) -> Vec<String> {
         let probe = BTreeMap::from([("no_such_option".to_string(), "x".to_string())]);
-        let err = check_options(a, grid, params, &probe)
+        let err = check_options(a, grid, params, sum_plan(a).as_ref(), &probe)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -1237,7 +1263,7 @@ mod tests {
                     .or(i.choices.first().copied())
                     .unwrap_or("x");
                 let one = BTreeMap::from([(i.name.to_string(), value.to_string())]);
-                if let Err(e) = check_options(*a, &grid, &params, &one) {
+                if let Err(e) = check_options(*a, &grid, &params, sum_plan(*a).as_ref(), &one) {
                     assert!(
                         !e.to_string().contains("unknown option"),
                         "{}: {e}",

@@ -18,7 +18,7 @@ pub struct Revenue;
 /// Average value per overlapping customer per cell: noised sum over noised count.
 pub struct AverageValue;
 
-fn inputs(request: &RunRequest) -> Inputs {
+pub(super) fn inputs(request: &RunRequest) -> Inputs {
     Inputs {
         querier_group_by: request.querier_columns.clone(),
         responder_group_by: request.responder_columns.clone(),
@@ -30,7 +30,7 @@ fn inputs(request: &RunRequest) -> Inputs {
 }
 
 /// The noised sums of a value run (500 `internal` if the run carried none).
-fn sums<'a>(
+pub(super) fn sums<'a>(
     noised: &NoisedCells<'a>,
 ) -> Result<(&'a tandem_sum::SumParams, &'a tandem_sum::CellSums)> {
     noised
@@ -43,7 +43,7 @@ const Z95: f64 = 1.959_963_984_540_054;
 
 /// The inputs of a value analysis: the common ones and the peer's value column (a top-level
 /// [`super::Query::peer_value`], not an option).
-fn value_form() -> Vec<InputSpec> {
+pub(super) fn value_form() -> Vec<InputSpec> {
     let mut all = common_inputs();
     all.push(InputSpec {
         option: false,
@@ -178,6 +178,38 @@ impl Analysis for AverageValue {
     }
 }
 
+/// The released sums of a value run as `tandem-analytics` reads them (each a
+/// [`tandem_analytics::NoisyCount`] in the column's unit with its noise), the squares when the
+/// run released them, and the bound `U`.
+pub(super) fn noisy_sums(
+    noised: &NoisedCells<'_>,
+) -> Result<(
+    u32,
+    Vec<tandem_analytics::NoisyCount>,
+    Option<Vec<tandem_analytics::NoisyCount>>,
+)> {
+    let (params, sums) = sums(noised)?;
+    let with = |dist: &tandem_dp::ShiftedLaplace, v: &[i64]| -> Result<Vec<_>> {
+        let noise = tandem_analytics::Noise::clamped_laplace(dist.scale, dist.offset)
+            .map_err(super::analytics_error)?;
+        if v.len() != noised.grid.len() {
+            return Err(NodeError::internal("the run's sums do not fit its cells"));
+        }
+        Ok(v.iter()
+            .map(|&x| tandem_analytics::NoisyCount::new(x, noise))
+            .collect())
+    };
+    let squares = match (&params.square_noise, &sums.squares) {
+        (Some(dist), Some(q)) => Some(with(dist, q)?),
+        _ => None,
+    };
+    Ok((
+        params.value_bound,
+        with(&params.sum_noise, &sums.sums)?,
+        squares,
+    ))
+}
+
 /// Whether cell `i` (row-major) falls under the agreement's reporting threshold by its noised
 /// count: its sum is then hidden in the table as the overlap report hides the count (post-
 /// processing of the released count; JSON and CSV keep the figure with `below_threshold`).
@@ -230,6 +262,9 @@ fn render(r: &Report, format: Format, what: &str) -> Result<String> {
                 s,
                 "signed estimates (noise may take one below 0); intervals are cut at 0, as a sum of values in [0, U] cannot be negative"
             );
+            for b in [&r.querier_budget, &r.responder_budget] {
+                let _ = writeln!(s, "{}", super::overlap::budget_line(b));
+            }
             let _ = writeln!(s, "wall time {:.2} s", r.wall_s);
             s
         }
