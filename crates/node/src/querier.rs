@@ -619,6 +619,7 @@ fn read_answer(
         )
         .with_agreement(&env.agreement_id),
     )?;
+    let mut responder_budget = receipt.head.budget;
     let (counts, sums) = match (&p.derived.sum, values) {
         (Some(plan), Some(values)) => {
             let (counts, lists) = querier
@@ -640,7 +641,24 @@ fn read_answer(
                 },
                 peer_key,
             )?;
-            (counts, Some(sums))
+            let (params, sums, sum_receipt) = sums;
+            store.append_audit(
+                AuditEvent::now(
+                    format!("peer:{peer}"),
+                    "peer.ledger",
+                    serde_json::to_value(&sum_receipt.head)?,
+                )
+                .with_agreement(&env.agreement_id),
+            )?;
+            // The report shows the holder's ledger after both charges, and what it spent on
+            // the run in all (counts and sums).
+            let count_spent = (responder_budget.epsilon_spent, responder_budget.delta_spent);
+            responder_budget = BudgetView {
+                epsilon_spent: count_spent.0 + sum_receipt.head.budget.epsilon_spent,
+                delta_spent: count_spent.1 + sum_receipt.head.budget.delta_spent,
+                ..sum_receipt.head.budget
+            };
+            (counts, Some((params, sums)))
         }
         _ => (
             querier
@@ -676,7 +694,7 @@ fn read_answer(
         threshold: agreement.terms.min_reporting_threshold,
         cells: p.derived.analysis.outputs(&noised)?,
         querier_budget: BudgetView::default(),
-        responder_budget: receipt.head.budget,
+        responder_budget,
         answered_at: tandem_agreement::format_rfc3339(now_ms() / 1000),
         responder_audience_version: receipt.audience_version,
         querier_internal: true,

@@ -2,6 +2,7 @@
 //! holder's per-run state between its PSI reply and the decryption request, and both sides of the
 //! decryption call. Spec: `protocols/psi-sum-v1.md`, wire: `protocols/node-wire-v1.md` §sums.
 
+use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
 use tandem_store::Store;
 
@@ -23,14 +24,14 @@ use tandem_store::AuditEvent;
 use tandem_sum::{CellSums, DiscreteLog, SumParams, SumQuerier, ValueHolder};
 
 use crate::analysis::{Analysis, Inputs};
-use crate::budget::{EntryFor, ledger_entry};
+use crate::budget::{EntryFor, budget_view, ledger_entry};
 use crate::client::Peer;
 use crate::error::Code;
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
 use crate::run::{Derived, active_agreement};
 use crate::state::{Answer, NodeState, blocking};
-use crate::wire::{Envelope, RunRequest, now_ms};
+use crate::wire::{Envelope, MAX_FRAME_JSON, RunRequest, SignedHead, frame, now_ms, unframe};
 
 /// The bound `U` to import value column `column` under, from the agreements this node holds
 /// (`[parties.values]` of this node's party, `protocols/agreement-v1.md` §2.3a). Errors (422
@@ -82,6 +83,24 @@ pub const SUM_RESPONSE: &str = "response POST /v1/sum/decrypt";
 pub const VALUES_BYTES: &str = "psi_sum_values_bytes";
 /// How long a value holder keeps a run's key waiting for the decryption request.
 pub const HOLDER_TTL: Duration = Duration::from_secs(600);
+
+/// What the value holder returns beside its decryption reply (the JSON part of the frame,
+/// `protocols/node-wire-v1.md` §sums): what it charged for the sums and its ledger after the
+/// charge, signed over the sums' ledger run id [`sum_run_id`], so the querier's view of the
+/// holder's ledger stays current after a value run as after a count run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SumReceipt {
+    /// ε/δ the holder charged for the sums.
+    pub charged: PrivacyLoss,
+    /// The holder's ledger after the charge, signed.
+    pub head: SignedHead,
+}
+
+/// The ledger run id of a run's sums: the count run's id with `-sum` (both sides' ledgers and
+/// the signed head name it).
+pub fn sum_run_id(run_id: &str) -> String {
+    format!("{run_id}-sum")
+}
 
 /// What a value analysis sums: the responder's value column, its bound `U` and squares flag
 /// from the agreement, and the ε and δ the sums spend.
@@ -363,9 +382,13 @@ pub struct SumCall<'a> {
 }
 
 /// Querier side (spec §4.2, §4.4): builds the decryption request from the values message and the
-/// match lists, sends it signed to the holder's [`SUM_PATH`], verifies the signed reply and
-/// solves the sums. Runs on a blocking thread of the Tokio runtime (it blocks on the call).
-pub fn query_sums(c: &SumCall<'_>, peer_key: &VerifyingKey) -> Result<(SumParams, CellSums)> {
+/// match lists, sends it signed to the holder's [`SUM_PATH`], verifies the signed reply and the
+/// holder's signed ledger head (502 `bad_peer_answer` otherwise) and solves the sums. Runs on a
+/// blocking thread of the Tokio runtime (it blocks on the call).
+pub fn query_sums(
+    c: &SumCall<'_>,
+    peer_key: &VerifyingKey,
+) -> Result<(SumParams, CellSums, SumReceipt)> {
     let params = sum_params(c.plan, c.psi, c.psi_reply)?;
     let expected = expected_points(c.psi, c.counts);
     let bad = |e: tandem_sum::SumError| NodeError::bad_peer_answer(format!("psi-sum-v1: {e}"));
@@ -396,7 +419,7 @@ pub fn query_sums(c: &SumCall<'_>, peer_key: &VerifyingKey) -> Result<(SumParams
         timestamp_ms: now_ms(),
     };
     let headers = env.sign(SUM_REQUEST, &request, c.key);
-    let max = 64 + 96 * params.cells as usize + 4096;
+    let max = 64 + 96 * params.cells as usize + 4 + MAX_FRAME_JSON;
     let resp = tokio::runtime::Handle::current()
         .block_on(target.post(SUM_PATH, &headers, request, HOLDER_TTL, max))
         .map_err(|e| NodeError::new(Code::PeerFailed, e))?;
@@ -428,9 +451,18 @@ pub fn query_sums(c: &SumCall<'_>, peer_key: &VerifyingKey) -> Result<(SumParams
     }
     renv.verify(SUM_RESPONSE, &resp.body, &sig, peer_key, now_ms())
         .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
+    let (receipt, reply) =
+        unframe(&resp.body, MAX_FRAME_JSON).map_err(|e| NodeError::bad_peer_answer(e.message()))?;
+    let receipt: SumReceipt = serde_json::from_value(receipt).map_err(|e| {
+        NodeError::bad_peer_answer(format!("the peer's sum receipt does not parse: {e}"))
+    })?;
+    receipt
+        .head
+        .verify(&agreement_id, &sum_run_id(&run_hex), peer_key)
+        .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
     let dlog = DiscreteLog::cached(DiscreteLog::DEFAULT_BABY_BITS).map_err(bad)?;
-    let sums = querier.finish(&resp.body, &dlog).map_err(bad)?;
-    Ok((params, sums))
+    let sums = querier.finish(reply, &dlog).map_err(bad)?;
+    Ok((params, sums, receipt))
 }
 
 /// `POST /v1/sum/decrypt`: the value holder's decryption endpoint.
@@ -508,7 +540,7 @@ pub fn decrypt(
     };
     let (loss, rho) = holder_cost(run.holder.params())?;
     let actor = format!("peer:{peer}");
-    let sum_run_id = format!("{}-sum", env.run_id);
+    let sum_run_id = sum_run_id(&env.run_id);
     let entry = ledger_entry(
         &agreement,
         EntryFor {
@@ -541,6 +573,11 @@ pub fn decrypt(
         serde_json::json!({"role": "value_holder", "protocol": "psi-sum-v1", "column": run.column, "cells": cells}),
     )?;
     tracing::info!(run = %env.run_id, peer = %peer, epsilon = loss.epsilon, cells, "decrypted a run's sums");
+    let budget = budget_view(&store, &agreement, me, &sum_run_id, loss)?;
+    let receipt = SumReceipt {
+        charged: loss,
+        head: SignedHead::sign(budget, &env.agreement_id, &sum_run_id, &home.key)?,
+    };
     Ok((
         Envelope {
             agreement_id: env.agreement_id,
@@ -548,7 +585,7 @@ pub fn decrypt(
             sender: me.to_string(),
             timestamp_ms: now_ms(),
         },
-        reply,
+        frame(&serde_json::to_value(&receipt)?, &reply),
     ))
 }
 

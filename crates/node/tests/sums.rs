@@ -161,3 +161,123 @@ async fn a_value_analysis_needs_a_value_column_the_agreement_lists() {
         .expect_err("not a value column");
     assert_eq!(e.code_str(), "invalid_query", "{e}");
 }
+
+/// acme's arm of `p{i}`: even `test`, odd `control`.
+fn arm(i: usize) -> &'static str {
+    if i.is_multiple_of(2) {
+        "test"
+    } else {
+        "control"
+    }
+}
+
+/// shopx's value of `p{i}` in the value-lift pair: the test arm's customers spend more.
+fn lift_value(i: usize) -> i64 {
+    if i.is_multiple_of(2) {
+        600 + (i as i64 * 37) % 400
+    } else {
+        (i as i64 * 37) % 300
+    }
+}
+
+/// Value lift over HTTPS on the test kit's pair: acme holds `p0…p599` in two arms of 300,
+/// shopx `p100…p699` with a value column (bound 1000, squares released). The run releases the
+/// per-arm sums and squares; the figures' estimates are within `T/n` of the exact values per
+/// member (the sums' error never exceeds `T`), the planted difference is found (p < 0.01: its z
+/// is about 10), the holder's signed ledger head after the sums' charge comes back and is
+/// audited, and the report shows the holder's spend on counts and sums together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_lift_over_https_per_arm_with_the_holders_sum_head() {
+    let mut acme = String::from("email,arm\n");
+    for i in 0..600 {
+        acme += &format!("p{i}@example.com,{}\n", arm(i));
+    }
+    let mut shopx = String::from("email,revenue_cents\n");
+    for i in 100..700 {
+        shopx += &format!("p{i}@example.com,{}\n", lift_value(i));
+    }
+    let f = NodePair::with_data(
+        tandem_testkit::Side::new(&acme).column("arm", &["test", "control"]),
+        tandem_testkit::Side::new(&shopx).value("revenue_cents", REVENUE_BOUND),
+    )
+    .await;
+    let q = Query {
+        agreement_id: f.agreement_id.clone(),
+        join_key: None,
+        group_by: vec!["arm".into()],
+        peer_group_by: Vec::new(),
+        peer_value: Some("revenue_cents".into()),
+        epsilon: 2.0,
+        fresh: true,
+        options: Default::default(),
+    };
+    let value_lift = analysis::find("value_lift").expect("registered");
+    let store = f.acme.store().expect("store");
+    let preview = tandem_node::querier::preview(&store, "acme", value_lift, &q).expect("preview");
+    let report = run_query(&f.acme, value_lift, &q, "test")
+        .await
+        .expect("value lift run");
+    let l: tandem_analytics::ValueLiftResult =
+        analysis::details_as(&report).expect("value lift figures");
+    let per_member = |a: &str| {
+        (100..600)
+            .filter(|&i| arm(i) == a)
+            .map(lift_value)
+            .sum::<i64>() as f64
+            / 300.0
+    };
+    let t = offset() as f64 / 300.0;
+    let (mt, mc) = (per_member("test"), per_member("control"));
+    assert_eq!(
+        (l.arms[0].name.as_str(), l.arms[1].name.as_str()),
+        ("test", "control")
+    );
+    assert_eq!((l.arms[0].size, l.arms[1].size), (300, 300));
+    assert!((l.arms[0].per_member.estimate - mt).abs() <= t, "{l:?}");
+    assert!((l.arms[1].per_member.estimate - mc).abs() <= t, "{l:?}");
+    assert!(
+        (l.difference.estimate - (mt - mc)).abs() <= 2.0 * t,
+        "{l:?}"
+    );
+    assert!(l.p_value < 0.01, "{l:?}");
+    assert!(l.ratio.expect("ratio").estimate > 1.0, "{l:?}");
+    let text = value_lift
+        .render(&report, analysis::Format::Table)
+        .expect("table");
+    assert!(text.contains("difference per member"), "{text}");
+
+    // The holder's ledger after the sums' charge came back signed and was audited; the report
+    // shows what the holder spent on the run in all (counts and sums), as the preview said.
+    let heads: Vec<serde_json::Value> = store
+        .audit_entries(None, None)
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.event.action == "peer.ledger")
+        .map(|e| e.event.details)
+        .collect();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    let total = |h: &serde_json::Value| h["budget"]["epsilon_total_spent"].as_f64().expect("ε");
+    assert!(total(&heads[1]) > total(&heads[0]), "{heads:?}");
+    let shopx_store = f.shopx.store().expect("store");
+    let sum_entry = shopx_store
+        .run(&tandem_node::sums::sum_run_id(&report.run_id))
+        .expect("ledger")
+        .expect("sum entry");
+    assert!(
+        (heads[1]["budget"]["epsilon_spent"].as_f64().expect("ε") - sum_entry.epsilon).abs() < 1e-9
+    );
+    let b = &report.responder_budget;
+    assert!(
+        (b.epsilon_spent - preview.responder_cost.epsilon).abs() < 1e-9,
+        "{b:?} vs {:?}",
+        preview.responder_cost
+    );
+    assert!(
+        (b.epsilon_total_spent
+            - heads[1]["budget"]["epsilon_total_spent"]
+                .as_f64()
+                .expect("ε"))
+        .abs()
+            < 1e-12
+    );
+}
