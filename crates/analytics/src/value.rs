@@ -1,4 +1,4 @@
-//! Value figures of issue 13 over `psi-sum-v1` sums (spec `analyses-v1.md` §3): return on ad
+//! Value figures of issue 13 over `psi-sum-v1` sums (spec `analyses-v1.md` §2.10): return on ad
 //! spend, value lift per arm, and value per member by acquisition cohort.
 //!
 //! A released sum is `Ŝ = S + E` with `E = clamp(Z, −T, T)`, `Z` discrete Laplace of scale

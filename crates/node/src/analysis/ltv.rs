@@ -1,4 +1,4 @@
-//! Lifetime value by acquisition cohort (issue 13, `analyses-v1` §3.3): my cohort column (the
+//! Lifetime value by acquisition cohort (issue 13, `analyses-v1` §2.10.3): my cohort column (the
 //! group-by, e.g. month of acquisition) × the partner's value column (`--peer-value`, summed
 //! over the overlap by `psi-sum-v1`). Per cohort: the cohort's value at the partner `Σ Ŝ` over
 //! its cells and the value per member `Σ Ŝ / n` over my exact cohort size (members who are not

@@ -1,4 +1,4 @@
-//! Return on ad spend (issue 13, `analyses-v1` §3.1): the peer's value column summed over the
+//! Return on ad spend (issue 13, `analyses-v1` §2.10.1): the peer's value column summed over the
 //! overlap (`psi-sum-v1`, as `revenue`) against a spend the analyst supplies. The spend is
 //! public — the analyst's own figure, not data of either party — so dividing by it is
 //! post-processing. Option `spend`: one amount in the value column's unit (ROAS of the whole

@@ -1,4 +1,4 @@
-//! Value lift per arm (issue 13, `analyses-v1` §3.2): my side holds the arm (the group-by
+//! Value lift per arm (issue 13, `analyses-v1` §2.10.2): my side holds the arm (the group-by
 //! column, as `lift`), the partner's the value column (`--peer-value`, summed over the overlap
 //! by `psi-sum-v1` with its sums of squares). Per arm, the value per member `Ŝ/n` over my exact
 //! arm size (members who are not the partner's customers count 0, as in Meta's Private Lift);
