@@ -100,6 +100,33 @@ fn converted(i: usize, shared: bool) -> &'static str {
     CONVERTED[usize::from((pick(i, "converted", 10_000) as f64) < p * 10_000.0)]
 }
 
+/// shopx's value column `revenue` (whole yuan) and its bound `U`. Squares are released (for
+/// value lift), and their noise offset grows with `U²`, so the unit is coarse.
+const REVENUE_BOUND: u32 = 500;
+
+/// shopx's revenue from buyer `i` in yuan: a converter spends 80 to 279, plus 30 in acme's test
+/// arm and more the earlier acme acquired them (60 / 40 / 20 / 0 for the cohorts 2026-01 …
+/// 2026-04); one non-converter in ten spends 5 to 24; the rest nothing.
+fn revenue(i: usize, shared: bool, converted: &str) -> u32 {
+    if converted != "1" {
+        return if pick(i, "browse", 10) == 0 {
+            5 + pick(i, "small", 20) as u32
+        } else {
+            0
+        };
+    }
+    let mut v = 80 + pick(i, "basket", 200) as u32;
+    if shared {
+        let (arm, _, _, cohort, _) = campaign(i);
+        v += if arm == "test" { 30 } else { 0 };
+        v += match COHORTS.iter().position(|c| *c == cohort) {
+            Some(k) => 60 - 20 * k as u32,
+            None => 0,
+        };
+    }
+    v.min(REVENUE_BOUND)
+}
+
 /// A deterministic pseudo-random pick for synthetic attributes (not a secret).
 fn pick(i: usize, salt: &str, n: usize) -> usize {
     let h = Sha256::digest(format!("{salt}:{i}").as_bytes());
@@ -157,11 +184,18 @@ fn write_csvs(dir: &Path, a: &DemoArgs) -> Result<()> {
     }
     acme.flush()?;
     let mut shop = std::io::BufWriter::new(std::fs::File::create(dir.join("shopx_buyers.csv"))?);
-    writeln!(shop, "email,tier,converted")?;
+    writeln!(shop, "email,tier,converted,revenue")?;
     let only_b = a.responder_size - a.overlap;
     for i in (0..a.overlap).chain(a.querier_size..a.querier_size + only_b) {
         let (_, e) = emails(i);
-        writeln!(shop, "\"{e}\",{},{}", tier(i), converted(i, i < a.overlap))?;
+        let shared = i < a.overlap;
+        let converted = converted(i, shared);
+        writeln!(
+            shop,
+            "\"{e}\",{},{converted},{}",
+            tier(i),
+            revenue(i, shared, converted)
+        )?;
     }
     shop.flush()?;
     Ok(())
@@ -229,6 +263,8 @@ region = "CN"
 [parties.columns]
 tier = [{tiers}]
 converted = [{converted}]
+[parties.values]
+revenue = {{ unit = "yuan", bound = {revenue_bound}, squares = true }}
 [parties.budget]
 epsilon_per_query = 2.0
 epsilon_total = 10.0
@@ -250,6 +286,7 @@ delta_total = 1e-6
         cohorts = list(&COHORTS),
         touches = list(&touches),
         converted = list(&CONVERTED),
+        revenue_bound = REVENUE_BOUND,
     ))
 }
 
@@ -261,7 +298,7 @@ async fn import_audiences(
     say: &(dyn Fn(String) + Sync),
 ) -> Result<Vec<serde_json::Value>> {
     let mut stats = Vec::new();
-    for (home, file, attrs) in [
+    for (home, file, attrs, values) in [
         (
             acme,
             "acme_customers.csv",
@@ -276,15 +313,21 @@ async fn import_audiences(
             ]
             .map(String::from)
             .to_vec(),
+            Vec::new(),
         ),
         (
             shopx,
             "shopx_buyers.csv",
             vec!["tier".to_string(), "converted".to_string()],
+            vec![tandem_store::ValueSpec {
+                column: "revenue".into(),
+                bound: REVENUE_BOUND,
+            }],
         ),
     ] {
         let opts = tandem_store::ImportOptions {
             attributes: attrs,
+            values,
             normaliser: home.normaliser(),
             actor: "demo".into(),
             ..tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email)

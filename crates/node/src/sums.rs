@@ -176,7 +176,21 @@ fn sum_params(plan: &SumPlan, psi: &RunParams, psi_reply: &[u8]) -> Result<SumPa
         plan.epsilon,
         plan.delta,
     )
-    .map_err(|e| NodeError::invalid_query(format!("psi-sum-v1 parameters: {e}")))
+    .map_err(|e| {
+        NodeError::invalid_query(format!(
+            "psi-sum-v1 parameters for {:?} (U = {}{}, sums' ε {}): {e}; a smaller U (a coarser \
+             unit{}) or a larger ε fits",
+            plan.column,
+            plan.bound,
+            if plan.squares { ", with squares" } else { "" },
+            plan.epsilon,
+            if plan.squares {
+                "; the squares' noise grows with U²"
+            } else {
+                ""
+            },
+        ))
+    })
 }
 
 /// Zero sums (and squares when `plan` has them) of every cell under the run's parameters: what

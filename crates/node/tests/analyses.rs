@@ -244,10 +244,15 @@ async fn every_analysis_prices_charges_caches_and_covers_the_planted_truth() {
         ("cohorts", query(&f, "cohort", Some("converted"), &[])),
         ("attribution", query(&f, "touch", Some("converted"), &[])),
     ];
-    // The value analyses (revenue, average_value) also run psi-sum-v1: tests/sums.rs covers them.
+    // The value analyses also run psi-sum-v1: tests/sums.rs covers them.
     let count_analyses = analysis::REGISTRY
         .iter()
-        .filter(|a| !matches!(a.name(), "revenue" | "average_value"))
+        .filter(|a| {
+            !matches!(
+                a.name(),
+                "revenue" | "average_value" | "roas" | "value_lift" | "ltv"
+            )
+        })
         .count();
     assert_eq!(cases.len(), count_analyses);
     let mut all = [0usize; 3];
