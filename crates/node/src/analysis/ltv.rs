@@ -14,7 +14,7 @@ use super::revenue::{inputs, noisy_sums, value_form};
 use super::{
     Analysis, Cell, Format, InputSpec, Inputs, NoisedCells, Report, analytics_error,
     check_option_keys, details_as, fmt_estimate, fmt_rows, inference_input, inference_option,
-    render_with, table_footer, table_header, to_details,
+    render_with, table_footer_of, table_header, to_details,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
@@ -109,7 +109,7 @@ fn table(r: &Report) -> Result<String> {
         l.inference
     )
     .to_lowercase();
-    s += &table_footer(r, &l.noise_share);
+    s += &table_footer_of(r, &l.noise_share, "sums");
     Ok(s)
 }
 

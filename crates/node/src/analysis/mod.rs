@@ -924,8 +924,14 @@ pub fn table_header(r: &Report, title: &str) -> String {
 
 /// The last lines of an analysis table: the noise-share indicator, the budgets, the wall time.
 pub fn table_footer(r: &Report, noise: &tandem_analytics::NoiseShare) -> String {
+    table_footer_of(r, noise, "counts")
+}
+
+/// [`table_footer`] whose noise share is over the released `what` (`counts`, or `sums` for the
+/// value analyses).
+pub fn table_footer_of(r: &Report, noise: &tandem_analytics::NoiseShare, what: &str) -> String {
     let mut s = format!(
-        "\nnoise share: {} of {} released counts ({:.0}%) have noise s.d. above 10% of their estimate\n",
+        "\nnoise share: {} of {} released {what} ({:.0}%) have noise s.d. above 10% of their estimate\n",
         noise.affected,
         noise.cells,
         noise.share * 100.0

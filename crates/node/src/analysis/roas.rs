@@ -14,7 +14,7 @@ use super::revenue::{inputs, noisy_sums, value_form};
 use super::{
     ALL, Analysis, Cell, Format, InputKind, InputSpec, Inputs, NoisedCells, Report,
     analytics_error, check_option_keys, details_as, fmt_estimate, fmt_rows, render_with,
-    table_footer, table_header, to_details,
+    table_footer_of, table_header, to_details,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
@@ -152,7 +152,7 @@ fn table(r: &Report) -> Result<String> {
         .collect();
     s += &fmt_rows(&[&r.querier, "spend", "revenue [95%]", "ROAS [95%]"], &rows);
     s += "revenue of the overlap at the partner (DP noise only); ROAS = revenue / spend, both in the value column's unit\n";
-    s += &table_footer(r, &d.noise_share);
+    s += &table_footer_of(r, &d.noise_share, "sums");
     Ok(s)
 }
 

@@ -22,7 +22,7 @@ use super::revenue::{inputs, noisy_sums, sums, value_form};
 use super::{
     Analysis, Cell, Format, InputKind, InputSpec, Inputs, LABEL_SEPARATOR, NoisedCells, Report,
     analytics_error, check_option_keys, details_as, fmt_estimate, fmt_rows, option, render_with,
-    table_footer, table_header, to_details,
+    table_footer_of, table_header, to_details,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
@@ -196,7 +196,7 @@ fn table(r: &Report) -> Result<String> {
             affected as f64 / cells as f64
         },
     };
-    s += &table_footer(r, &share);
+    s += &table_footer_of(r, &share, "sums");
     Ok(s)
 }
 
