@@ -272,16 +272,43 @@ async fn psi_run(
     Ok(resp)
 }
 
-/// The audience-version check: signed both ways, uncharged.
+/// The audience-version check: signed both ways, uncharged, throttled per peer
+/// ([`crate::state::MAX_AUDIENCE_CHECKS_PER_HOUR`], counted once the signature verified) and
+/// tallied in the audit log (`api.access`, `what`: `psi.audience_version`, actor `peer:NAME`).
 async fn audience_version(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let (env, sig) = Envelope::from_headers(&headers)?;
+    let throttled = state
+        .audience_checks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(&env.sender, crate::wire::now_ms());
+    if let Some(retry_after_s) = throttled {
+        tracing::warn!(peer = %env.sender, retry_after_s, "throttled a peer's audience-version checks");
+        return Err(NodeError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many audience-version checks from {} in the last hour; retry in {retry_after_s} s",
+                env.sender
+            ),
+        )
+        .with_details(serde_json::json!({"retry_after_s": retry_after_s}))
+        .into());
+    }
     let st = state.clone();
     let answer = blocking(move || {
         let payload = crate::responder::audience_version_check(&st.home, &env, &sig, &body)?;
+        // Signed by the peer: counted against it, and tallied for the audit log.
+        let now = crate::wire::now_ms();
+        st.audience_checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&env.sender, now);
+        st.access
+            .record(&format!("peer:{}", env.sender), "psi.audience_version", now);
         let out = Envelope {
             agreement_id: env.agreement_id,
             run_id: env.run_id,

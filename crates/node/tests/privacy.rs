@@ -237,3 +237,62 @@ async fn a_cached_answer_is_reused_only_while_the_peers_audience_is_unchanged() 
     let cached = ask().await.expect("cached again");
     assert!(cached.cached && cached.run_id == fresh.run_id);
 }
+
+/// The audience-version leak: if shopx's version moved only when an opt-out removed a member,
+/// acme could learn membership for free — ask a cached query, have the person opt out at shopx
+/// (or wait for one), and see through the uncharged audience-version check whether the cached
+/// answer still holds. An opt-out of someone shopx never held must move the version too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_of_a_non_member_still_changes_the_audience_version() {
+    let pair = NodePair::start().await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let q = tandem_node::analysis::Query {
+        fresh: false,
+        ..pair.query()
+    };
+    let ask = || tandem_node::querier::run_query(&pair.acme, overlap, &q, "test");
+    let first = ask().await.expect("first run");
+    assert!(ask().await.expect("cached").cached);
+    // p0 is acme's only: shopx never held it.
+    let digest = pair
+        .shopx
+        .normaliser()
+        .digest_encoded(
+            tandem_identity::IdKind::Email,
+            tandem_identity::IdEncoding::Raw,
+            "p0@example.com",
+        )
+        .expect("digest");
+    let removed = pair
+        .shopx
+        .store()
+        .expect("store")
+        .delete_digests(&[digest], "test")
+        .expect("opt-out");
+    assert_eq!(removed, 0, "not a member of shopx's audience");
+    let after = ask().await.expect("after the opt-out");
+    assert!(
+        !after.cached && after.run_id != first.run_id,
+        "the version must move whether or not the opt-out matched"
+    );
+}
+
+/// The audience-version check is uncharged, so it is throttled per peer: after
+/// `MAX_AUDIENCE_CHECKS_PER_HOUR` checks (each cached answer makes one) the next is refused 429
+/// and the cached answer cannot be confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audience_version_checks_are_throttled_per_peer() {
+    let pair = NodePair::start().await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let q = tandem_node::analysis::Query {
+        fresh: false,
+        ..pair.query()
+    };
+    let ask = || tandem_node::querier::run_query(&pair.acme, overlap, &q, "test");
+    ask().await.expect("first run");
+    for _ in 0..tandem_node::state::MAX_AUDIENCE_CHECKS_PER_HOUR {
+        assert!(ask().await.expect("cached").cached);
+    }
+    let e = ask().await.expect_err("throttled");
+    assert_eq!(e.peer_answer().map(|a| a.status), Some(429), "{e}");
+}
