@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 
 use tandem_node::Home;
+use tandem_node::analysis::Format;
 use tandem_node::querier::{Prepared, prepare_query};
 use tandem_node::state::FailedRuns;
 use tandem_node::wire::{Envelope, MAX_FRAME_JSON, PSI_REQUEST, frame, unframe};
@@ -295,4 +296,87 @@ async fn audience_version_checks_are_throttled_per_peer() {
     }
     let e = ask().await.expect_err("throttled");
     assert_eq!(e.peer_answer().map(|a| a.status), Some(429), "{e}");
+}
+
+/// Issue 9 item 7: a stored report is querier-internal (the responder could remove the noise it
+/// injected), in its JSON and its CSV; a partner export adds acme's own noise to every cell,
+/// charged to acme's ledger before anything is output and audited as released to the partner,
+/// and says what was added. Over the budget it is refused with nothing output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_export_adds_the_queriers_own_charged_noise() {
+    let pair = NodePair::with_budgets(3.0, 50.0).await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let report = tandem_node::querier::run_query(&pair.acme, overlap, &pair.query(), "test")
+        .await
+        .expect("run");
+    let mut store = pair.acme.store().expect("store");
+    let id = tandem_node::results::list(&store, None).expect("list")[0]
+        .result_id
+        .clone();
+    let csv = tandem_node::results::render(&mut store, &id, Format::Csv, "test").expect("csv");
+    let mut lines = csv.lines();
+    assert!(lines.next().expect("header").ends_with(",querier_internal"));
+    assert!(lines.all(|l| l.ends_with(",true")), "{csv}");
+
+    let spent_before = spent(&store);
+    let export = tandem_node::results::partner_export(&mut store, "acme", &id, Some(0.5), "test")
+        .expect("partner export");
+    assert!(export.safe_to_share && !export.querier_internal);
+    assert_eq!(export.added_noise.epsilon, 0.5);
+    assert_eq!(export.added_noise.charged_to, "acme");
+    assert_eq!(export.cells.len(), report.cells.len());
+    let t = i64::from(export.added_noise.offset);
+    for (e, r) in export.cells.iter().zip(&report.cells) {
+        assert!((e.estimate - r.estimate).abs() <= t);
+        assert_eq!((e.ci_low, e.ci_high), (r.ci_low - t, r.ci_high + t));
+    }
+    assert!(
+        (spent(&store) - spent_before - 0.5).abs() < 1e-9,
+        "charged to acme's ledger"
+    );
+    let run = store
+        .run(&export.added_noise.run_id)
+        .expect("run")
+        .expect("in the ledger");
+    assert_eq!(
+        (run.status.as_str(), run.charge.as_deref()),
+        ("finished", Some("spent"))
+    );
+    let released = store
+        .audit_entries(None, None)
+        .expect("audit")
+        .into_iter()
+        .find(|e| {
+            e.event.action == "result.released"
+                && e.event.details["run_id"] == export.added_noise.run_id.as_str()
+        })
+        .expect("audited");
+    assert_eq!(released.event.details["recipient"], "partner:shopx");
+    let csv = tandem_node::results::render_partner_export(&export, Format::Csv).expect("csv");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",false")), "{csv}");
+
+    // acme's lifetime cap is 3: exports at ε 2 soon do not fit (by either route), and the
+    // refused one charges and outputs nothing.
+    let e = (0..10)
+        .find_map(|_| {
+            tandem_node::results::partner_export(&mut store, "acme", &id, Some(2.0), "test").err()
+        })
+        .expect("refused once over the cap");
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    let before_refusal = spent(&store);
+    let e = tandem_node::results::partner_export(&mut store, "acme", &id, Some(2.0), "test")
+        .expect_err("still over the cap");
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    assert_eq!(spent(&store), before_refusal);
+}
+
+/// ε acme has charged under the pair's agreement (both roles).
+fn spent(store: &tandem_store::Store) -> f64 {
+    store
+        .runs(None)
+        .expect("runs")
+        .iter()
+        .filter(|r| r.charge.as_deref() == Some("spent") || r.charge.as_deref() == Some("reserved"))
+        .map(|r| r.epsilon)
+        .sum()
 }
