@@ -282,16 +282,17 @@ async fn run_preview(
     analysis: &'static dyn Analysis,
     body: axum::body::Bytes,
 ) -> Answer {
-    let p = authorized(
-        state,
+    authorized(
+        state.clone(),
         headers,
         "preview a query",
         &[Role::Analyst],
-        move |node, store, _| {
-            crate::querier::preview(store, &node.name, analysis, &query_body(&body)?)
-        },
+        |_, _, _| Ok(()),
     )
     .await?;
+    // With the peer's budget (a signed, uncharged pre-check), so the preview warns of a run the
+    // peer would refuse.
+    let p = crate::querier::preview_with_peer(&state.home, analysis, &query_body(&body)?).await?;
     Ok(Json(p).into_response())
 }
 

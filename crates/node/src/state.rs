@@ -161,6 +161,10 @@ pub const MAX_FAILED_RUNS_PER_HOUR: usize = 10;
 /// data changed: bounded, and tallied in the audit log (`api.access`).
 pub const MAX_AUDIENCE_CHECKS_PER_HOUR: usize = 60;
 
+/// Budget pre-checks (`POST /v1/psi/budget-check`) one peer may make in any hour (each query
+/// and each preview of the peer makes one); further ones are answered 429 with `Retry-After`.
+pub const MAX_BUDGET_CHECKS_PER_HOUR: usize = 600;
+
 /// Events per peer in the last hour (a sliding window, in memory; a restart forgets them), with
 /// an allowance per hour: failed runs ([`MAX_FAILED_RUNS_PER_HOUR`], the default) or
 /// audience-version checks ([`MAX_AUDIENCE_CHECKS_PER_HOUR`]).
@@ -245,6 +249,8 @@ pub struct NodeState {
     pub failed_runs: std::sync::Mutex<FailedRuns>,
     /// Audience-version checks per peer, for throttling them.
     pub audience_checks: std::sync::Mutex<FailedRuns>,
+    /// Budget pre-checks per peer, for throttling them.
+    pub budget_checks: std::sync::Mutex<FailedRuns>,
 }
 
 impl NodeState {
@@ -263,6 +269,9 @@ impl NodeState {
             failed_runs: std::sync::Mutex::new(FailedRuns::default()),
             audience_checks: std::sync::Mutex::new(FailedRuns::with_limit(
                 MAX_AUDIENCE_CHECKS_PER_HOUR,
+            )),
+            budget_checks: std::sync::Mutex::new(FailedRuns::with_limit(
+                MAX_BUDGET_CHECKS_PER_HOUR,
             )),
         }
     }

@@ -380,3 +380,95 @@ fn spent(store: &tandem_store::Store) -> f64 {
         .map(|r| r.epsilon)
         .sum()
 }
+
+/// Item 4: the querier learns whether the peer would admit a run before it charges itself. The
+/// preview shows the peer's budget; once the peer's budget is spent, the preview says it would
+/// refuse, and the run is refused locally with nothing charged on either side (before, acme
+/// charged itself and then shopx refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_peer_would_refuse_charges_neither_side() {
+    let pair = NodePair::with_budgets(50.0, 1.5).await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let q = pair.query();
+    let mut admitted = 0;
+    let refusal = loop {
+        let p = tandem_node::querier::preview_with_peer(&pair.acme, overlap, &q)
+            .await
+            .expect("preview");
+        let b = p.responder_budget.expect("the peer's budget is shown");
+        assert_eq!(b.party, "shopx");
+        if !b.admits {
+            break b;
+        }
+        assert!(b.epsilon_left > 0.0 && b.epsilon_cost > 0.0, "{b:?}");
+        tandem_node::querier::run_query(&pair.acme, overlap, &q, "test")
+            .await
+            .expect("the peer said it would admit it");
+        admitted += 1;
+        assert!(admitted < 10, "shopx's budget of 1.5 never ran out");
+    };
+    assert!(admitted >= 1);
+    assert_eq!(
+        refusal.code.as_deref(),
+        Some("budget_exceeded"),
+        "{refusal:?}"
+    );
+    let d = refusal.details.expect("which cap and what is left");
+    assert!(d["cap"].is_number() && d["left"].is_number(), "{d}");
+
+    let runs = |h: &Home| h.store().expect("store").runs(None).expect("runs");
+    let (acme_before, shopx_before) = (runs(&pair.acme), runs(&pair.shopx));
+    let e = tandem_node::querier::run_query(&pair.acme, overlap, &q, "test")
+        .await
+        .expect_err("the peer would refuse");
+    // The peer's own code passes through, with who refused.
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    assert_eq!(
+        e.peer_answer()
+            .map(|a| (a.peer.as_str(), a.code.as_deref())),
+        Some(("shopx", Some("budget_exceeded"))),
+        "{e}"
+    );
+    assert!(e.message().contains("nothing was charged"), "{e}");
+    assert_eq!(runs(&pair.acme), acme_before, "acme charged nothing");
+    assert_eq!(runs(&pair.shopx), shopx_before, "shopx recorded nothing");
+}
+
+/// Item 3 (node-wide cap): `[limits.node_budget]` in acme's config caps acme's charges over all
+/// agreements; a run over it is refused before anything is charged, naming the node-wide cap
+/// and what is left, although the agreement's own budget (50) is ample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_wide_cap_refuses_a_run_the_agreement_would_allow() {
+    let pair = NodePair::start().await;
+    let mut cfg = pair.acme.config.clone();
+    cfg.limits.node_budget = Some(tandem_node::home::NodeBudget {
+        epsilon_total: 0.01,
+        delta_total: 1e-6,
+        refresh_days: None,
+    });
+    std::fs::write(
+        pair.acme.dir.join("config.toml"),
+        toml::to_string(&cfg).expect("toml"),
+    )
+    .expect("write config");
+    let acme = Home::open(&pair.acme.dir).expect("open");
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let e = tandem_node::querier::run_query(&acme, overlap, &pair.query(), "test")
+        .await
+        .expect_err("over the node-wide cap");
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    let d = e.details().expect("details");
+    assert_eq!(d["account"], "node", "{d}");
+    assert_eq!(d["cap"], 0.01, "{d}");
+    assert!(d["left"].is_number(), "{d}");
+    assert!(e.message().contains("node-wide cap"), "{e}");
+    let store = acme.store().expect("store");
+    assert!(
+        store
+            .runs(None)
+            .expect("runs")
+            .iter()
+            .all(|r| r.charge.is_none()),
+        "nothing charged"
+    );
+}
