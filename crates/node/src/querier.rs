@@ -135,9 +135,13 @@ fn fresh_plan(
 ) -> Result<Option<Plan>> {
     let store = Store::open(store_path)?;
     // Every local check first (the run repeats them, refusing and auditing).
-    let Ok((p, _, _)) = check_query(&store, me, analysis, q, "precheck") else {
+    let Ok((p, _, entry)) = check_query(&store, me, analysis, q, "precheck") else {
         return Ok(None);
     };
+    // This node's own budget first: a run it would refuse itself needs no question to the peer.
+    if store.would_admit(&entry).is_err() {
+        return Ok(None);
+    }
     if !q.fresh {
         let fingerprint = fingerprint(&store, &p.request, &p.agreement, q)?;
         if store.cached_result(&fingerprint)?.is_some() {
