@@ -246,7 +246,10 @@ pub enum ResultsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write a stored result as CSV (its cells) or JSON (the report whole).
+    /// Write a stored result as CSV (its cells) or JSON (the report whole). Both are
+    /// querier-internal (marked so): the responder knows the noise it injected and could remove
+    /// it. `--for-partner` writes a copy safe to share: fresh noise of this node's own on every
+    /// cell, charged to this node's budget first.
     Export {
         #[command(flatten)]
         dir: DirArg,
@@ -258,6 +261,13 @@ pub enum ResultsCmd {
         /// File to write (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Export for the partner: add this node's own noise to every cell (charged to this
+        /// node's budget under the result's agreement) so the copy is safe to share.
+        #[arg(long)]
+        for_partner: bool,
+        /// ε of the added noise with `--for-partner` (default: the report's ε).
+        #[arg(long, requires = "for_partner")]
+        epsilon: Option<f64>,
     },
 }
 

@@ -13,7 +13,7 @@ pub async fn query(a: QueryArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
     let (q, preview, json, csv) = (to_query(&a), a.preview, a.json, a.csv);
     if preview {
-        let p = tandem_node::querier::preview(&home.store()?, &home.config.name, analysis, &q)?;
+        let p = tandem_node::querier::preview_with_peer(&home, analysis, &q).await?;
         if a.json {
             outln!("{}", serde_json::to_string_pretty(&p)?);
         } else {
@@ -33,6 +33,21 @@ pub async fn query(a: QueryArgs) -> Result<()> {
                     ""
                 }
             );
+            match (&p.responder_budget, &p.responder_budget_unknown) {
+                (Some(b), _) if b.admits => outln!(
+                    "{} would admit it: ε {:.4} left before this run",
+                    b.party,
+                    b.epsilon_left
+                ),
+                (Some(b), _) => outln!(
+                    "{} would REFUSE it ({}): {} — nothing would be charged on either side",
+                    b.party,
+                    b.code.as_deref().unwrap_or("refused"),
+                    b.reason.as_deref().unwrap_or_default()
+                ),
+                (None, Some(why)) => outln!("the peer's budget is unknown: {why}"),
+                (None, None) => {}
+            }
         }
         return Ok(());
     }

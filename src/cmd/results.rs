@@ -64,13 +64,37 @@ pub fn results(cmd: ResultsCmd) -> Result<()> {
             id,
             format,
             out,
+            for_partner,
+            epsilon,
         } => {
             let home = Home::open(&dir.dir)?;
             let format = match format {
                 ExportFormat::Csv => Format::Csv,
                 ExportFormat::Json => Format::Json,
             };
-            let mut text = tandem_node::results::render(&mut home.store()?, &id, format, ACTOR)?;
+            let mut store = home.store()?;
+            let mut text = if for_partner {
+                let export = tandem_node::results::partner_export(
+                    &mut store,
+                    &home.config.name,
+                    &id,
+                    epsilon,
+                    ACTOR,
+                )?;
+                let n = &export.added_noise;
+                eprintln!(
+                    "Safe to share with {}: every cell carries this node's own noise (ε {}, δ {:e}, \
+                     scale {:.3}, at most ±{}), charged to this node's budget as run {}.",
+                    export.responder, n.epsilon, n.delta, n.scale, n.offset, n.run_id
+                );
+                tandem_node::results::render_partner_export(&export, format)?
+            } else {
+                eprintln!(
+                    "Querier-internal: do not share with the responder (it knows the noise it \
+                     injected); use --for-partner for a copy safe to share."
+                );
+                tandem_node::results::render(&mut store, &id, format, ACTOR)?
+            };
             if !text.ends_with('\n') {
                 text.push('\n');
             }

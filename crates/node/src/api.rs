@@ -79,6 +79,7 @@ api_routes! {
     get "/api/v1/results" => results;
     get "/api/v1/results/{id}" => result;
     get "/api/v1/results/{id}/export" => export_result;
+    post "/api/v1/results/{id}/partner-export" => partner_export_result;
     get "/api/v1/budget" => budget;
     get "/api/v1/audit" => audit;
     post "/api/v1/audit/verify" => verify_audit;
@@ -281,16 +282,17 @@ async fn run_preview(
     analysis: &'static dyn Analysis,
     body: axum::body::Bytes,
 ) -> Answer {
-    let p = authorized(
-        state,
+    authorized(
+        state.clone(),
         headers,
         "preview a query",
         &[Role::Analyst],
-        move |node, store, _| {
-            crate::querier::preview(store, &node.name, analysis, &query_body(&body)?)
-        },
+        |_, _, _| Ok(()),
     )
     .await?;
+    // With the peer's budget (a signed, uncharged pre-check), so the preview warns of a run the
+    // peer would refuse.
+    let p = crate::querier::preview_with_peer(&state.home, analysis, &query_body(&body)?).await?;
     Ok(Json(p).into_response())
 }
 
@@ -667,6 +669,63 @@ async fn export_result(
         "export a result",
         RESULT_READERS,
         move |_, store, p| crate::results::render(store, &id, format, &p.actor()),
+    )
+    .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// The body of a partner export request.
+#[derive(Deserialize, ToSchema)]
+struct PartnerExportRequest {
+    /// ε of the noise added to every cell (default: the report's ε), charged to this node.
+    #[serde(default)]
+    epsilon: Option<f64>,
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// A stored result re-noised for the partner: this node's own fresh noise on every cell,
+/// charged to its budget before anything is output (403 `budget_exceeded` says which cap and
+/// what is left). Safe to share with the responder, unlike `/export` (querier-internal).
+#[utoipa::path(post, path = "/api/v1/results/{id}/partner-export", tag = "results",
+    params(("id" = String, Path, description = "A stored result's id")),
+    request_body = PartnerExportRequest,
+    responses((status = 200, description = "The partner export as JSON or CSV", content((crate::results::PartnerExport = "application/json"), (String = "text/csv")))))]
+async fn partner_export_result(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let req: PartnerExportRequest = if body.is_empty() {
+        PartnerExportRequest {
+            epsilon: None,
+            format: None,
+        }
+    } else {
+        json_body(&body, "the partner export request")?
+    };
+    let (format, content_type) = match req.format.as_deref().unwrap_or("json") {
+        "json" => (analysis::Format::Json, "application/json"),
+        "csv" => (analysis::Format::Csv, "text/csv; charset=utf-8"),
+        other => {
+            return Err(
+                NodeError::bad_request(format!("format {other:?}: expected csv or json")).into(),
+            );
+        }
+    };
+    let epsilon = req.epsilon;
+    let text = authorized(
+        state,
+        headers,
+        "export a result for the partner",
+        &[Role::Analyst],
+        move |node, store, p| {
+            let export =
+                crate::results::partner_export(store, &node.name, &id, epsilon, &p.actor())?;
+            crate::results::render_partner_export(&export, format)
+        },
     )
     .await?;
     Ok(([(axum::http::header::CONTENT_TYPE, content_type)], text).into_response())

@@ -53,6 +53,32 @@ pub struct Refresh {
 /// Which period a refusal of `entry` fell under and when the budget next refreshes there (the
 /// agreement's charges, or those of the budget `account` that refused).
 pub fn refresh(store: &Store, entry: &NewRun, account: Option<&str>) -> Result<Refresh> {
+    if account == Some(tandem_store::NODE_ACCOUNT) {
+        let window = store.node_cap()?.and_then(|c| c.window_ms);
+        let Some(window) = window else {
+            return Ok(Refresh {
+                period: "lifetime",
+                refreshes_at: None,
+                text: "the node-wide cap is for the node's lifetime and does not refresh".into(),
+            });
+        };
+        let oldest = store.oldest_charge_since("", account, now_ms() - window)?;
+        let refreshes_at =
+            oldest.and_then(|at| tandem_agreement::format_rfc3339((at + window).div_euclid(1000)));
+        let days = window / DAY_MS;
+        let text = match &refreshes_at {
+            Some(at) => format!(
+                "the node-wide cap is for a sliding {days}-day window; its oldest charge leaves it \
+                 at {at}, freeing that charge"
+            ),
+            None => format!("the node-wide cap is for a sliding {days}-day window"),
+        };
+        return Ok(Refresh {
+            period: "window",
+            refreshes_at,
+            text,
+        });
+    }
     if entry.budget_since_ms <= 0 {
         return Ok(Refresh {
             period: "lifetime",

@@ -73,6 +73,9 @@ pub struct Limits {
     /// PSI requests this node answers at once as responder (default 2); further ones wait for
     /// a slot (each holds its messages in memory and keeps the cores busy).
     pub max_concurrent_runs: usize,
+    /// A node-wide budget over all agreements and counterparties (default: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_budget: Option<NodeBudget>,
 }
 
 impl Default for Limits {
@@ -85,7 +88,50 @@ impl Default for Limits {
             request_body_idle_s: 30,
             max_concurrent_queries: 2,
             max_concurrent_runs: 2,
+            node_budget: None,
         }
+    }
+}
+
+/// A node-wide privacy budget (`[limits.node_budget]`): caps on this node's charges over every
+/// agreement, counterparty and role together, on top of each agreement's caps, admitted by the
+/// ledger's one rule (`protocols/psi-ca-v1.md` §6.1). A run over it is refused before anything
+/// is charged, naming the node-wide cap and what is left.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeBudget {
+    /// ε cap over all charges (in the window, if any).
+    pub epsilon_total: f64,
+    /// δ cap; runs may use half of it, the other half is the zCDP route's conversion.
+    pub delta_total: f64,
+    /// A sliding window of this many days (any such window holds at most the caps); absent:
+    /// the caps are for the node's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_days: Option<u32>,
+}
+
+impl NodeBudget {
+    /// The ledger's form: the caps, the zCDP ρ cap (as an agreement's,
+    /// `tandem_dp::rho_for_epsilon(ε, δ/2)`; none at δ = 0) and the window in ms.
+    pub fn ledger_cap(&self) -> Result<tandem_store::NodeCap> {
+        let rho = if self.delta_total > 0.0 {
+            Some(
+                tandem_dp::rho_for_epsilon(self.epsilon_total, self.delta_total / 2.0).map_err(
+                    |e| NodeError::new(Code::BadData, format!("limits.node_budget: {e}")),
+                )?,
+            )
+        } else {
+            None
+        };
+        Ok(tandem_store::NodeCap {
+            epsilon: self.epsilon_total,
+            delta: self.delta_total,
+            rho,
+            window_ms: self
+                .refresh_days
+                .filter(|d| *d > 0)
+                .map(|d| i64::from(d) * 86_400_000),
+        })
     }
 }
 
@@ -216,7 +262,7 @@ impl Home {
         let phone_region = phone_region(&config).map_err(|e| {
             NodeError::new(Code::BadData, format!("in {}: {e}", cfg_path.display()))
         })?;
-        Ok(Home {
+        let home = Home {
             dir: dir.to_path_buf(),
             phone_region,
             config,
@@ -225,7 +271,25 @@ impl Home {
                 .or_code(Code::Internal, || "reading tls/cert.der".into())?,
             tls_key: std::fs::read(dir.join("tls/key.der"))
                 .or_code(Code::Internal, || "reading tls/key.der".into())?,
-        })
+        };
+        if home.config.limits.node_budget.is_some() || home.store_path().exists() {
+            home.sync_node_cap()?;
+        }
+        Ok(home)
+    }
+
+    /// Mirrors `limits.node_budget` into the store's ledger (written, and audited
+    /// `budget.node_cap`, only when it changed), so that every charge is admitted against it.
+    /// Errors: 422 `bad_data` for a cap the ledger cannot take.
+    pub fn sync_node_cap(&self) -> Result<()> {
+        let cap = match &self.config.limits.node_budget {
+            Some(b) => Some(b.ledger_cap()?),
+            None => None,
+        };
+        self.store()?
+            .set_node_cap(cap.as_ref(), "config")
+            .map_err(|e| NodeError::from(e).context("limits.node_budget"))?;
+        Ok(())
     }
 
     /// Path of the node's SQLite store.

@@ -23,8 +23,9 @@ use crate::release::{Exposure, Reservation};
 use crate::run::{Derived, active_agreement, derive, load_buckets, query_fingerprint};
 use crate::wire::{
     AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_REQUEST, AUDIENCE_VERSION_RESPONSE, AudienceVersion,
-    BudgetView, Envelope, MAX_FRAME_JSON, PROTOCOL, PSI_PATH, PSI_REQUEST, PSI_RESPONSE, Receipt,
-    RunOpening, RunRequest, SignedHead, frame, now_ms, unframe, verifying_key,
+    BUDGET_CHECK_PATH, BUDGET_CHECK_REQUEST, BUDGET_CHECK_RESPONSE, BudgetCheck, BudgetView,
+    Envelope, MAX_FRAME_JSON, PROTOCOL, PSI_PATH, PSI_REQUEST, PSI_RESPONSE, Receipt, RunOpening,
+    RunRequest, SignedHead, frame, now_ms, unframe, verifying_key,
 };
 
 /// Runs the querier's side of `analysis` against the peer named in the agreement.
@@ -41,6 +42,9 @@ pub async fn run_query(
         home.config.name.clone(),
     );
     let (q, actor_s) = (query.clone(), actor.to_string());
+    // Before this node charges itself: would the peer admit a fresh run? If not, nothing is
+    // charged on either side.
+    ensure_peer_admits(home, analysis, query, actor).await?;
     // Everything up to the first message runs off the async runtime (opendp is not Send).
     let prepared =
         blocking(move || prepare_query(&store_path, &key, &me, analysis, &q, &actor_s)).await?;
@@ -79,6 +83,7 @@ pub async fn run_query(
             );
             let (mut q, actor_s) = (query.clone(), actor.to_string());
             q.fresh = true;
+            ensure_peer_admits(home, analysis, &q, actor).await?;
             match blocking(move || prepare_query(&store_path, &key, &me, analysis, &q, &actor_s))
                 .await?
             {
@@ -117,6 +122,181 @@ pub async fn run_query(
         .await;
     let store_path = home.store_path();
     blocking(move || complete_query(&store_path, pending, call, &peer_key, started)).await
+}
+
+/// The agreement, peer and run request a fresh run of `q` would send, or `None` when a cached
+/// answer would be returned first or the query is refused locally (the run itself then refuses
+/// and audits it, before any charge).
+fn fresh_plan(
+    store_path: &Path,
+    me: &str,
+    analysis: &'static dyn Analysis,
+    q: &Query,
+) -> Result<Option<Plan>> {
+    let store = Store::open(store_path)?;
+    // Every local check first (the run repeats them, refusing and auditing).
+    let Ok((p, _, entry)) = check_query(&store, me, analysis, q, "precheck") else {
+        return Ok(None);
+    };
+    // This node's own budget first: a run it would refuse itself needs no question to the peer.
+    if store.would_admit(&entry).is_err() {
+        return Ok(None);
+    }
+    if !q.fresh {
+        let fingerprint = fingerprint(&store, &p.request, &p.agreement, q)?;
+        if store.cached_result(&fingerprint)?.is_some() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(p))
+}
+
+/// Refuses, before this node charges anything, a fresh run of `q` that the peer says it would
+/// refuse now (its signed budget pre-check, [`peer_budget`]): the error is the peer's code
+/// (e.g. `budget_exceeded`) with its details (which cap, what is left), and says that nothing
+/// was charged on either side. Audited here as `query.refused`. A pre-check that gets no signed
+/// answer (peer unreachable, timing out, throttling, or a node without the endpoint) does not
+/// decide: the run goes ahead and its own exchange meets the fault, with the charge rules of
+/// [`crate::release::Exposure`].
+async fn ensure_peer_admits(
+    home: &Home,
+    analysis: &'static dyn Analysis,
+    q: &Query,
+    actor: &str,
+) -> Result<()> {
+    let (store_path, me, q2) = (home.store_path(), home.config.name.clone(), q.clone());
+    let Some(p) = blocking(move || fresh_plan(&store_path, &me, analysis, &q2)).await? else {
+        return Ok(());
+    };
+    let check = match peer_budget(home, &p.agreement, &p.peer, &p.request).await {
+        Ok(check) if !check.admits => check,
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            tracing::info!(peer = %p.peer, error = %e, "no answer to the budget pre-check; running without it");
+            return Ok(());
+        }
+    };
+    let code = check.code.clone();
+    let reason = check.reason.clone().unwrap_or_default();
+    let (store_path, agreement_id, who, peer) = (
+        home.store_path(),
+        p.agreement.id().to_string(),
+        actor.to_string(),
+        p.peer.clone(),
+    );
+    let details = serde_json::json!({
+        "role": "querier", "reason": "the peer's budget pre-check refused the run",
+        "code": code, "peer": peer, "peer_reason": reason, "query": q,
+    });
+    blocking(move || {
+        let event = AuditEvent::now(who, "query.refused", details).with_agreement(&agreement_id);
+        Store::open(&store_path)?.append_audit(event)?;
+        Ok(())
+    })
+    .await?;
+    let err = NodeError::peer_refused(
+        PeerAnswer {
+            peer: p.peer.clone(),
+            status: 403,
+            code: check.code.clone(),
+        },
+        format!(
+            "{} would refuse this run (its budget pre-check): {reason}; nothing was charged on \
+             either side",
+            p.peer
+        ),
+    );
+    Err(match check.details {
+        Some(d) if d.is_object() => err.with_details(d),
+        _ => err,
+    })
+}
+
+/// Asks the peer (signed, uncharged, nothing reserved) whether it would admit `request` under
+/// `agreement` now: `POST /v1/psi/budget-check`. Errors: the peer unreachable or refusing the
+/// check (`peer_*`), a bad answer (`bad_peer_answer`).
+pub async fn peer_budget(
+    home: &Home,
+    agreement: &Agreement,
+    peer: &str,
+    request: &RunRequest,
+) -> Result<BudgetCheck> {
+    let (target, peer_key) = peer_target(agreement, peer)?;
+    let envelope = Envelope {
+        agreement_id: agreement.id().to_string(),
+        run_id: hex::encode(rand::random::<[u8; 16]>()),
+        sender: home.config.name.clone(),
+        timestamp_ms: now_ms(),
+    };
+    let body = serde_json::to_vec(request)?;
+    let headers = envelope.sign(BUDGET_CHECK_REQUEST, &body, &home.key);
+    let limits = &home.config.limits;
+    let resp = target
+        .post_with(
+            BUDGET_CHECK_PATH,
+            &headers,
+            body,
+            crate::home::Limits::secs(limits.connect_timeout_s),
+            crate::home::Limits::secs(limits.peer_call_timeout_s.min(limits.peer_answer_timeout_s)),
+            1 << 16,
+        )
+        .await
+        .map_err(|e| match e {
+            CallError::Unreachable { .. } => NodeError::new(Code::PeerUnreachable, e),
+            CallError::AfterSend { .. } => NodeError::new(Code::PeerFailed, e),
+        })?;
+    if !resp.status.is_success() {
+        let code = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_string));
+        let answer = PeerAnswer {
+            peer: peer.to_string(),
+            status: resp.status.as_u16(),
+            code,
+        };
+        return Err(NodeError::peer_refused(
+            answer,
+            format!("{peer} answered {} to the budget pre-check", resp.status),
+        ));
+    }
+    let bad = |e: NodeError| NodeError::bad_peer_answer(e.message());
+    let (env, sig) = Envelope::from_headers(&resp.headers).map_err(bad)?;
+    if env.run_id != envelope.run_id
+        || env.agreement_id != envelope.agreement_id
+        || env.sender != peer
+    {
+        return Err(NodeError::bad_peer_answer(
+            "the peer's budget pre-check answer is bound to another request, agreement or sender",
+        ));
+    }
+    env.verify(BUDGET_CHECK_RESPONSE, &resp.body, &sig, &peer_key, now_ms())
+        .map_err(bad)?;
+    serde_json::from_slice(&resp.body).map_err(|e| {
+        NodeError::bad_peer_answer(format!("the budget pre-check answer does not parse: {e}"))
+    })
+}
+
+/// [`preview`], with the peer's budget: its answer to a budget pre-check of the run
+/// ([`Preview::responder_budget`]), so the preview warns of a run the peer would refuse. A
+/// peer that cannot be reached leaves it out and says why
+/// ([`Preview::responder_budget_unknown`]); nothing is charged either way.
+pub async fn preview_with_peer(
+    home: &Home,
+    analysis: &'static dyn Analysis,
+    q: &Query,
+) -> Result<Preview> {
+    let (store_path, me, q2) = (home.store_path(), home.config.name.clone(), q.clone());
+    let (mut p, plan) = blocking(move || {
+        let store = Store::open(&store_path)?;
+        let p = preview(&store, &me, analysis, &q2)?;
+        Ok((p, plan(&store, &me, analysis, &q2)?))
+    })
+    .await?;
+    match peer_budget(home, &plan.agreement, &plan.peer, &plan.request).await {
+        Ok(check) => p.responder_budget = Some(check),
+        Err(e) => p.responder_budget_unknown = Some(e.message().to_string()),
+    }
+    Ok(p)
 }
 
 /// Asks the peer (signed, uncharged) whether the audience version its signed receipt named for
@@ -339,6 +519,13 @@ pub struct Preview {
     pub querier_epsilon_left: f64,
     /// The peer's per-query ε cap from the agreement.
     pub responder_per_query_cap: f64,
+    /// The peer's answer to a budget pre-check of this run (signed, uncharged): whether it would
+    /// admit it now and its ε left ([`preview_with_peer`]; absent from a local-only preview).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_budget: Option<BudgetCheck>,
+    /// Why the peer's budget is not shown (it could not be asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder_budget_unknown: Option<String>,
 }
 
 /// Previews a query of `analysis`: cost and interval, no budget spent.
@@ -380,6 +567,8 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
             .party(&p.peer)
             .map(|p| p.budget.epsilon_per_query)
             .unwrap_or_default(),
+        responder_budget: None,
+        responder_budget_unknown: None,
     })
 }
 

@@ -17,8 +17,8 @@ use crate::release::{Exposure, Reservation};
 use crate::run::{Derived, active_agreement, audience_version, derive, load_buckets};
 use crate::state::FailedRuns;
 use crate::wire::{
-    AUDIENCE_VERSION_REQUEST, AudienceVersion, Envelope, MAX_FRAME_JSON, PSI_REQUEST, Receipt,
-    RunOpening, RunRequest, SignedHead, frame, now_ms, parse_run_id, unframe,
+    AUDIENCE_VERSION_REQUEST, AudienceVersion, BUDGET_CHECK_REQUEST, Envelope, MAX_FRAME_JSON,
+    PSI_REQUEST, Receipt, RunOpening, RunRequest, SignedHead, frame, now_ms, parse_run_id, unframe,
 };
 
 /// A run the responder has authenticated and checked against the agreement, not yet charged.
@@ -86,6 +86,104 @@ pub fn audience_version_check(
     let answer = AudienceVersion {
         audience_version: Some(audience_version(&store, &asked.join_key)?),
         join_key: asked.join_key,
+    };
+    Ok(serde_json::to_vec(&answer)?)
+}
+
+/// Answers a peer's budget pre-check (signed, uncharged, nothing reserved): whether this node's
+/// ledger would admit the run the body describes (a [`RunRequest`]) now, with the same checks
+/// and the same ledger entry as [`respond`] would make, and this node's ε left. The ledger is a
+/// function of the queries this node was asked and made, never of its data. Errors: those of
+/// [`precheck`], 401 `bad_signature`, 400 `bad_request` (body).
+pub fn budget_check(home: &Home, env: &Envelope, sig: &Signature, body: &[u8]) -> Result<Vec<u8>> {
+    let me = home.config.name.as_str();
+    let store = home.store()?;
+    let (agreement, peer) = active_agreement(&store, &env.agreement_id, me, Code::Refused)?;
+    if env.sender != peer {
+        return Err(NodeError::refused(format!(
+            "{} is not the peer in this agreement",
+            env.sender
+        )));
+    }
+    let peer_key = agreement
+        .terms
+        .party(&peer)
+        .ok_or_else(|| NodeError::refused("peer missing"))?
+        .verifying_key()
+        .map_err(NodeError::refused)?;
+    env.verify(BUDGET_CHECK_REQUEST, body, sig, &peer_key, now_ms())?;
+    let request: RunRequest = serde_json::from_slice(body)
+        .map_err(|e| NodeError::bad_request(format!("the run request does not parse: {e}")))?;
+    let run_id = parse_run_id(&env.run_id)?;
+    let checked = (|| -> Result<(f64, tandem_store::BudgetStatus)> {
+        let derived = derive(&agreement, &peer, me, &request, run_id, Code::Refused)?;
+        let loss = tandem_psi::accounting::responder_loss(&derived.params)?;
+        crate::budget::check_per_query_cap(
+            &agreement,
+            me,
+            crate::sums::with_sum_loss(&derived, loss)?,
+        )?;
+        let rho = tandem_psi::accounting::responder_rho(&derived.params)?;
+        let entry = ledger_entry(
+            &agreement,
+            EntryFor {
+                party: me,
+                role: "responder",
+                run_id: &env.run_id,
+                actor: &format!("peer:{peer}"),
+                params_json: serde_json::to_string(&request)?,
+                join_key: &request.join_key,
+                rho,
+            },
+            loss,
+        )?;
+        match store.would_admit(&entry) {
+            Ok(status) => Ok((loss.epsilon, status)),
+            Err(e @ tandem_store::StoreError::BudgetExceeded { .. }) => {
+                let account = match &e {
+                    tandem_store::StoreError::BudgetExceeded { account, .. } => account.clone(),
+                    _ => None,
+                };
+                let refresh = crate::budget::refresh(&store, &entry, account.as_deref())?;
+                let err = NodeError::from(e);
+                let mut details = err.details().cloned().unwrap_or_default();
+                details["party"] = serde_json::json!(me);
+                details["period"] = serde_json::json!(refresh.period);
+                details["refreshes_at"] = serde_json::json!(refresh.refreshes_at);
+                details["epsilon_cost"] = serde_json::json!(loss.epsilon);
+                Err(err.note(refresh.text).with_details(details))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })();
+    let answer = match checked {
+        Ok((cost, status)) => crate::wire::BudgetCheck {
+            party: me.to_string(),
+            admits: true,
+            epsilon_cost: cost,
+            epsilon_left: status.left_epsilon,
+            code: None,
+            reason: None,
+            details: None,
+        },
+        Err(e) => {
+            let d = e.details().cloned();
+            crate::wire::BudgetCheck {
+                party: me.to_string(),
+                admits: false,
+                epsilon_cost: d
+                    .as_ref()
+                    .and_then(|d| d["epsilon_cost"].as_f64())
+                    .unwrap_or_default(),
+                epsilon_left: d
+                    .as_ref()
+                    .and_then(|d| d["left"].as_f64())
+                    .unwrap_or_default(),
+                code: Some(e.code_str().to_string()),
+                reason: Some(e.message().to_string()),
+                details: d,
+            }
+        }
     };
     Ok(serde_json::to_vec(&answer)?)
 }

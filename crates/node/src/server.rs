@@ -21,8 +21,8 @@ use crate::error::{Code, NodeError, OrCode, Result};
 use crate::home::{Home, Limits};
 use crate::state::{Answer, NodeState, Source, blocking};
 use crate::wire::{
-    AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_RESPONSE, COUNTERSIGN_PATH, Envelope, HEALTH_PATH,
-    PROPOSE_PATH, PSI_PATH, PSI_RESPONSE,
+    AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_RESPONSE, BUDGET_CHECK_PATH, BUDGET_CHECK_RESPONSE,
+    COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE,
 };
 
 /// The router of a node.
@@ -40,6 +40,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
         .route(AUDIENCE_VERSION_PATH, post(audience_version))
+        .route(BUDGET_CHECK_PATH, post(budget_check))
         .route(crate::sums::SUM_PATH, post(crate::sums::decrypt_handler))
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))
@@ -272,16 +273,43 @@ async fn psi_run(
     Ok(resp)
 }
 
-/// The audience-version check: signed both ways, uncharged.
+/// The audience-version check: signed both ways, uncharged, throttled per peer
+/// ([`crate::state::MAX_AUDIENCE_CHECKS_PER_HOUR`], counted once the signature verified) and
+/// tallied in the audit log (`api.access`, `what`: `psi.audience_version`, actor `peer:NAME`).
 async fn audience_version(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let (env, sig) = Envelope::from_headers(&headers)?;
+    let throttled = state
+        .audience_checks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(&env.sender, crate::wire::now_ms());
+    if let Some(retry_after_s) = throttled {
+        tracing::warn!(peer = %env.sender, retry_after_s, "throttled a peer's audience-version checks");
+        return Err(NodeError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many audience-version checks from {} in the last hour; retry in {retry_after_s} s",
+                env.sender
+            ),
+        )
+        .with_details(serde_json::json!({"retry_after_s": retry_after_s}))
+        .into());
+    }
     let st = state.clone();
     let answer = blocking(move || {
         let payload = crate::responder::audience_version_check(&st.home, &env, &sig, &body)?;
+        // Signed by the peer: counted against it, and tallied for the audit log.
+        let now = crate::wire::now_ms();
+        st.audience_checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&env.sender, now);
+        st.access
+            .record(&format!("peer:{}", env.sender), "psi.audience_version", now);
         let out = Envelope {
             agreement_id: env.agreement_id,
             run_id: env.run_id,
@@ -293,6 +321,61 @@ async fn audience_version(
     .await?;
     let (env, payload) = answer;
     let sig_headers = env.sign(AUDIENCE_VERSION_RESPONSE, &payload, &state.home.key);
+    let mut resp = (StatusCode::OK, payload).into_response();
+    for (k, v) in sig_headers {
+        if let Ok(v) = v.parse() {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// The budget pre-check: signed both ways, uncharged, nothing reserved; throttled per peer
+/// ([`crate::state::MAX_BUDGET_CHECKS_PER_HOUR`], counted once the signature verified) and
+/// tallied in the audit log (`api.access`, `what`: `psi.budget_check`, actor `peer:NAME`).
+async fn budget_check(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (env, sig) = Envelope::from_headers(&headers)?;
+    let throttled = state
+        .budget_checks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(&env.sender, crate::wire::now_ms());
+    if let Some(retry_after_s) = throttled {
+        tracing::warn!(peer = %env.sender, retry_after_s, "throttled a peer's budget pre-checks");
+        return Err(NodeError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many budget pre-checks from {} in the last hour; retry in {retry_after_s} s",
+                env.sender
+            ),
+        )
+        .with_details(serde_json::json!({"retry_after_s": retry_after_s}))
+        .into());
+    }
+    let st = state.clone();
+    let (env, payload) = blocking(move || {
+        let payload = crate::responder::budget_check(&st.home, &env, &sig, &body)?;
+        let now = crate::wire::now_ms();
+        st.budget_checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&env.sender, now);
+        st.access
+            .record(&format!("peer:{}", env.sender), "psi.budget_check", now);
+        let out = Envelope {
+            agreement_id: env.agreement_id,
+            run_id: env.run_id,
+            sender: st.name.clone(),
+            timestamp_ms: now,
+        };
+        Ok((out, payload))
+    })
+    .await?;
+    let sig_headers = env.sign(BUDGET_CHECK_RESPONSE, &payload, &state.home.key);
     let mut resp = (StatusCode::OK, payload).into_response();
     for (k, v) in sig_headers {
         if let Ok(v) = v.parse() {

@@ -155,15 +155,43 @@ impl AccessTally {
 /// bounded even when charged.
 pub const MAX_FAILED_RUNS_PER_HOUR: usize = 10;
 
-/// Failed runs per peer in the last hour (a sliding window, in memory; a restart forgets them).
-#[derive(Debug, Default)]
+/// Audience-version checks (`POST /v1/psi/audience-version`) one peer may make in any hour;
+/// further ones are answered 429 `too_many_requests` with `Retry-After`. The check is uncharged;
+/// its answer moves with every import, opt-out and purge, so polling it tells when this node's
+/// data changed: bounded, and tallied in the audit log (`api.access`).
+pub const MAX_AUDIENCE_CHECKS_PER_HOUR: usize = 60;
+
+/// Budget pre-checks (`POST /v1/psi/budget-check`) one peer may make in any hour (each query
+/// and each preview of the peer makes one); further ones are answered 429 with `Retry-After`.
+pub const MAX_BUDGET_CHECKS_PER_HOUR: usize = 600;
+
+/// Events per peer in the last hour (a sliding window, in memory; a restart forgets them), with
+/// an allowance per hour: failed runs ([`MAX_FAILED_RUNS_PER_HOUR`], the default) or
+/// audience-version checks ([`MAX_AUDIENCE_CHECKS_PER_HOUR`]).
+#[derive(Debug)]
 pub struct FailedRuns {
-    /// Per peer name: times of its failed runs, oldest first, ms since the epoch.
+    /// Per peer name: times of its counted events, oldest first, ms since the epoch.
     by_peer: std::collections::HashMap<String, std::collections::VecDeque<i64>>,
+    /// Events allowed per peer and hour.
+    limit: usize,
+}
+
+impl Default for FailedRuns {
+    fn default() -> Self {
+        FailedRuns::with_limit(MAX_FAILED_RUNS_PER_HOUR)
+    }
 }
 
 impl FailedRuns {
     const WINDOW_MS: i64 = 3_600_000;
+
+    /// A window allowing `limit` events per peer and hour.
+    pub fn with_limit(limit: usize) -> Self {
+        FailedRuns {
+            by_peer: Default::default(),
+            limit,
+        }
+    }
 
     fn prune(&mut self, peer: &str, now_ms: i64) -> Option<&mut std::collections::VecDeque<i64>> {
         let times = self.by_peer.get_mut(peer)?;
@@ -179,8 +207,9 @@ impl FailedRuns {
     /// Whether `peer` is over its allowance at `now_ms`: the seconds until its oldest counted
     /// failure leaves the window (`Retry-After`, at least 1).
     pub fn check(&mut self, peer: &str, now_ms: i64) -> Option<u64> {
+        let limit = self.limit;
         let times = self.prune(peer, now_ms)?;
-        if times.len() < MAX_FAILED_RUNS_PER_HOUR {
+        if times.len() < limit {
             return None;
         }
         let oldest = *times.front()?;
@@ -218,6 +247,10 @@ pub struct NodeState {
     pub access: AccessTally,
     /// Failed runs per peer, for throttling run requests.
     pub failed_runs: std::sync::Mutex<FailedRuns>,
+    /// Audience-version checks per peer, for throttling them.
+    pub audience_checks: std::sync::Mutex<FailedRuns>,
+    /// Budget pre-checks per peer, for throttling them.
+    pub budget_checks: std::sync::Mutex<FailedRuns>,
 }
 
 impl NodeState {
@@ -234,6 +267,12 @@ impl NodeState {
             ),
             access: AccessTally::default(),
             failed_runs: std::sync::Mutex::new(FailedRuns::default()),
+            audience_checks: std::sync::Mutex::new(FailedRuns::with_limit(
+                MAX_AUDIENCE_CHECKS_PER_HOUR,
+            )),
+            budget_checks: std::sync::Mutex::new(FailedRuns::with_limit(
+                MAX_BUDGET_CHECKS_PER_HOUR,
+            )),
         }
     }
 

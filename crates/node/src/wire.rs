@@ -29,6 +29,12 @@ pub const AUDIENCE_VERSION_PATH: &str = "/v1/psi/audience-version";
 pub const AUDIENCE_VERSION_REQUEST: &str = "request POST /v1/psi/audience-version";
 /// Signature kind of an audience-version response.
 pub const AUDIENCE_VERSION_RESPONSE: &str = "response POST /v1/psi/audience-version";
+/// Path of the budget pre-check (signed, uncharged): would the responder admit this run now?
+pub const BUDGET_CHECK_PATH: &str = "/v1/psi/budget-check";
+/// Signature kind of a budget pre-check request.
+pub const BUDGET_CHECK_REQUEST: &str = "request POST /v1/psi/budget-check";
+/// Signature kind of a budget pre-check response.
+pub const BUDGET_CHECK_RESPONSE: &str = "response POST /v1/psi/budget-check";
 /// Path where a peer delivers a proposed agreement.
 pub const PROPOSE_PATH: &str = "/v1/agreements/propose";
 /// Path where a peer delivers a countersigned agreement.
@@ -343,6 +349,33 @@ pub struct AudienceVersion {
     /// The responder's current version (in the answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience_version: Option<u64>,
+}
+
+/// The answer to a budget pre-check (`POST /v1/psi/budget-check`, body: the [`RunRequest`] the
+/// querier would send): whether the responder's ledger would admit the run now, and its budget.
+/// The responder's ledger is a function of the queries it was asked, not of its data, so the
+/// answer is uncharged; nothing is reserved by it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BudgetCheck {
+    /// The responder's party name.
+    pub party: String,
+    /// The responder would admit the run now.
+    pub admits: bool,
+    /// ε the run would cost the responder.
+    pub epsilon_cost: f64,
+    /// ε the responder has left under the agreement (and the accounts it shares), before the
+    /// run; 0 when not known (a refusal by a per-query cap or the agreement).
+    pub epsilon_left: f64,
+    /// When refused: the code a run would get (`budget_exceeded`, `refused`, `invalid_query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// When refused: why (which cap, what is left, when it refreshes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When refused: the refusal's details (`budget`, `cap`, `spent`, `left`, `account`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// One side's budget, as shown in a report and signed in a ledger head.

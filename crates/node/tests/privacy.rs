@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 
 use tandem_node::Home;
+use tandem_node::analysis::Format;
 use tandem_node::querier::{Prepared, prepare_query};
 use tandem_node::state::FailedRuns;
 use tandem_node::wire::{Envelope, MAX_FRAME_JSON, PSI_REQUEST, frame, unframe};
@@ -236,4 +237,238 @@ async fn a_cached_answer_is_reused_only_while_the_peers_audience_is_unchanged() 
     );
     let cached = ask().await.expect("cached again");
     assert!(cached.cached && cached.run_id == fresh.run_id);
+}
+
+/// The audience-version leak: if shopx's version moved only when an opt-out removed a member,
+/// acme could learn membership for free — ask a cached query, have the person opt out at shopx
+/// (or wait for one), and see through the uncharged audience-version check whether the cached
+/// answer still holds. An opt-out of someone shopx never held must move the version too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_of_a_non_member_still_changes_the_audience_version() {
+    let pair = NodePair::start().await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let q = tandem_node::analysis::Query {
+        fresh: false,
+        ..pair.query()
+    };
+    let ask = || tandem_node::querier::run_query(&pair.acme, overlap, &q, "test");
+    let first = ask().await.expect("first run");
+    assert!(ask().await.expect("cached").cached);
+    // p0 is acme's only: shopx never held it.
+    let digest = pair
+        .shopx
+        .normaliser()
+        .digest_encoded(
+            tandem_identity::IdKind::Email,
+            tandem_identity::IdEncoding::Raw,
+            "p0@example.com",
+        )
+        .expect("digest");
+    let removed = pair
+        .shopx
+        .store()
+        .expect("store")
+        .delete_digests(&[digest], "test")
+        .expect("opt-out");
+    assert_eq!(removed, 0, "not a member of shopx's audience");
+    let after = ask().await.expect("after the opt-out");
+    assert!(
+        !after.cached && after.run_id != first.run_id,
+        "the version must move whether or not the opt-out matched"
+    );
+}
+
+/// The audience-version check is uncharged, so it is throttled per peer: after
+/// `MAX_AUDIENCE_CHECKS_PER_HOUR` checks (each cached answer makes one) the next is refused 429
+/// and the cached answer cannot be confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audience_version_checks_are_throttled_per_peer() {
+    let pair = NodePair::start().await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let q = tandem_node::analysis::Query {
+        fresh: false,
+        ..pair.query()
+    };
+    let ask = || tandem_node::querier::run_query(&pair.acme, overlap, &q, "test");
+    ask().await.expect("first run");
+    for _ in 0..tandem_node::state::MAX_AUDIENCE_CHECKS_PER_HOUR {
+        assert!(ask().await.expect("cached").cached);
+    }
+    let e = ask().await.expect_err("throttled");
+    assert_eq!(e.peer_answer().map(|a| a.status), Some(429), "{e}");
+}
+
+/// Issue 9 item 7: a stored report is querier-internal (the responder could remove the noise it
+/// injected), in its JSON and its CSV; a partner export adds acme's own noise to every cell,
+/// charged to acme's ledger before anything is output and audited as released to the partner,
+/// and says what was added. Over the budget it is refused with nothing output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_export_adds_the_queriers_own_charged_noise() {
+    let pair = NodePair::with_budgets(3.0, 50.0).await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let report = tandem_node::querier::run_query(&pair.acme, overlap, &pair.query(), "test")
+        .await
+        .expect("run");
+    let mut store = pair.acme.store().expect("store");
+    let id = tandem_node::results::list(&store, None).expect("list")[0]
+        .result_id
+        .clone();
+    let csv = tandem_node::results::render(&mut store, &id, Format::Csv, "test").expect("csv");
+    let mut lines = csv.lines();
+    assert!(lines.next().expect("header").ends_with(",querier_internal"));
+    assert!(lines.all(|l| l.ends_with(",true")), "{csv}");
+
+    let spent_before = spent(&store);
+    let export = tandem_node::results::partner_export(&mut store, "acme", &id, Some(0.5), "test")
+        .expect("partner export");
+    assert!(export.safe_to_share && !export.querier_internal);
+    assert_eq!(export.added_noise.epsilon, 0.5);
+    assert_eq!(export.added_noise.charged_to, "acme");
+    assert_eq!(export.cells.len(), report.cells.len());
+    let t = i64::from(export.added_noise.offset);
+    for (e, r) in export.cells.iter().zip(&report.cells) {
+        assert!((e.estimate - r.estimate).abs() <= t);
+        assert_eq!((e.ci_low, e.ci_high), (r.ci_low - t, r.ci_high + t));
+    }
+    assert!(
+        (spent(&store) - spent_before - 0.5).abs() < 1e-9,
+        "charged to acme's ledger"
+    );
+    let run = store
+        .run(&export.added_noise.run_id)
+        .expect("run")
+        .expect("in the ledger");
+    assert_eq!(
+        (run.status.as_str(), run.charge.as_deref()),
+        ("finished", Some("spent"))
+    );
+    let released = store
+        .audit_entries(None, None)
+        .expect("audit")
+        .into_iter()
+        .find(|e| {
+            e.event.action == "result.released"
+                && e.event.details["run_id"] == export.added_noise.run_id.as_str()
+        })
+        .expect("audited");
+    assert_eq!(released.event.details["recipient"], "partner:shopx");
+    let csv = tandem_node::results::render_partner_export(&export, Format::Csv).expect("csv");
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",false")), "{csv}");
+
+    // acme's lifetime cap is 3: exports at ε 2 soon do not fit (by either route), and the
+    // refused one charges and outputs nothing.
+    let e = (0..10)
+        .find_map(|_| {
+            tandem_node::results::partner_export(&mut store, "acme", &id, Some(2.0), "test").err()
+        })
+        .expect("refused once over the cap");
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    let before_refusal = spent(&store);
+    let e = tandem_node::results::partner_export(&mut store, "acme", &id, Some(2.0), "test")
+        .expect_err("still over the cap");
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    assert_eq!(spent(&store), before_refusal);
+}
+
+/// ε acme has charged under the pair's agreement (both roles).
+fn spent(store: &tandem_store::Store) -> f64 {
+    store
+        .runs(None)
+        .expect("runs")
+        .iter()
+        .filter(|r| r.charge.as_deref() == Some("spent") || r.charge.as_deref() == Some("reserved"))
+        .map(|r| r.epsilon)
+        .sum()
+}
+
+/// Item 4: the querier learns whether the peer would admit a run before it charges itself. The
+/// preview shows the peer's budget; once the peer's budget is spent, the preview says it would
+/// refuse, and the run is refused locally with nothing charged on either side (before, acme
+/// charged itself and then shopx refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_peer_would_refuse_charges_neither_side() {
+    let pair = NodePair::with_budgets(50.0, 1.5).await;
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let q = pair.query();
+    let mut admitted = 0;
+    let refusal = loop {
+        let p = tandem_node::querier::preview_with_peer(&pair.acme, overlap, &q)
+            .await
+            .expect("preview");
+        let b = p.responder_budget.expect("the peer's budget is shown");
+        assert_eq!(b.party, "shopx");
+        if !b.admits {
+            break b;
+        }
+        assert!(b.epsilon_left > 0.0 && b.epsilon_cost > 0.0, "{b:?}");
+        tandem_node::querier::run_query(&pair.acme, overlap, &q, "test")
+            .await
+            .expect("the peer said it would admit it");
+        admitted += 1;
+        assert!(admitted < 10, "shopx's budget of 1.5 never ran out");
+    };
+    assert!(admitted >= 1);
+    assert_eq!(
+        refusal.code.as_deref(),
+        Some("budget_exceeded"),
+        "{refusal:?}"
+    );
+    let d = refusal.details.expect("which cap and what is left");
+    assert!(d["cap"].is_number() && d["left"].is_number(), "{d}");
+
+    let runs = |h: &Home| h.store().expect("store").runs(None).expect("runs");
+    let (acme_before, shopx_before) = (runs(&pair.acme), runs(&pair.shopx));
+    let e = tandem_node::querier::run_query(&pair.acme, overlap, &q, "test")
+        .await
+        .expect_err("the peer would refuse");
+    // The peer's own code passes through, with who refused.
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    assert_eq!(
+        e.peer_answer()
+            .map(|a| (a.peer.as_str(), a.code.as_deref())),
+        Some(("shopx", Some("budget_exceeded"))),
+        "{e}"
+    );
+    assert!(e.message().contains("nothing was charged"), "{e}");
+    assert_eq!(runs(&pair.acme), acme_before, "acme charged nothing");
+    assert_eq!(runs(&pair.shopx), shopx_before, "shopx recorded nothing");
+}
+
+/// Item 3 (node-wide cap): `[limits.node_budget]` in acme's config caps acme's charges over all
+/// agreements; a run over it is refused before anything is charged, naming the node-wide cap
+/// and what is left, although the agreement's own budget (50) is ample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_wide_cap_refuses_a_run_the_agreement_would_allow() {
+    let pair = NodePair::start().await;
+    let mut cfg = pair.acme.config.clone();
+    cfg.limits.node_budget = Some(tandem_node::home::NodeBudget {
+        epsilon_total: 0.01,
+        delta_total: 1e-6,
+        refresh_days: None,
+    });
+    std::fs::write(
+        pair.acme.dir.join("config.toml"),
+        toml::to_string(&cfg).expect("toml"),
+    )
+    .expect("write config");
+    let acme = Home::open(&pair.acme.dir).expect("open");
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let e = tandem_node::querier::run_query(&acme, overlap, &pair.query(), "test")
+        .await
+        .expect_err("over the node-wide cap");
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    let d = e.details().expect("details");
+    assert_eq!(d["account"], "node", "{d}");
+    assert_eq!(d["cap"], 0.01, "{d}");
+    assert!(d["left"].is_number(), "{d}");
+    assert!(e.message().contains("node-wide cap"), "{e}");
+    let store = acme.store().expect("store");
+    assert!(
+        store
+            .runs(None)
+            .expect("runs")
+            .iter()
+            .all(|r| r.charge.is_none()),
+        "nothing charged"
+    );
 }

@@ -71,6 +71,20 @@ pub(crate) fn bump_version(
     Ok(())
 }
 
+/// Bumps the version of every audience and identifier kind this store holds (see
+/// [`bump_version`]): for requests whose effect on the members must not show in the versions
+/// (an opt-out that may or may not match, a purge).
+pub(crate) fn bump_all_versions(conn: &Connection) -> Result<(), StoreError> {
+    let all: Vec<(String, String)> = conn
+        .prepare("SELECT audience, id_kind FROM audiences ORDER BY audience, id_kind")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (audience, kind) in &all {
+        bump_version(conn, audience, kind)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Digests of an audience's members of `id_kind`, sorted, with the value of attribute
     /// `column` when asked for (`None` where the cell was empty). Opted-out digests are never
@@ -251,12 +265,13 @@ impl Store {
 
     /// Opt-out: deletes these digests from every audience and adds them to the suppression
     /// list, so later imports drop them too. Returns the number of member rows deleted.
-    /// Audited as `optout.applied` (counts only).
+    /// Bumps every audience's version whether or not a digest matched (a version bumped only
+    /// on a match would reveal membership to a peer). Audited as `optout.applied` (counts
+    /// only).
     pub fn delete_digests(&mut self, digests: &[[u8; 32]], actor: &str) -> Result<u64, StoreError> {
         let now = now_ms();
         let tx = self.write_tx()?;
         let (mut deleted, mut newly_suppressed) = (0u64, 0u64);
-        let mut changed = BTreeSet::new();
         {
             // Live sets and the staging sets of running imports (whose chunks skip suppressed
             // digests from now on): the opt-out reaches whichever set wins.
@@ -279,22 +294,15 @@ impl Store {
                     if del.execute(params![set_id, d])? > 0 {
                         count.execute([set_id])?;
                         deleted += u64::from(live);
-                        if live {
-                            changed.insert(set_id);
-                        }
                     }
                 }
                 newly_suppressed += sup.execute(params![d, now])? as u64;
             }
         }
-        for set_id in changed {
-            let (audience, kind): (String, String) = tx.query_row(
-                "SELECT audience, id_kind FROM member_sets WHERE set_id = ?1",
-                [set_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            bump_version(&tx, &audience, &kind)?;
-        }
+        // Every audience's version moves on every opt-out request, whether or not a digest
+        // matched: a version that moved only on a match would tell a peer (through the signed,
+        // uncharged audience-version check) whether the identifier was a member.
+        bump_all_versions(&tx)?;
         audit_log::append(
             &tx,
             AuditEvent::now(
@@ -308,8 +316,9 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Version of `audience`'s `id_kind` members: a counter bumped by every import, opt-out
-    /// deletion and purge that changes them (0 if never imported). A responder signs it into
+    /// Version of `audience`'s `id_kind` members: a counter bumped by every import of that
+    /// kind and by every opt-out request and purge, whether or not it removed a member (0 if
+    /// never imported), so it tells a peer when data may have changed, never who changed. A responder signs it into
     /// its answer; a querier's cached answer is reused only while it is unchanged.
     pub fn members_version(&self, audience: &str, id_kind: IdKind) -> Result<u64, StoreError> {
         let v: Option<i64> = self

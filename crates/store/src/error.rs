@@ -23,7 +23,7 @@ pub enum StoreError {
     /// `Σρ ≤ cap_ρ`) in its agreement or in a budget account it shares with other agreements;
     /// nothing was charged.
     #[error("privacy budget exceeded{}: {what} spent {spent} + this query {cost} > {}{cap}{}",
-        account.as_ref().map(|a| format!(" in the budget account {a} (shared by every agreement with this partner on this join key)")).unwrap_or_default(),
+        account.as_ref().map(|a| if a == crate::NODE_ACCOUNT { " under this node's node-wide cap (all agreements and counterparties; config `[limits.node_budget]`)".to_owned() } else { format!(" in the budget account {a} (shared by every agreement with this partner on this join key)") }).unwrap_or_default(),
         if *what == "delta" { "half the delta cap " } else { "cap " },
         zcdp.as_ref().map(|z| format!("; the zCDP route is exhausted too: {z}")).unwrap_or_default())]
     BudgetExceeded {

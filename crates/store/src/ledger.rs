@@ -31,6 +31,11 @@
 //! `Σε ≤ cap_ε` applies. ρ costs are rounded up and the ρ cap and `cap_δ/2` down, so rounding
 //! never admits more.
 //!
+//! **The node-wide cap.** When the node has one ([`Store::set_node_cap`], from its
+//! configuration), every run must also fit the same rule against it over **all** of this
+//! node's charges — every agreement, counterparty and role — in the node's own window
+//! ([`NodeCap::window_ms`]). A refusal there names the account `node`.
+//!
 //! **Windows.** The sums cover the charges of runs started at or after
 //! [`NewRun::budget_since_ms`] (0: all of them). A caller whose agreement refreshes its budget
 //! passes the start of a sliding window (now minus the period), so any window of that length
@@ -87,6 +92,25 @@ pub struct NewRun {
     /// after it count, in the agreement and in its accounts. 0 (the default) counts them all.
     pub budget_since_ms: i64,
 }
+
+/// The node's own cap over all its charges (every agreement, counterparty and role), admitted
+/// by the same rule as an agreement's caps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeCap {
+    /// ε cap.
+    pub epsilon: f64,
+    /// δ cap; the runs' own δ may use half of it.
+    pub delta: f64,
+    /// ρ cap (the largest ρ whose ε at `delta / 2` is at most `epsilon`), or `None` for basic
+    /// composition only.
+    pub rho: Option<f64>,
+    /// A sliding window (ms): only charges of runs started in the last `window_ms` count. `None`:
+    /// all charges ever (a lifetime cap).
+    pub window_ms: Option<i64>,
+}
+
+/// The account name a refusal by the node-wide cap carries.
+pub const NODE_ACCOUNT: &str = "node";
 
 /// A run as recorded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -237,6 +261,55 @@ enum Scope {
     Agreement(String),
     /// One budget account's charges, across agreements.
     Account(String),
+    /// Every charge of this node since `since_ms`, against the node-wide cap's `caps`.
+    Node { since_ms: i64, caps: Caps },
+}
+
+impl Scope {
+    /// The account name a refusal in this scope carries (`None`: the agreement).
+    fn account(&self) -> Option<String> {
+        match self {
+            Scope::Account(a) => Some(a.clone()),
+            Scope::Node { .. } => Some(NODE_ACCOUNT.to_owned()),
+            Scope::Agreement(_) => None,
+        }
+    }
+
+    /// The caps this scope admits against: its own for the node, else the run's.
+    fn caps(&self, run: Caps) -> Caps {
+        match self {
+            Scope::Node { caps, .. } => *caps,
+            _ => run,
+        }
+    }
+}
+
+/// The node-wide scope, if the node has a cap.
+fn node_scope(conn: &Connection, now_ms: i64) -> Result<Option<Scope>, StoreError> {
+    let Some(cap) = read_node_cap(conn)? else {
+        return Ok(None);
+    };
+    Ok(Some(Scope::Node {
+        since_ms: cap.window_ms.map_or(0, |w| now_ms.saturating_sub(w)),
+        caps: Caps::new(cap.epsilon, cap.delta, cap.rho)?,
+    }))
+}
+
+fn read_node_cap(conn: &Connection) -> Result<Option<NodeCap>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT epsilon, delta, rho, window_ms FROM node_cap WHERE id = 1",
+            [],
+            |r| {
+                Ok(NodeCap {
+                    epsilon: r.get(0)?,
+                    delta: r.get(1)?,
+                    rho: r.get(2)?,
+                    window_ms: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
 }
 
 /// The scope's charges (reserved or spent) of runs started at or after `since_ms`: a ledger
@@ -246,6 +319,26 @@ fn charged(conn: &Connection, scope: &Scope, since_ms: i64) -> Result<Charged, S
             COALESCE(SUM(l.rho_units), 0),
             COALESCE(SUM(CASE WHEN l.state = 'reserved' THEN l.epsilon_units END), 0), COUNT(*)";
     let (sql, key) = match scope {
+        Scope::Node {
+            since_ms: node_since,
+            ..
+        } => {
+            let sql = format!(
+                "{SUMS} FROM budget_ledger l
+                 WHERE l.state IN ('reserved', 'spent') AND l.at_ms >= ?1"
+            );
+            return Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(params![*node_since], |r| {
+                    Ok(Charged {
+                        epsilon: r.get(0)?,
+                        delta: r.get(1)?,
+                        rho: r.get(2)?,
+                        reserved_epsilon: r.get(3)?,
+                        runs: r.get::<_, i64>(4)? as u64,
+                    })
+                })?);
+        }
         Scope::Agreement(id) => (
             format!(
                 "{SUMS} FROM budget_ledger l
@@ -307,7 +400,7 @@ fn charged_max(conn: &Connection, scopes: &[Scope], since_ms: i64) -> Result<Cha
 }
 
 /// The ledger's caps for one agreement, in units.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Caps {
     epsilon: i64,
     delta: i64,
@@ -392,6 +485,53 @@ fn overrun_values((what, spent, cost, cap): Overrun) -> (&'static str, f64, f64,
     )
 }
 
+/// A refusal: the error and its audit details (`reason`, `what`, `spent`, `cost`, `cap`,
+/// `account`, and `zcdp` when the ρ cap refused too).
+type Refused = (StoreError, Value);
+
+/// The admission rule over `scopes` for `run` at costs `[ε, δ, ρ]` (units): the route that
+/// admits it, or the first scope's refusal.
+fn evaluate<'a>(
+    conn: &Connection,
+    run: &NewRun,
+    scopes: impl Iterator<Item = &'a Scope>,
+    [cost_e, cost_d, cost_r]: [i64; 3],
+    caps: Caps,
+) -> Result<Result<Route, Refused>, StoreError> {
+    let mut route = Route::Basic;
+    for scope in scopes {
+        let before = charged(conn, scope, run.budget_since_ms)?;
+        let (first, rho) = match admit(&before, cost_e, cost_d, cost_r, scope.caps(caps)) {
+            Ok(r) => {
+                route = route.max(r);
+                continue;
+            }
+            Err(refused) => refused,
+        };
+        let account = scope.account();
+        let (what, spent, cost, cap) = overrun_values(first);
+        let rho = rho.map(overrun_values);
+        let zcdp_note = rho.map(|(w, s, c, k)| format!("{w} spent {s} + this query {c} > cap {k}"));
+        let err = StoreError::BudgetExceeded {
+            spent,
+            cost,
+            cap,
+            what,
+            zcdp: zcdp_note,
+            account: account.clone(),
+        };
+        let mut details = json!({
+            "reason": "budget_exceeded", "what": what, "spent": spent, "cost": cost, "cap": cap,
+            "account": account,
+        });
+        if let Some((w, s, c, k)) = rho {
+            details["zcdp"] = json!({"what": w, "spent": s, "cost": c, "cap": k});
+        }
+        return Ok(Err((err, details)));
+    }
+    Ok(Ok(route))
+}
+
 fn status(agreement_id: &str, scopes: &[Scope], c: &Charged, caps: Caps) -> BudgetStatus {
     BudgetStatus {
         agreement_id: agreement_id.to_owned(),
@@ -399,7 +539,7 @@ fn status(agreement_id: &str, scopes: &[Scope], c: &Charged, caps: Caps) -> Budg
             .iter()
             .filter_map(|s| match s {
                 Scope::Account(a) => Some(a.clone()),
-                Scope::Agreement(_) => None,
+                Scope::Agreement(_) | Scope::Node { .. } => None,
             })
             .collect(),
         cap_epsilon: caps.epsilon as f64 / EPSILON_UNIT,
@@ -527,32 +667,18 @@ impl Store {
         }
 
         let scopes = scopes(&tx, &run.agreement_id, run.join_key.as_deref())?;
-        let mut route = Route::Basic;
-        for scope in &scopes {
-            let before = charged(&tx, scope, run.budget_since_ms)?;
-            let (first, rho) = match admit(&before, cost_e, cost_d, cost_r, caps) {
-                Ok(r) => {
-                    route = route.max(r);
-                    continue;
-                }
-                Err(refused) => refused,
-            };
-            let account = match scope {
-                Scope::Account(a) => Some(a.clone()),
-                Scope::Agreement(_) => None,
-            };
-            let (what, spent, cost, cap) = overrun_values(first);
-            let rho = rho.map(overrun_values);
-            let zcdp_note =
-                rho.map(|(w, s, c, k)| format!("{w} spent {s} + this query {c} > cap {k}"));
-            let err = StoreError::BudgetExceeded {
-                spent,
-                cost,
-                cap,
-                what,
-                zcdp: zcdp_note,
-                account: account.clone(),
-            };
+        let node = node_scope(&tx, now)?;
+        let admitted = evaluate(
+            &tx,
+            run,
+            scopes.iter().chain(&node),
+            [cost_e, cost_d, cost_r],
+            caps,
+        )?;
+        if let Err((err, mut details)) = admitted {
+            details["run_id"] = json!(run.run_id);
+            details["role"] = json!(run.role);
+            details["params"] = params;
             tx.execute(
                 "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
                                    fingerprint, started_at_ms, ended_at_ms, error)
@@ -562,17 +688,11 @@ impl Store {
                     run.delta, run.rho, run.fingerprint, now, err.to_string()
                 ],
             )?;
-            let mut details = json!({
-                "run_id": run.run_id, "role": run.role, "reason": "budget_exceeded", "what": what,
-                "spent": spent, "cost": cost, "cap": cap, "account": account, "params": params,
-            });
-            if let Some((w, s, c, k)) = rho {
-                details["zcdp"] = json!({"what": w, "spent": s, "cost": c, "cap": k});
-            }
             audit_log::append(&tx, refusal(details))?;
             tx.commit()?;
             return Err(err);
         }
+        let route = admitted.unwrap_or(Route::Basic);
 
         tx.execute(
             "INSERT INTO runs (run_id, agreement_id, role, actor, params_json, status, epsilon, delta, rho,
@@ -836,7 +956,7 @@ impl Store {
 
     /// When the oldest charge still counted in a budget window was made (Unix ms): the charges
     /// (reserved or spent) since `since_ms` of the agreement, or of the budget `account` when
-    /// given. In a sliding window that charge is the next to leave it, so the budget next
+    /// given ([`NODE_ACCOUNT`]: every charge of the node). In a sliding window that charge is the next to leave it, so the budget next
     /// refreshes one window length after it. `None` when nothing is charged in the window.
     pub fn oldest_charge_since(
         &self,
@@ -845,6 +965,12 @@ impl Store {
         since_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
         let at: Option<i64> = match account {
+            Some(NODE_ACCOUNT) => self.conn.query_row(
+                "SELECT MIN(at_ms) FROM budget_ledger
+                 WHERE state IN ('reserved', 'spent') AND at_ms >= ?1",
+                [since_ms],
+                |r| r.get(0),
+            )?,
             None => self.conn.query_row(
                 "SELECT MIN(at_ms) FROM budget_ledger
                  WHERE agreement_id = ?1 AND state IN ('reserved', 'spent') AND at_ms >= ?2",
@@ -882,5 +1008,105 @@ impl Store {
                 },
             )
             .optional()?)
+    }
+}
+
+impl Store {
+    /// Sets (or with `None` removes) the node-wide cap over all of this node's charges (see the
+    /// module docs). Audited as `budget.node_cap` when it changes; returns whether it did.
+    pub fn set_node_cap(&mut self, cap: Option<&NodeCap>, actor: &str) -> Result<bool, StoreError> {
+        if let Some(c) = cap {
+            Caps::new(c.epsilon, c.delta, c.rho)?;
+            if c.window_ms.is_some_and(|w| w <= 0) {
+                return Err(StoreError::Invalid(
+                    "the node cap's window must be > 0".into(),
+                ));
+            }
+        }
+        if read_node_cap(&self.conn)?.as_ref() == cap {
+            return Ok(false);
+        }
+        let tx = self.write_tx()?;
+        tx.execute("DELETE FROM node_cap", [])?;
+        if let Some(c) = cap {
+            tx.execute(
+                "INSERT INTO node_cap (id, epsilon, delta, rho, window_ms, set_at_ms)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                params![c.epsilon, c.delta, c.rho, c.window_ms, now_ms()],
+            )?;
+        }
+        let details = match cap {
+            Some(c) => {
+                json!({"epsilon": c.epsilon, "delta": c.delta, "rho": c.rho, "window_ms": c.window_ms})
+            }
+            None => json!({"removed": true}),
+        };
+        audit_log::append(&tx, AuditEvent::now(actor, "budget.node_cap", details))?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The node-wide cap, if set.
+    pub fn node_cap(&self) -> Result<Option<NodeCap>, StoreError> {
+        read_node_cap(&self.conn)
+    }
+
+    /// ε/δ/ρ charged (reserved or spent) under the node-wide cap now: every charge in its window.
+    /// `None` without a cap.
+    pub fn node_cap_status(&self) -> Result<Option<(NodeCap, BudgetStatus)>, StoreError> {
+        let Some(cap) = read_node_cap(&self.conn)? else {
+            return Ok(None);
+        };
+        let Some(scope) = node_scope(&self.conn, now_ms())? else {
+            return Ok(None);
+        };
+        let c = charged(&self.conn, &scope, 0)?;
+        let caps = scope.caps(Caps::new(cap.epsilon, cap.delta, cap.rho)?);
+        let mut s = status(NODE_ACCOUNT, &[], &c, caps);
+        s.accounts = vec![NODE_ACCOUNT.to_owned()];
+        Ok(Some((cap, s)))
+    }
+
+    /// Whether [`Store::begin_run`] would admit `run` now, without recording or charging
+    /// anything (for a peer's budget pre-check: the ledger is a function of the queries asked,
+    /// not of data). Returns the budget before the run (as `begin_run` would count it), or the
+    /// error `begin_run` would return: [`StoreError::BudgetExceeded`] (with the scope that
+    /// refused), [`StoreError::AgreementNotActive`], [`StoreError::Invalid`]. Not audited.
+    pub fn would_admit(&self, run: &NewRun) -> Result<BudgetStatus, StoreError> {
+        let cost_e = units(run.epsilon, EPSILON_UNIT, "epsilon")?;
+        let cost_d = units(run.delta, DELTA_UNIT, "delta")?;
+        let cost_r = units_rounded(run.rho, RHO_UNIT, "rho", Rounding::Up)?;
+        let caps = Caps::new(run.cap_epsilon, run.cap_delta, run.cap_rho)?;
+        let status_text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT status FROM agreements WHERE id = ?1",
+                [&run.agreement_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if status_text.as_deref() != Some("active") {
+            return Err(StoreError::AgreementNotActive {
+                id: run.agreement_id.clone(),
+                status: status_text,
+            });
+        }
+        let scopes = scopes(&self.conn, &run.agreement_id, run.join_key.as_deref())?;
+        let node = node_scope(&self.conn, now_ms())?;
+        if let Err((err, _)) = evaluate(
+            &self.conn,
+            run,
+            scopes.iter().chain(&node),
+            [cost_e, cost_d, cost_r],
+            caps,
+        )? {
+            return Err(err);
+        }
+        Ok(status(
+            &run.agreement_id,
+            &scopes,
+            &charged_max(&self.conn, &scopes, run.budget_since_ms)?,
+            caps,
+        ))
     }
 }

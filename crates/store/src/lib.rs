@@ -41,7 +41,7 @@ pub use csv_source::{TextEncoding, parse_delimiter};
 pub use derive::Derive;
 pub use error::StoreError;
 pub use import::{AttributeValues, ImportOptions, ImportReport, ValueSpec, parse_value};
-pub use ledger::{BudgetStatus, CachedResult, NewRun, RunRecord};
+pub use ledger::{BudgetStatus, CachedResult, NODE_ACCOUNT, NewRun, NodeCap, RunRecord};
 pub use models::{NewModel, StoredModel};
 pub use purge::PurgeReport;
 pub use results::{NewResult, StoredResult};

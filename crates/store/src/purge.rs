@@ -21,7 +21,7 @@ pub struct PurgeReport {
 impl Store {
     /// Deletes result payloads of runs that ended before `older_than_ms`, stored results made
     /// before it and audiences last imported before it. Keeps the audit log, runs, budget ledger, agreements and opt-outs.
-    /// Audited as `purge` with the counts; deleted pages are overwritten (`secure_delete`) and
+    /// Bumps every audience's version. Audited as `purge` with the counts; deleted pages are overwritten (`secure_delete`) and
     /// the WAL is truncated afterwards.
     pub fn purge(&mut self, older_than_ms: i64, actor: &str) -> Result<PurgeReport, StoreError> {
         let now = now_ms();
@@ -61,6 +61,9 @@ impl Store {
         for (a, k, _) in &old {
             audience::bump_version(&tx, a, k)?;
         }
+        // The audiences kept move too: every purge request bumps every version, so a version
+        // never tells a peer what a request removed.
+        audience::bump_all_versions(&tx)?;
         let report = PurgeReport {
             results_cleared,
             audiences_deleted: old.iter().map(|(a, k, _)| format!("{a}/{k}")).collect(),

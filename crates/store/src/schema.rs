@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     V5_RESULTS,
     V6_VALUES,
     V7_MODELS,
+    V8_NODE_CAP,
 ];
 
 /// Schema version this build writes.
@@ -292,6 +293,20 @@ CREATE TABLE audience_versions (
 INSERT INTO audience_versions (audience, id_kind, version)
     SELECT audience, id_kind, (SELECT value FROM meta WHERE key = 'audience_version')
     FROM audiences;
+"#;
+
+// ---- Migration: a node-wide budget cap (issue 9, item 2) ---------------------------------------
+// The node's own cap over all its charges (every agreement, counterparty and role), mirrored from
+// its configuration so that the ledger's one admission transaction sees it. At most one row.
+const V8_NODE_CAP: &str = r#"
+CREATE TABLE node_cap (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    epsilon    REAL NOT NULL CHECK (epsilon >= 0),
+    delta      REAL NOT NULL CHECK (delta >= 0),
+    rho        REAL,
+    window_ms  INTEGER,
+    set_at_ms  INTEGER NOT NULL
+) STRICT;
 "#;
 
 /// Brings the schema to [`SCHEMA_VERSION`]; the first migration also writes the genesis audit entry.

@@ -792,3 +792,54 @@ fn a_second_agreement_with_the_same_partner_shares_the_budget() {
     );
     store.verify_audit(None).unwrap();
 }
+
+/// Issue 9 item 2 (node-wide cap): a cap over all of the node's charges, every agreement and
+/// counterparty: two agreements with their own ample caps are refused together once the node's
+/// total would pass its cap, naming the `node` account and what is left; removing the cap
+/// admits again. `would_admit` gives the same answer without charging.
+#[test]
+fn a_node_wide_cap_covers_every_agreement() {
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag1");
+    active_agreement(&mut store, "ag2");
+    let cap = tandem_store::NodeCap {
+        epsilon: 1.0,
+        delta: 1e-6,
+        rho: None,
+        window_ms: None,
+    };
+    assert!(store.set_node_cap(Some(&cap), "test").unwrap());
+    assert!(
+        !store.set_node_cap(Some(&cap), "test").unwrap(),
+        "unchanged"
+    );
+    store.begin_run(&run("r1", "ag1", 0.6, 10.0)).unwrap();
+    assert!(store.would_admit(&run("r2", "ag2", 0.4, 10.0)).is_ok());
+    let would = store.would_admit(&run("r2", "ag2", 0.5, 10.0)).unwrap_err();
+    let err = store.begin_run(&run("r2", "ag2", 0.5, 10.0)).unwrap_err();
+    assert_eq!(would.to_string(), err.to_string());
+    match &err {
+        StoreError::BudgetExceeded {
+            spent,
+            cap,
+            account,
+            ..
+        } => {
+            assert_eq!((*spent, *cap), (0.6, 1.0));
+            assert_eq!(account.as_deref(), Some(tandem_store::NODE_ACCOUNT));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("node-wide cap"), "{err}");
+    let (_, status) = store.node_cap_status().unwrap().expect("a cap");
+    assert!((status.left_epsilon - 0.4).abs() < 1e-9);
+    // would_admit recorded nothing; the refusal recorded only itself.
+    assert!(
+        store
+            .run("r2")
+            .unwrap()
+            .is_some_and(|r| r.status == "refused")
+    );
+    store.set_node_cap(None, "test").unwrap();
+    store.begin_run(&run("r3", "ag2", 0.5, 10.0)).unwrap();
+}

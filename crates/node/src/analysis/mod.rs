@@ -864,9 +864,16 @@ pub fn cells_with_intervals(noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
 }
 
 /// The report's cells as CSV (`querier_group,responder_group,estimate,ci_low,ci_high,
-/// below_threshold[,truth]`).
+/// below_threshold[,truth],querier_internal`; see [`cells_csv_rows`]).
 pub fn cells_csv(report: &Report) -> String {
-    let show_truth = report.cells.iter().any(|c| c.truth.is_some());
+    cells_csv_rows(&report.cells, report.querier_internal)
+}
+
+/// One CSV row per cell with a header; the last column, `querier_internal`, is `true` on every
+/// row of a stored report (do not share it with the responder, psi-ca-v1 §8.7) and `false` on
+/// a partner export's (re-noised by the querier, safe to share).
+pub fn cells_csv_rows(cells: &[Cell], querier_internal: bool) -> String {
+    let show_truth = cells.iter().any(|c| c.truth.is_some());
     let quote = |s: &str| {
         if s.contains([',', '"', '\n']) {
             format!("\"{}\"", s.replace('"', "\"\""))
@@ -876,8 +883,9 @@ pub fn cells_csv(report: &Report) -> String {
     };
     let mut s =
         String::from("querier_group,responder_group,estimate,ci_low,ci_high,below_threshold");
-    s.push_str(if show_truth { ",truth\n" } else { "\n" });
-    for c in &report.cells {
+    s.push_str(if show_truth { ",truth" } else { "" });
+    s.push_str(",querier_internal\n");
+    for c in cells {
         s += &format!(
             "{},{},{},{},{},{}",
             quote(&c.querier_group),
@@ -890,7 +898,7 @@ pub fn cells_csv(report: &Report) -> String {
         if show_truth {
             s += &format!(",{}", c.truth.map(|t| t.to_string()).unwrap_or_default());
         }
-        s.push('\n');
+        s += &format!(",{querier_internal}\n");
     }
     s
 }

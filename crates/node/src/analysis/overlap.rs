@@ -362,9 +362,9 @@ mod tests {
         assert_eq!(
             csv.lines().collect::<Vec<_>>(),
             [
-                "querier_group,responder_group,estimate,ci_low,ci_high,below_threshold",
-                "x,all,120,110,130,false",
-                "\"y, z\",all,7,-3,17,true",
+                "querier_group,responder_group,estimate,ci_low,ci_high,below_threshold,querier_internal",
+                "x,all,120,110,130,false,true",
+                "\"y, z\",all,7,-3,17,true,true",
             ]
         );
     }
