@@ -519,8 +519,11 @@
         el('td', { text: r.role === 'querier' ? actor(r.actor) : `${actor(r.actor)} (the partner)` }),
         el('td', { text: agreementLabelById(r.agreement_id) }),
         el('td', { text: analysis ? analysis.question(params) : 'another analysis' }),
-        el('td', { class: 'num', text: eps(r.epsilon) }),
-        el('td', { text: r.status + (r.charge ? ` (${r.charge})` : '') }),
+        // A failed run whose charge stayed spent its ε like a finished one; a released
+        // reservation or a refusal spent nothing.
+        el('td', { class: 'num', text: r.charge === 'spent' || r.charge === 'reserved' ? eps(r.epsilon) : '0' }),
+        el('td', { text: r.status + (r.charge === 'spent' && r.status === 'failed' ? ' (ε spent: its output may have left)'
+          : r.charge ? ` (${r.charge})` : '') }),
         el('td', {}, open || (r.role === 'querier' ? 'no stored result' : 'answer not kept here')));
     });
     host.replaceChildren(el('div', { class: 'scroll' }, el('table', { class: 'history' },
