@@ -73,9 +73,11 @@ pub struct Query {
     /// Querier's columns to group by (none: one bucket); cells are the cross product of their
     /// labels. JSON: a list of names, or (as before) one name or `null`; `"a,b"` also reads.
     #[serde(default, with = "crate::wire::columns")]
+    #[schema(schema_with = crate::openapi::columns)]
     pub group_by: Vec<String>,
     /// Responder's columns to group by, as [`Query::group_by`].
     #[serde(default, with = "crate::wire::columns")]
+    #[schema(schema_with = crate::openapi::columns)]
     pub peer_group_by: Vec<String>,
     /// Responder's value column to sum (value analyses: `revenue`, `average_value`).
     #[serde(default)]
