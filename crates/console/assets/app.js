@@ -232,7 +232,8 @@
         let view = null;
         try { view = last ? JSON.parse(last.result_json).responder_budget : null; } catch (e) { view = null; }
         if (view) {
-          const more = view.epsilon_spent > 0 ? Math.floor(view.epsilon_left / view.epsilon_spent + 1e-9) : null;
+          // The partner's node computes it (tandem_node::budget::queries_left) with its ledger.
+          const more = view.queries_left_like_this ?? null;
           gauges.push(gauge(peer, peerTerms.budget.epsilon_total, view.epsilon_total_spent, 0, view.epsilon_left, [
             `As ${peer}'s node reported it on ${when(last.ended_at_ms || last.started_at_ms)}; its own node keeps the ledger.`,
             more === null ? '' : `About ${more} more questions like the last one.`,

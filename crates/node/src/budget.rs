@@ -5,7 +5,7 @@
 
 use tandem_agreement::Agreement;
 use tandem_dp::PrivacyLoss;
-use tandem_store::{NewRun, Store};
+use tandem_store::{BudgetStatus, NewRun, Store};
 
 use crate::error::{NodeError, Result};
 use crate::wire::{BudgetView, now_ms};
@@ -172,6 +172,50 @@ pub fn epsilon_left(store: &Store, agreement: &Agreement, party: &str) -> Result
     Ok(status.left_epsilon)
 }
 
+/// About how many more runs costing `cost` (ε, δ) and `rho` (its zCDP ρ) still fit the budget
+/// `status` (the agreement and the budget accounts it shares with other agreements with the same
+/// partner): the larger of the counts the ledger's two routes admit (`Σε ≤ cap_ε` and
+/// `Σρ ≤ cap_ρ`, each with `Σδ ≤ cap_δ/2`; `protocols/psi-ca-v1.md` §6.1). `None` when the cost
+/// is 0 (no limit to state). The one computation behind every "about N more queries" (`tandem
+/// budget`, the preview, the signed budget view, the console), so they agree on the same state.
+pub fn queries_left(status: &BudgetStatus, cost: PrivacyLoss, rho: f64) -> Option<u64> {
+    /// How many runs of cost `cost` fit in `left` (`None` if the cost is 0: unlimited).
+    fn fit(left: f64, cost: f64) -> Option<u64> {
+        (cost > 0.0).then(|| (left.max(0.0) / cost + 1e-9).floor() as u64)
+    }
+    /// The smaller of two limits (`None` = unlimited).
+    fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+    if cost.epsilon <= 0.0 && cost.delta <= 0.0 {
+        return None;
+    }
+    let delta = fit(status.left_delta, cost.delta);
+    let basic = min(fit(status.left_epsilon, cost.epsilon), delta);
+    // A run without ρ cannot take the zCDP route.
+    let zcdp = status
+        .cap_rho
+        .filter(|_| rho > 0.0)
+        .and_then(|cap| min(fit(cap - status.spent_rho, rho), delta));
+    Some(basic.unwrap_or(0).max(zcdp.unwrap_or(0)))
+}
+
+/// The party's budget status now (in the current period), with the zCDP route's ρ cap.
+pub fn status(store: &Store, agreement: &Agreement, party: &str) -> Result<BudgetStatus> {
+    let budget = party_budget(agreement, party)?;
+    Ok(store.budget_with_rho_cap(
+        &agreement.id().to_string(),
+        budget.epsilon_total,
+        budget.delta_total,
+        rho_cap(&budget)?,
+        budget_period_start(agreement, now_ms()),
+    )?)
+}
+
 /// The party's budget view after run `run_id` charged `charged`.
 pub fn budget_view(
     store: &Store,
@@ -180,13 +224,9 @@ pub fn budget_view(
     run_id: &str,
     charged: PrivacyLoss,
 ) -> Result<BudgetView> {
-    let budget = party_budget(agreement, party)?;
-    let status = store.budget(
-        &agreement.id().to_string(),
-        budget.epsilon_total,
-        budget.delta_total,
-        budget_period_start(agreement, now_ms()),
-    )?;
+    let status = status(store, agreement, party)?;
+    let run = store.run(run_id)?;
+    let rho = run.as_ref().map_or(0.0, |r| r.rho);
     Ok(BudgetView {
         party: party.to_string(),
         epsilon_spent: charged.epsilon,
@@ -194,6 +234,65 @@ pub fn budget_view(
         epsilon_total_spent: status.spent_epsilon,
         epsilon_left: status.left_epsilon,
         rho_total_spent: status.spent_rho,
-        route: store.run(run_id)?.and_then(|r| r.route),
+        route: run.and_then(|r| r.route),
+        queries_left_like_this: queries_left(&status, charged, rho),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(left_epsilon: f64, left_delta: f64, cap_rho: Option<f64>, rho: f64) -> BudgetStatus {
+        BudgetStatus {
+            agreement_id: "a".into(),
+            accounts: Vec::new(),
+            cap_epsilon: 10.0,
+            cap_delta: 2e-6,
+            spent_epsilon: 10.0 - left_epsilon,
+            spent_delta: 1e-6 - left_delta,
+            spent_rho: rho,
+            cap_rho,
+            reserved_epsilon: 0.0,
+            left_epsilon,
+            left_delta,
+            runs: 1,
+        }
+    }
+
+    #[test]
+    fn queries_left_takes_the_larger_route_each_bounded_by_delta() {
+        let cost = PrivacyLoss {
+            epsilon: 1.25,
+            delta: 0.0,
+        };
+        // Basic composition: 8.75 / 1.25 = 7 exactly (no float shortfall to 6).
+        assert_eq!(
+            queries_left(&status(8.75, 5e-7, None, 0.0), cost, 0.78),
+            Some(7)
+        );
+        // The zCDP route admits more: (4 - 1) / 0.5 = 6 > 0 by ε.
+        assert_eq!(
+            queries_left(&status(0.0, 5e-7, Some(4.0), 1.0), cost, 0.5),
+            Some(6)
+        );
+        // δ limits both routes.
+        let with_delta = PrivacyLoss {
+            epsilon: 1.0,
+            delta: 2e-7,
+        };
+        assert_eq!(
+            queries_left(&status(9.0, 5e-7, Some(40.0), 0.0), with_delta, 0.5),
+            Some(2)
+        );
+        // A free run: no number to state; an exhausted budget: 0.
+        assert_eq!(
+            queries_left(&status(9.0, 5e-7, None, 0.0), PrivacyLoss::default(), 0.0),
+            None
+        );
+        assert_eq!(
+            queries_left(&status(0.0, 5e-7, None, 0.0), cost, 0.0),
+            Some(0)
+        );
+    }
 }

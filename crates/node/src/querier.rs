@@ -337,6 +337,10 @@ pub struct Preview {
     pub half_width_95: u64,
     /// This node's ε left before the query.
     pub querier_epsilon_left: f64,
+    /// About how many queries like this one this node's budget still allows
+    /// ([`crate::budget::queries_left`]); `None` when it costs nothing.
+    #[serde(default)]
+    pub querier_queries_left: Option<u64>,
     /// The peer's per-query ε cap from the agreement.
     pub responder_per_query_cap: f64,
 }
@@ -374,6 +378,11 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
             .cell_noise
             .half_width(1.0 - crate::analysis::CONFIDENCE)?,
         querier_epsilon_left: epsilon_left(store, &p.agreement, me)?,
+        querier_queries_left: crate::budget::queries_left(
+            &crate::budget::status(store, &p.agreement, me)?,
+            querier_cost,
+            tandem_psi::accounting::querier_rho(&d.params)?,
+        ),
         responder_per_query_cap: p
             .agreement
             .terms

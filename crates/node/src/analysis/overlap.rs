@@ -259,8 +259,15 @@ pub(crate) fn overlap_table(r: &Report) -> String {
 
 pub(crate) fn budget_line(b: &BudgetView) -> String {
     format!(
-        "budget {:<10} spent ε {:.4} (δ {:.1e}) this query · ε {:.4} spent in all · ε {:.4} left",
-        b.party, b.epsilon_spent, b.delta_spent, b.epsilon_total_spent, b.epsilon_left
+        "budget {:<10} spent ε {:.4} (δ {:.1e}) this query · ε {:.4} spent in all · ε {:.4} left{}",
+        b.party,
+        b.epsilon_spent,
+        b.delta_spent,
+        b.epsilon_total_spent,
+        b.epsilon_left,
+        b.queries_left_like_this
+            .map(|n| format!(" · about {n} more like this"))
+            .unwrap_or_default()
     )
 }
 
