@@ -94,6 +94,12 @@
   function figures(details) {
     const rows = [];
     const walk = (v, path, key) => {
+      // A rate or share without an estimate: its denominator is empty or too small against its
+      // noise (the node clamps rates to [0, 1] and drops those), said, not left out.
+      if (v === null && /(rate|share)$/.test(key)) {
+        rows.push({ figure: path, key, value: 'too small to estimate' });
+        return;
+      }
       if (v === null || v === undefined) return;
       if (Array.isArray(v)) {
         v.forEach((x, i) => {
