@@ -410,6 +410,11 @@
     const ctx = askContext();
     const analysis = currentAnalysis();
     const host = $('ask-inputs');
+    // What the user already typed or chose survives a redraw (agreements or analyses finishing
+    // loading, another agreement picked): a field of the same name and kind keeps its value,
+    // a choice only if it is still offered.
+    const typed = new Map([...host.querySelectorAll('select, input')]
+      .map((e) => [e.name, { type: e.type, value: e.type === 'checkbox' ? e.checked : e.value }]));
     host.replaceChildren();
     $('ask-preview-out').hidden = true;
     if (!ctx || !analysis) return;
@@ -429,6 +434,11 @@
           value: f.value, min: f.min, max: f.max, step: f.step, 'aria-describedby': hintId });
       } else {
         input = el('input', { id, name: f.name, type: 'text', required: f.required === true, value: f.value, 'aria-describedby': hintId });
+      }
+      const before = typed.get(f.name);
+      if (before && before.type === input.type) {
+        if (input.type === 'checkbox') input.checked = before.value;
+        else if (input.tagName !== 'SELECT' || [...input.options].some((o) => o.value === before.value)) input.value = before.value;
       }
       host.append(el('label', { for: id, text: f.label }), input);
       if (f.hint) host.append(el('p', { id: hintId, class: 'hint', text: f.hint }));
