@@ -135,11 +135,24 @@ pub struct EntryFor<'a> {
     pub rho: f64,
 }
 
+/// `loss` in the ledger's units — ε to 1e-9, δ to 1e-18, rounded to nearest as the ledger
+/// charges them (`tandem_store` ledger) — so that every public figure is the charge itself:
+/// ε = 1.2 split 1/4 reads 0.3, not the 0.29999999999999993 of the noise scale's round trip,
+/// and sums of such figures are the sums of the agreement's decimals
+/// (`protocols/node-api-v1.md`, "Numbers").
+pub fn as_charged(loss: PrivacyLoss) -> PrivacyLoss {
+    PrivacyLoss {
+        epsilon: (loss.epsilon * 1e9).round() / 1e9,
+        delta: (loss.delta * 1e18).round() / 1e18,
+    }
+}
+
 /// Ledger entry for a run, checked against the party's per-query cap. The ledger charges it to
 /// the agreement and to the budget account of the partner and `e.join_key`, and admits it by
 /// its one rule (`Σδ ≤ δ cap/2`, and `Σε ≤ ε cap` or `Σρ ≤ ρ cap` with [`rho_cap`]) over the
 /// window [`budget_period_start`] (`protocols/psi-ca-v1.md` §6.1).
 pub fn ledger_entry(agreement: &Agreement, e: EntryFor<'_>, loss: PrivacyLoss) -> Result<NewRun> {
+    let loss = as_charged(loss);
     let budget = party_budget(agreement, e.party)?;
     check_per_query_cap(agreement, e.party, loss)?;
     Ok(NewRun {
@@ -224,6 +237,7 @@ pub fn budget_view(
     run_id: &str,
     charged: PrivacyLoss,
 ) -> Result<BudgetView> {
+    let charged = as_charged(charged);
     let status = status(store, agreement, party)?;
     let run = store.run(run_id)?;
     let rho = run.as_ref().map_or(0.0, |r| r.rho);
@@ -258,6 +272,18 @@ mod tests {
             left_delta,
             runs: 1,
         }
+    }
+
+    #[test]
+    fn public_figures_are_the_ledger_charges_not_float_noise() {
+        let split = PrivacyLoss {
+            epsilon: 0.29999999999999993,
+            delta: 6.7e-10,
+        };
+        assert_eq!(as_charged(split).epsilon, 0.3);
+        assert_eq!(as_charged(split).delta, 6.7e-10);
+        // Sums of such figures are the decimals a person adds.
+        assert_eq!(as_charged(split).epsilon + 0.7, 1.0);
     }
 
     #[test]

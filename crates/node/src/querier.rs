@@ -358,9 +358,11 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
     )?;
     crate::analysis::check_options(analysis, &d.grid, &d.params, &q.options)?;
     let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
-    let querier_cost = tandem_psi::accounting::querier_loss(&d.params)?;
-    let responder_cost =
-        crate::sums::with_sum_loss(&d, tandem_psi::accounting::responder_loss(&d.params)?)?;
+    let querier_cost = crate::budget::as_charged(tandem_psi::accounting::querier_loss(&d.params)?);
+    let responder_cost = crate::budget::as_charged(crate::sums::with_sum_loss(
+        &d,
+        tandem_psi::accounting::responder_loss(&d.params)?,
+    )?);
     // The same per-query caps the run checks, so a preview never says "fine" to a query that
     // would be refused.
     crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
