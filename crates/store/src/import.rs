@@ -193,20 +193,24 @@ impl ImportReport {
         out.push('\n');
         if self.duplicates > 0 {
             out.push_str(&format!(
-                "{} rows dropped as repeats of an earlier row's identifier (the first kept; when appending: the member already stored)\n",
-                self.duplicates
+                "{} dropped as {} of an earlier row's identifier (the first kept; when appending: the member already stored)\n",
+                counted(self.duplicates, "row", "rows"),
+                if self.duplicates == 1 { "a repeat" } else { "repeats" },
             ));
         }
         if self.suppressed > 0 {
             out.push_str(&format!(
-                "{} rows dropped: their identifier opted out (tandem suppress)\n",
-                self.suppressed
+                "{} dropped: opted out (tandem suppress)\n",
+                counted(self.suppressed, "row", "rows")
             ));
         }
         for v in &self.value_columns {
             out.push_str(&format!(
-                "value column {}: bound U = {}; {} negative cells (refunds) clamped to 0, {} empty cells read as 0\n",
-                v.column, v.bound, v.clamped_to_zero, v.empty
+                "value column {}: bound U = {}; {} (refunds) clamped to 0, {} read as 0\n",
+                v.column,
+                v.bound,
+                counted(v.clamped_to_zero, "negative cell", "negative cells"),
+                counted(v.empty, "empty cell", "empty cells"),
             ));
         }
         if self.conflicting_duplicates > 0 {
@@ -253,6 +257,11 @@ impl ImportReport {
         }
         out
     }
+}
+
+/// `1 row`, `2 rows`.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The values one attribute column took in an import, counted over the rows with an

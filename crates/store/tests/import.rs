@@ -395,7 +395,7 @@ fn value_columns_are_clamped_below_and_refused_above_the_bound() {
     );
     assert!(
         report.details().contains(
-            "value column revenue_cents: bound U = 1000; 1 negative cells (refunds) clamped to 0, 1 empty cells read as 0"
+            "value column revenue_cents: bound U = 1000; 1 negative cell (refunds) clamped to 0, 1 empty cell read as 0"
         ),
         "{}",
         report.details()
