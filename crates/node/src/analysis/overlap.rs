@@ -241,7 +241,7 @@ pub(crate) fn overlap_table(r: &Report) -> String {
     {
         let _ = writeln!(
             s,
-            "note: {n} of {}'s members have a {column} value missing or outside the agreement's set and are counted in `other` (local figure, not sent to {})",
+            "note: {n} of {}'s members have no {column} value, or one outside the agreement's set, and are counted in `other` (local figure, not sent to {})",
             r.querier, r.responder
         );
     }
