@@ -135,15 +135,16 @@ pub struct EntryFor<'a> {
     pub rho: f64,
 }
 
-/// `loss` in the ledger's units — ε to 1e-9, δ to 1e-18, rounded to nearest as the ledger
-/// charges them (`tandem_store` ledger) — so that every public figure is the charge itself:
-/// ε = 1.2 split 1/4 reads 0.3, not the 0.29999999999999993 of the noise scale's round trip,
-/// and sums of such figures are the sums of the agreement's decimals
-/// (`protocols/node-api-v1.md`, "Numbers").
+/// `loss` with ε in the ledger's unit — 1e-9, rounded to nearest as the ledger charges it
+/// (`tandem_store` ledger) — so that every public ε is the charge itself: ε = 1.2 split 1/4
+/// reads 0.3, not the 0.29999999999999993 of the noise scale's round trip, and sums of such
+/// figures are the sums of the agreement's decimals (`protocols/node-api-v1.md`, "Numbers").
+/// δ (a clamping tail such as 4.228047569976182e-10, never a decimal of the agreement) is left
+/// as computed.
 pub fn as_charged(loss: PrivacyLoss) -> PrivacyLoss {
     PrivacyLoss {
         epsilon: (loss.epsilon * 1e9).round() / 1e9,
-        delta: (loss.delta * 1e18).round() / 1e18,
+        delta: loss.delta,
     }
 }
 
