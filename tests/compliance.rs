@@ -55,6 +55,9 @@ fn responder_killed_mid_run_restarts_consistent() {
     assert_eq!(acme_runs.len(), 1);
     assert_eq!(acme_runs[0]["status"], "failed");
     assert!((spent(&pair.acme, &id) - 0.25).abs() < 1e-9);
+    // `tandem runs` shows the failed run's ε as spent, not as a free failure.
+    let listed = ok(&["runs", "--dir", s(&pair.acme)]);
+    assert!(listed.contains("ε 0.2500 spent"), "{listed}");
     for dir in [&pair.acme, &pair.shopx] {
         assert!(ok(&["audit", "verify", "--dir", s(dir)]).contains("verifies"));
     }

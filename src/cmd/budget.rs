@@ -61,15 +61,61 @@ pub fn runs(a: ListArgs) -> Result<()> {
     } else {
         for r in runs {
             outln!(
-                "{}  {:<9} {:<8} ε {:.4}  {}  {}",
+                "{}  {:<9} {:<8} {:<28}  {}  {}",
                 r.run_id,
                 r.role,
                 r.status,
-                r.epsilon,
+                charge(&r),
                 tandem_node::analysis::short(&r.agreement_id),
                 r.error.as_deref().unwrap_or("")
             );
         }
     }
     Ok(())
+}
+
+/// What a run cost this node's budget, for `tandem runs`: a failed run whose charge stayed (its
+/// noised output may have left) shows its ε as spent like a finished one, a released reservation
+/// and a refusal show that nothing was spent.
+fn charge(r: &tandem_store::RunRecord) -> String {
+    match r.charge.as_deref() {
+        Some("spent") => format!("ε {:.4} spent", r.epsilon),
+        Some("reserved") => format!("ε {:.4} reserved", r.epsilon),
+        Some("released") => format!("ε 0 ({:.4} released)", r.epsilon),
+        Some(other) => format!("ε {:.4} {other}", r.epsilon),
+        None => "ε 0 (nothing charged)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::charge;
+
+    #[test]
+    fn a_failed_run_after_the_charge_shows_its_epsilon_spent() {
+        let mut r = tandem_store::RunRecord {
+            run_id: "r".into(),
+            agreement_id: "a".into(),
+            role: "querier".into(),
+            actor: "cli".into(),
+            params_json: "{}".into(),
+            status: "failed".into(),
+            epsilon: 0.25,
+            delta: 0.0,
+            rho: 0.0,
+            fingerprint: None,
+            charge: Some("spent".into()),
+            route: None,
+            started_at_ms: 0,
+            ended_at_ms: None,
+            result_json: None,
+            output_sha256: None,
+            error: Some("peer timed out".into()),
+        };
+        assert_eq!(charge(&r), "ε 0.2500 spent");
+        r.charge = Some("released".into());
+        assert_eq!(charge(&r), "ε 0 (0.2500 released)");
+        r.charge = None;
+        assert_eq!(charge(&r), "ε 0 (nothing charged)");
+    }
 }

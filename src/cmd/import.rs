@@ -71,11 +71,10 @@ pub async fn import(a: ImportArgs) -> Result<()> {
     .context("import task panicked")??;
     let secs = started.elapsed().as_secs_f64();
     outln!(
-        "imported {} of {} rows into audience {:?} ({} repeated identifiers counted once) in {:.2} s ({:.0} rows/s); identifiers stored as SHA-256 only",
+        "imported {} of {} rows into audience {:?} in {:.2} s ({:.0} rows/s); identifiers stored as SHA-256 only",
         report.imported,
         report.rows,
         report.audience,
-        report.duplicates,
         secs,
         report.rows as f64 / secs.max(1e-9)
     );

@@ -18,13 +18,16 @@ pub async fn query(a: QueryArgs) -> Result<()> {
             outln!("{}", serde_json::to_string_pretty(&p)?);
         } else {
             outln!(
-                "{} cells ({} × {} buckets) · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}) · the peer spends ε {:.4} (its per-query cap {}){}",
+                "{} cells ({} × {} buckets) · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}{}) · the peer spends ε {:.4} (its per-query cap {}){}",
                 p.cells,
                 p.querier_buckets,
                 p.responder_buckets,
                 p.half_width_95,
                 p.querier_cost.epsilon,
                 p.querier_epsilon_left,
+                p.querier_queries_left
+                    .map(|n| format!(", about {n} more like this"))
+                    .unwrap_or_default(),
                 p.responder_cost.epsilon,
                 p.responder_per_query_cap,
                 if p.cached {

@@ -168,6 +168,17 @@ test('results history re-opens the stored result', async () => {
   await shot('6-agreements-after-run');
 });
 
+test('the Ask form keeps what was typed while the agreements finish loading', async () => {
+  await page.getByRole('link', { name: 'Agreements' }).click();
+  await page.getByRole('link', { name: 'Ask' }).click();
+  // Typed at once, before showAsk() has the agreements and redraws the form.
+  const epsilon = page.getByLabel('Privacy budget for this question (ε)');
+  await epsilon.fill('0.7');
+  await page.waitForLoadState('networkidle');
+  await page.waitForTimeout(200);
+  assert.equal(await epsilon.inputValue(), '0.7');
+});
+
 // Chooses `analysis` on the Ask page and fills its form: showAsk() redraws the form when the
 // agreements arrive, so the values are set again until they hold.
 async function askFor(analysis, selects, texts) {

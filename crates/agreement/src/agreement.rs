@@ -121,12 +121,13 @@ impl Agreement {
     /// `party`'s value column `column` (unit and bound `U`); `UnknownColumn` if the agreement
     /// does not list it among the party's `values`.
     pub fn value_column(&self, party: &str, column: &str) -> Result<&ValueColumn, AgreementError> {
-        self.party_or_err(party)?
-            .values
+        let values = &self.party_or_err(party)?.values;
+        values
             .get(column)
             .ok_or_else(|| AgreementError::UnknownColumn {
                 party: party.to_owned(),
                 column: column.to_owned(),
+                known: values.keys().cloned().collect(),
             })
     }
 
@@ -137,13 +138,14 @@ impl Agreement {
     }
 
     fn column_values(&self, party: &str, column: &str) -> Result<&[String], AgreementError> {
-        self.party_or_err(party)?
-            .columns
+        let columns = &self.party_or_err(party)?.columns;
+        columns
             .get(column)
             .map(Vec::as_slice)
             .ok_or_else(|| AgreementError::UnknownColumn {
                 party: party.to_owned(),
                 column: column.to_owned(),
+                known: columns.keys().cloned().collect(),
             })
     }
 

@@ -27,15 +27,30 @@ pub enum AgreementError {
     /// No party of that name.
     #[error("{0} is not a party to the agreement")]
     UnknownParty(String),
-    /// The party has no such group-by column in the agreement.
-    #[error("party {party} has no column {column:?} in the agreement")]
+    /// The party has no such group-by (or value) column in the agreement. The message lists
+    /// the columns the agreement does give the party (public: they are in the signed terms).
+    #[error(
+        "party {party} has no column {column:?} in the agreement; {}",
+        known_columns(known)
+    )]
     UnknownColumn {
         /// The party.
         party: String,
         /// The column asked for.
         column: String,
+        /// The party's columns of that kind in the agreement, in order.
+        known: Vec<String>,
     },
     /// The text (TOML, hex, timestamp) does not parse.
     #[error("agreement does not parse: {0}")]
     Parse(String),
+}
+
+/// "its columns are: a, b" or "it lists none", for [`AgreementError::UnknownColumn`].
+fn known_columns(known: &[String]) -> String {
+    if known.is_empty() {
+        "the agreement lists none for it".to_owned()
+    } else {
+        format!("its columns are: {}", known.join(", "))
+    }
 }

@@ -236,8 +236,14 @@ fn bucket_errors() {
     ));
     // Columns belong to a party: acme has no `tier`.
     match agreement.bucket_of("acme", "tier", Some("gold")) {
-        Err(AgreementError::UnknownColumn { party, column }) => {
+        Err(AgreementError::UnknownColumn {
+            party,
+            column,
+            known,
+        }) => {
             assert_eq!((party.as_str(), column.as_str()), ("acme", "tier"));
+            // The refusal names the columns acme may be grouped by (public terms, not data).
+            assert_eq!(known, ["age_band", "region"]);
         }
         other => panic!("{other:?}"),
     }
@@ -245,4 +251,9 @@ fn bucket_errors() {
         agreement.bucket_labels("shopx", "age_band"),
         Err(AgreementError::UnknownColumn { .. })
     ));
+    let refusal = agreement.bucket_labels("acme", "agee_band").unwrap_err();
+    assert_eq!(
+        refusal.to_string(),
+        "party acme has no column \"agee_band\" in the agreement; its columns are: age_band, region"
+    );
 }

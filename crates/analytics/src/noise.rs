@@ -520,9 +520,60 @@ pub(crate) fn ratio(
     )
 }
 
+/// A share `num/den ∈ [0, 1]` (a rate: part over whole) with its interval, or `None` — "too
+/// small to estimate" — when the denominator is too small for the ratio to mean anything: its
+/// own interval reaches 0 (or it is not positive), so the ratio is unbounded within the noise;
+/// or the figure is not finite. Otherwise the estimate and the interval are clamped to `[0, 1]`
+/// (post-processing: a noised overlap a little above a noised size, or below 0, reads as 100% or
+/// 0%, never as 112% or −3%).
+pub(crate) fn share(counts: &[NoisyCount], num: Form, den: Form, alpha: f64) -> Option<Estimate> {
+    if linear(counts, &den, 0.0, alpha).ci_low <= 0.0 {
+        return None;
+    }
+    let e = ratio(counts, num, den, 0.0, alpha, false)?;
+    if !(e.estimate.is_finite() && e.ci_low.is_finite() && e.ci_high.is_finite()) {
+        return None;
+    }
+    Some(Estimate {
+        estimate: e.estimate.clamp(0.0, 1.0),
+        ..e.clipped(0.0, 1.0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_of_a_tiny_or_empty_whole_is_too_small_to_estimate() {
+        let noise = Noise::clamped_laplace(4.0, 1000).unwrap();
+        let counts = [
+            NoisyCount::new(3, noise),
+            NoisyCount::new(1, noise),
+            NoisyCount::new(-2, noise),
+            NoisyCount::new(900, noise),
+            NoisyCount::new(1000, noise),
+        ];
+        let share_of =
+            |num: usize, den: usize| share(&counts, Form::terms([num]), Form::terms([den]), 0.05);
+        // 3 of a noised 1, or of a noised −2: no figure, not 300% or −150%.
+        assert_eq!(share_of(0, 1), None);
+        assert_eq!(share_of(0, 2), None);
+        // 1000 of a noised 900: clamped to 100%, its interval within [0, 1].
+        let e = share_of(4, 3).unwrap();
+        assert_eq!(e.estimate, 1.0);
+        assert!(
+            0.0 <= e.ci_low && e.ci_low <= e.ci_high && e.ci_high <= 1.0,
+            "{e:?}"
+        );
+        // −2 of 1000: 0%, not negative.
+        let e = share_of(2, 4).unwrap();
+        assert_eq!(e.estimate, 0.0);
+        assert!(e.ci_low >= 0.0 && e.ci_high <= 1.0, "{e:?}");
+        // An ordinary share is left as the ratio gives it.
+        let e = share_of(3, 4).unwrap();
+        assert!((e.estimate - 0.9).abs() < 1e-12 && e.ci_low < 0.9 && e.ci_high > 0.9);
+    }
 
     #[test]
     fn exact_noise_has_no_width() {

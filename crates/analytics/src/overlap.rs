@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::AnalyticsError;
 use crate::grid::Grid;
 use crate::noise::{
-    CountInterval, Estimate, Form, NoiseShare, check_alpha, linear, product, ratio,
+    CountInterval, Estimate, Form, NoiseShare, check_alpha, linear, product, ratio, share,
 };
 
 /// One cell of an overlap result.
@@ -37,7 +37,7 @@ pub struct OverlapRow {
     pub size: u64,
     /// `Σ_c |A_r ∩ B_c|`, persons.
     pub overlap: Estimate,
-    /// `overlap / |A_r|`, `None` when `|A_r| = 0`.
+    /// `overlap / |A_r|` in `[0, 1]`; `None` (too small to estimate) when `|A_r| = 0`.
     pub rate: Option<Estimate>,
 }
 
@@ -50,7 +50,8 @@ pub struct OverlapColumn {
     pub size: CountInterval,
     /// `Σ_r |A_r ∩ B_c|`, persons.
     pub overlap: Estimate,
-    /// `overlap / |B_c|`, `None` when the noised size is not positive.
+    /// `overlap / |B_c|` in `[0, 1]`; `None` (too small to estimate) when the noised size's
+    /// interval reaches 0 (`noise::share`).
     pub rate: Option<Estimate>,
 }
 
@@ -82,7 +83,7 @@ pub fn overlap(grid: &Grid, alpha: f64) -> Result<OverlapResult, AnalyticsError>
     check_alpha(alpha)?;
     let counts = grid.counts();
     let my_total: u64 = grid.my_sizes.iter().sum();
-    let rate_of = |num: Form, den: Form| ratio(&counts, num, den, 0.0, alpha, false);
+    let rate_of = |num: Form, den: Form| share(&counts, num, den, alpha);
     let mut cells = Vec::with_capacity(grid.cells.len());
     for (r, mine) in grid.mine.iter().enumerate() {
         for (c, peer) in grid.peer.iter().enumerate() {
@@ -94,9 +95,9 @@ pub fn overlap(grid: &Grid, alpha: f64) -> Result<OverlapResult, AnalyticsError>
                 peer: peer.clone(),
                 count,
                 rate_of_mine: (n > 0.0).then(|| Estimate {
-                    estimate: count.estimate as f64 / n,
-                    ci_low: count.ci_low as f64 / n,
-                    ci_high: count.ci_high as f64 / n,
+                    estimate: (count.estimate as f64 / n).clamp(0.0, 1.0),
+                    ci_low: (count.ci_low as f64 / n).clamp(0.0, 1.0),
+                    ci_high: (count.ci_high as f64 / n).clamp(0.0, 1.0),
                 }),
                 rate_of_peer: rate_of(Form::terms([i]), Form::terms([grid.peer_size_index(c)])),
             });
@@ -326,7 +327,7 @@ pub fn reach(grid: &Grid, alpha: f64) -> Result<ReachResult, AnalyticsError> {
                 size: grid.peer_sizes[c].interval(alpha)?,
                 overlap: lin(&grid.col_form(c)),
                 incremental: lin(&inc),
-                incremental_share: ratio(&counts, inc, size, 0.0, alpha, false),
+                incremental_share: share(&counts, inc, size, alpha),
             })
         })
         .collect::<Result<_, AnalyticsError>>()?;
@@ -335,7 +336,7 @@ pub fn reach(grid: &Grid, alpha: f64) -> Result<ReachResult, AnalyticsError> {
         peer_size: lin(&b),
         overlap: lin(&grid.total_form()),
         union: lin(&Form::constant(my_size as f64).plus(incremental.clone())),
-        incremental_share: ratio(&counts, incremental.clone(), b, 0.0, alpha, false),
+        incremental_share: share(&counts, incremental.clone(), b, alpha),
         incremental: lin(&incremental),
         by_mine,
         by_peer,

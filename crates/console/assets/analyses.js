@@ -26,7 +26,6 @@
     const p = terms.parties.find((x) => x.name === party);
     return p ? Object.keys(p.columns || {}) : [];
   };
-  const moreLike = (left, cost) => (cost > 0 ? Math.floor(Math.max(0, left) / cost + 1e-9) : null);
 
   // Friendlier words for analyses the console knows; any other one uses its registry `about`.
   const TEXT = {
@@ -95,6 +94,12 @@
   function figures(details) {
     const rows = [];
     const walk = (v, path, key) => {
+      // A rate or share without an estimate: its denominator is empty or too small against its
+      // noise (the node clamps rates to [0, 1] and drops those), said, not left out.
+      if (v === null && /(rate|share)$/.test(key)) {
+        rows.push({ figure: path, key, value: 'too small to estimate' });
+        return;
+      }
       if (v === null || v === undefined) return;
       if (Array.isArray(v)) {
         v.forEach((x, i) => {
@@ -124,7 +129,9 @@
   }
 
   function preview(p, { me, peer }) {
-    const mineMore = moreLike(p.querier_epsilon_left, p.querier_cost.epsilon);
+    // Computed by the node (tandem_node::budget::queries_left), as `tandem budget` and the
+    // signed budget views are, so every screen gives the same N for the same ledger.
+    const mineMore = p.querier_queries_left ?? null;
     return [
       ['Cost now', p.cached
         ? 'Nothing: this exact question was answered on unchanged data; the stored answer is returned.'

@@ -232,7 +232,8 @@
         let view = null;
         try { view = last ? JSON.parse(last.result_json).responder_budget : null; } catch (e) { view = null; }
         if (view) {
-          const more = view.epsilon_spent > 0 ? Math.floor(view.epsilon_left / view.epsilon_spent + 1e-9) : null;
+          // The partner's node computes it (tandem_node::budget::queries_left) with its ledger.
+          const more = view.queries_left_like_this ?? null;
           gauges.push(gauge(peer, peerTerms.budget.epsilon_total, view.epsilon_total_spent, 0, view.epsilon_left, [
             `As ${peer}'s node reported it on ${when(last.ended_at_ms || last.started_at_ms)}; its own node keeps the ledger.`,
             more === null ? '' : `About ${more} more questions like the last one.`,
@@ -409,6 +410,11 @@
     const ctx = askContext();
     const analysis = currentAnalysis();
     const host = $('ask-inputs');
+    // What the user already typed or chose survives a redraw (agreements or analyses finishing
+    // loading, another agreement picked): a field of the same name and kind keeps its value,
+    // a choice only if it is still offered.
+    const typed = new Map([...host.querySelectorAll('select, input')]
+      .map((e) => [e.name, { type: e.type, value: e.type === 'checkbox' ? e.checked : e.value }]));
     host.replaceChildren();
     $('ask-preview-out').hidden = true;
     if (!ctx || !analysis) return;
@@ -428,6 +434,11 @@
           value: f.value, min: f.min, max: f.max, step: f.step, 'aria-describedby': hintId });
       } else {
         input = el('input', { id, name: f.name, type: 'text', required: f.required === true, value: f.value, 'aria-describedby': hintId });
+      }
+      const before = typed.get(f.name);
+      if (before && before.type === input.type) {
+        if (input.type === 'checkbox') input.checked = before.value;
+        else if (input.tagName !== 'SELECT' || [...input.options].some((o) => o.value === before.value)) input.value = before.value;
       }
       host.append(el('label', { for: id, text: f.label }), input);
       if (f.hint) host.append(el('p', { id: hintId, class: 'hint', text: f.hint }));
@@ -519,8 +530,11 @@
         el('td', { text: r.role === 'querier' ? actor(r.actor) : `${actor(r.actor)} (the partner)` }),
         el('td', { text: agreementLabelById(r.agreement_id) }),
         el('td', { text: analysis ? analysis.question(params) : 'another analysis' }),
-        el('td', { class: 'num', text: eps(r.epsilon) }),
-        el('td', { text: r.status + (r.charge ? ` (${r.charge})` : '') }),
+        // A failed run whose charge stayed spent its ε like a finished one; a released
+        // reservation or a refusal spent nothing.
+        el('td', { class: 'num', text: r.charge === 'spent' || r.charge === 'reserved' ? eps(r.epsilon) : '0' }),
+        el('td', { text: r.status + (r.charge === 'spent' && r.status === 'failed' ? ' (ε spent: its output may have left)'
+          : r.charge ? ` (${r.charge})` : '') }),
         el('td', {}, open || (r.role === 'querier' ? 'no stored result' : 'answer not kept here')));
     });
     host.replaceChildren(el('div', { class: 'scroll' }, el('table', { class: 'history' },

@@ -5,7 +5,7 @@
 
 use tandem_agreement::Agreement;
 use tandem_dp::PrivacyLoss;
-use tandem_store::{NewRun, Store};
+use tandem_store::{BudgetStatus, NewRun, Store};
 
 use crate::error::{NodeError, Result};
 use crate::wire::{BudgetView, now_ms};
@@ -161,11 +161,25 @@ pub struct EntryFor<'a> {
     pub rho: f64,
 }
 
+/// `loss` with ε in the ledger's unit — 1e-9, rounded to nearest as the ledger charges it
+/// (`tandem_store` ledger) — so that every public ε is the charge itself: ε = 1.2 split 1/4
+/// reads 0.3, not the 0.29999999999999993 of the noise scale's round trip, and sums of such
+/// figures are the sums of the agreement's decimals (`protocols/node-api-v1.md`, "Numbers").
+/// δ (a clamping tail such as 4.228047569976182e-10, never a decimal of the agreement) is left
+/// as computed.
+pub fn as_charged(loss: PrivacyLoss) -> PrivacyLoss {
+    PrivacyLoss {
+        epsilon: (loss.epsilon * 1e9).round() / 1e9,
+        delta: loss.delta,
+    }
+}
+
 /// Ledger entry for a run, checked against the party's per-query cap. The ledger charges it to
 /// the agreement and to the budget account of the partner and `e.join_key`, and admits it by
 /// its one rule (`Σδ ≤ δ cap/2`, and `Σε ≤ ε cap` or `Σρ ≤ ρ cap` with [`rho_cap`]) over the
 /// window [`budget_period_start`] (`protocols/psi-ca-v1.md` §6.1).
 pub fn ledger_entry(agreement: &Agreement, e: EntryFor<'_>, loss: PrivacyLoss) -> Result<NewRun> {
+    let loss = as_charged(loss);
     let budget = party_budget(agreement, e.party)?;
     check_per_query_cap(agreement, e.party, loss)?;
     Ok(NewRun {
@@ -198,6 +212,50 @@ pub fn epsilon_left(store: &Store, agreement: &Agreement, party: &str) -> Result
     Ok(status.left_epsilon)
 }
 
+/// About how many more runs costing `cost` (ε, δ) and `rho` (its zCDP ρ) still fit the budget
+/// `status` (the agreement and the budget accounts it shares with other agreements with the same
+/// partner): the larger of the counts the ledger's two routes admit (`Σε ≤ cap_ε` and
+/// `Σρ ≤ cap_ρ`, each with `Σδ ≤ cap_δ/2`; `protocols/psi-ca-v1.md` §6.1). `None` when the cost
+/// is 0 (no limit to state). The one computation behind every "about N more queries" (`tandem
+/// budget`, the preview, the signed budget view, the console), so they agree on the same state.
+pub fn queries_left(status: &BudgetStatus, cost: PrivacyLoss, rho: f64) -> Option<u64> {
+    /// How many runs of cost `cost` fit in `left` (`None` if the cost is 0: unlimited).
+    fn fit(left: f64, cost: f64) -> Option<u64> {
+        (cost > 0.0).then(|| (left.max(0.0) / cost + 1e-9).floor() as u64)
+    }
+    /// The smaller of two limits (`None` = unlimited).
+    fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+    if cost.epsilon <= 0.0 && cost.delta <= 0.0 {
+        return None;
+    }
+    let delta = fit(status.left_delta, cost.delta);
+    let basic = min(fit(status.left_epsilon, cost.epsilon), delta);
+    // A run without ρ cannot take the zCDP route.
+    let zcdp = status
+        .cap_rho
+        .filter(|_| rho > 0.0)
+        .and_then(|cap| min(fit(cap - status.spent_rho, rho), delta));
+    Some(basic.unwrap_or(0).max(zcdp.unwrap_or(0)))
+}
+
+/// The party's budget status now (in the current period), with the zCDP route's ρ cap.
+pub fn status(store: &Store, agreement: &Agreement, party: &str) -> Result<BudgetStatus> {
+    let budget = party_budget(agreement, party)?;
+    Ok(store.budget_with_rho_cap(
+        &agreement.id().to_string(),
+        budget.epsilon_total,
+        budget.delta_total,
+        rho_cap(&budget)?,
+        budget_period_start(agreement, now_ms()),
+    )?)
+}
+
 /// The party's budget view after run `run_id` charged `charged`.
 pub fn budget_view(
     store: &Store,
@@ -206,13 +264,10 @@ pub fn budget_view(
     run_id: &str,
     charged: PrivacyLoss,
 ) -> Result<BudgetView> {
-    let budget = party_budget(agreement, party)?;
-    let status = store.budget(
-        &agreement.id().to_string(),
-        budget.epsilon_total,
-        budget.delta_total,
-        budget_period_start(agreement, now_ms()),
-    )?;
+    let charged = as_charged(charged);
+    let status = status(store, agreement, party)?;
+    let run = store.run(run_id)?;
+    let rho = run.as_ref().map_or(0.0, |r| r.rho);
     Ok(BudgetView {
         party: party.to_string(),
         epsilon_spent: charged.epsilon,
@@ -220,6 +275,77 @@ pub fn budget_view(
         epsilon_total_spent: status.spent_epsilon,
         epsilon_left: status.left_epsilon,
         rho_total_spent: status.spent_rho,
-        route: store.run(run_id)?.and_then(|r| r.route),
+        route: run.and_then(|r| r.route),
+        queries_left_like_this: queries_left(&status, charged, rho),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(left_epsilon: f64, left_delta: f64, cap_rho: Option<f64>, rho: f64) -> BudgetStatus {
+        BudgetStatus {
+            agreement_id: "a".into(),
+            accounts: Vec::new(),
+            cap_epsilon: 10.0,
+            cap_delta: 2e-6,
+            spent_epsilon: 10.0 - left_epsilon,
+            spent_delta: 1e-6 - left_delta,
+            spent_rho: rho,
+            cap_rho,
+            reserved_epsilon: 0.0,
+            left_epsilon,
+            left_delta,
+            runs: 1,
+        }
+    }
+
+    #[test]
+    fn public_figures_are_the_ledger_charges_not_float_noise() {
+        let split = PrivacyLoss {
+            epsilon: 0.29999999999999993,
+            delta: 6.7e-10,
+        };
+        assert_eq!(as_charged(split).epsilon, 0.3);
+        assert_eq!(as_charged(split).delta, 6.7e-10);
+        // Sums of such figures are the decimals a person adds.
+        assert_eq!(as_charged(split).epsilon + 0.7, 1.0);
+    }
+
+    #[test]
+    fn queries_left_takes_the_larger_route_each_bounded_by_delta() {
+        let cost = PrivacyLoss {
+            epsilon: 1.25,
+            delta: 0.0,
+        };
+        // Basic composition: 8.75 / 1.25 = 7 exactly (no float shortfall to 6).
+        assert_eq!(
+            queries_left(&status(8.75, 5e-7, None, 0.0), cost, 0.78),
+            Some(7)
+        );
+        // The zCDP route admits more: (4 - 1) / 0.5 = 6 > 0 by ε.
+        assert_eq!(
+            queries_left(&status(0.0, 5e-7, Some(4.0), 1.0), cost, 0.5),
+            Some(6)
+        );
+        // δ limits both routes.
+        let with_delta = PrivacyLoss {
+            epsilon: 1.0,
+            delta: 2e-7,
+        };
+        assert_eq!(
+            queries_left(&status(9.0, 5e-7, Some(40.0), 0.0), with_delta, 0.5),
+            Some(2)
+        );
+        // A free run: no number to state; an exhausted budget: 0.
+        assert_eq!(
+            queries_left(&status(9.0, 5e-7, None, 0.0), PrivacyLoss::default(), 0.0),
+            None
+        );
+        assert_eq!(
+            queries_left(&status(0.0, 5e-7, None, 0.0), cost, 0.0),
+            Some(0)
+        );
+    }
 }

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use serde::Serialize;
 use tandem_agreement::Agreement;
+use tandem_dp::PrivacyLoss;
 use tandem_store::Store;
 
 /// One agreement's budget as this node sees it: over all charges, or over the sliding window of
@@ -55,23 +56,8 @@ pub struct BudgetReport {
     pub epsilon_left: f64,
     /// Runs charged.
     pub runs: u64,
-    /// About how many more queries like the last one fit: the larger of the counts the two
-    /// routes allow (each limited by its ε or ρ and its δ).
+    /// About how many more queries like the last one fit ([`crate::budget::queries_left`]).
     pub queries_left_like_last: Option<u64>,
-}
-
-/// How many more runs of cost `cost` fit in `left` (`None` if the cost is 0: unlimited).
-fn runs_that_fit(left: f64, cost: f64) -> Option<u64> {
-    (cost > 0.0).then(|| (left.max(0.0) / cost + 1e-9).floor() as u64)
-}
-
-/// The smaller of two optional limits (`None` = unlimited).
-fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
 }
 
 /// Budgets of every agreement (or only `only`) for party `me`.
@@ -112,22 +98,15 @@ pub fn budgets(store: &Store, me: &str, only: Option<&str>) -> Result<Vec<Budget
             .runs(Some(&stored.id))?
             .into_iter()
             .rfind(|r| r.epsilon > 0.0 && r.status != "failed");
-        let queries_left = last.map(|last| {
-            let basic = min_limit(
-                runs_that_fit(status.left_epsilon, last.epsilon),
-                runs_that_fit(status.left_delta, last.delta),
-            );
-            let zcdp = status.cap_rho.and_then(|cap| {
-                // A run without ρ cannot take the zCDP route.
-                (last.rho > 0.0).then(|| {
-                    min_limit(
-                        runs_that_fit(cap - status.spent_rho, last.rho),
-                        runs_that_fit(half_delta - status.spent_delta, last.delta),
-                    )
-                    .unwrap_or(0)
-                })
-            });
-            basic.unwrap_or(0).max(zcdp.unwrap_or(0))
+        let queries_left = last.and_then(|last| {
+            crate::budget::queries_left(
+                &status,
+                PrivacyLoss {
+                    epsilon: last.epsilon,
+                    delta: last.delta,
+                },
+                last.rho,
+            )
         });
         out.push(BudgetReport {
             agreement: stored.id.clone(),

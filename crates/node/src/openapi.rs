@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
@@ -132,6 +132,21 @@ pub fn error_code() -> Object {
         .build()
 }
 
+/// The schema of a query's `group_by` / `peer_group_by` (read by `crate::wire::columns`): a
+/// list of column names, or one name (`"a,b"` reads as two), or `null` (no column).
+pub fn columns() -> Schema {
+    let name = || ObjectBuilder::new().schema_type(Type::String);
+    OneOfBuilder::new()
+        .item(ArrayBuilder::new().items(name()))
+        .item(name().description(Some("one column, or several separated by commas")))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "Columns to group by (none: one bucket): a list of names, one name, or null",
+        ))
+        .build()
+        .into()
+}
+
 /// The schema of a [`tandem_dp::PrivacyLoss`]: `{epsilon, delta}`.
 pub fn privacy_loss() -> Object {
     let number = |d: &str| {
@@ -251,5 +266,22 @@ mod tests {
             schemas["Query"]["properties"]["options"]["additionalProperties"]["type"],
             "string"
         );
+    }
+
+    #[test]
+    fn group_by_is_documented_as_a_list_a_name_or_null() {
+        let json = serde_json::to_value(document()).expect("json");
+        let query = &json["components"]["schemas"]["Query"];
+        for field in ["group_by", "peer_group_by"] {
+            let kinds: Vec<&str> = query["properties"][field]["oneOf"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{field}: {}", query["properties"][field]))
+                .iter()
+                .filter_map(|k| k["type"].as_str())
+                .collect();
+            assert_eq!(kinds, ["array", "string", "null"], "{field}");
+            let required = query["required"].as_array().cloned().unwrap_or_default();
+            assert!(!required.contains(&field.into()), "{field} is optional");
+        }
     }
 }

@@ -517,6 +517,10 @@ pub struct Preview {
     pub half_width_95: u64,
     /// This node's ε left before the query.
     pub querier_epsilon_left: f64,
+    /// About how many queries like this one this node's budget still allows
+    /// ([`crate::budget::queries_left`]); `None` when it costs nothing.
+    #[serde(default)]
+    pub querier_queries_left: Option<u64>,
     /// The peer's per-query ε cap from the agreement.
     pub responder_per_query_cap: f64,
     /// The peer's answer to a budget pre-check of this run (signed, uncharged): whether it would
@@ -541,9 +545,11 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
     )?;
     crate::analysis::check_options(analysis, &d.grid, &d.params, d.sum.as_ref(), &q.options)?;
     let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
-    let querier_cost = tandem_psi::accounting::querier_loss(&d.params)?;
-    let responder_cost =
-        crate::sums::with_sum_loss(&d, tandem_psi::accounting::responder_loss(&d.params)?)?;
+    let querier_cost = crate::budget::as_charged(tandem_psi::accounting::querier_loss(&d.params)?);
+    let responder_cost = crate::budget::as_charged(crate::sums::with_sum_loss(
+        &d,
+        tandem_psi::accounting::responder_loss(&d.params)?,
+    )?);
     // The same per-query caps the run checks, so a preview never says "fine" to a query that
     // would be refused.
     crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
@@ -561,6 +567,11 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
             .cell_noise
             .half_width(1.0 - crate::analysis::CONFIDENCE)?,
         querier_epsilon_left: epsilon_left(store, &p.agreement, me)?,
+        querier_queries_left: crate::budget::queries_left(
+            &crate::budget::status(store, &p.agreement, me)?,
+            querier_cost,
+            tandem_psi::accounting::querier_rho(&d.params)?,
+        ),
         responder_per_query_cap: p
             .agreement
             .terms

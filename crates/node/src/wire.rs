@@ -400,6 +400,11 @@ pub struct BudgetView {
     /// `zcdp` (only `Σρ ≤ ρ cap`); `protocols/psi-ca-v1.md` §6.1.
     #[serde(default)]
     pub route: Option<String>,
+    /// About how many more runs costing what this one did still fit this party's budget
+    /// ([`crate::budget::queries_left`]); `None` when the run cost nothing. A guide for people,
+    /// outside the ledger head's signature (so heads of nodes without it verify unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries_left_like_this: Option<u64>,
 }
 
 /// A party's ledger after a run, signed with its node key, so that each side keeps offline
@@ -414,9 +419,14 @@ pub struct SignedHead {
 
 impl SignedHead {
     /// `"tandem-ledger-head-v1" LF agreement LF run LF canonical(budget)`, the budget in the
-    /// project's one canonical JSON form (RFC 8785, `tandem-canonical`).
+    /// project's one canonical JSON form (RFC 8785, `tandem-canonical`), without the unsigned
+    /// `queries_left_like_this`.
     fn signing_bytes(budget: &BudgetView, agreement: &str, run: &str) -> Result<Vec<u8>> {
-        let json = tandem_canonical::to_canonical_string(&serde_json::to_value(budget)?)
+        let signed = BudgetView {
+            queries_left_like_this: None,
+            ..budget.clone()
+        };
+        let json = tandem_canonical::to_canonical_string(&serde_json::to_value(&signed)?)
             .map_err(NodeError::internal)?;
         Ok(format!("tandem-ledger-head-v1\n{agreement}\n{run}\n{json}").into_bytes())
     }

@@ -284,6 +284,18 @@ async fn every_analysis_prices_charges_caches_and_covers_the_planted_truth() {
             after.querier_epsilon_left, left.querier_epsilon_left,
             "{name}: a cached answer must not charge"
         );
+        // "About N more queries like this" is one computation: the preview, the run's signed
+        // budget view and `tandem budget` give the same N for the same ledger.
+        let budget = tandem_node::compliance::budgets(&store, "acme", Some(&q.agreement_id))
+            .expect("budgets");
+        assert_eq!(
+            after.querier_queries_left, r.querier_budget.queries_left_like_this,
+            "{name}"
+        );
+        assert_eq!(
+            after.querier_queries_left, budget[0].queries_left_like_last,
+            "{name}"
+        );
         if name == "overlap" {
             assert!(r.details.is_none());
             continue;

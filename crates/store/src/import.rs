@@ -88,11 +88,26 @@ pub struct ValueSpec {
 
 /// Parses one value cell into `[0, bound]`: an integer (surrounding whitespace ignored), an empty
 /// cell is 0, a negative value (a refund) becomes 0 (`protocols/psi-sum-v1.md` §4.1). Errors name
-/// the reason: not an integer, or above the bound.
+/// the value, the reason (not an integer, or above the bound) and what to do.
 pub fn parse_value(text: &str, bound: u32) -> Result<u32, String> {
+    parse_value_cell(text, bound).map(|(v, _)| v)
+}
+
+/// How a value cell was read, counted in [`ValueColumnReport`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ValueCell {
+    /// An integer in `[0, U]`.
+    InRange,
+    /// Empty: read as 0.
+    Empty,
+    /// Negative (a refund): clamped to 0.
+    Clamped,
+}
+
+fn parse_value_cell(text: &str, bound: u32) -> Result<(u32, ValueCell), String> {
     let text = text.trim();
     if text.is_empty() {
-        return Ok(0);
+        return Ok((0, ValueCell::Empty));
     }
     let value: i64 = text.parse().map_err(|_| {
         format!(
@@ -102,12 +117,29 @@ pub fn parse_value(text: &str, bound: u32) -> Result<u32, String> {
     })?;
     if value > i64::from(bound) {
         return Err(format!(
-            "{value} is above the bound U = {bound} the agreement sets for this column; values \
-             above U are refused, not clamped (psi-sum-v1 §4.1): cap or correct them at the \
-             source, or agree a larger bound"
+            "{value} is above the bound U = {bound} for this column; values above U are refused, \
+             not clamped (psi-sum-v1 §4.1). Fix the row (cap or correct the value at the source), \
+             or raise U for this column in the agreement (its `values` table; or \
+             --value COLUMN=U) to at least {value} and import again"
         ));
     }
-    Ok(value.max(0) as u32)
+    if value < 0 {
+        return Ok((0, ValueCell::Clamped));
+    }
+    Ok((value as u32, ValueCell::InRange))
+}
+
+/// One value column of an import (`--value`): the bound used and how its cells were read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueColumnReport {
+    /// Column name.
+    pub column: String,
+    /// The bound `U` the cells were checked against (values lie in `[0, U]`).
+    pub bound: u32,
+    /// Cells with a negative value (refunds), stored as 0.
+    pub clamped_to_zero: u64,
+    /// Empty cells, stored as 0.
+    pub empty: u64,
 }
 
 /// Outcome of a successful import. `rows = imported + duplicates + suppressed`.
@@ -139,6 +171,9 @@ pub struct ImportReport {
     pub suppressed: u64,
     /// Members of this audience and kind after the import.
     pub members: u64,
+    /// Value columns imported (`--value`), in the order given, with their bound and how many
+    /// cells were clamped to 0 or empty.
+    pub value_columns: Vec<ValueColumnReport>,
 }
 
 /// Distinct values shown per attribute column by [`ImportReport::details`].
@@ -146,15 +181,38 @@ const TOP_VALUES: usize = 10;
 
 impl ImportReport {
     /// What a person should check after an import, one line each: the encoding read, empty
-    /// rows skipped, repeated identifiers with conflicting attributes (and which row won), and
-    /// per attribute column its most frequent values with counts. Values are the node's own
-    /// data, printed locally only.
+    /// rows skipped, rows dropped as repeats of an earlier row's identifier or as opted out,
+    /// repeated identifiers with conflicting attributes (and which row won), per attribute
+    /// column its most frequent values with counts, and per value column its bound and the
+    /// cells clamped to 0. Values are the node's own data, printed locally only.
     pub fn details(&self) -> String {
         let mut out = format!("read as {}", self.encoding);
         if self.empty_rows > 0 {
             out.push_str(&format!("; {} empty rows skipped", self.empty_rows));
         }
         out.push('\n');
+        if self.duplicates > 0 {
+            out.push_str(&format!(
+                "{} dropped as {} of an earlier row's identifier (the first kept; when appending: the member already stored)\n",
+                counted(self.duplicates, "row", "rows"),
+                if self.duplicates == 1 { "a repeat" } else { "repeats" },
+            ));
+        }
+        if self.suppressed > 0 {
+            out.push_str(&format!(
+                "{} dropped: opted out (tandem suppress)\n",
+                counted(self.suppressed, "row", "rows")
+            ));
+        }
+        for v in &self.value_columns {
+            out.push_str(&format!(
+                "value column {}: bound U = {}; {} (refunds) clamped to 0, {} read as 0\n",
+                v.column,
+                v.bound,
+                counted(v.clamped_to_zero, "negative cell", "negative cells"),
+                counted(v.empty, "empty cell", "empty cells"),
+            ));
+        }
         if self.conflicting_duplicates > 0 {
             out.push_str(&format!(
                 "{} repeated identifiers had attribute values different from the row kept (first at line {}); the first row of each identifier wins (when appending: the member already stored)\n",
@@ -199,6 +257,11 @@ impl ImportReport {
         }
         out
     }
+}
+
+/// `1 row`, `2 rows`.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The values one attribute column took in an import, counted over the rows with an
@@ -466,6 +529,16 @@ impl Store {
             let mut counters: Vec<ValueCounter> = (0..columns.attributes.len() + derived.len())
                 .map(|_| ValueCounter::default())
                 .collect();
+            let mut value_columns: Vec<ValueColumnReport> = columns
+                .values
+                .iter()
+                .map(|(name, bound, _)| ValueColumnReport {
+                    column: name.clone(),
+                    bound: *bound,
+                    clamped_to_zero: 0,
+                    empty: 0,
+                })
+                .collect();
             {
                 let mut insert = tx.prepare(
                     "INSERT OR IGNORE INTO temp.import_rows (digest, attrs, old) VALUES (?1, ?2, 0)",
@@ -515,9 +588,16 @@ impl Store {
                                 },
                             );
                         }
-                        for (name, bound, i) in &columns.values {
-                            let v = parse_value(record.get(*i).unwrap_or(""), *bound)
+                        for ((name, bound, i), report) in
+                            columns.values.iter().zip(&mut value_columns)
+                        {
+                            let (v, cell) = parse_value_cell(record.get(*i).unwrap_or(""), *bound)
                                 .map_err(|reason| fail(line, Some(name), reason))?;
+                            match cell {
+                                ValueCell::Clamped => report.clamped_to_zero += 1,
+                                ValueCell::Empty => report.empty += 1,
+                                ValueCell::InRange => {}
+                            }
                             map.insert(name.clone(), Value::from(v));
                         }
                         Some(Value::Object(map).to_string())
@@ -570,6 +650,7 @@ impl Store {
                 duplicates: rows - inserted,
                 suppressed,
                 members: 0,
+                value_columns,
             };
             self.swap_in(set_id, based_on, report, &columns, opts, now)
         })();

@@ -40,7 +40,9 @@ pub use audience::{AudienceSummary, Member, MemberAttributes, MemberValues};
 pub use csv_source::{TextEncoding, parse_delimiter};
 pub use derive::Derive;
 pub use error::StoreError;
-pub use import::{AttributeValues, ImportOptions, ImportReport, ValueSpec, parse_value};
+pub use import::{
+    AttributeValues, ImportOptions, ImportReport, ValueColumnReport, ValueSpec, parse_value,
+};
 pub use ledger::{BudgetStatus, CachedResult, NODE_ACCOUNT, NewRun, NodeCap, RunRecord};
 pub use models::{NewModel, StoredModel};
 pub use purge::PurgeReport;

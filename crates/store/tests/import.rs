@@ -390,7 +390,24 @@ fn value_columns_are_clamped_below_and_refused_above_the_bound() {
         "values.csv",
         "email,segment,revenue_cents\na@example.com,vip,250\nb@example.com,vip,-40\nc@example.com,,\nd@example.com,x, 1000 \n",
     );
-    store.import_csv(&good, &opts, None).unwrap();
+    let report = store.import_csv(&good, &opts, None).unwrap();
+    // The summary names the bound used and the cells read as 0.
+    assert_eq!(
+        report.value_columns,
+        [tandem_store::ValueColumnReport {
+            column: "revenue_cents".into(),
+            bound: 1000,
+            clamped_to_zero: 1,
+            empty: 1,
+        }]
+    );
+    assert!(
+        report.details().contains(
+            "value column revenue_cents: bound U = 1000; 1 negative cell (refunds) clamped to 0, 1 empty cell read as 0"
+        ),
+        "{}",
+        report.details()
+    );
     let v = store
         .member_values("default", IdKind::Email, "revenue_cents")
         .unwrap();
@@ -425,7 +442,17 @@ fn value_columns_are_clamped_below_and_refused_above_the_bound() {
 
     let version = store.audience_version().unwrap();
     for (body, line, why) in [
-        ("e@example.com,vip,1001\n", 3, "above the bound U = 1000"),
+        (
+            "e@example.com,vip,1001\n",
+            3,
+            "1001 is above the bound U = 1000",
+        ),
+        ("e@example.com,vip,1001\n", 3, "Fix the row"),
+        (
+            "e@example.com,vip,1001\n",
+            3,
+            "raise U for this column in the agreement",
+        ),
         ("e@example.com,vip,12.50\n", 3, "not an integer"),
         ("e@example.com,vip,lots\n", 3, "not an integer"),
     ] {
@@ -453,5 +480,25 @@ fn value_columns_are_clamped_below_and_refused_above_the_bound() {
             .member_values("default", IdKind::Email, "revenue_cents")
             .unwrap(),
         v
+    );
+}
+
+/// Rows whose identifier repeats an earlier row's are dropped, counted, and said so.
+#[test]
+fn rows_repeating_an_earlier_identifier_are_counted_as_dropped() {
+    let (dir, mut store) = store();
+    let file = csv_file(
+        dir.path(),
+        "repeats.csv",
+        "email,segment\na@example.com,vip\nA@Example.com ,vip\nb@example.com,x\na@example.com,other\n",
+    );
+    let report = store.import_csv(&file, &email_opts(), None).unwrap();
+    assert_eq!((report.rows, report.imported, report.duplicates), (4, 2, 2));
+    assert!(
+        report
+            .details()
+            .contains("2 rows dropped as repeats of an earlier row's identifier"),
+        "{}",
+        report.details()
     );
 }

@@ -79,9 +79,11 @@ pub struct Query {
     /// Querier's columns to group by (none: one bucket); cells are the cross product of their
     /// labels. JSON: a list of names, or (as before) one name or `null`; `"a,b"` also reads.
     #[serde(default, with = "crate::wire::columns")]
+    #[schema(schema_with = crate::openapi::columns)]
     pub group_by: Vec<String>,
     /// Responder's columns to group by, as [`Query::group_by`].
     #[serde(default, with = "crate::wire::columns")]
+    #[schema(schema_with = crate::openapi::columns)]
     pub peer_group_by: Vec<String>,
     /// Responder's value column to sum (value analyses: `revenue`, `average_value`).
     #[serde(default)]
@@ -963,10 +965,10 @@ pub fn fmt_estimate(e: Option<&tandem_analytics::Estimate>, digits: usize) -> St
     }
 }
 
-/// A rate or share as `12.3% [10.1%, 14.6%]` (`—` for none).
+/// A rate or share as `12.3% [10.1%, 14.6%]` ([`TOO_SMALL`] for none).
 pub fn fmt_percent(e: Option<&tandem_analytics::Estimate>) -> String {
     match e {
-        None => "—".to_string(),
+        None => TOO_SMALL.to_string(),
         Some(e) => format!(
             "{:.1}% [{:.1}%, {:.1}%]",
             e.estimate * 100.0,
@@ -975,6 +977,11 @@ pub fn fmt_percent(e: Option<&tandem_analytics::Estimate>) -> String {
         ),
     }
 }
+
+/// What a rate or share reads as when it has no estimate (`null` in JSON): its denominator is
+/// empty or too small against its noise (`tandem_analytics` clamps rates to `[0, 1]` and drops
+/// those).
+pub const TOO_SMALL: &str = "too small to estimate";
 
 /// Renders rows as a left-aligned first column and right-aligned others.
 pub fn fmt_rows(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -51,7 +51,9 @@ impl Analysis for Overlap {
 /// Overlap rates against each side's sizes (`analyses-v1.md` §2.1): this node's sizes are exact
 /// and local, the peer's are its noised bucket sizes; intervals at [`super::CONFIDENCE`] by the
 /// delta method over the noised cells and sizes (`tandem_analytics::overlap`). Rates are
-/// shares (0–1); the estimate may fall outside `[0, 1]` (signed estimates stay primary).
+/// shares, estimate and interval clamped to `[0, 1]`; a rate is `null` — "too small to
+/// estimate" — when its denominator is empty or its noised size's interval reaches 0 (the
+/// counts themselves stay signed and unclamped).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OverlapRates {
     /// Per bucket of this node: its exact size, the overlap with all of the peer and the rate.
@@ -62,7 +64,8 @@ pub struct OverlapRates {
     pub total: Estimate,
     /// `|A ∩ B| / |A|` (this node's size, exact); `null` for an empty audience.
     pub rate_of_mine: Option<Estimate>,
-    /// `|A ∩ B| / |B|` (the peer's noised size); `null` when that is not positive.
+    /// `|A ∩ B| / |B|` (the peer's noised size); `null` (too small to estimate) when that
+    /// size's interval reaches 0.
     pub rate_of_peer: Option<Estimate>,
 }
 
@@ -106,17 +109,9 @@ pub fn rates(noised: &NoisedCells<'_>, my_sizes: &[u64]) -> Result<OverlapRates>
     })
 }
 
-/// A share as a percentage with its interval, or `—`.
+/// A share as a percentage with its interval, or "too small to estimate".
 fn percent(e: Option<&Estimate>) -> String {
-    match e {
-        Some(e) => format!(
-            "{:.1}% [{:.1}%, {:.1}%]",
-            100.0 * e.estimate,
-            100.0 * e.ci_low,
-            100.0 * e.ci_high
-        ),
-        None => "—".to_string(),
-    }
+    super::fmt_percent(e)
 }
 
 /// Renders an overlap report as a table.
@@ -246,7 +241,7 @@ pub(crate) fn overlap_table(r: &Report) -> String {
     {
         let _ = writeln!(
             s,
-            "note: {n} of {}'s members have a {column} value missing or outside the agreement's set and are counted in `other` (local figure, not sent to {})",
+            "note: {n} of {}'s members have no {column} value, or one outside the agreement's set, and are counted in `other` (local figure, not sent to {})",
             r.querier, r.responder
         );
     }
@@ -259,8 +254,15 @@ pub(crate) fn overlap_table(r: &Report) -> String {
 
 pub(crate) fn budget_line(b: &BudgetView) -> String {
     format!(
-        "budget {:<10} spent ε {:.4} (δ {:.1e}) this query · ε {:.4} spent in all · ε {:.4} left",
-        b.party, b.epsilon_spent, b.delta_spent, b.epsilon_total_spent, b.epsilon_left
+        "budget {:<10} spent ε {:.4} (δ {:.1e}) this query · ε {:.4} spent in all · ε {:.4} left{}",
+        b.party,
+        b.epsilon_spent,
+        b.delta_spent,
+        b.epsilon_total_spent,
+        b.epsilon_left,
+        b.queries_left_like_this
+            .map(|n| format!(" · about {n} more like this"))
+            .unwrap_or_default()
     )
 }
 
