@@ -966,6 +966,21 @@ impl StreamResponder {
             .map(|p| (p.returned.len() + p.own.len()) as u64)
     }
 
+    /// Who each of the responder's own points in the reply is, locally and never on the wire,
+    /// in message order: `Some((g, i))` for `items[g][i]`, `None` for junk and injected points
+    /// (as [`crate::respond_with_owners`]; `psi-sum-v1` attaches values in this order).
+    pub fn owners(&self) -> Option<crate::Owners> {
+        self.plan.as_ref().map(|p| {
+            p.own
+                .iter()
+                .map(|slot| match *slot {
+                    Own::Item(g, i) => Some((g, i as usize)),
+                    Own::Junk(_) | Own::Dummy(_) => None,
+                })
+                .collect()
+        })
+    }
+
     /// The frame of reply chunk `index`, in any order and as often as asked: the bytes are a
     /// function of the state fixed by [`StreamResponder::finish_query`], so a repeat is
     /// identical and draws nothing (spec §10.2). Errors: [`PsiError::StreamIncomplete`] before

@@ -42,6 +42,11 @@ fn streamed(
     assert!(responder.query_complete());
     responder.finish_query(b.to_vec(), &mut rr).unwrap();
     let mut reply = Vec::new();
+    let owners = responder.owners().unwrap();
+    assert_eq!(
+        owners.iter().flatten().count(),
+        b.iter().map(Vec::len).sum::<usize>()
+    );
     for k in 0..responder.reply_chunks().unwrap() as u32 {
         let frame = responder.reply_chunk(k).unwrap();
         reply.extend(payload(&frame));
