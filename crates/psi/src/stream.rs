@@ -185,6 +185,17 @@ fn split_records(start: u64, end: u64, first: u64) -> (std::ops::Range<u64>, std
     )
 }
 
+/// Refuses (without failing the run) a chunk index past the last of a message of `chunks`.
+fn past_the_end(index: u32, chunks: u64) -> Result<(), PsiError> {
+    if u64::from(index) >= chunks {
+        return Err(PsiError::ChunkOutOfOrder {
+            expected: (chunks - 1) as u32,
+            found: index,
+        });
+    }
+    Ok(())
+}
+
 /// Records `[start, end)` of chunk `index ≥ 1` among `total` records in chunks of `c`.
 fn chunk_range(index: u32, c: u32, total: u64) -> Result<(u64, u64), PsiError> {
     let chunks = chunk_count(total, c);
@@ -427,6 +438,9 @@ impl StreamQuerier {
             }
             Admit::New(d) => d,
         };
+        if let Some(r) = &self.reply {
+            past_the_end(parsed.index, chunk_count(r.a_total + r.b_total, r.c))?;
+        }
         let result = if parsed.index == 0 {
             self.reply_head(parsed.payload, parsed.chunk_records)
         } else {
@@ -747,6 +761,9 @@ impl StreamResponder {
             }
             Admit::New(d) => d,
         };
+        if let Some(q) = &self.query {
+            past_the_end(parsed.index, chunk_count(q.a_total, q.c))?;
+        }
         let result = if parsed.index == 0 {
             self.query_head(parsed.payload, parsed.chunk_records)
         } else {

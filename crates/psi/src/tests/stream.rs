@@ -40,6 +40,13 @@ fn streamed(
         assert_eq!(ack.index, k);
     }
     assert!(responder.query_complete());
+    // A chunk past the last is refused and the run goes on.
+    let mut extra = querier.query_chunk(1).unwrap();
+    extra[22..26].copy_from_slice(&(querier.query_chunks() as u32).to_le_bytes());
+    assert!(matches!(
+        responder.accept_query_chunk(&extra),
+        Err(PsiError::ChunkOutOfOrder { .. })
+    ));
     responder.finish_query(b.to_vec(), &mut rr).unwrap();
     let mut reply = Vec::new();
     let owners = responder.owners().unwrap();
