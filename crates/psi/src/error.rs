@@ -153,6 +153,30 @@ pub enum PsiError {
         /// Largest allowed draw, `2T`.
         max: u64,
     },
+    /// A chunk frame is malformed (spec §10.1): bad magic, a `chunk_records` out of range or
+    /// unlike the head's, or a payload of the wrong length for its index.
+    #[error("malformed chunk: {0}")]
+    MalformedChunk(&'static str),
+    /// A chunk arrived (or was asked for) out of order: past the next index or the last.
+    #[error("chunk {found} out of order: expected {expected}")]
+    ChunkOutOfOrder {
+        /// The next index the receiver expects (or the last index there is).
+        expected: u32,
+        /// The index of the frame.
+        found: u32,
+    },
+    /// A chunk index already accepted came again with different bytes (spec §10.2).
+    #[error("chunk {index} was already accepted with different bytes")]
+    ChunkConflict {
+        /// The index of the frame.
+        index: u32,
+    },
+    /// The streamed message is not complete yet (a step that needs all of it was asked for).
+    #[error("the streamed message is not complete")]
+    StreamIncomplete,
+    /// An earlier chunk failed its checks; the streamed run is over.
+    #[error("the streamed run failed at an earlier chunk")]
+    StreamFailed,
     /// The DP layer failed.
     #[error("noise: {0}")]
     Noise(#[from] DpError),

@@ -25,6 +25,7 @@ mod message;
 mod params;
 mod querier;
 mod responder;
+pub mod stream;
 
 pub use error::PsiError;
 pub use message::{MAGIC, MessageHeader, MessageType, VERSION, peek_header};

@@ -85,8 +85,8 @@ pub fn query_bucket_sizes(
 /// public parameters alone — before the query is read, so neither the time nor the outcome of
 /// the draw depends on the query or on the responder's data. Wiped when dropped.
 pub struct ResponderNoise {
-    junk: Zeroizing<Vec<u32>>,
-    kept: Zeroizing<Vec<u32>>,
+    pub(crate) junk: Zeroizing<Vec<u32>>,
+    pub(crate) kept: Zeroizing<Vec<u32>>,
 }
 
 impl ResponderNoise {

@@ -4,6 +4,7 @@ mod accounting;
 mod malformed;
 mod noise;
 mod roundtrip;
+mod stream;
 mod vectors;
 
 use std::collections::HashSet;
