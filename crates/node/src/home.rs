@@ -73,6 +73,13 @@ pub struct Limits {
     /// PSI requests this node answers at once as responder (default 2); further ones wait for
     /// a slot (each holds its messages in memory and keeps the cores busy).
     pub max_concurrent_runs: usize,
+    /// Seconds this node, as psi-ca-v2 responder, keeps a run's state (its key `β`, `L1`, its
+    /// list and the noise drawn for the cells) waiting for the querier's Msg3 (default 600);
+    /// a Msg3 after it is refused and the run fails with its charge kept.
+    pub v2_state_ttl_s: u64,
+    /// psi-ca-v2 runs of one peer this node holds at once waiting for their Msg3 (default 4);
+    /// one more Msg1 is refused 429 `too_many_requests` before anything is charged.
+    pub v2_pending_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +92,8 @@ impl Default for Limits {
             request_body_idle_s: 30,
             max_concurrent_queries: 2,
             max_concurrent_runs: 2,
+            v2_state_ttl_s: 600,
+            v2_pending_per_peer: 4,
         }
     }
 }
