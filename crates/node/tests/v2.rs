@@ -144,6 +144,13 @@ fn truth(seg: &str, tier: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlap_runs_as_v2_within_its_intervals_and_both_ledgers_are_charged_as_spec_7() {
     let f = NodePair::with_protocol("psi-ca-v2").await;
+    let preview = tandem_node::querier::preview(
+        &f.acme.store().expect("store"),
+        "acme",
+        &Overlap,
+        &f.query(),
+    )
+    .expect("preview");
     let report = run_query(&f.acme, &Overlap, &f.query(), "test")
         .await
         .expect("v2 run");
@@ -166,6 +173,9 @@ async fn overlap_runs_as_v2_within_its_intervals_and_both_ledgers_are_charged_as
     let (qc, rc) = expected_charges(&f, &a[0].params_json);
     assert_charged(&a[0], &qc);
     assert_charged(&b[0], &rc);
+    // The free preview priced exactly what both ledgers charged.
+    assert_eq!(preview.querier_cost.epsilon, a[0].epsilon);
+    assert_eq!(preview.responder_cost.epsilon, b[0].epsilon);
     assert_eq!(report.querier_budget.epsilon_spent, a[0].epsilon);
     assert_eq!(report.responder_budget.epsilon_spent, b[0].epsilon);
 
@@ -208,6 +218,24 @@ async fn overlap_runs_as_v2_within_its_intervals_and_both_ledgers_are_charged_as
         checked += 1;
     }
     assert_eq!(checked, 9, "3 × 3 cells (with `other`)");
+
+    // Another count analysis over the same cells runs v2 too; a value analysis is refused
+    // before any charge (psi-sum-v1 needs v1's reply).
+    let reach = tandem_node::analysis::find("reach").expect("reach");
+    let r = run_query(&f.acme, reach, &f.query(), "test")
+        .await
+        .expect("reach under v2");
+    assert_eq!(r.protocol, "psi-ca-v2");
+    assert!(r.details.is_some());
+    let revenue = tandem_node::analysis::find("revenue").expect("revenue");
+    let mut q = f.query();
+    q.peer_value = Some("revenue_cents".into());
+    let e = run_query(&f.acme, revenue, &q, "test")
+        .await
+        .expect_err("no sums under v2");
+    assert_eq!(e.code(), Code::InvalidQuery, "{e}");
+    assert!(e.message().contains("psi-ca-v2"), "{e}");
+    assert_eq!(runs(&f.shopx).len(), 2, "reach charged, revenue not");
 
     // The responder's audit trail: the charge, Msg2 leaving, the release to the querier.
     let actions: Vec<String> = audit_actions(&f.shopx)
