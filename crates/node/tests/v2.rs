@@ -282,14 +282,37 @@ async fn a_repeated_msg3_is_refused_opaquely_and_audited() {
     assert_eq!((b.len(), b[0].status.as_str()), (1, "finished"), "{b:?}");
 }
 
+/// acme's signed Msg1 of a fresh run, posted to shopx: (status, body).
+async fn post_msg1(f: &NodePair) -> (StatusCode, String) {
+    let Prepared::Fresh(p) = prepare_query(
+        &f.acme.store_path(),
+        &f.acme.key,
+        "acme",
+        &Overlap,
+        &f.query(),
+        "test",
+    )
+    .expect("prepare") else {
+        panic!("fresh run expected")
+    };
+    let (body, headers) = p.signed_request(&f.acme.key);
+    let (status, answer) = post(f, PSI_PATH, &headers, body).await;
+    (status, String::from_utf8_lossy(&answer).into_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_msg3_after_the_ttl_is_refused_and_the_charge_stands() {
+async fn a_msg3_after_the_ttl_is_refused_and_pending_runs_are_bounded() {
     let limits = tandem_node::home::Limits {
         v2_state_ttl_s: 1,
+        v2_pending_per_peer: 1,
         ..Default::default()
     };
     let f = NodePair::with_protocol_limits("psi-ca-v2", limits).await;
     let (mut p, msg2) = first_round_trip(&f).await;
+    // One run of acme waits for its Msg3: a second Msg1 is turned away before any charge.
+    let (status, text) = post_msg1(&f).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    assert_eq!(runs(&f.shopx).len(), 1, "the second run charged nothing");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (headers, msg3) = signed_msg3(&f, &mut p, &msg2);
     let (status, body) = post(&f, PSI_V2_FINISH_PATH, &headers, msg3).await;
@@ -301,6 +324,9 @@ async fn a_msg3_after_the_ttl_is_refused_and_the_charge_stands() {
     assert_eq!(b.len(), 1, "{b:?}");
     assert_eq!(b[0].status, "failed", "{b:?}");
     assert_eq!(b[0].charge.as_deref(), Some("spent"), "{b:?}");
+    // The expired run no longer holds the peer's slot.
+    let (status, text) = post_msg1(&f).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
