@@ -76,6 +76,13 @@ pub struct Limits {
     /// A node-wide budget over all agreements and counterparties (default: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_budget: Option<NodeBudget>,
+    /// Seconds this node, as psi-ca-v2 responder, keeps a run's state (its key `β`, `L1`, its
+    /// list and the noise drawn for the cells) waiting for the querier's Msg3 (default 600);
+    /// a Msg3 after it is refused and the run fails with its charge kept.
+    pub v2_state_ttl_s: u64,
+    /// psi-ca-v2 runs of one peer this node holds at once waiting for their Msg3 (default 4);
+    /// one more Msg1 is refused 429 `too_many_requests` before anything is charged.
+    pub v2_pending_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -89,6 +96,8 @@ impl Default for Limits {
             max_concurrent_queries: 2,
             max_concurrent_runs: 2,
             node_budget: None,
+            v2_state_ttl_s: 600,
+            v2_pending_per_peer: 4,
         }
     }
 }

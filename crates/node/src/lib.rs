@@ -18,7 +18,7 @@
 //! | [`state`], [`api`], [`openapi`], [`server`] | shared handler state; the people's API and its OpenAPI document; the HTTPS server |
 //! | [`sums`] | value columns and `psi-sum-v1`: import bounds, holder state, decryption |
 //! | [`maintenance`], [`demo`] | what `serve` does on its own; the two-node demo |
-//! | [`v2`] | psi-ca-v2 under an agreement that selects it: parameters and ledger charges |
+//! | [`v2`] | psi-ca-v2 under an agreement that selects it: parameters, ledger charges, the second round trip and the responder's state between its two |
 
 #![forbid(unsafe_code)]
 

@@ -24,8 +24,8 @@ use crate::run::{Derived, active_agreement, derive, load_buckets, query_fingerpr
 use crate::wire::{
     AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_REQUEST, AUDIENCE_VERSION_RESPONSE, AudienceVersion,
     BUDGET_CHECK_PATH, BUDGET_CHECK_REQUEST, BUDGET_CHECK_RESPONSE, BudgetCheck, BudgetView,
-    Envelope, MAX_FRAME_JSON, PROTOCOL, PSI_PATH, PSI_REQUEST, PSI_RESPONSE, Receipt, RunOpening,
-    RunRequest, SignedHead, frame, now_ms, unframe, verifying_key,
+    Envelope, MAX_FRAME_JSON, PSI_PATH, PSI_REQUEST, PSI_RESPONSE, Receipt, RunOpening, RunRequest,
+    SignedHead, frame, now_ms, unframe, verifying_key,
 };
 
 /// Runs the querier's side of `analysis` against the peer named in the agreement.
@@ -93,6 +93,9 @@ pub async fn run_query(
         }
         Prepared::Fresh(p) => p,
     };
+    let mut pending = pending;
+    pending.peer_timeout = crate::home::Limits::secs(home.config.limits.peer_answer_timeout_s);
+    pending.max_message_bytes = home.config.max_message_bytes;
     // From here on the run is charged and `started`: every error ends in `abandon`.
     let (peer, peer_key) = match peer_target(&pending.agreement, &pending.peer) {
         Ok(t) => t,
@@ -410,7 +413,7 @@ pub struct PendingQuery {
     derived: Derived,
     reservation: Reservation,
     /// The PSI state machine (taken when the answer is read).
-    querier: Option<tandem_psi::Querier>,
+    querier: Option<Psi>,
     message: Vec<u8>,
     opening: serde_json::Value,
     /// Who asked (the result is released to them).
@@ -425,12 +428,71 @@ pub struct PendingQuery {
     my_sizes: Vec<u64>,
     /// The query's options (for the derived figures).
     options: std::collections::BTreeMap<String, String>,
+    /// How long to wait for a psi-ca-v2 Msg4 (`limits.peer_answer_timeout_s`).
+    peer_timeout: std::time::Duration,
+    /// The largest psi-ca-v2 Msg2 or Msg4 this node reads (`max_message_bytes`).
+    max_message_bytes: usize,
+}
+
+/// The querier's protocol state of a run, as its agreement selects.
+enum Psi {
+    /// psi-ca-v1: one round trip.
+    V1(tandem_psi::Querier),
+    /// psi-ca-v2: Msg2 is answered with Msg3 on a second round trip.
+    V2(tandem_psi_v2::Querier),
+}
+
+/// Both parties' charges for a run, as the agreement's protocol says: this node's `(ε, δ)` and
+/// ρ, and the peer's `(ε, δ)` (with the sums of a value analysis).
+struct Costs {
+    querier: (PrivacyLoss, f64),
+    responder: PrivacyLoss,
+}
+
+fn costs(d: &Derived) -> Result<Costs> {
+    match &d.v2 {
+        Some(p) => Ok(Costs {
+            querier: {
+                let c = crate::v2::querier_charge(p)?;
+                (c.loss, c.rho)
+            },
+            responder: crate::v2::responder_charge(p)?.loss,
+        }),
+        None => Ok(Costs {
+            querier: (
+                tandem_psi::accounting::querier_loss(&d.params)?,
+                tandem_psi::accounting::querier_rho(&d.params)?,
+            ),
+            responder: crate::sums::with_sum_loss(
+                d,
+                tandem_psi::accounting::responder_loss(&d.params)?,
+            )?,
+        }),
+    }
+}
+
+/// The parameters the analyses read intervals from: the run's own under psi-ca-v1, their
+/// v1-shaped view under psi-ca-v2 ([`crate::v2::analysis_params`]).
+fn release_params(d: &Derived) -> tandem_psi::RunParams {
+    match &d.v2 {
+        Some(p) => crate::v2::analysis_params(&d.params, p),
+        None => d.params.clone(),
+    }
 }
 
 impl PendingQuery {
     /// The run id.
     pub fn run_id(&self) -> [u8; 16] {
         self.derived.params.run_id
+    }
+
+    /// The psi-ca-v2 state machine of this run (`None` under psi-ca-v1 or once the answer was
+    /// read): for a caller that drives the second round trip itself (tests, tools).
+    pub fn v2_querier(&mut self) -> Option<&mut tandem_psi_v2::Querier> {
+        match self.querier.as_mut() {
+            Some(Psi::V2(q)) => Some(q),
+            _ => None,
+        }
     }
 
     /// The body of the first message (frame of the [`RunOpening`] and the PSI query) and its
@@ -475,7 +537,8 @@ fn plan(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> Result<P
             .ok_or_else(|| NodeError::invalid_query("the agreement names no join key"))?,
     };
     let request = RunRequest {
-        protocol: PROTOCOL.into(),
+        // The agreement names the protocol; a run never falls back to another.
+        protocol: agreement.terms.protocol.as_str().into(),
         analysis: analysis.name().into(),
         join_key,
         querier_columns: q.group_by.clone(),
@@ -545,11 +608,9 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
     )?;
     crate::analysis::check_options(analysis, &d.grid, &d.params, d.sum.as_ref(), &q.options)?;
     let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
-    let querier_cost = crate::budget::as_charged(tandem_psi::accounting::querier_loss(&d.params)?);
-    let responder_cost = crate::budget::as_charged(crate::sums::with_sum_loss(
-        &d,
-        tandem_psi::accounting::responder_loss(&d.params)?,
-    )?);
+    let costs = costs(&d)?;
+    let querier_cost = crate::budget::as_charged(costs.querier.0);
+    let responder_cost = crate::budget::as_charged(costs.responder);
     // The same per-query caps the run checks, so a preview never says "fine" to a query that
     // would be refused.
     crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
@@ -562,8 +623,7 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         responder_buckets: d.grid.responder.len(),
         querier_cost,
         responder_cost,
-        half_width_95: d
-            .params
+        half_width_95: release_params(&d)
             .cell_noise
             .half_width(1.0 - crate::analysis::CONFIDENCE)?,
         querier_epsilon_left: epsilon_left(store, &p.agreement, me)?,
@@ -642,12 +702,27 @@ pub fn prepare_query(
             &request.join_key,
             &request.querier_columns,
         )?;
-        let (querier, message) = tandem_psi::Querier::start(
-            derived.params.clone(),
-            &buckets.items,
-            &mut reservation.noise(),
-            &mut rand::rng(),
-        )?;
+        let (querier, message) = match &derived.v2 {
+            Some(params) => {
+                let (q, m) = tandem_psi_v2::Querier::start(
+                    params.clone(),
+                    &buckets.items,
+                    &mut rand::rng(),
+                    &mut reservation.noise(),
+                )
+                .map_err(|e| NodeError::internal(format!("psi-ca-v2: {e}")))?;
+                (Psi::V2(q), m)
+            }
+            None => {
+                let (q, m) = tandem_psi::Querier::start(
+                    derived.params.clone(),
+                    &buckets.items,
+                    &mut reservation.noise(),
+                    &mut rand::rng(),
+                )?;
+                (Psi::V1(q), m)
+            }
+        };
         let head = SignedHead::sign(
             budget_view(
                 &store,
@@ -696,6 +771,10 @@ pub fn prepare_query(
         outside_value_set,
         my_sizes,
         options: q.options.clone(),
+        peer_timeout: crate::home::Limits::secs(
+            crate::home::Limits::default().peer_answer_timeout_s,
+        ),
+        max_message_bytes: 1 << 26,
     })))
 }
 
@@ -726,13 +805,11 @@ fn check_query(
         derived.sum.as_ref(),
         &q.options,
     )?;
-    let loss = tandem_psi::accounting::querier_loss(&derived.params)?;
-    let rho = tandem_psi::accounting::querier_rho(&derived.params)?;
+    let Costs {
+        querier: (loss, rho),
+        responder: peer_loss,
+    } = costs(&derived)?;
     // The peer must be able to afford its side under its per-query cap before we spend ours.
-    let peer_loss = crate::sums::with_sum_loss(
-        &derived,
-        tandem_psi::accounting::responder_loss(&derived.params)?,
-    )?;
     crate::budget::check_per_query_cap(&plan.agreement, &plan.peer, peer_loss)?;
     let mut entry = ledger_entry(
         &plan.agreement,
@@ -820,8 +897,25 @@ fn read_answer(
         .with_agreement(&env.agreement_id),
     )?;
     let mut responder_budget = receipt.head.budget;
-    let (counts, sums) = match (&p.derived.sum, values) {
-        (Some(plan), Some(values)) => {
+    let (counts, sums) = match (querier, &p.derived.sum, values) {
+        (Psi::V2(q), None, None) => {
+            let call = crate::v2::querier::FinishCall {
+                agreement,
+                peer,
+                me: &p.me,
+                key: &p.key,
+                run_id: p.run_id(),
+                timeout: p.peer_timeout,
+                max_message_bytes: p.max_message_bytes,
+            };
+            (crate::v2::querier::finish(q, reply, &call, peer_key)?, None)
+        }
+        (Psi::V2(_), _, _) => {
+            return Err(NodeError::internal(
+                "psi-ca-v2 runs count analyses only (no sums)",
+            ));
+        }
+        (Psi::V1(querier), Some(plan), Some(values)) => {
             let (counts, lists) = querier
                 .finish_with_matches(reply, &Limits::default())
                 .map_err(|e| NodeError::bad_peer_answer(format!("psi-ca-v1: {e}")))?;
@@ -860,16 +954,17 @@ fn read_answer(
             };
             (counts, Some((params, sums)))
         }
-        _ => (
+        (Psi::V1(querier), _, _) => (
             querier
                 .finish(reply, &Limits::default())
                 .map_err(|e| NodeError::bad_peer_answer(format!("psi-ca-v1: {e}")))?,
             None,
         ),
     };
+    let params = release_params(&p.derived);
     let noised = NoisedCells {
         grid: &p.derived.grid,
-        params: &p.derived.params,
+        params: &params,
         counts: &counts,
         threshold: agreement.terms.min_reporting_threshold,
         my_sizes: &p.my_sizes,
@@ -878,6 +973,7 @@ fn read_answer(
     let analysis = p.derived.analysis;
     Ok(Report {
         analysis: p.derived.analysis.name().to_string(),
+        protocol: p.request.protocol.clone(),
         agreement_id: agreement.id().to_string(),
         purpose: agreement.terms.purpose.clone(),
         run_id: run_hex,
@@ -1056,7 +1152,7 @@ pub fn cell_noise(
         [0; 16],
         Code::InvalidQuery,
     )?;
-    Ok(d.params.cell_noise)
+    Ok(release_params(&d).cell_noise)
 }
 
 #[cfg(test)]

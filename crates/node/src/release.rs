@@ -14,7 +14,9 @@
 //! A reservation dropped without either end stays `started` in the ledger; `serve` fails such
 //! runs at its next start with their charge kept.
 
-use tandem_dp::{Charged, DpError, NoiseSource, OpenDpNoise, PrivacyLoss, ShiftedLaplace};
+use tandem_dp::{
+    CentralNoise, Charged, DpError, NoiseSource, OpenDpNoise, PrivacyLoss, ShiftedLaplace,
+};
 use tandem_store::{AuditEvent, NewRun, Store, StoreError};
 
 use crate::error::{NodeError, Result};
@@ -138,6 +140,13 @@ pub struct ReleaseNoise(OpenDpNoise);
 impl NoiseSource for ReleaseNoise {
     fn shifted(&mut self, dist: &ShiftedLaplace, count: usize) -> Result<Vec<u32>, DpError> {
         self.0.shifted(dist, count)
+    }
+}
+
+/// psi-ca-v2's central (unclamped) cell noise, drawn like the rest only after the charge.
+impl CentralNoise for ReleaseNoise {
+    fn laplace(&mut self, scale: f64, count: usize) -> Result<Vec<i64>, DpError> {
+        self.0.laplace(scale, count)
     }
 }
 

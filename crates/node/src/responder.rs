@@ -117,13 +117,12 @@ pub fn budget_check(home: &Home, env: &Envelope, sig: &Signature, body: &[u8]) -
     let run_id = parse_run_id(&env.run_id)?;
     let checked = (|| -> Result<(f64, tandem_store::BudgetStatus)> {
         let derived = derive(&agreement, &peer, me, &request, run_id, Code::Refused)?;
-        let loss = tandem_psi::accounting::responder_loss(&derived.params)?;
+        let (loss, rho) = responder_charge(&derived)?;
         crate::budget::check_per_query_cap(
             &agreement,
             me,
             crate::sums::with_sum_loss(&derived, loss)?,
         )?;
-        let rho = tandem_psi::accounting::responder_rho(&derived.params)?;
         let entry = ledger_entry(
             &agreement,
             EntryFor {
@@ -188,6 +187,22 @@ pub fn budget_check(home: &Home, env: &Envelope, sig: &Signature, body: &[u8]) -
     Ok(serde_json::to_vec(&answer)?)
 }
 
+/// This node's charge as responder for a run, `(ε, δ)` and ρ, as the agreement's protocol
+/// says: psi-ca-v1 §6, or psi-ca-v2 §7 (cells pure ε, bucket sizes as in v1). The run and the
+/// uncharged budget pre-check use the same figures.
+fn responder_charge(derived: &crate::run::Derived) -> Result<(tandem_dp::PrivacyLoss, f64)> {
+    match &derived.v2 {
+        Some(p) => {
+            let c = crate::v2::responder_charge(p)?;
+            Ok((c.loss, c.rho))
+        }
+        None => Ok((
+            tandem_psi::accounting::responder_loss(&derived.params)?,
+            tandem_psi::accounting::responder_rho(&derived.params)?,
+        )),
+    }
+}
+
 /// Authenticates the caller and checks the run against the agreement and the per-query cap;
 /// returns the checked run and the PSI query inside the body.
 fn check_run<'b>(
@@ -197,6 +212,7 @@ fn check_run<'b>(
     sig: &Signature,
     body: &'b [u8],
     authenticated: &mut bool,
+    v2_room: (&std::path::Path, usize),
 ) -> Result<(CheckedRun, &'b [u8])> {
     let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
     if env.sender != peer {
@@ -222,11 +238,15 @@ fn check_run<'b>(
     let request = opening.request;
     let run_id = parse_run_id(&env.run_id)?;
     let derived = derive(&agreement, &peer, me, &request, run_id, Code::Refused)?;
-    let loss = tandem_psi::accounting::responder_loss(&derived.params)?;
+    // A psi-ca-v2 peer with too many runs waiting for their Msg3 is turned away before
+    // anything is charged.
+    if derived.v2.is_some() {
+        crate::v2::responder::check_room(v2_room.0, &peer, v2_room.1)?;
+    }
+    let (loss, rho) = responder_charge(&derived)?;
     // The per-query cap covers the run's counts and, for a value analysis, its sums.
     crate::budget::check_per_query_cap(&agreement, me, crate::sums::with_sum_loss(&derived, loss)?)
         .map_err(|e| NodeError::refused(e.message()))?;
-    let rho = tandem_psi::accounting::responder_rho(&derived.params)?;
     let ledger_entry = ledger_entry(
         &agreement,
         EntryFor {
@@ -285,7 +305,7 @@ pub fn respond(
 }
 
 /// The opaque error a peer gets for a run that failed after the charge.
-fn opaque(code: Code) -> NodeError {
+pub(crate) fn opaque(code: Code) -> NodeError {
     let what = match code {
         Code::Malformed => "the query is malformed",
         Code::TooLarge => "the run is over the responder's size limit",
@@ -306,7 +326,9 @@ fn respond_checked(
 ) -> Result<(Envelope, Vec<u8>)> {
     let me = home.config.name.as_str();
     let mut store = home.store()?;
-    let (run, query) = match check_run(me, &store, &env, sig, body, authenticated) {
+    crate::v2::responder::sweep(&mut store, &home.dir);
+    let v2_room = (home.dir.as_path(), home.config.limits.v2_pending_per_peer);
+    let (run, query) = match check_run(me, &store, &env, sig, body, authenticated, v2_room) {
         Ok(checked) => checked,
         Err(e) => {
             // Refusals before any charge are recorded too (the store records its own).
@@ -331,6 +353,9 @@ fn respond_checked(
         )
         .with_agreement(&env.agreement_id),
     )?;
+    if let Some(params) = run.derived.v2.clone() {
+        return respond_v2(home, &mut store, env, run, params, reservation, query);
+    }
     // All of the run's noise, from its public parameters, before the query is read (issue 9
     // item 5b): neither its draw nor its timing depends on the query or on our data.
     let noise = match ResponderNoise::draw(&run.derived.params, &mut reservation.noise()) {
@@ -469,6 +494,141 @@ fn respond_checked(
         cells,
         "answered a run"
     );
+    let out = Envelope {
+        agreement_id: env.agreement_id,
+        run_id: env.run_id,
+        sender: me.to_string(),
+        timestamp_ms: now_ms(),
+    };
+    Ok((out, payload))
+}
+
+/// psi-ca-v2's first round trip on the responder (spec §4.2, §4.3), after the charge: all of
+/// the run's noise from its public parameters (the junk counts `J_B` and the `nA·nB` central
+/// cell draws), then Msg1 validated from public quantities only, then the audience read and
+/// Msg2 made; the state waits for Msg3 ([`crate::v2::responder`]). Failures keep the charge
+/// and reach the peer as opaque codes, as in v1.
+fn respond_v2(
+    home: &Home,
+    store: &mut Store,
+    env: Envelope,
+    run: CheckedRun,
+    params: tandem_psi_v2::RunParams,
+    reservation: Reservation,
+    msg1: &[u8],
+) -> Result<(Envelope, Vec<u8>)> {
+    use tandem_dp::{CentralNoise, NoiseSource};
+    let me = home.config.name.as_str();
+    let cells = run.derived.grid.len();
+    let drawn = {
+        let mut noise = reservation.noise();
+        noise
+            .shifted(
+                &params.responder_bucket_noise,
+                params.responder_buckets as usize,
+            )
+            .and_then(|junk| Ok((junk, noise.laplace(params.cell_scale, cells)?)))
+    };
+    let (junk, cell_noise) = match drawn {
+        Ok(x) => x,
+        Err(e) => {
+            reservation.abandon(store, &e.to_string(), Exposure::NothingLeft)?;
+            return Err(NodeError::internal(
+                "the responder could not draw its noise",
+            ));
+        }
+    };
+    let limits = tandem_psi_v2::Limits {
+        max_points: home.config.max_message_bytes / 32,
+    };
+    let received =
+        tandem_psi_v2::Responder::receive_query(params.clone(), msg1, &limits, &mut rand::rng());
+    let mut state = match received {
+        Ok(s) => s,
+        Err(e) => {
+            let code = match (&e, e.peer_code()) {
+                (tandem_psi_v2::PsiV2Error::TooLarge { .. }, _) => Code::TooLarge,
+                (_, "malformed") => Code::Malformed,
+                _ => Code::Refused,
+            };
+            tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e, "refused a psi-ca-v2 Msg1");
+            reservation.abandon(
+                store,
+                &format!("psi-ca-v2 Msg1: {e}"),
+                Exposure::MayHaveLeft,
+            )?;
+            return Err(opaque(code));
+        }
+    };
+    // As in v1: the version before the members, failures opaque (they depend on our data).
+    let loaded = audience_version(store, &run.request.join_key).and_then(|v| {
+        load_buckets(
+            store,
+            &run.agreement,
+            me,
+            &run.request.join_key,
+            &run.request.responder_columns,
+        )
+        .map(|b| (v, b))
+    });
+    let (version, buckets) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e.message(), "run failed reading the audience");
+            reservation.abandon(store, e.message(), Exposure::MayHaveLeft)?;
+            return Err(opaque(Code::Refused));
+        }
+    };
+    let mut drawn = crate::v2::responder::Drawn {
+        junk: Some((params.responder_bucket_noise, junk)),
+        cells: None,
+    };
+    let msg2 = match state.list(&buckets.items, &mut rand::rng(), &mut drawn) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e, "psi-ca-v2 run failed listing");
+            reservation.abandon(
+                store,
+                &format!("psi-ca-v2 Msg2: {e}"),
+                Exposure::MayHaveLeft,
+            )?;
+            return Err(opaque(Code::Refused));
+        }
+    };
+    let loss = reservation.loss();
+    let budget = budget_view(store, &run.agreement, me, &env.run_id, loss)?;
+    let receipt = Receipt {
+        charged: loss,
+        head: SignedHead::sign(budget, &env.agreement_id, &env.run_id, &home.key)?,
+        audience_version: Some(version),
+    };
+    let payload = frame(&serde_json::to_value(&receipt)?, &msg2);
+    // Msg2 carries this node's noised bucket sizes: from here on the charge stands whatever
+    // becomes of the run (spec §7); the audit log says what left and when.
+    store.append_audit(
+        AuditEvent::now(
+            format!("peer:{}", run.peer),
+            "message.sent",
+            serde_json::json!({"run_id": env.run_id, "protocol": "psi-ca-v2", "message": "Msg2", "bytes": payload.len(), "sha256": crate::home::sha256_hex(&payload)}),
+        )
+        .with_agreement(&env.agreement_id),
+    )?;
+    crate::v2::responder::hold(
+        &home.dir,
+        &env.run_id,
+        crate::v2::responder::Pending {
+            responder: state,
+            cell_noise: zeroize::Zeroizing::new(cell_noise),
+            cell_scale: params.cell_scale,
+            reservation,
+            expires: std::time::Instant::now() + crate::v2::responder::ttl(home),
+            agreement_id: env.agreement_id.clone(),
+            peer: run.peer.clone(),
+            receipt_json: serde_json::to_string(&receipt)?,
+            cells,
+        },
+    );
+    tracing::info!(run = %env.run_id, peer = %run.peer, cells, "psi-ca-v2: sent Msg2, waiting for Msg3");
     let out = Envelope {
         agreement_id: env.agreement_id,
         run_id: env.run_id,

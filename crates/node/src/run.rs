@@ -66,6 +66,9 @@ pub struct Derived {
     pub params: RunParams,
     /// The value column a value analysis sums, its bound and ε (`psi-sum-v1`).
     pub sum: Option<crate::sums::SumPlan>,
+    /// The psi-ca-v2 parameters when the agreement selects psi-ca-v2 (then `params` gives
+    /// only the grid, hash domain and run id; [`crate::v2::params`]).
+    pub v2: Option<tandem_psi_v2::RunParams>,
 }
 
 /// Checks `req` against the agreement — protocol and analysis known, join key and columns
@@ -154,12 +157,25 @@ pub fn derive(
         req.delta,
     )
     .map_err(|e| refuse(e.to_string()))?;
-    Ok(Derived {
+    let mut derived = Derived {
         analysis,
         grid,
         params,
         sum,
-    })
+        v2: None,
+    };
+    if crate::v2::selected(agreement) {
+        // psi-sum-v1 reads psi-ca-v1's reply (its matched points); v2 has no such reply.
+        if derived.sum.is_some() {
+            return Err(refuse(format!(
+                "{} sums values with psi-sum-v1, which runs on psi-ca-v1's reply; the agreement \
+                 selects psi-ca-v2, which runs count analyses only",
+                analysis.name()
+            )));
+        }
+        derived.v2 = Some(crate::v2::params(&derived, req, code)?);
+    }
+    Ok(derived)
 }
 
 /// Loads this node's audience for `join_key` and groups the digests into the side's buckets

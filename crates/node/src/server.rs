@@ -23,6 +23,7 @@ use crate::state::{Answer, NodeState, Source, blocking};
 use crate::wire::{
     AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_RESPONSE, BUDGET_CHECK_PATH, BUDGET_CHECK_RESPONSE,
     COUNTERSIGN_PATH, Envelope, HEALTH_PATH, PROPOSE_PATH, PSI_PATH, PSI_RESPONSE,
+    PSI_V2_FINISH_PATH, PSI_V2_FINISH_RESPONSE,
 };
 
 /// The router of a node.
@@ -39,6 +40,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(crate::openapi::PATH, get(crate::openapi::serve))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(PSI_PATH, post(psi_run))
+        .route(PSI_V2_FINISH_PATH, post(psi_v2_finish))
         .route(AUDIENCE_VERSION_PATH, post(audience_version))
         .route(BUDGET_CHECK_PATH, post(budget_check))
         .route(crate::sums::SUM_PATH, post(crate::sums::decrypt_handler))
@@ -212,6 +214,27 @@ async fn psi_run(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Answer {
+    peer_run(state, headers, body, false).await
+}
+
+/// psi-ca-v2's second round trip (Msg3 → Msg4): the same header checks, throttle, run slot and
+/// body limit as a run's first message.
+async fn psi_v2_finish(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Answer {
+    peer_run(state, headers, body, true).await
+}
+
+/// A run message from the peer: the first (`v2_finish` false: [`crate::responder::respond`])
+/// or psi-ca-v2's Msg3 ([`crate::v2::responder::finish`]).
+async fn peer_run(
+    state: Arc<NodeState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    v2_finish: bool,
+) -> Answer {
     // Cheap checks on the headers before a possibly large body is read: a request that cannot
     // be from the peer of an active agreement is turned away without reading it.
     let (env, sig) = Envelope::from_headers(&headers)?;
@@ -260,10 +283,20 @@ async fn psi_run(
         })?
         .to_bytes();
     let st = state.clone();
-    let (env, payload) =
-        blocking(move || crate::responder::respond(&st.home, env, &sig, &body, &st.failed_runs))
-            .await?;
-    let sig_headers = env.sign(PSI_RESPONSE, &payload, &state.home.key);
+    let (env, payload) = blocking(move || {
+        if v2_finish {
+            crate::v2::responder::finish(&st.home, env, &sig, &body, &st.failed_runs)
+        } else {
+            crate::responder::respond(&st.home, env, &sig, &body, &st.failed_runs)
+        }
+    })
+    .await?;
+    let kind = if v2_finish {
+        PSI_V2_FINISH_RESPONSE
+    } else {
+        PSI_RESPONSE
+    };
+    let sig_headers = env.sign(kind, &payload, &state.home.key);
     let mut resp = payload.into_response();
     for (k, v) in sig_headers {
         if let Ok(v) = v.parse() {

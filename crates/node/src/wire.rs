@@ -22,6 +22,14 @@ pub const PSI_PATH: &str = "/v1/psi/run";
 pub const PSI_REQUEST: &str = "request POST /v1/psi/run";
 /// Signature kind of a PSI response.
 pub const PSI_RESPONSE: &str = "response POST /v1/psi/run";
+/// Path of psi-ca-v2's second round trip (`protocols/node-wire-v1.md` §psi-ca-v2): the
+/// querier's Msg3 (its evaluation and shuffle proofs), answered with the responder's Msg4 (the
+/// noised counts). Msg1 → Msg2 is the first round trip on [`PSI_PATH`].
+pub const PSI_V2_FINISH_PATH: &str = "/v1/psi/v2/finish";
+/// Signature kind of a psi-ca-v2 Msg3 request.
+pub const PSI_V2_FINISH_REQUEST: &str = "request POST /v1/psi/v2/finish";
+/// Signature kind of a psi-ca-v2 Msg4 response.
+pub const PSI_V2_FINISH_RESPONSE: &str = "response POST /v1/psi/v2/finish";
 /// Path of the audience-version check (signed, uncharged): is the version a cached answer used
 /// still current?
 pub const AUDIENCE_VERSION_PATH: &str = "/v1/psi/audience-version";
@@ -43,7 +51,7 @@ pub const COUNTERSIGN_PATH: &str = "/v1/agreements/countersign";
 pub const HEALTH_PATH: &str = "/v1/health";
 /// Largest JSON part of a frame, bytes.
 pub const MAX_FRAME_JSON: usize = 1 << 20;
-/// The protocol a run speaks.
+/// The protocol a run speaks unless its agreement selects another (`psi-ca-v2`).
 pub const PROTOCOL: &str = "psi-ca-v1";
 
 /// Header carrying the agreement id (hex).

@@ -41,7 +41,17 @@ impl NodePair {
     /// [`NodePair::start`] under an agreement whose `protocol` is `protocol`.
     pub async fn with_protocol(protocol: &str) -> NodePair {
         let (acme, shopx) = default_sides();
-        NodePair::launch_with(acme, shopx, 50.0, 50.0, Some(protocol)).await
+        NodePair::launch_with(acme, shopx, 50.0, 50.0, Some(protocol), Default::default()).await
+    }
+
+    /// [`NodePair::with_protocol`] with these `[limits]` on both nodes (a short
+    /// `v2_state_ttl_s`, say).
+    pub async fn with_protocol_limits(
+        protocol: &str,
+        limits: tandem_node::home::Limits,
+    ) -> NodePair {
+        let (acme, shopx) = default_sides();
+        NodePair::launch_with(acme, shopx, 50.0, 50.0, Some(protocol), limits).await
     }
 
     /// A pair on the given audiences (CSV with an `email` column and the sides' columns), each
@@ -116,7 +126,15 @@ impl NodePair {
         acme_total: f64,
         shopx_total: f64,
     ) -> NodePair {
-        NodePair::launch_with(acme_side, shopx_side, acme_total, shopx_total, None).await
+        NodePair::launch_with(
+            acme_side,
+            shopx_side,
+            acme_total,
+            shopx_total,
+            None,
+            Default::default(),
+        )
+        .await
     }
 
     async fn launch_with(
@@ -125,6 +143,7 @@ impl NodePair {
         acme_total: f64,
         shopx_total: f64,
         protocol: Option<&str>,
+        limits: tandem_node::home::Limits,
     ) -> NodePair {
         let root = tempfile::tempdir().expect("tempdir");
         let (acme_l, acme_addr) = tandem_node::server::bind("127.0.0.1:0")
@@ -133,8 +152,8 @@ impl NodePair {
         let (shop_l, shop_addr) = tandem_node::server::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let acme = home(root.path(), "acme", acme_addr);
-        let shopx = home(root.path(), "shopx", shop_addr);
+        let acme = home(root.path(), "acme", acme_addr, &limits);
+        let shopx = home(root.path(), "shopx", shop_addr, &limits);
         import(&acme, &acme_side);
         import(&shopx, &shopx_side);
         let spec = |name: &str, home: &Home, side: &Side, total: f64| {
@@ -227,7 +246,12 @@ fn default_sides() -> (Side, Side) {
     )
 }
 
-fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
+fn home(
+    root: &Path,
+    name: &str,
+    addr: std::net::SocketAddr,
+    limits: &tandem_node::home::Limits,
+) -> Home {
     let cfg = Config {
         name: name.into(),
         listen: addr.to_string(),
@@ -236,7 +260,7 @@ fn home(root: &Path, name: &str, addr: std::net::SocketAddr) -> Home {
         default_region: None,
         default_country_code: None,
         max_message_bytes: 1 << 26,
-        limits: Default::default(),
+        limits: limits.clone(),
     };
     Home::init(&root.join(name), cfg).expect("init");
     Home::open(&root.join(name)).expect("open")

@@ -183,6 +183,10 @@ pub struct Report {
     /// The analysis that produced it.
     #[serde(default = "default_analysis")]
     pub analysis: String,
+    /// The protocol the run spoke, as the agreement selects it (`psi-ca-v1` or `psi-ca-v2`;
+    /// reports stored before this field read as `psi-ca-v1`).
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
     /// Agreement id.
     pub agreement_id: String,
     /// Purpose from the agreement.
@@ -267,6 +271,10 @@ fn querier_internal() -> bool {
 
 fn querier_internal_note() -> String {
     QUERIER_INTERNAL_NOTE.to_string()
+}
+
+fn default_protocol() -> String {
+    crate::wire::PROTOCOL.to_string()
 }
 
 fn default_analysis() -> String {
@@ -926,7 +934,7 @@ pub fn table_header(r: &Report, title: &str) -> String {
         if r.cached {
             "cached answer (no budget spent)".to_string()
         } else {
-            format!("run {}", short(&r.run_id))
+            format!("run {} · {}", short(&r.run_id), r.protocol)
         }
     );
     s

@@ -141,7 +141,7 @@ pub(crate) fn overlap_table(r: &Report) -> String {
                 r.answered_at.as_deref().unwrap_or("an earlier run")
             )
         } else {
-            format!("run {}", short(&r.run_id))
+            format!("run {} · {}", short(&r.run_id), r.protocol)
         }
     );
     let _ = writeln!(s, "Note: {}", r.note);
@@ -274,6 +274,7 @@ mod tests {
 
     fn report(cells: Vec<Cell>) -> Report {
         Report {
+            protocol: "psi-ca-v1".into(),
             analysis: "overlap".into(),
             agreement_id: "ab".repeat(32),
             purpose: "test".into(),

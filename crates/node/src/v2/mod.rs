@@ -8,6 +8,11 @@
 //!   after counting); its bucket sizes cost `(ε_RB, δ_RB)` as in v1;
 //! - the querier also pays for the seed matches the responder sees (`ε_QC, δ_QC`), besides its
 //!   bucket sizes (v1 charged the querier only its bucket sizes).
+//!
+//! The run over HTTPS (`protocols/node-wire-v1.md` §psi-ca-v2): Msg1 → Msg2 on `/v1/psi/run`
+//! (the querier's side in [`crate::querier`], the responder's in [`crate::responder`]),
+//! Msg3 → Msg4 on `/v1/psi/v2/finish` (`v2::querier` and [`responder`], which keeps the
+//! responder's state between the two).
 
 use tandem_agreement::{Agreement, Protocol};
 use tandem_dp::PrivacyLoss;
@@ -44,6 +49,24 @@ pub fn params(derived: &Derived, req: &RunRequest, code: Code) -> Result<RunPara
         req.delta,
     )
     .map_err(|e| NodeError::new(code, e.to_string()))
+}
+
+/// The psi-ca-v1-shaped parameters the analyses read their intervals from (`NoisedCells`), for
+/// a v2 run with `v1`'s grid, hash domain and run id: the bucket-size noise is v2's (the querier
+/// sees `|B_h| + J_B[h]` as in v1); the cells carry B's central discrete Laplace at `s_C`,
+/// unclamped, written as a clamp of [`tandem_dp::ShiftedLaplace::MAX_OFFSET`] that no error
+/// reaches (`P(|Z| > 2³¹) ≈ e^(−2³¹/s_C)`), so the closed-form intervals are those of the
+/// unclamped law.
+pub fn analysis_params(v1: &tandem_psi::RunParams, v2: &RunParams) -> tandem_psi::RunParams {
+    tandem_psi::RunParams {
+        querier_bucket_noise: v2.querier_bucket_noise,
+        responder_bucket_noise: v2.responder_bucket_noise,
+        cell_noise: tandem_dp::ShiftedLaplace {
+            scale: v2.cell_scale,
+            offset: tandem_dp::ShiftedLaplace::MAX_OFFSET,
+        },
+        ..v1.clone()
+    }
 }
 
 /// A role's charge for one v2 run: `(ε, δ)` and the per-mechanism zCDP ρ (spec §7).
@@ -101,6 +124,9 @@ pub fn protocol_summary(doc_json: &str) -> serde_json::Value {
 fn internal(e: tandem_psi_v2::PsiV2Error) -> NodeError {
     NodeError::internal(format!("psi-ca-v2 accounting: {e}"))
 }
+
+pub(crate) mod querier;
+pub mod responder;
 
 #[cfg(test)]
 mod tests;
