@@ -373,7 +373,7 @@ fn respond_checked(
     };
     // The whole query is validated before our audience is read: a malformed or oversized query
     // costs the same whatever we hold, and the limit comes from public quantities only.
-    let parsed = match ParsedQuery::parse(&run.derived.params, query, &limits) {
+    let parsed = match ParsedQuery::parse(&run.derived.params, query, &limits, &mut rand::rng()) {
         Ok(p) => p,
         Err(e) => {
             let code = match e {
@@ -423,7 +423,7 @@ fn respond_checked(
         );
     }
     let answer =
-        tandem_psi::respond_parsed(&parsed, &buckets.items, noise, &limits, &mut rand::rng());
+        tandem_psi::respond_parsed(parsed, &buckets.items, noise, &limits, &mut rand::rng());
     let (reply, owners) = match answer {
         Ok(r) => r,
         Err(e) => {

@@ -66,6 +66,7 @@ fn public_bound(message: &[u8]) -> (u64, u64) {
         &tandem_psi::Limits {
             max_points: usize::MAX,
         },
+        &mut rand::rng(),
     )
     .expect("valid query")
     .bucket_sizes()

@@ -110,30 +110,58 @@ impl std::fmt::Debug for ResponderNoise {
     }
 }
 
-/// A query parsed and fully validated against the run's public parameters and the receiver's
-/// [`Limits`] (spec §4.2 step 1): header and binding, bucket table, declared sizes, every point
-/// a canonical non-identity encoding, no point twice and none equal to `Q`. Nothing in it
-/// depends on the responder's data, so a node parses before it reads its audience.
-#[derive(Debug)]
-pub struct ParsedQuery<'a> {
+/// A query parsed, fully validated against the run's public parameters and the receiver's
+/// [`Limits`] (spec §4.2 steps 1–2: header and binding, bucket table, declared sizes, every
+/// point a canonical non-identity encoding, no point twice and none equal to `Q`) and already
+/// re-blinded: it holds the run's secret `β` (as `β/2`, wiped on drop) and the returned value
+/// `trunc(enc(β·X))` of every query point `X` (step 6, 12 bytes a point), so each point is
+/// decompressed once, while it is validated. Nothing in it depends on the responder's data, so
+/// a node parses before it reads its audience. [`respond_parsed`] consumes it: one `β`, one
+/// reply.
+pub struct ParsedQuery {
     params: RunParams,
     q: RistrettoPoint,
     a_counts: Vec<u64>,
-    a_points: &'a [[u8; 32]],
+    /// `trunc(enc(β·X))` of the query's points, in message order.
+    reblinded: Vec<[u8; TRUNCATED_LEN]>,
+    beta_half: SecretScalar,
     digest: [u8; 32],
 }
 
-impl<'a> ParsedQuery<'a> {
-    /// Parses and validates `query` for the session `params`. The size limit is decided from
-    /// public quantities only: the query's declared points plus the reply's injected slots
-    /// (`2·2T·nA·nB`) and its largest possible junk (`2T_B·nB`) must fit `limits.max_points`.
-    /// Errors: every framing, binding and point error of [`PsiError`]; [`PsiError::TooLarge`]
-    /// with that public bound.
-    pub fn parse(
+impl std::fmt::Debug for ParsedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedQuery")
+            .field("params", &self.params)
+            .field("a_counts", &self.a_counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParsedQuery {
+    /// Parses and validates `query` for the session `params`, draws the run's secret `β` from
+    /// `rng` (its first draw, as in [`respond`]) and re-blinds every query point. The size
+    /// limit is decided from public quantities only: the query's declared points plus the
+    /// reply's injected slots (`2·2T·nA·nB`) and its largest possible junk (`2T_B·nB`) must fit
+    /// `limits.max_points`. The work depends on the query alone. Errors: every framing, binding
+    /// and point error of [`PsiError`] (a point fault names the first bad point in message
+    /// order); [`PsiError::TooLarge`] with that public bound.
+    pub fn parse<R: CryptoRng + ?Sized>(
         params: &RunParams,
-        query: &'a [u8],
+        query: &[u8],
         limits: &Limits,
-    ) -> Result<ParsedQuery<'a>, PsiError> {
+        rng: &mut R,
+    ) -> Result<ParsedQuery, PsiError> {
+        let beta = SecretScalar::random(rng);
+        Self::parse_with_scalar(params, query, limits, beta)
+    }
+
+    /// [`ParsedQuery::parse`] with a given `β` (test vectors).
+    pub(crate) fn parse_with_scalar(
+        params: &RunParams,
+        query: &[u8],
+        limits: &Limits,
+        beta: SecretScalar,
+    ) -> Result<ParsedQuery, PsiError> {
         params.validate()?;
         let Query {
             q_bytes,
@@ -160,20 +188,40 @@ impl<'a> ParsedQuery<'a> {
             let (bucket, index) = a_off.locate(i);
             return Err(PsiError::DuplicatePoint { bucket, index });
         }
-        // Every point, in parallel; the first fault in message order is reported.
-        let fault = a_points
-            .par_iter()
+        let beta_half = beta.half();
+        drop(beta);
+        // Every point decoded once, in parallel chunks, and multiplied by β/2 as it is decoded;
+        // a chunk stops at its first bad point.
+        let mut reblinded = vec![[0u8; TRUNCATED_LEN]; a_points.len()];
+        let done = reblinded
+            .par_chunks_mut(CHUNK)
+            .zip(a_points.par_chunks(CHUNK))
             .enumerate()
-            .filter_map(|(i, p)| ec::decode_point(p).err().map(|f| (i, f)))
-            .min_by_key(|&(i, _)| i);
-        if let Some((i, f)) = fault {
+            .try_for_each(|(c, (out, chunk))| {
+                let mut points = Vec::with_capacity(chunk.len());
+                for (j, bytes) in chunk.iter().enumerate() {
+                    let p = ec::decode_point(bytes).map_err(|f| (c * CHUNK + j, f))?;
+                    points.push(beta_half.mul(&p));
+                }
+                ec::write_doubled::<TRUNCATED_LEN>(&points, out.as_flattened_mut());
+                Ok(())
+            });
+        if let Err((i, f)) = done {
+            // Chunks fail in any order: the first fault in message order is at or before `i`.
+            let (i, f) = a_points[..i]
+                .par_iter()
+                .enumerate()
+                .filter_map(|(j, p)| ec::decode_point(p).err().map(|f| (j, f)))
+                .min_by_key(|&(j, _)| j)
+                .unwrap_or((i, f));
             return Err(f.at(a_off.locate(i)));
         }
         Ok(ParsedQuery {
             params: params.clone(),
             q,
             a_counts,
-            a_points,
+            reblinded,
+            beta_half,
             digest: Sha256::digest(query).into(),
         })
     }
@@ -186,10 +234,10 @@ impl<'a> ParsedQuery<'a> {
 
 /// Answers an encoded `query` for the session `params` with the responder's `items`
 /// (`items[g]` = digests of responder bucket `g`, no digest twice): [`ResponderNoise::draw`]
-/// from `noise`, [`ParsedQuery::parse`], then [`respond_parsed`] with the secret `β`, the
-/// injected slots' scalars, the shuffles and the junk from `rng` (a CSPRNG: the node passes one
-/// seeded from the OS; a seeded one makes the reply reproducible byte for byte, spec §4.4).
-/// Returns the encoded reply.
+/// from `noise`, [`ParsedQuery::parse`] (which draws the secret `β` from `rng`), then
+/// [`respond_parsed`] with the injected slots' scalars, the shuffles and the junk from `rng` (a
+/// CSPRNG: the node passes one seeded from the OS; a seeded one makes the reply reproducible
+/// byte for byte, spec §4.4). Returns the encoded reply.
 pub fn respond<R: CryptoRng + ?Sized>(
     params: &RunParams,
     items: &[Vec<[u8; 32]>],
@@ -199,8 +247,8 @@ pub fn respond<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<u8>, PsiError> {
     let drawn = ResponderNoise::draw(params, noise)?;
-    let parsed = ParsedQuery::parse(params, query, limits)?;
-    respond_parsed(&parsed, items, drawn, limits, rng).map(|(msg, _)| msg)
+    let parsed = ParsedQuery::parse(params, query, limits, rng)?;
+    respond_parsed(parsed, items, drawn, limits, rng).map(|(msg, _)| msg)
 }
 
 /// [`respond`], also returning who each of the responder's own points is, locally and never
@@ -217,34 +265,23 @@ pub fn respond_with_owners<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<(Vec<u8>, Owners), PsiError> {
     let drawn = ResponderNoise::draw(params, noise)?;
-    let parsed = ParsedQuery::parse(params, query, limits)?;
-    respond_parsed(&parsed, items, drawn, limits, rng)
+    let parsed = ParsedQuery::parse(params, query, limits, rng)?;
+    respond_parsed(parsed, items, drawn, limits, rng)
 }
 
-/// Answers a validated `query` with the responder's `items` and its `noise` drawn for the same
-/// run. Errors: [`PsiError::WrongBucketCount`] / [`PsiError::DuplicateItem`] for bad local
-/// items, [`PsiError::InvalidParams`] for noise of another shape, and
-/// [`PsiError::ReplyTooLarge`] (no numbers: the reply's size depends on the responder's data)
-/// when the reply would exceed `limits`. Returns the encoded reply and who each of the
-/// responder's points in it is ([`Owners`], local only; see [`respond_with_owners`]).
+/// Answers a validated and re-blinded `query` (its `β`) with the responder's `items` and its
+/// `noise` drawn for the same run; the shuffles, the injected slots' scalars and the junk come
+/// from `rng` in the order of spec §4.4 (after `β`, which [`ParsedQuery::parse`] drew). Errors:
+/// [`PsiError::WrongBucketCount`] / [`PsiError::DuplicateItem`] for bad local items,
+/// [`PsiError::InvalidParams`] for noise of another shape, and [`PsiError::ReplyTooLarge`] (no
+/// numbers: the reply's size depends on the responder's data) when the reply would exceed
+/// `limits`. Returns the encoded reply and who each of the responder's points in it is
+/// ([`Owners`], local only; see [`respond_with_owners`]).
 pub fn respond_parsed<R: CryptoRng + ?Sized>(
-    query: &ParsedQuery<'_>,
+    query: ParsedQuery,
     items: &[Vec<[u8; 32]>],
     noise: ResponderNoise,
     limits: &Limits,
-    rng: &mut R,
-) -> Result<(Vec<u8>, Owners), PsiError> {
-    let beta = SecretScalar::random(rng);
-    respond_with_scalar(query, items, noise, limits, beta, rng)
-}
-
-/// [`respond_parsed`] with a given `β` (test vectors).
-pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
-    query: &ParsedQuery<'_>,
-    items: &[Vec<[u8; 32]>],
-    noise: ResponderNoise,
-    limits: &Limits,
-    beta: SecretScalar,
     rng: &mut R,
 ) -> Result<(Vec<u8>, Owners), PsiError> {
     let params = &query.params;
@@ -259,7 +296,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
             "the responder's noise was drawn for other parameters".into(),
         ));
     }
-    let (q, a_counts, a_points) = (query.q, &query.a_counts, query.a_points);
+    let (q, a_counts) = (query.q, &query.a_counts);
     let a_total = a_counts.iter().sum::<u64>();
     let a_off = Offsets::new(a_counts);
 
@@ -313,8 +350,7 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     let domain = Domain::new(params)?;
     let d_table = RistrettoBasepointTable::create(&domain.dummy_base(&params.run_id));
     let q_table = RistrettoBasepointTable::create(&q);
-    let beta_half = beta.half();
-    drop(beta);
+    let beta_half = &query.beta_half;
 
     let mut msg =
         Vec::with_capacity(200 + 8 * (na + nb) + TRUNCATED_LEN * returned.len() + 32 * own.len());
@@ -327,24 +363,30 @@ pub(crate) fn respond_with_scalar<R: CryptoRng + ?Sized>(
     msg.resize(own_start + 32 * own.len(), 0);
     let (ret_out, own_out) = msg[body..].split_at_mut(own_start - body);
 
+    // Query slots copy the values re-blinded while parsing; injected slots are computed here.
     ret_out
         .par_chunks_mut(TRUNCATED_LEN * CHUNK)
         .zip(returned.par_chunks(CHUNK))
-        .try_for_each(|(out, slots)| {
-            let mut points = Vec::with_capacity(slots.len());
-            for slot in slots {
-                points.push(match *slot {
-                    Returned::Query(i) => {
-                        let p =
-                            ec::decode_point(&a_points[i]).map_err(|f| f.at(a_off.locate(i)))?;
-                        beta_half.mul(&p)
-                    }
-                    Returned::Dummy(i) => dummy[i].1.mul_table(&q_table),
-                });
+        .for_each(|(out, slots)| {
+            let injected: Vec<RistrettoPoint> = slots
+                .iter()
+                .filter_map(|slot| match *slot {
+                    Returned::Query(_) => None,
+                    Returned::Dummy(i) => Some(dummy[i].1.mul_table(&q_table)),
+                })
+                .collect();
+            let compressed = RistrettoPoint::double_and_compress_batch(&injected);
+            let mut injected = compressed.iter();
+            for (slot, dst) in slots.iter().zip(out.chunks_exact_mut(TRUNCATED_LEN)) {
+                let value = match *slot {
+                    Returned::Query(i) => Some(&query.reblinded[i][..]),
+                    Returned::Dummy(_) => injected.next().map(|c| &c.as_bytes()[..TRUNCATED_LEN]),
+                };
+                if let Some(value) = value {
+                    dst.copy_from_slice(value);
+                }
             }
-            ec::write_doubled::<TRUNCATED_LEN>(&points, out);
-            Ok::<_, PsiError>(())
-        })?;
+        });
 
     own_out
         .par_chunks_mut(32 * CHUNK)

@@ -124,6 +124,32 @@ fn query_point_faults() {
     }
 }
 
+/// The responder re-blinds query points in parallel chunks that stop at their first bad point;
+/// the error still names the first bad point in message order, whichever chunk fails first.
+#[test]
+fn the_first_bad_query_point_is_named_across_chunks() {
+    let p = params(1, 1, 1, 1, 1);
+    let a = vec![digests(3, 3 * crate::ec::CHUNK)];
+    let (_, query) = Querier::start(p.clone(), &a, &mut NoNoise, &mut rng()).unwrap();
+    let first = header_len(&p) + 32 + 8;
+    let n = (query.len() - first) / 32;
+    for (early, late) in [
+        (n - 2, n - 1),
+        (300, n - 2),
+        (5, 2 * crate::ec::CHUNK + 1),
+        (0, n - 1),
+    ] {
+        let mut bad = query.clone();
+        bad[first + 32 * late..][..32].fill(0xff);
+        bad[first + 32 * early..][..32].fill(0);
+        let err = crate::ParsedQuery::parse(&p, &bad, &Limits::default(), &mut rng());
+        assert!(
+            matches!(err, Err(PsiError::IdentityPoint { bucket: 0, index }) if index == early),
+            "{early} {late}: {err:?}"
+        );
+    }
+}
+
 #[test]
 fn query_length_faults() {
     let (_, f) = fixture();
@@ -573,9 +599,9 @@ fn responder_noise_is_drawn_before_the_query_is_read() {
     assert_eq!(noise.0, [nb, na * nb]);
     // The split API: the noise alone, then the parse, which reads nothing of the responder.
     let drawn = crate::ResponderNoise::draw(&f.p, &mut Counting(Vec::new())).unwrap();
-    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &Limits::default()).unwrap();
+    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &Limits::default(), &mut rng()).unwrap();
     assert_eq!(parsed.bucket_sizes().len(), na);
-    let reply = crate::respond_parsed(&parsed, &f.b, drawn, &Limits::default(), &mut rng());
+    let reply = crate::respond_parsed(parsed, &f.b, drawn, &Limits::default(), &mut rng());
     assert!(reply.is_ok(), "{reply:?}");
 }
 
@@ -584,7 +610,7 @@ fn responder_noise_is_drawn_before_the_query_is_read() {
 #[test]
 fn a_reply_too_large_for_the_responder_carries_no_number() {
     let (_, f) = fixture();
-    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &Limits::default()).unwrap();
+    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &Limits::default(), &mut rng()).unwrap();
     let a_total: u64 = parsed.bucket_sizes().iter().sum();
     let injected = 2
         * u64::from(f.p.cell_noise.offset)
@@ -594,9 +620,9 @@ fn a_reply_too_large_for_the_responder_carries_no_number() {
         2 * u64::from(f.p.responder_bucket_noise.offset) * u64::from(f.p.responder_buckets);
     let bound = (a_total + 2 * injected + max_junk) as usize;
     let tight = Limits { max_points: bound };
-    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &tight).unwrap();
+    let parsed = crate::ParsedQuery::parse(&f.p, &f.query, &tight, &mut rng()).unwrap();
     let drawn = crate::ResponderNoise::draw(&f.p, &mut NoNoise).unwrap();
-    let err = crate::respond_parsed(&parsed, &f.b, drawn, &tight, &mut rng());
+    let err = crate::respond_parsed(parsed, &f.b, drawn, &tight, &mut rng());
     assert!(matches!(err, Err(PsiError::ReplyTooLarge)), "{err:?}");
     let text = err.unwrap_err().to_string();
     assert!(!text.contains(|c: char| c.is_ascii_digit()), "{text}");
@@ -606,6 +632,7 @@ fn a_reply_too_large_for_the_responder_carries_no_number() {
         &Limits {
             max_points: bound - 1,
         },
+        &mut rng(),
     );
     assert!(
         matches!(err, Err(PsiError::TooLarge { declared, .. }) if declared == bound as u64),

@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256, Sha512};
 use super::*;
 use crate::ec::SecretScalar;
 use crate::hash::{DUMMY_LABEL, DUMMY_TAG, Domain, ITEM_TAG, dst};
-use crate::responder::respond_with_scalar;
 
 const SPEC: &str = include_str!("../../../../protocols/psi-ca-v1.md");
 const FENCE: &str = "```psi-ca-v1-vectors";
@@ -132,13 +131,18 @@ fn spec_test_vectors() {
     )
     .unwrap();
     check(&v, "query", &query);
-    let parsed = crate::ParsedQuery::parse(&p, &query, &Limits::default()).unwrap();
-    let reply = respond_with_scalar(
-        &parsed,
+    let parsed = crate::ParsedQuery::parse_with_scalar(
+        &p,
+        &query,
+        &Limits::default(),
+        SecretScalar::new(beta),
+    )
+    .unwrap();
+    let reply = crate::respond_parsed(
+        parsed,
         &b,
         crate::ResponderNoise::draw(&p, &mut NoNoise).unwrap(),
         &Limits::default(),
-        SecretScalar::new(beta),
         &mut rng(),
     )
     .unwrap()
