@@ -76,6 +76,10 @@ pub struct Limits {
     /// A node-wide budget over all agreements and counterparties (default: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_budget: Option<NodeBudget>,
+    /// Records per chunk (`C`, 1..=65536) of the psi-ca-v1 runs this node starts as querier,
+    /// which then travel in chunks that a dropped connection resumes (psi-ca-v1 §10); 0 sends
+    /// whole messages (default 16384). Value analyses send whole messages.
+    pub stream_chunk_records: u32,
 }
 
 impl Default for Limits {
@@ -89,6 +93,7 @@ impl Default for Limits {
             max_concurrent_queries: 2,
             max_concurrent_runs: 2,
             node_budget: None,
+            stream_chunk_records: 16384,
         }
     }
 }

@@ -22,14 +22,14 @@ use crate::wire::{
 };
 
 /// A run the responder has authenticated and checked against the agreement, not yet charged.
-struct CheckedRun {
-    agreement: Agreement,
-    peer: String,
-    request: RunRequest,
-    derived: Derived,
-    querier_head: SignedHead,
+pub(crate) struct CheckedRun {
+    pub(crate) agreement: Agreement,
+    pub(crate) peer: String,
+    pub(crate) request: RunRequest,
+    pub(crate) derived: Derived,
+    pub(crate) querier_head: SignedHead,
     /// The ledger entry to reserve (per-query cap already checked).
-    ledger_entry: NewRun,
+    pub(crate) ledger_entry: NewRun,
 }
 
 /// The header-only part of the checks, before a possibly large body is read: a fresh timestamp
@@ -189,14 +189,16 @@ pub fn budget_check(home: &Home, env: &Envelope, sig: &Signature, body: &[u8]) -
 }
 
 /// Authenticates the caller and checks the run against the agreement and the per-query cap;
-/// returns the checked run and the PSI query inside the body.
-fn check_run<'b>(
+/// returns the checked run and the PSI query (or, streamed, its first chunk) inside the body,
+/// signed as `kind`.
+pub(crate) fn check_run<'b>(
     me: &str,
     store: &Store,
     env: &Envelope,
     sig: &Signature,
     body: &'b [u8],
     authenticated: &mut bool,
+    kind: &str,
 ) -> Result<(CheckedRun, &'b [u8])> {
     let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
     if env.sender != peer {
@@ -211,7 +213,7 @@ fn check_run<'b>(
         .ok_or_else(|| NodeError::refused("peer missing"))?
         .verifying_key()
         .map_err(NodeError::refused)?;
-    env.verify(PSI_REQUEST, body, sig, &peer_key, now_ms())?;
+    env.verify(kind, body, sig, &peer_key, now_ms())?;
     *authenticated = true;
     let (opening, query) = unframe(body, MAX_FRAME_JSON)?;
     let opening: RunOpening = serde_json::from_value(opening)
@@ -285,7 +287,7 @@ pub fn respond(
 }
 
 /// The opaque error a peer gets for a run that failed after the charge.
-fn opaque(code: Code) -> NodeError {
+pub(crate) fn opaque(code: Code) -> NodeError {
     let what = match code {
         Code::Malformed => "the query is malformed",
         Code::TooLarge => "the run is over the responder's size limit",
@@ -306,7 +308,7 @@ fn respond_checked(
 ) -> Result<(Envelope, Vec<u8>)> {
     let me = home.config.name.as_str();
     let mut store = home.store()?;
-    let (run, query) = match check_run(me, &store, &env, sig, body, authenticated) {
+    let (run, query) = match check_run(me, &store, &env, sig, body, authenticated, PSI_REQUEST) {
         Ok(checked) => checked,
         Err(e) => {
             // Refusals before any charge are recorded too (the store records its own).
