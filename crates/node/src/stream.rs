@@ -115,6 +115,16 @@ pub fn progress(run_id: &str) -> Option<Progress> {
         .map(|t| t.progress.clone())
 }
 
+/// The progress of the run started last on this process in `role` (`querier` or
+/// `responder`), for a progress display beside a run that does not know its id yet.
+pub fn latest(role: &str) -> Option<Progress> {
+    let map = PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+    map.values()
+        .filter(|t| t.progress.role == role)
+        .max_by_key(|t| t.started)
+        .map(|t| t.progress.clone())
+}
+
 /// Records a run's progress, logging it every few seconds and at each phase's end.
 fn report(run_id: &str, role: &str, phase: &str, done: u64, total: u64) {
     let key = format!("{run_id}/{role}");
@@ -670,6 +680,9 @@ impl Link<'_> {
     async fn call(&self, path: &str, body: Vec<u8>) -> std::result::Result<Response, CallError> {
         let mut pause = Duration::from_millis(100);
         let mut attempt = 1;
+        // Whether an earlier try may have reached the peer: a later failure to connect then
+        // does not mean that nothing was sent.
+        let mut reached = false;
         loop {
             let env = Envelope {
                 agreement_id: self.agreement_id.to_string(),
@@ -693,10 +706,14 @@ impl Link<'_> {
             match sent {
                 Ok(resp) => return Ok(resp),
                 Err(e) if attempt < ATTEMPTS && tried.elapsed() < self.time_for(&e) => {
+                    reached |= matches!(e, CallError::AfterSend { .. });
                     tracing::warn!(run = self.run_id, path, attempt, error = %e, "a streamed call failed; sending it again");
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                     attempt += 1;
+                }
+                Err(CallError::Unreachable { url, reason }) if reached => {
+                    return Err(CallError::AfterSend { url, reason });
                 }
                 Err(e) => return Err(e),
             }
