@@ -18,6 +18,7 @@ use tandem_node::stream::{CHUNK_PATH, OPEN_PATH, REPLY_CHUNK_PATH};
 use tandem_testkit::{NodePair, Side};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 /// acme holds `p0…p2999` (even `x`, odd `y`), shopx `p1500…p4499` (multiples of 3 `gold`,
 /// else `silver`): 1500 shared.
@@ -125,11 +126,51 @@ async fn a_streamed_run_counts_what_the_whole_message_run_counts() {
         assert_eq!(runs.len(), 2, "{runs:?}");
         assert!(runs.iter().all(|r| r.status == "finished"), "{runs:?}");
     }
-    // The run's progress is known and complete on both nodes (one process here).
+    // The run's progress is known and complete (both nodes share this process), and the
+    // status endpoint shows it beside the run's record.
     let p = tandem_node::stream::progress(&streamed.run_id).expect("progress");
     assert_eq!(p.phase, "done");
     assert_eq!(p.done, p.total);
     assert!(p.total > 0);
+    let token = pair
+        .acme
+        .store()
+        .expect("store")
+        .create_token("alice", "analyst", "test")
+        .expect("token");
+    let state = Arc::new(tandem_node::state::NodeState::new(&pair.acme));
+    let get = |id: String| {
+        let req = http::Request::builder()
+            .uri(format!("/api/v1/runs/{id}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let router = tandem_node::server::router(state.clone());
+        async move {
+            let resp = router.oneshot(req).await.expect("response");
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
+                .await
+                .expect("body");
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
+            )
+        }
+    };
+    let (status, body) = get(streamed.run_id.clone()).await;
+    assert_eq!(status, http::StatusCode::OK, "{body}");
+    assert_eq!(body["run"]["status"], "finished", "{body}");
+    assert_eq!(body["progress"]["phase"], "done", "{body}");
+    assert_eq!(
+        body["progress"]["done"], body["progress"]["total"],
+        "{body}"
+    );
+    let (status, body) = get(whole.run_id.clone()).await;
+    assert_eq!(status, http::StatusCode::OK, "{body}");
+    assert!(body.get("progress").is_none(), "{body}");
+    let (status, _) = get("00".repeat(16)).await;
+    assert_eq!(status, http::StatusCode::NOT_FOUND);
 }
 
 /// One call the proxy forwarded: its path, request body and the responder's answer.
