@@ -225,8 +225,22 @@ fn parallel_queries_never_overspend() {
         (spent(&pair.shopx, &id) - 3.0).abs() < 1e-9,
         "shopx never exceeds its cap"
     );
-    // Every acme run reached shopx, so each charge stands, exactly once.
-    assert!((spent(&pair.acme, &id) - 8.0 * 0.25).abs() < 1e-9);
+    // Each acme run that reached shopx is charged exactly once and its charge stands; a run
+    // that shopx's budget pre-check refused first charged nothing (which runs race past the
+    // pre-check depends on timing).
+    let stands = outcomes
+        .iter()
+        .filter(|o| match o {
+            Ok(_) => true,
+            Err(e) => e.contains("own charge for run") && e.contains("stands"),
+        })
+        .count();
+    assert!(stands >= 3, "{outcomes:?}");
+    assert!(
+        (spent(&pair.acme, &id) - stands as f64 * 0.25).abs() < 1e-9,
+        "{} {outcomes:?}",
+        spent(&pair.acme, &id)
+    );
     for dir in [&pair.acme, &pair.shopx] {
         assert!(ok(&["audit", "verify", "--dir", s(dir)]).contains("verifies"));
     }

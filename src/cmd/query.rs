@@ -54,9 +54,31 @@ pub async fn query(a: QueryArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let report = tandem_node::querier::run_query(&home, analysis, &q, "cli:analyst")
-        .await
-        .map_err(explain)?;
+    // A streamed run's progress (records done / total, rate, ETA) on stderr, for a terminal.
+    let before = tandem_node::stream::latest("querier").map(|p| p.run_id);
+    let bar = indicatif::ProgressBar::new_spinner();
+    let ticker = tokio::spawn({
+        let bar = bar.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                if let Some(p) = tandem_node::stream::latest("querier")
+                    && Some(&p.run_id) != before.as_ref()
+                {
+                    let eta = p.eta_s.map_or("?".to_string(), |s| format!("{s:.0} s"));
+                    bar.set_message(format!(
+                        "{}: {} of {} records, {:.0}/s, ETA {eta}",
+                        p.phase, p.done, p.total, p.rate_per_s
+                    ));
+                    bar.tick();
+                }
+            }
+        }
+    });
+    let report = tandem_node::querier::run_query(&home, analysis, &q, "cli:analyst").await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let report = report.map_err(explain)?;
     let format = match (json, csv) {
         (true, _) => Format::Json,
         (false, true) => Format::Csv,

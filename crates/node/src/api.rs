@@ -76,6 +76,7 @@ api_routes! {
     get "/api/v1/models/{id}" => show_model;
     get "/api/v1/models/{id}/score-table" => model_score_table;
     get "/api/v1/runs" => runs;
+    get "/api/v1/runs/{id}" => run_status;
     get "/api/v1/results" => results;
     get "/api/v1/results/{id}" => result;
     get "/api/v1/results/{id}/export" => export_result;
@@ -595,6 +596,40 @@ async fn runs(
     })
     .await?;
     Ok(Json(runs).into_response())
+}
+
+/// One run and, while this node streams it (psi-ca-v1 §10) or since, its progress.
+#[derive(Serialize, ToSchema)]
+struct RunStatus {
+    /// The run's record.
+    run: RunView,
+    /// Records done, total, rate and ETA of a streamed run this process took part in (absent
+    /// for a whole-message run, or after a restart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<crate::stream::Progress>,
+}
+
+/// One run's status: its record and a streamed run's progress (items done / total, rate, ETA).
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "compliance", params(("id" = String, Path, description = "The run id (hex)")),
+    responses((status = 200, description = "The run and its progress", body = RunStatus)))]
+async fn run_status(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let status = authorized(state, headers, "show a run", READERS, move |_, store, p| {
+        let run = store
+            .runs(None)?
+            .into_iter()
+            .find(|r| r.run_id == id)
+            .ok_or_else(|| NodeError::not_found(format!("no run {id}")))?;
+        Ok(RunStatus {
+            run: RunView::new(run, &p.role),
+            progress: crate::stream::progress(&id),
+        })
+    })
+    .await?;
+    Ok(Json(status).into_response())
 }
 
 /// Stored results, newest first (no report bodies): analysts, admins and auditors.

@@ -83,6 +83,10 @@ pub struct Limits {
     /// psi-ca-v2 runs of one peer this node holds at once waiting for their Msg3 (default 4);
     /// one more Msg1 is refused 429 `too_many_requests` before anything is charged.
     pub v2_pending_per_peer: usize,
+    /// Records per chunk (`C`, 1..=65536) of the psi-ca-v1 runs this node starts as querier,
+    /// which then travel in chunks that a dropped connection resumes (psi-ca-v1 §10); 0 sends
+    /// whole messages (default 16384). Value analyses send whole messages.
+    pub stream_chunk_records: u32,
 }
 
 impl Default for Limits {
@@ -98,6 +102,7 @@ impl Default for Limits {
             node_budget: None,
             v2_state_ttl_s: 600,
             v2_pending_per_peer: 4,
+            stream_chunk_records: 16384,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod results;
 pub mod run;
 pub mod server;
 pub mod state;
+pub mod stream;
 pub mod sums;
 pub mod tls;
 pub mod v2;

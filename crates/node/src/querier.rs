@@ -46,8 +46,10 @@ pub async fn run_query(
     // charged on either side.
     ensure_peer_admits(home, analysis, query, actor).await?;
     // Everything up to the first message runs off the async runtime (opendp is not Send).
+    let chunk = stream_chunk_records(home);
     let prepared =
-        blocking(move || prepare_query(&store_path, &key, &me, analysis, &q, &actor_s)).await?;
+        blocking(move || prepare_query_with(&store_path, &key, &me, analysis, &q, &actor_s, chunk))
+            .await?;
     let pending = match prepared {
         Prepared::Cached(report) => {
             // The cached answer holds only while the peer's audience is the one it used.
@@ -84,8 +86,10 @@ pub async fn run_query(
             let (mut q, actor_s) = (query.clone(), actor.to_string());
             q.fresh = true;
             ensure_peer_admits(home, analysis, &q, actor).await?;
-            match blocking(move || prepare_query(&store_path, &key, &me, analysis, &q, &actor_s))
-                .await?
+            match blocking(move || {
+                prepare_query_with(&store_path, &key, &me, analysis, &q, &actor_s, chunk)
+            })
+            .await?
             {
                 Prepared::Fresh(p) => p,
                 Prepared::Cached(report) => return Ok(*report),
@@ -111,8 +115,39 @@ pub async fn run_query(
             .await;
         }
     };
-    let (body, headers) = pending.signed_request(&home.key);
     let limits = &home.config.limits;
+    let mut pending = pending;
+    if let Some(psi) = pending.stream.take() {
+        let (agreement_id, run_hex) = (
+            pending.agreement.id().to_string(),
+            hex::encode(pending.run_id()),
+        );
+        let link = crate::stream::Link {
+            peer: &peer,
+            peer_name: &pending.peer,
+            peer_key: &peer_key,
+            key: &home.key,
+            me: &home.config.name,
+            agreement_id: &agreement_id,
+            run_id: &run_hex,
+            connect_timeout: crate::home::Limits::secs(limits.connect_timeout_s),
+            answer_timeout: crate::home::Limits::secs(limits.peer_answer_timeout_s),
+            max_response: home.config.max_message_bytes,
+        };
+        let streamed = crate::stream::exchange(&link, &pending.opening, psi).await;
+        let store_path = home.store_path();
+        return blocking(move || {
+            complete_query(
+                &store_path,
+                pending,
+                PeerReply::Streamed(streamed),
+                &peer_key,
+                started,
+            )
+        })
+        .await;
+    }
+    let (body, headers) = pending.signed_request(&home.key);
     let call = peer
         .post_with(
             PSI_PATH,
@@ -124,7 +159,25 @@ pub async fn run_query(
         )
         .await;
     let store_path = home.store_path();
-    blocking(move || complete_query(&store_path, pending, call, &peer_key, started)).await
+    blocking(move || {
+        complete_query(
+            &store_path,
+            pending,
+            PeerReply::Whole(call),
+            &peer_key,
+            started,
+        )
+    })
+    .await
+}
+
+/// The `C` of a streamed run from this node's configuration (`limits.stream_chunk_records`;
+/// 0 sends whole messages).
+fn stream_chunk_records(home: &Home) -> Option<u32> {
+    match home.config.limits.stream_chunk_records {
+        0 => None,
+        c => Some(c),
+    }
 }
 
 /// The agreement, peer and run request a fresh run of `q` would send, or `None` when a cached
@@ -415,6 +468,8 @@ pub struct PendingQuery {
     /// The PSI state machine (taken when the answer is read).
     querier: Option<Psi>,
     message: Vec<u8>,
+    /// The streamed run's state (psi-ca-v1 §10), instead of `querier` and `message`.
+    stream: Option<tandem_psi::stream::StreamQuerier>,
     opening: serde_json::Value,
     /// Who asked (the result is released to them).
     actor: String,
@@ -652,6 +707,20 @@ pub fn prepare_query(
     q: &Query,
     actor: &str,
 ) -> Result<Prepared> {
+    prepare_query_with(store_path, key, me, analysis, q, actor, None)
+}
+
+/// [`prepare_query`], streamed in chunks of `stream_chunk_records` records (psi-ca-v1 §10) when
+/// given and the run counts only (a value analysis sends whole messages).
+pub fn prepare_query_with(
+    store_path: &Path,
+    key: &SigningKey,
+    me: &str,
+    analysis: &'static dyn Analysis,
+    q: &Query,
+    actor: &str,
+    stream_chunk_records: Option<u32>,
+) -> Result<Prepared> {
     let mut store = Store::open(store_path)?;
     let (plan, derived, entry) = match check_query(&store, me, analysis, q, actor) {
         Ok(x) => x,
@@ -702,8 +771,10 @@ pub fn prepare_query(
             &request.join_key,
             &request.querier_columns,
         )?;
-        let (querier, message) = match &derived.v2 {
-            Some(params) => {
+        let my_sizes: Vec<u64> = buckets.items.iter().map(|b| b.len() as u64).collect();
+        let outside_value_set = buckets.outside_value_set;
+        let (querier, message, stream) = match (&derived.v2, stream_chunk_records) {
+            (Some(params), _) => {
                 let (q, m) = tandem_psi_v2::Querier::start(
                     params.clone(),
                     &buckets.items,
@@ -711,16 +782,27 @@ pub fn prepare_query(
                     &mut reservation.noise(),
                 )
                 .map_err(|e| NodeError::internal(format!("psi-ca-v2: {e}")))?;
-                (Psi::V2(q), m)
+                (Some(Psi::V2(q)), m, None)
             }
-            None => {
+            (None, Some(c)) if derived.sum.is_none() => {
+                let s = tandem_psi::stream::StreamQuerier::start(
+                    derived.params.clone(),
+                    buckets.items,
+                    c,
+                    Limits::default(),
+                    &mut reservation.noise(),
+                    &mut rand::rng(),
+                )?;
+                (None, Vec::new(), Some(s))
+            }
+            (None, _) => {
                 let (q, m) = tandem_psi::Querier::start(
                     derived.params.clone(),
                     &buckets.items,
                     &mut reservation.noise(),
                     &mut rand::rng(),
                 )?;
-                (Psi::V1(q), m)
+                (Some(Psi::V1(q)), m, None)
             }
         };
         let head = SignedHead::sign(
@@ -739,16 +821,16 @@ pub fn prepare_query(
             request: request.clone(),
             querier_head: head,
         })?;
-        let my_sizes = buckets.items.iter().map(|b| b.len() as u64).collect();
         Ok((
             querier,
             message,
+            stream,
             opening,
-            buckets.outside_value_set,
+            outside_value_set,
             my_sizes,
         ))
     })();
-    let (querier, message, opening, outside_value_set, my_sizes) = match started {
+    let (querier, message, stream, opening, outside_value_set, my_sizes) = match started {
         Ok(x) => x,
         Err(e) => {
             reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
@@ -762,8 +844,9 @@ pub fn prepare_query(
         request,
         derived,
         reservation,
-        querier: Some(querier),
+        querier,
         message,
+        stream,
         opening,
         actor: actor.to_string(),
         query: q.clone(),
@@ -828,14 +911,64 @@ fn check_query(
     Ok((plan, derived, entry))
 }
 
+/// The error for a peer's refusal (an HTTP error status): its code and details passed through.
+pub(crate) fn refused_answer(peer: &str, resp: &Response) -> NodeError {
+    let body = serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
+    let field = |name: &str| {
+        body.as_ref()
+            .and_then(|v| v[name].as_str().map(str::to_string))
+    };
+    let msg = field("error").unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
+    let answer = PeerAnswer {
+        peer: peer.to_string(),
+        status: resp.status.as_u16(),
+        code: field("code"),
+    };
+    let refused =
+        NodeError::peer_refused(answer, format!("{peer} answered {}: {msg}", resp.status));
+    // The peer's details (which cap and what is left, both clocks) are passed through.
+    match body.as_ref().map(|v| &v["details"]) {
+        Some(d) if d.is_object() => refused.with_details(d.clone()),
+        _ => refused,
+    }
+}
+
+/// The peer's answer to a run: the whole reply of one call, or a streamed run's receipt and
+/// counts (psi-ca-v1 §10).
+enum PeerReply {
+    Whole(std::result::Result<Response, CallError>),
+    Streamed(Result<(Receipt, tandem_psi::CellCounts)>),
+}
+
 /// Checks the peer's answer and finishes the PSI run: the report without this node's budget.
 fn read_answer(
     store: &mut Store,
     p: &mut PendingQuery,
-    call: std::result::Result<Response, CallError>,
+    answer: PeerReply,
     peer_key: &VerifyingKey,
     started: Instant,
 ) -> Result<Report> {
+    let call = match answer {
+        PeerReply::Whole(call) => call,
+        PeerReply::Streamed(streamed) => {
+            let (receipt, counts) = streamed?;
+            let (agreement_id, run_hex) = (p.agreement.id().to_string(), hex::encode(p.run_id()));
+            receipt
+                .head
+                .verify(&agreement_id, &run_hex, peer_key)
+                .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
+            store.append_audit(
+                AuditEvent::now(
+                    format!("peer:{}", p.peer),
+                    "peer.ledger",
+                    serde_json::to_value(&receipt.head)?,
+                )
+                .with_agreement(&agreement_id),
+            )?;
+            let budget = receipt.head.budget.clone();
+            return build_report(p, &receipt, &counts, None, budget, started);
+        }
+    };
     let querier = p
         .querier
         .take()
@@ -847,25 +980,7 @@ fn read_answer(
         CallError::AfterSend { .. } => NodeError::new(Code::PeerFailed, e),
     })?;
     if !resp.status.is_success() {
-        let body = serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
-        let field = |name: &str| {
-            body.as_ref()
-                .and_then(|v| v[name].as_str().map(str::to_string))
-        };
-        let msg =
-            field("error").unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
-        let answer = PeerAnswer {
-            peer: peer.clone(),
-            status: resp.status.as_u16(),
-            code: field("code"),
-        };
-        let refused =
-            NodeError::peer_refused(answer, format!("{peer} answered {}: {msg}", resp.status));
-        // The peer's details (which cap and what is left, both clocks) are passed through.
-        return Err(match body.as_ref().map(|v| &v["details"]) {
-            Some(d) if d.is_object() => refused.with_details(d.clone()),
-            _ => refused,
-        });
+        return Err(refused_answer(peer, &resp));
     }
     let (env, sig) = Envelope::from_headers(&resp.headers)
         .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
@@ -896,7 +1011,7 @@ fn read_answer(
         )
         .with_agreement(&env.agreement_id),
     )?;
-    let mut responder_budget = receipt.head.budget;
+    let mut responder_budget = receipt.head.budget.clone();
     let (counts, sums) = match (querier, &p.derived.sum, values) {
         (Psi::V2(q), None, None) => {
             let call = crate::v2::querier::FinishCall {
@@ -961,14 +1076,35 @@ fn read_answer(
             None,
         ),
     };
+    build_report(
+        p,
+        &receipt,
+        &counts,
+        sums.as_ref(),
+        responder_budget,
+        started,
+    )
+}
+
+/// The report of a finished run, without this node's budget.
+fn build_report(
+    p: &PendingQuery,
+    receipt: &Receipt,
+    counts: &tandem_psi::CellCounts,
+    sums: Option<&(tandem_sum::SumParams, tandem_sum::CellSums)>,
+    responder_budget: BudgetView,
+    started: Instant,
+) -> Result<Report> {
+    let (agreement, peer) = (&p.agreement, &p.peer);
+    let run_hex = hex::encode(p.run_id());
     let params = release_params(&p.derived);
     let noised = NoisedCells {
         grid: &p.derived.grid,
         params: &params,
-        counts: &counts,
+        counts,
         threshold: agreement.terms.min_reporting_threshold,
         my_sizes: &p.my_sizes,
-        sums: sums.as_ref().map(|(params, sums)| (params, sums)),
+        sums: sums.map(|(params, sums)| (params, sums)),
     };
     let analysis = p.derived.analysis;
     Ok(Report {
@@ -1028,7 +1164,7 @@ fn fingerprint(
 fn complete_query(
     store_path: &Path,
     mut p: Box<PendingQuery>,
-    call: std::result::Result<Response, CallError>,
+    call: PeerReply,
     peer_key: &VerifyingKey,
     started: Instant,
 ) -> Result<Report> {

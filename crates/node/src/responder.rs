@@ -22,14 +22,14 @@ use crate::wire::{
 };
 
 /// A run the responder has authenticated and checked against the agreement, not yet charged.
-struct CheckedRun {
-    agreement: Agreement,
-    peer: String,
-    request: RunRequest,
-    derived: Derived,
-    querier_head: SignedHead,
+pub(crate) struct CheckedRun {
+    pub(crate) agreement: Agreement,
+    pub(crate) peer: String,
+    pub(crate) request: RunRequest,
+    pub(crate) derived: Derived,
+    pub(crate) querier_head: SignedHead,
     /// The ledger entry to reserve (per-query cap already checked).
-    ledger_entry: NewRun,
+    pub(crate) ledger_entry: NewRun,
 }
 
 /// The header-only part of the checks, before a possibly large body is read: a fresh timestamp
@@ -204,8 +204,9 @@ fn responder_charge(derived: &crate::run::Derived) -> Result<(tandem_dp::Privacy
 }
 
 /// Authenticates the caller and checks the run against the agreement and the per-query cap;
-/// returns the checked run and the PSI query inside the body.
-fn check_run<'b>(
+/// returns the checked run and the PSI query (or, streamed, its first chunk) inside the body,
+/// signed as `kind`.
+pub(crate) fn check_run<'b>(
     me: &str,
     store: &Store,
     env: &Envelope,
@@ -213,6 +214,7 @@ fn check_run<'b>(
     body: &'b [u8],
     authenticated: &mut bool,
     v2_room: (&std::path::Path, usize),
+    kind: &str,
 ) -> Result<(CheckedRun, &'b [u8])> {
     let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
     if env.sender != peer {
@@ -227,7 +229,7 @@ fn check_run<'b>(
         .ok_or_else(|| NodeError::refused("peer missing"))?
         .verifying_key()
         .map_err(NodeError::refused)?;
-    env.verify(PSI_REQUEST, body, sig, &peer_key, now_ms())?;
+    env.verify(kind, body, sig, &peer_key, now_ms())?;
     *authenticated = true;
     let (opening, query) = unframe(body, MAX_FRAME_JSON)?;
     let opening: RunOpening = serde_json::from_value(opening)
@@ -328,7 +330,16 @@ fn respond_checked(
     let mut store = home.store()?;
     crate::v2::responder::sweep(&mut store, &home.dir);
     let v2_room = (home.dir.as_path(), home.config.limits.v2_pending_per_peer);
-    let (run, query) = match check_run(me, &store, &env, sig, body, authenticated, v2_room) {
+    let (run, query) = match check_run(
+        me,
+        &store,
+        &env,
+        sig,
+        body,
+        authenticated,
+        v2_room,
+        PSI_REQUEST,
+    ) {
         Ok(checked) => checked,
         Err(e) => {
             // Refusals before any charge are recorded too (the store records its own).

@@ -43,6 +43,15 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(PSI_V2_FINISH_PATH, post(psi_v2_finish))
         .route(AUDIENCE_VERSION_PATH, post(audience_version))
         .route(BUDGET_CHECK_PATH, post(budget_check))
+        .route(crate::stream::OPEN_PATH, post(crate::stream::open_handler))
+        .route(
+            crate::stream::CHUNK_PATH,
+            post(crate::stream::chunk_handler),
+        )
+        .route(
+            crate::stream::REPLY_CHUNK_PATH,
+            post(crate::stream::reply_chunk_handler),
+        )
         .route(crate::sums::SUM_PATH, post(crate::sums::decrypt_handler))
         .route(PROPOSE_PATH, post(receive_proposal))
         .route(COUNTERSIGN_PATH, post(receive_countersigned))

@@ -251,6 +251,8 @@ pub struct NodeState {
     pub audience_checks: std::sync::Mutex<FailedRuns>,
     /// Budget pre-checks per peer, for throttling them.
     pub budget_checks: std::sync::Mutex<FailedRuns>,
+    /// Streamed runs open as responder (psi-ca-v1 §10), in memory only.
+    pub streams: crate::stream::StreamRuns,
 }
 
 impl NodeState {
@@ -273,6 +275,7 @@ impl NodeState {
             budget_checks: std::sync::Mutex::new(FailedRuns::with_limit(
                 MAX_BUDGET_CHECKS_PER_HOUR,
             )),
+            streams: crate::stream::StreamRuns::default(),
         }
     }
 
