@@ -207,15 +207,15 @@ fn responder_charge(derived: &crate::run::Derived) -> Result<(tandem_dp::Privacy
 /// returns the checked run and the PSI query (or, streamed, its first chunk) inside the body,
 /// signed as `kind`.
 pub(crate) fn check_run<'b>(
-    me: &str,
+    home: &Home,
     store: &Store,
     env: &Envelope,
     sig: &Signature,
     body: &'b [u8],
     authenticated: &mut bool,
-    v2_room: (&std::path::Path, usize),
     kind: &str,
 ) -> Result<(CheckedRun, &'b [u8])> {
+    let me = home.config.name.as_str();
     let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
     if env.sender != peer {
         return Err(NodeError::refused(format!(
@@ -243,7 +243,7 @@ pub(crate) fn check_run<'b>(
     // A psi-ca-v2 peer with too many runs waiting for their Msg3 is turned away before
     // anything is charged.
     if derived.v2.is_some() {
-        crate::v2::responder::check_room(v2_room.0, &peer, v2_room.1)?;
+        crate::v2::responder::check_room(&home.dir, &peer, home.config.limits.v2_pending_per_peer)?;
     }
     let (loss, rho) = responder_charge(&derived)?;
     // The per-query cap covers the run's counts and, for a value analysis, its sums.
@@ -329,17 +329,7 @@ fn respond_checked(
     let me = home.config.name.as_str();
     let mut store = home.store()?;
     crate::v2::responder::sweep(&mut store, &home.dir);
-    let v2_room = (home.dir.as_path(), home.config.limits.v2_pending_per_peer);
-    let (run, query) = match check_run(
-        me,
-        &store,
-        &env,
-        sig,
-        body,
-        authenticated,
-        v2_room,
-        PSI_REQUEST,
-    ) {
+    let (run, query) = match check_run(home, &store, &env, sig, body, authenticated, PSI_REQUEST) {
         Ok(checked) => checked,
         Err(e) => {
             // Refusals before any charge are recorded too (the store records its own).

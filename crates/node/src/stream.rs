@@ -328,16 +328,16 @@ pub fn open(
     let me = home.config.name.as_str();
     let mut store = home.store()?;
     let kind = request_kind(OPEN_PATH);
-    let v2_room = (home.dir.as_path(), home.config.limits.v2_pending_per_peer);
-    let checked = check_run(me, &store, &env, sig, body, authenticated, v2_room, &kind).and_then(
-        |(run, chunk0)| match run.derived.v2 {
-            // Only psi-ca-v1 streams (§10); a v2 agreement's run is never run as v1.
-            Some(_) => Err(NodeError::refused(
-                "this agreement selects psi-ca-v2, whose runs are not streamed",
-            )),
-            None => Ok((run, chunk0)),
-        },
-    );
+    let checked =
+        check_run(home, &store, &env, sig, body, authenticated, &kind).and_then(|(run, chunk0)| {
+            match run.derived.v2 {
+                // Only psi-ca-v1 streams (§10); a v2 agreement's run is never run as v1.
+                Some(_) => Err(NodeError::refused(
+                    "this agreement selects psi-ca-v2, whose runs are not streamed",
+                )),
+                None => Ok((run, chunk0)),
+            }
+        });
     let (run, chunk0) = match checked {
         Ok(x) => x,
         Err(e) => {
