@@ -578,7 +578,8 @@ pub struct Preview {
     pub responder_cost: PrivacyLoss,
     /// Expected 95% half-width of every cell.
     pub half_width_95: u64,
-    /// This node's ε left before the query.
+    /// This node's ε left before the query: under the agreement, or under the node-wide cap
+    /// (`[limits.node_budget]`) when that leaves less.
     pub querier_epsilon_left: f64,
     /// About how many queries like this one this node's budget still allows
     /// ([`crate::budget::queries_left`]); `None` when it costs nothing.
@@ -615,6 +616,23 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
     // would be refused.
     crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
     crate::budget::check_per_query_cap(&p.agreement, &p.peer, responder_cost)?;
+    let querier_rho = tandem_psi::accounting::querier_rho(&d.params)?;
+    let mut querier_epsilon_left = epsilon_left(store, &p.agreement, me)?;
+    let mut querier_queries_left = crate::budget::queries_left(
+        &crate::budget::status(store, &p.agreement, me)?,
+        querier_cost,
+        querier_rho,
+    );
+    // The node-wide cap (`[limits.node_budget]`) refuses a run the agreement admits: what is
+    // left is the smaller of the two.
+    if let Some((_, node)) = store.node_cap_status()? {
+        querier_epsilon_left = querier_epsilon_left.min(node.left_epsilon);
+        let node_left = crate::budget::queries_left(&node, querier_cost, querier_rho);
+        querier_queries_left = match (querier_queries_left, node_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
     Ok(Preview {
         analysis: analysis.name().to_string(),
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),
@@ -626,12 +644,8 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         half_width_95: release_params(&d)
             .cell_noise
             .half_width(1.0 - crate::analysis::CONFIDENCE)?,
-        querier_epsilon_left: epsilon_left(store, &p.agreement, me)?,
-        querier_queries_left: crate::budget::queries_left(
-            &crate::budget::status(store, &p.agreement, me)?,
-            querier_cost,
-            tandem_psi::accounting::querier_rho(&d.params)?,
-        ),
+        querier_epsilon_left,
+        querier_queries_left,
         responder_per_query_cap: p
             .agreement
             .terms
