@@ -616,7 +616,9 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
     // would be refused.
     crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
     crate::budget::check_per_query_cap(&p.agreement, &p.peer, responder_cost)?;
-    let querier_rho = tandem_psi::accounting::querier_rho(&d.params)?;
+    // The protocol's own ρ (psi-ca-v2 charges the querier for its dummies too), as the run
+    // charges it, so "about N more" matches the report's after the run.
+    let querier_rho = costs.querier.1;
     let mut querier_epsilon_left = epsilon_left(store, &p.agreement, me)?;
     let mut querier_queries_left = crate::budget::queries_left(
         &crate::budget::status(store, &p.agreement, me)?,
