@@ -11,6 +11,12 @@ pub fn budget(a: ListArgs) -> Result<()> {
     let store = home.store()?;
     let views =
         tandem_node::compliance::budgets(&store, &home.config.name, a.agreement.as_deref())?;
+    // A mistyped id would otherwise print nothing and succeed, like an agreement with no budget.
+    if let Some(id) = &a.agreement
+        && views.is_empty()
+    {
+        anyhow::bail!("unknown agreement {id} (`tandem agreement list` shows the ids)");
+    }
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&views)?);
     } else {
