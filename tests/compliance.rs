@@ -178,6 +178,8 @@ fn processing_record_and_budget_views() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     let budget = ok(&["budget", "--dir", s(&pair.shopx)]);
+    let err = fails(&["budget", "--dir", s(&pair.shopx), "--agreement", "0123"]);
+    assert!(err.contains("unknown agreement 0123"), "{err}");
     assert!(
         budget.contains("about 4 more queries like the last"),
         "{budget}"

@@ -199,6 +199,20 @@ fn walkthrough_overlap_budget_and_refusals() {
     assert!((spent(&pair.acme, &id) - 0.75).abs() < 1e-9);
     assert!((spent(&pair.shopx, &id) - 2.0).abs() < 1e-9);
 
+    // A mistyped result id: the error alone, not the sharing warning of an export that is
+    // not made.
+    let err = fails(&[
+        "results",
+        "export",
+        "--dir",
+        s(&pair.acme),
+        "0123",
+        "--format",
+        "csv",
+    ]);
+    assert!(err.contains("no stored result 0123"), "{err}");
+    assert!(!err.contains("Querier-internal"), "{err}");
+
     // A query outside the agreement's columns is refused with the reason.
     let err = fails(&[
         "query",

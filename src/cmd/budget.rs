@@ -8,11 +8,15 @@ use crate::cli::ListArgs;
 /// `tandem budget`.
 pub fn budget(a: ListArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
-    let views = tandem_node::compliance::budgets(
-        &home.store()?,
-        &home.config.name,
-        a.agreement.as_deref(),
-    )?;
+    let store = home.store()?;
+    let views =
+        tandem_node::compliance::budgets(&store, &home.config.name, a.agreement.as_deref())?;
+    // A mistyped id would otherwise print nothing and succeed, like an agreement with no budget.
+    if let Some(id) = &a.agreement
+        && views.is_empty()
+    {
+        anyhow::bail!("unknown agreement {id} (`tandem agreement list` shows the ids)");
+    }
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&views)?);
     } else {
@@ -46,6 +50,20 @@ pub fn budget(a: ListArgs) -> Result<()> {
                 b.queries_left_like_last
                     .map(|n| format!(" · about {n} more queries like the last"))
                     .unwrap_or_default(),
+            );
+        }
+        // The node-wide cap refuses runs the agreements above admit: show what it leaves.
+        if let Some((cap, s)) = store.node_cap_status()? {
+            outln!(
+                "node-wide cap ([limits.node_budget], all agreements{}): ε spent {:.4} of {} · ε left {:.4} · δ spent {:.2e} of {:.2e}",
+                cap.window_ms
+                    .map(|w| format!(", sliding {}-day window", w / 86_400_000))
+                    .unwrap_or_default(),
+                s.spent_epsilon,
+                cap.epsilon,
+                s.left_epsilon,
+                s.spent_delta,
+                cap.delta,
             );
         }
     }

@@ -89,11 +89,13 @@ pub fn results(cmd: ResultsCmd) -> Result<()> {
                 );
                 tandem_node::results::render_partner_export(&export, format)?
             } else {
+                // Rendered first: an unknown id is an error alone, without the sharing warning.
+                let text = tandem_node::results::render(&mut store, &id, format, ACTOR)?;
                 eprintln!(
                     "Querier-internal: do not share with the responder (it knows the noise it \
                      injected); use --for-partner for a copy safe to share."
                 );
-                tandem_node::results::render(&mut store, &id, format, ACTOR)?
+                text
             };
             if !text.ends_with('\n') {
                 text.push('\n');

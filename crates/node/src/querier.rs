@@ -633,7 +633,8 @@ pub struct Preview {
     pub responder_cost: PrivacyLoss,
     /// Expected 95% half-width of every cell.
     pub half_width_95: u64,
-    /// This node's ε left before the query.
+    /// This node's ε left before the query: under the agreement, or under the node-wide cap
+    /// (`[limits.node_budget]`) when that leaves less.
     pub querier_epsilon_left: f64,
     /// About how many queries like this one this node's budget still allows
     /// ([`crate::budget::queries_left`]); `None` when it costs nothing.
@@ -670,6 +671,25 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
     // would be refused.
     crate::budget::check_per_query_cap(&p.agreement, me, querier_cost)?;
     crate::budget::check_per_query_cap(&p.agreement, &p.peer, responder_cost)?;
+    // The protocol's own ρ (psi-ca-v2 charges the querier for its dummies too), as the run
+    // charges it, so "about N more" matches the report's after the run.
+    let querier_rho = costs.querier.1;
+    let mut querier_epsilon_left = epsilon_left(store, &p.agreement, me)?;
+    let mut querier_queries_left = crate::budget::queries_left(
+        &crate::budget::status(store, &p.agreement, me)?,
+        querier_cost,
+        querier_rho,
+    );
+    // The node-wide cap (`[limits.node_budget]`) refuses a run the agreement admits: what is
+    // left is the smaller of the two.
+    if let Some((_, node)) = store.node_cap_status()? {
+        querier_epsilon_left = querier_epsilon_left.min(node.left_epsilon);
+        let node_left = crate::budget::queries_left(&node, querier_cost, querier_rho);
+        querier_queries_left = match (querier_queries_left, node_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
     Ok(Preview {
         analysis: analysis.name().to_string(),
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),
@@ -681,12 +701,8 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         half_width_95: release_params(&d)
             .cell_noise
             .half_width(1.0 - crate::analysis::CONFIDENCE)?,
-        querier_epsilon_left: epsilon_left(store, &p.agreement, me)?,
-        querier_queries_left: crate::budget::queries_left(
-            &crate::budget::status(store, &p.agreement, me)?,
-            querier_cost,
-            tandem_psi::accounting::querier_rho(&d.params)?,
-        ),
+        querier_epsilon_left,
+        querier_queries_left,
         responder_per_query_cap: p
             .agreement
             .terms

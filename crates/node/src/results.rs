@@ -208,7 +208,8 @@ pub struct PartnerExport {
 /// the reservation, then `run.finished` + `result.released` to `partner:<responder>`. Every
 /// call is a new charge and fresh noise. Errors: 404 `not_found` (no such result), 403
 /// `budget_exceeded` (naming the cap and what is left), 422 `invalid_query` (ε over the
-/// per-query cap, or not > 0), 403 `refused` (the agreement is no longer active), 500
+/// per-query cap, or not > 0, or a value analysis, whose cells are sums of sensitivity `U`:
+/// refused before any charge), 403 `refused` (the agreement is no longer active), 500
 /// `corrupt_data`.
 pub fn partner_export(
     store: &mut Store,
@@ -219,6 +220,22 @@ pub fn partner_export(
 ) -> Result<PartnerExport> {
     let stored = show(store, id, actor)?;
     let report: Report = serde_json::from_value(stored.report).map_err(|e| corrupt("report", e))?;
+    if stored
+        .summary
+        .params
+        .get("peer_value")
+        .is_some_and(|v| !v.is_null())
+    {
+        // A value analysis's cells are sums (and ratios of sums): one customer moves a sum by
+        // up to the value column's bound `U`, so noise sized for counts (sensitivity 1) would
+        // not make the copy ε-DP for this node's members.
+        return Err(NodeError::invalid_query(format!(
+            "{} is a value analysis: its cells are sums, which one customer moves by up to the \
+             value column's bound, and a partner export re-noises counts only (sensitivity 1); \
+             nothing was charged",
+            report.analysis
+        )));
+    }
     let epsilon = epsilon.unwrap_or(report.epsilon);
     if !(epsilon.is_finite() && epsilon > 0.0) {
         return Err(NodeError::invalid_query(format!(

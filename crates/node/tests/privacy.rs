@@ -437,7 +437,8 @@ async fn a_run_the_peer_would_refuse_charges_neither_side() {
 
 /// Item 3 (node-wide cap): `[limits.node_budget]` in acme's config caps acme's charges over all
 /// agreements; a run over it is refused before anything is charged, naming the node-wide cap
-/// and what is left, although the agreement's own budget (50) is ample.
+/// and what is left, although the agreement's own budget (50) is ample; the preview says so
+/// beforehand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_wide_cap_refuses_a_run_the_agreement_would_allow() {
     let pair = NodePair::start().await;
@@ -454,6 +455,20 @@ async fn a_node_wide_cap_refuses_a_run_the_agreement_would_allow() {
     .expect("write config");
     let acme = Home::open(&pair.acme.dir).expect("open");
     let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    // The preview counts the node-wide cap too: no more runs like this one, 0.01 left.
+    let preview = tandem_node::querier::preview(
+        &acme.store().expect("store"),
+        "acme",
+        overlap,
+        &pair.query(),
+    )
+    .expect("preview");
+    assert!(
+        (preview.querier_epsilon_left - 0.01).abs() < 1e-9,
+        "{}",
+        preview.querier_epsilon_left
+    );
+    assert_eq!(preview.querier_queries_left, Some(0));
     let e = tandem_node::querier::run_query(&acme, overlap, &pair.query(), "test")
         .await
         .expect_err("over the node-wide cap");

@@ -162,6 +162,31 @@ async fn a_value_analysis_needs_a_value_column_the_agreement_lists() {
     assert_eq!(e.code_str(), "invalid_query", "{e}");
 }
 
+/// A partner export re-noises counts (sensitivity 1): a stored value analysis, whose cells are
+/// sums one customer moves by up to `U`, is refused before anything is charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_analysis_is_not_exported_for_the_partner() {
+    let f = NodePair::start().await;
+    let revenue = analysis::find("revenue").expect("registered");
+    run_query(&f.acme, revenue, &revenue_query(&f, "revenue"), "test")
+        .await
+        .expect("revenue run");
+    let mut store = f.acme.store().expect("store");
+    let id = tandem_node::results::list(&store, None).expect("list")[0]
+        .result_id
+        .clone();
+    let runs_before = store.runs(None).expect("runs").len();
+    let e = tandem_node::results::partner_export(&mut store, "acme", &id, Some(0.5), "test")
+        .expect_err("sums are not re-noised as counts");
+    assert_eq!(e.code_str(), "invalid_query", "{e}");
+    assert!(e.message().contains("value analysis"), "{e}");
+    assert_eq!(
+        store.runs(None).expect("runs").len(),
+        runs_before,
+        "nothing charged"
+    );
+}
+
 /// acme's arm of `p{i}`: even `test`, odd `control`.
 fn arm(i: usize) -> &'static str {
     if i.is_multiple_of(2) {

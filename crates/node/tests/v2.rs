@@ -178,6 +178,18 @@ async fn overlap_runs_as_v2_within_its_intervals_and_both_ledgers_are_charged_as
     assert_eq!(preview.responder_cost.epsilon, b[0].epsilon);
     assert_eq!(report.querier_budget.epsilon_spent, a[0].epsilon);
     assert_eq!(report.responder_budget.epsilon_spent, b[0].epsilon);
+    // And a preview now counts runs left with v2's own ρ, as the report did (not v1's).
+    let again = tandem_node::querier::preview(
+        &f.acme.store().expect("store"),
+        "acme",
+        &Overlap,
+        &f.query(),
+    )
+    .expect("preview");
+    assert_eq!(
+        again.querier_queries_left,
+        report.querier_budget.queries_left_like_this
+    );
 
     // Every cell's interval is the central discrete Laplace's at s_C (unclamped), and the truth
     // lies within five of its half-widths: P(|Z| > 5h) < 0.05⁵·2 per cell, under 10⁻⁵ for the
