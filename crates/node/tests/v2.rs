@@ -314,8 +314,9 @@ async fn post_msg1(f: &NodePair) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_msg3_after_the_ttl_is_refused_and_pending_runs_are_bounded() {
+    // A TTL long enough that a loaded machine still sends the second Msg1 within it.
     let limits = tandem_node::home::Limits {
-        v2_state_ttl_s: 1,
+        v2_state_ttl_s: 5,
         v2_pending_per_peer: 1,
         ..Default::default()
     };
@@ -325,7 +326,7 @@ async fn a_msg3_after_the_ttl_is_refused_and_pending_runs_are_bounded() {
     let (status, text) = post_msg1(&f).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
     assert_eq!(runs(&f.shopx).len(), 1, "the second run charged nothing");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     let (headers, msg3) = signed_msg3(&f, &mut p, &msg2);
     let (status, body) = post(&f, PSI_V2_FINISH_PATH, &headers, msg3).await;
     let text = String::from_utf8_lossy(&body);
