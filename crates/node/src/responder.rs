@@ -61,20 +61,7 @@ pub fn audience_version_check(
 ) -> Result<Vec<u8>> {
     let me = home.config.name.as_str();
     let store = home.store()?;
-    let (agreement, peer) = active_agreement(&store, &env.agreement_id, me, Code::Refused)?;
-    if env.sender != peer {
-        return Err(NodeError::refused(format!(
-            "{} is not the peer in this agreement",
-            env.sender
-        )));
-    }
-    let peer_key = agreement
-        .terms
-        .party(&peer)
-        .ok_or_else(|| NodeError::refused("peer missing"))?
-        .verifying_key()
-        .map_err(NodeError::refused)?;
-    env.verify(AUDIENCE_VERSION_REQUEST, body, sig, &peer_key, now_ms())?;
+    let (agreement, _, _) = authenticate(&store, me, env, AUDIENCE_VERSION_REQUEST, body, sig)?;
     let asked: AudienceVersion = serde_json::from_slice(body)
         .map_err(|e| NodeError::bad_request(format!("the request does not parse: {e}")))?;
     if !agreement.terms.join_keys.contains(&asked.join_key) {
@@ -90,15 +77,19 @@ pub fn audience_version_check(
     Ok(serde_json::to_vec(&answer)?)
 }
 
-/// Answers a peer's budget pre-check (signed, uncharged, nothing reserved): whether this node's
-/// ledger would admit the run the body describes (a [`RunRequest`]) now, with the same checks
-/// and the same ledger entry as [`respond`] would make, and this node's ε left. The ledger is a
-/// function of the queries this node was asked and made, never of its data. Errors: those of
-/// [`precheck`], 401 `bad_signature`, 400 `bad_request` (body).
-pub fn budget_check(home: &Home, env: &Envelope, sig: &Signature, body: &[u8]) -> Result<Vec<u8>> {
-    let me = home.config.name.as_str();
-    let store = home.store()?;
-    let (agreement, peer) = active_agreement(&store, &env.agreement_id, me, Code::Refused)?;
+/// The active agreement named by a peer's signed call, the peer's name and its key, once the
+/// sender is the agreement's other party and its signature over `body` as `kind` verifies.
+/// Errors: 403 `refused` (no such active agreement, not the peer), 401 `bad_signature`, 400
+/// `bad_request` (a stale or malformed envelope).
+fn authenticate(
+    store: &Store,
+    me: &str,
+    env: &Envelope,
+    kind: &str,
+    body: &[u8],
+    sig: &Signature,
+) -> Result<(Agreement, String, ed25519_dalek::VerifyingKey)> {
+    let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
     if env.sender != peer {
         return Err(NodeError::refused(format!(
             "{} is not the peer in this agreement",
@@ -111,7 +102,19 @@ pub fn budget_check(home: &Home, env: &Envelope, sig: &Signature, body: &[u8]) -
         .ok_or_else(|| NodeError::refused("peer missing"))?
         .verifying_key()
         .map_err(NodeError::refused)?;
-    env.verify(BUDGET_CHECK_REQUEST, body, sig, &peer_key, now_ms())?;
+    env.verify(kind, body, sig, &peer_key, now_ms())?;
+    Ok((agreement, peer, peer_key))
+}
+
+/// Answers a peer's budget pre-check (signed, uncharged, nothing reserved): whether this node's
+/// ledger would admit the run the body describes (a [`RunRequest`]) now, with the same checks
+/// and the same ledger entry as [`respond`] would make, and this node's ε left. The ledger is a
+/// function of the queries this node was asked and made, never of its data. Errors: those of
+/// [`precheck`], 401 `bad_signature`, 400 `bad_request` (body).
+pub fn budget_check(home: &Home, env: &Envelope, sig: &Signature, body: &[u8]) -> Result<Vec<u8>> {
+    let me = home.config.name.as_str();
+    let store = home.store()?;
+    let (agreement, peer, _) = authenticate(&store, me, env, BUDGET_CHECK_REQUEST, body, sig)?;
     let request: RunRequest = serde_json::from_slice(body)
         .map_err(|e| NodeError::bad_request(format!("the run request does not parse: {e}")))?;
     let run_id = parse_run_id(&env.run_id)?;
@@ -216,20 +219,7 @@ pub(crate) fn check_run<'b>(
     kind: &str,
 ) -> Result<(CheckedRun, &'b [u8])> {
     let me = home.config.name.as_str();
-    let (agreement, peer) = active_agreement(store, &env.agreement_id, me, Code::Refused)?;
-    if env.sender != peer {
-        return Err(NodeError::refused(format!(
-            "{} is not the peer in this agreement",
-            env.sender
-        )));
-    }
-    let peer_key = agreement
-        .terms
-        .party(&peer)
-        .ok_or_else(|| NodeError::refused("peer missing"))?
-        .verifying_key()
-        .map_err(NodeError::refused)?;
-    env.verify(kind, body, sig, &peer_key, now_ms())?;
+    let (agreement, peer, peer_key) = authenticate(store, me, env, kind, body, sig)?;
     *authenticated = true;
     let (opening, query) = unframe(body, MAX_FRAME_JSON)?;
     let opening: RunOpening = serde_json::from_value(opening)

@@ -315,6 +315,32 @@ async fn peer_run(
     Ok(resp)
 }
 
+/// Refuses a peer's uncharged check over its hourly allowance in `tally` (`what` names the
+/// checks in the refusal and the log): 429 `too_many_requests` with `retry_after_s`.
+fn throttle(
+    tally: &std::sync::Mutex<crate::state::FailedRuns>,
+    sender: &str,
+    what: &str,
+) -> std::result::Result<(), NodeError> {
+    let throttled = tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check(sender, crate::wire::now_ms());
+    match throttled {
+        None => Ok(()),
+        Some(retry_after_s) => {
+            tracing::warn!(peer = %sender, retry_after_s, "throttled a peer's {what}");
+            Err(NodeError::new(
+                Code::TooManyRequests,
+                format!(
+                    "too many {what} from {sender} in the last hour; retry in {retry_after_s} s"
+                ),
+            )
+            .with_details(serde_json::json!({"retry_after_s": retry_after_s})))
+        }
+    }
+}
+
 /// The audience-version check: signed both ways, uncharged, throttled per peer
 /// ([`crate::state::MAX_AUDIENCE_CHECKS_PER_HOUR`], counted once the signature verified) and
 /// tallied in the audit log (`api.access`, `what`: `psi.audience_version`, actor `peer:NAME`).
@@ -324,23 +350,11 @@ async fn audience_version(
     body: Bytes,
 ) -> Answer {
     let (env, sig) = Envelope::from_headers(&headers)?;
-    let throttled = state
-        .audience_checks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .check(&env.sender, crate::wire::now_ms());
-    if let Some(retry_after_s) = throttled {
-        tracing::warn!(peer = %env.sender, retry_after_s, "throttled a peer's audience-version checks");
-        return Err(NodeError::new(
-            Code::TooManyRequests,
-            format!(
-                "too many audience-version checks from {} in the last hour; retry in {retry_after_s} s",
-                env.sender
-            ),
-        )
-        .with_details(serde_json::json!({"retry_after_s": retry_after_s}))
-        .into());
-    }
+    throttle(
+        &state.audience_checks,
+        &env.sender,
+        "audience-version checks",
+    )?;
     let st = state.clone();
     let answer = blocking(move || {
         let payload = crate::responder::audience_version_check(&st.home, &env, &sig, &body)?;
@@ -381,23 +395,7 @@ async fn budget_check(
     body: Bytes,
 ) -> Answer {
     let (env, sig) = Envelope::from_headers(&headers)?;
-    let throttled = state
-        .budget_checks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .check(&env.sender, crate::wire::now_ms());
-    if let Some(retry_after_s) = throttled {
-        tracing::warn!(peer = %env.sender, retry_after_s, "throttled a peer's budget pre-checks");
-        return Err(NodeError::new(
-            Code::TooManyRequests,
-            format!(
-                "too many budget pre-checks from {} in the last hour; retry in {retry_after_s} s",
-                env.sender
-            ),
-        )
-        .with_details(serde_json::json!({"retry_after_s": retry_after_s}))
-        .into());
-    }
+    throttle(&state.budget_checks, &env.sender, "budget pre-checks")?;
     let st = state.clone();
     let (env, payload) = blocking(move || {
         let payload = crate::responder::budget_check(&st.home, &env, &sig, &body)?;
