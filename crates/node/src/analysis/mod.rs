@@ -853,19 +853,35 @@ pub fn short(id: &str) -> &str {
 /// The cells of `noised` with their intervals at [`CONFIDENCE`] and the threshold flag.
 pub fn cells_with_intervals(noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
     let threshold = i64::try_from(noised.threshold).unwrap_or(i64::MAX);
-    let mut out = Vec::with_capacity(noised.grid.len());
-    for (ga, qa) in noised.grid.querier.iter().enumerate() {
-        for (gb, rb) in noised.grid.responder.iter().enumerate() {
-            let estimate = noised.counts.get(ga as u32, gb as u32);
-            let (ci_low, ci_high) =
-                tandem_psi::accounting::interval(noised.params, estimate, 1.0 - CONFIDENCE)?;
+    grid_cells(noised.grid, |_, ga, gb| {
+        let estimate = noised.counts.get(ga, gb);
+        let (ci_low, ci_high) =
+            tandem_psi::accounting::interval(noised.params, estimate, 1.0 - CONFIDENCE)?;
+        Ok((
+            (estimate, ci_low, ci_high),
+            threshold > 0 && estimate < threshold,
+        ))
+    })
+}
+
+/// A report's cells in grid order (querier bucket major): `figure(i, ga, gb)` gives cell `i`'s
+/// `(estimate, ci_low, ci_high)` and its threshold flag; the labels come from `grid`.
+pub(crate) fn grid_cells(
+    grid: &CellGrid,
+    mut figure: impl FnMut(usize, u32, u32) -> Result<((i64, i64, i64), bool)>,
+) -> Result<Vec<Cell>> {
+    let mut out = Vec::with_capacity(grid.len());
+    for (ga, qa) in grid.querier.iter().enumerate() {
+        for (gb, rb) in grid.responder.iter().enumerate() {
+            let ((estimate, ci_low, ci_high), below_threshold) =
+                figure(out.len(), ga as u32, gb as u32)?;
             out.push(Cell {
                 querier_group: qa.clone(),
                 responder_group: rb.clone(),
                 estimate,
                 ci_low,
                 ci_high,
-                below_threshold: threshold > 0 && estimate < threshold,
+                below_threshold,
                 truth: None,
             });
         }

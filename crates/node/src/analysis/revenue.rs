@@ -79,30 +79,16 @@ impl Analysis for Revenue {
     /// (`accounting::interval` at `1 − CONFIDENCE`).
     fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
         let (params, sums) = sums(noised)?;
-        let mut out = Vec::with_capacity(noised.grid.len());
-        let mut i = 0;
-        for qa in &noised.grid.querier {
-            for rb in &noised.grid.responder {
-                let estimate = *sums
-                    .sums
-                    .get(i)
-                    .ok_or_else(|| NodeError::internal("fewer sums than cells"))?;
-                let (ci_low, ci_high) =
-                    tandem_sum::accounting::interval(&params.sum_noise, estimate, 1.0 - CONFIDENCE)
-                        .map_err(|e| NodeError::internal(e.to_string()))?;
-                out.push(Cell {
-                    querier_group: qa.clone(),
-                    responder_group: rb.clone(),
-                    estimate,
-                    ci_low,
-                    ci_high,
-                    below_threshold: below_threshold(noised, i),
-                    truth: None,
-                });
-                i += 1;
-            }
-        }
-        Ok(out)
+        super::grid_cells(noised.grid, |i, _, _| {
+            let estimate = *sums
+                .sums
+                .get(i)
+                .ok_or_else(|| NodeError::internal("fewer sums than cells"))?;
+            let (ci_low, ci_high) =
+                tandem_sum::accounting::interval(&params.sum_noise, estimate, 1.0 - CONFIDENCE)
+                    .map_err(|e| NodeError::internal(e.to_string()))?;
+            Ok(((estimate, ci_low, ci_high), below_threshold(noised, i)))
+        })
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
@@ -136,41 +122,27 @@ impl Analysis for AverageValue {
         let var_s = tandem_sum::accounting::noise_variance(&params.sum_noise);
         let var_c = tandem_sum::accounting::noise_variance(&noised.params.cell_noise);
         let u = i64::from(params.value_bound);
-        let mut out = Vec::with_capacity(noised.grid.len());
-        let mut i = 0;
-        for (ga, qa) in noised.grid.querier.iter().enumerate() {
-            for (gb, rb) in noised.grid.responder.iter().enumerate() {
-                let s = *sums
-                    .sums
-                    .get(i)
-                    .ok_or_else(|| NodeError::internal("fewer sums than cells"))?
-                    as f64;
-                let c = noised.counts.get(ga as u32, gb as u32) as f64;
-                let (estimate, ci_low, ci_high) = if c < 1.0 {
-                    (0, 0, u)
-                } else {
-                    let ratio = s / c;
-                    let se = (var_s / (c * c) + s * s * var_c / (c * c * c * c)).sqrt();
-                    let clamp = |x: f64| (x.round() as i64).clamp(0, u);
-                    (
-                        clamp(ratio),
-                        clamp(ratio - Z95 * se),
-                        clamp(ratio + Z95 * se),
-                    )
-                };
-                out.push(Cell {
-                    querier_group: qa.clone(),
-                    responder_group: rb.clone(),
-                    estimate,
-                    ci_low,
-                    ci_high,
-                    below_threshold: below_threshold(noised, i),
-                    truth: None,
-                });
-                i += 1;
-            }
-        }
-        Ok(out)
+        super::grid_cells(noised.grid, |i, ga, gb| {
+            let s = *sums
+                .sums
+                .get(i)
+                .ok_or_else(|| NodeError::internal("fewer sums than cells"))?
+                as f64;
+            let c = noised.counts.get(ga, gb) as f64;
+            let figures = if c < 1.0 {
+                (0, 0, u)
+            } else {
+                let ratio = s / c;
+                let se = (var_s / (c * c) + s * s * var_c / (c * c * c * c)).sqrt();
+                let clamp = |x: f64| (x.round() as i64).clamp(0, u);
+                (
+                    clamp(ratio),
+                    clamp(ratio - Z95 * se),
+                    clamp(ratio + Z95 * se),
+                )
+            };
+            Ok((figures, below_threshold(noised, i)))
+        })
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
