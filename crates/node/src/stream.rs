@@ -490,24 +490,38 @@ fn fix_reply(home: &Home, runs: &StreamRuns, run_id: &str, open: &mut OpenRun) -
             code,
         ));
     }
+    // Everything the release needs, before the reservation is taken: a failure here fails the
+    // run with its charge kept and an opaque code, as any failure after the audience was read.
+    let prepared = (|| -> Result<(Receipt, Vec<u8>)> {
+        let loss = open
+            .reservation
+            .as_ref()
+            .ok_or_else(|| NodeError::internal("the streamed run was released twice"))?
+            .loss();
+        let agreement_id = open.agreement.id().to_string();
+        let budget = budget_view(&store, &open.agreement, me, run_id, loss)?;
+        let receipt = Receipt {
+            charged: loss,
+            head: SignedHead::sign(budget, &agreement_id, run_id, &home.key)?,
+            audience_version: Some(version),
+        };
+        let head = open.psi_mut()?.reply_chunk(0).map_err(|e| {
+            NodeError::internal(format!(
+                "psi-ca-v1: the reply's head could not be made: {e}"
+            ))
+        })?;
+        Ok((receipt, head))
+    })();
+    let (receipt, head) = match prepared {
+        Ok(x) => x,
+        Err(e) => return Err(fail(runs, home, run_id, open, e.message(), Code::Refused)),
+    };
     let reservation = open
         .reservation
         .take()
         .ok_or_else(|| NodeError::internal("the streamed run was released twice"))?;
     let loss = reservation.loss();
-    let agreement_id = open.agreement.id().to_string();
-    let budget = budget_view(&store, &open.agreement, me, run_id, loss)?;
-    let receipt = Receipt {
-        charged: loss,
-        head: SignedHead::sign(budget, &agreement_id, run_id, &home.key)?,
-        audience_version: Some(version),
-    };
     let receipt_json = serde_json::to_string(&receipt)?;
-    let head = open.psi_mut()?.reply_chunk(0).map_err(|e| {
-        NodeError::internal(format!(
-            "psi-ca-v1: the reply's head could not be made: {e}"
-        ))
-    })?;
     let cells = open.run.derived.grid.len();
     reservation.release(
         &mut store,
