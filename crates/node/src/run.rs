@@ -201,10 +201,10 @@ pub fn load_buckets(
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     let mut buckets = vec![Vec::new(); n];
     let mut outside_value_set = 0u64;
-    for (digest, values) in store.members_with("default", kind, &names)? {
+    store.for_each_member("default", kind, &names, |digest, values| {
         let mut b = 0usize;
         let mut outside = false;
-        for ((column, value), radix) in columns.iter().zip(&values).zip(&radices) {
+        for ((column, value), radix) in columns.iter().zip(values).zip(&radices) {
             let i = agreement.bucket_of(party, column, value.as_deref())? as usize;
             // The last label is `other`: a member lands there when its value is missing or not
             // in the agreement's public set (say `Gold` against `bronze, silver, gold`).
@@ -217,8 +217,9 @@ pub fn load_buckets(
         buckets
             .get_mut(b)
             .ok_or_else(|| NodeError::internal("a member's bucket is outside the grid"))?
-            .push(digest);
-    }
+            .push(*digest);
+        Ok::<_, NodeError>(())
+    })?;
     Ok(Buckets {
         items: buckets,
         outside_value_set,

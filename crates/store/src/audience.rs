@@ -12,9 +12,6 @@ use crate::{Store, StoreError, audit_log, now_ms};
 /// One member: identifier digest and the requested attribute value.
 pub type Member = ([u8; 32], Option<String>);
 
-/// One member: identifier digest and the values of the requested attribute columns.
-pub type MemberAttributes = ([u8; 32], Vec<Option<String>>);
-
 /// Members per audience and identifier kind, for `tandem status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AudienceSummary {
@@ -97,25 +94,35 @@ impl Store {
         column: Option<&str>,
     ) -> Result<Vec<Member>, StoreError> {
         let columns: Vec<&str> = column.into_iter().collect();
-        Ok(self
-            .members_with(audience, id_kind, &columns)?
-            .into_iter()
-            .map(|(digest, values)| (digest, values.into_iter().next().flatten()))
-            .collect())
+        let mut out = Vec::new();
+        self.for_each_member(audience, id_kind, &columns, |digest, values| {
+            out.push((*digest, values.first().cloned().flatten()));
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(out)
     }
 
-    /// As [`Store::members`], with the values of several attribute `columns` per member (in
-    /// the order asked; `None` where a cell was empty).
-    pub fn members_with(
+    /// Calls `f(digest, values)` for every member of an audience's `id_kind`, in digest order,
+    /// with the values of attribute `columns` (in the order asked; `None` where a cell was
+    /// empty), without holding the members in memory: a run at ten million members buckets them
+    /// as they are read. Opted-out digests are skipped. One read transaction, so the rows come
+    /// from one snapshot even if an import swaps a new set in meanwhile. Errors:
+    /// [`StoreError::NotFound`] if the audience has no such members or a column was not imported,
+    /// [`StoreError::Corrupt`] for a row whose attributes are not a JSON object, and whatever `f`
+    /// returns (the walk stops at the first error).
+    pub fn for_each_member<E, F>(
         &self,
         audience: &str,
         id_kind: IdKind,
         columns: &[&str],
-    ) -> Result<Vec<MemberAttributes>, StoreError> {
+        mut f: F,
+    ) -> Result<(), E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&[u8; 32], &[Option<String>]) -> Result<(), E>,
+    {
         let kind = id_kind.as_str();
-        // One read transaction: the live set and its rows come from the same snapshot even if
-        // an import swaps a new set in meanwhile.
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.unchecked_transaction().map_err(StoreError::from)?;
         let (attributes, set_id) = tx
             .query_row(
                 "SELECT a.attributes_json, s.set_id FROM audiences a
@@ -124,7 +131,8 @@ impl Store {
                 params![audience, kind],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )
-            .optional()?
+            .optional()
+            .map_err(StoreError::from)?
             .ok_or_else(|| {
                 StoreError::NotFound(format!("audience {audience:?} has no {kind} members"))
             })?;
@@ -135,28 +143,34 @@ impl Store {
                     let have = attributes.into_iter().collect::<Vec<_>>().join(", ");
                     return Err(StoreError::NotFound(format!(
                         "attribute column {c:?} was not imported into audience {audience:?} (available: {have})"
-                    )));
+                    ))
+                    .into());
                 }
             }
         }
-        let mut stmt = tx.prepare(
-            "SELECT m.digest, m.attrs FROM audience_members m
-             WHERE m.set_id = ?1
-               AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)
-             ORDER BY m.digest",
-        )?;
-        let mut rows = stmt.query([set_id])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let digest: [u8; 32] = row.get(0)?;
-            let mut values = vec![None; columns.len()];
+        let mut stmt = tx
+            .prepare(
+                "SELECT m.digest, m.attrs FROM audience_members m
+                 WHERE m.set_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)
+                 ORDER BY m.digest",
+            )
+            .map_err(StoreError::from)?;
+        let mut rows = stmt.query([set_id]).map_err(StoreError::from)?;
+        let mut values = vec![None; columns.len()];
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            let digest: [u8; 32] = row.get(0).map_err(StoreError::from)?;
+            values.iter_mut().for_each(|v| *v = None);
             if !columns.is_empty()
-                && let Some(text) = row.get::<_, Option<String>>(1)?
+                && let Some(text) = row
+                    .get::<_, Option<String>>(1)
+                    .map_err(StoreError::from)?
             {
                 let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&text) else {
                     return Err(StoreError::Corrupt(
                         "audience_members.attrs is not a JSON object".into(),
-                    ));
+                    )
+                    .into());
                 };
                 for (value, c) in values.iter_mut().zip(columns) {
                     if let Some(Value::String(s)) = map.remove(*c) {
@@ -164,9 +178,9 @@ impl Store {
                     }
                 }
             }
-            out.push((digest, values));
+            f(&digest, &values)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The values of value column `column` of an audience's members of `id_kind`

@@ -36,7 +36,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 pub use account::SharedBudget;
 pub use agreements::StoredAgreement;
-pub use audience::{AudienceSummary, Member, MemberAttributes, MemberValues};
+pub use audience::{AudienceSummary, Member, MemberValues};
 pub use csv_source::{TextEncoding, parse_delimiter};
 pub use derive::Derive;
 pub use error::StoreError;
