@@ -174,6 +174,10 @@ pub enum PsiError {
     /// The streamed message is not complete yet (a step that needs all of it was asked for).
     #[error("the streamed message is not complete")]
     StreamIncomplete,
+    /// A query chunk was asked for after the reply's head arrived: the reply binds the whole
+    /// query, so the querier no longer holds the query's items (spec §10.2).
+    #[error("the query was answered; its chunks are no longer held")]
+    QueryAnswered,
     /// An earlier chunk failed its checks; the streamed run is over.
     #[error("the streamed run failed at an earlier chunk")]
     StreamFailed,

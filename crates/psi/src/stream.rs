@@ -215,7 +215,27 @@ enum QuerySlot {
     /// `items[bucket][index]`.
     Item(u32, u32),
     /// The junk slot with this index.
-    Junk(u64),
+    Junk(u32),
+}
+
+/// The query's order, four bytes a point: the shuffled slots as an item's flat index, or
+/// `item_total + j` for junk slot `j`.
+struct QueryOrder {
+    slots: Vec<u32>,
+    items: Offsets,
+    item_total: u32,
+}
+
+impl QueryOrder {
+    fn slot(&self, i: usize) -> QuerySlot {
+        match self.slots[i] {
+            item if item < self.item_total => {
+                let (g, index) = self.items.locate(item as usize);
+                QuerySlot::Item(g, index as u32)
+            }
+            junk => QuerySlot::Junk(junk - self.item_total),
+        }
+    }
 }
 
 /// The querier's side of a streamed run (spec §10): makes the query chunk by chunk, counts the
@@ -228,7 +248,10 @@ pub struct StreamQuerier {
     domain: Domain,
     alpha_half: SecretScalar,
     junk_key: StreamKey,
-    slots: Vec<QuerySlot>,
+    /// The query's order; emptied, with `items`, once the reply's head binds the whole query.
+    order: QueryOrder,
+    points: u64,
+    answered: bool,
     head: Vec<u8>,
     sent: Vec<u64>,
     /// Running SHA-256 of the query over the chunks made so far (in order), then its value.
@@ -304,16 +327,23 @@ impl StreamQuerier {
         }
         let domain = Domain::new(&params)?;
         let junk = draw(noise, &params.querier_bucket_noise, items.len())?;
-        let total: usize = items.iter().map(Vec::len).sum::<usize>()
-            + junk.iter().map(|&j| j as usize).sum::<usize>();
-        let mut slots = Vec::with_capacity(total);
+        let item_counts: Vec<u64> = items.iter().map(|b| b.len() as u64).collect();
+        let item_total = item_counts.iter().sum::<u64>();
+        let total = item_total + junk.iter().map(|&j| u64::from(j)).sum::<u64>();
+        if total > u64::from(u32::MAX) {
+            return Err(PsiError::InvalidParams(
+                "more than 2^32-1 query points".into(),
+            ));
+        }
+        let (item_total, items_off) = (item_total as u32, Offsets::new(&item_counts));
+        let mut slots: Vec<u32> = Vec::with_capacity(total as usize);
         let mut sent = Vec::with_capacity(items.len());
-        let mut junk_index = 0u64;
-        for (g, (bucket, &j)) in items.iter().zip(junk.iter()).enumerate() {
+        let mut junk_index = item_total;
+        for (g, &j) in junk.iter().enumerate() {
             let start = slots.len();
-            slots.extend((0..bucket.len()).map(|i| QuerySlot::Item(g as u32, i as u32)));
-            slots.extend((junk_index..junk_index + u64::from(j)).map(QuerySlot::Junk));
-            junk_index += u64::from(j);
+            slots.extend(items_off.range(g).map(|i| i as u32));
+            slots.extend(junk_index..junk_index + j);
+            junk_index += j;
             slots[start..].shuffle(rng);
             sent.push((slots.len() - start) as u64);
         }
@@ -333,7 +363,13 @@ impl StreamQuerier {
             domain,
             alpha_half,
             junk_key,
-            slots,
+            order: QueryOrder {
+                slots,
+                items: items_off,
+                item_total,
+            },
+            points: total,
+            answered: false,
             head,
             sent,
             hasher: Some(Sha256::new()),
@@ -347,19 +383,23 @@ impl StreamQuerier {
 
     /// Number of chunks of the query (head included).
     pub fn query_chunks(&self) -> u64 {
-        chunk_count(self.slots.len() as u64, self.chunk_records)
+        chunk_count(self.points, self.chunk_records)
     }
 
     /// Number of query points (items and junk).
     pub fn query_points(&self) -> u64 {
-        self.slots.len() as u64
+        self.points
     }
 
     /// The frame of query chunk `index`. Chunks must first be made in order (the query's
     /// digest is computed over them); any chunk already made can be made again, with the same
-    /// bytes (a retry). Errors: [`PsiError::ChunkOutOfOrder`] for an index past the next one or
-    /// the last.
+    /// bytes (a retry) until the reply's head arrives: it binds the whole query, so the query's
+    /// items are let go then. Errors: [`PsiError::ChunkOutOfOrder`] for an index past the next
+    /// one or the last, [`PsiError::QueryAnswered`] after the reply's head.
     pub fn query_chunk(&mut self, index: u32) -> Result<Vec<u8>, PsiError> {
+        if self.answered {
+            return Err(PsiError::QueryAnswered);
+        }
         if index > self.hashed {
             return Err(PsiError::ChunkOutOfOrder {
                 expected: self.hashed,
@@ -369,22 +409,26 @@ impl StreamQuerier {
         let payload = if index == 0 {
             self.head.clone()
         } else {
-            let (start, end) = chunk_range(index, self.chunk_records, self.slots.len() as u64)?;
-            let slots = &self.slots[start as usize..end as usize];
-            let mut out = vec![0u8; 32 * slots.len()];
-            let (items, domain, alpha_half, junk_key) =
-                (&self.items, &self.domain, &self.alpha_half, &self.junk_key);
+            let (start, end) = chunk_range(index, self.chunk_records, self.points)?;
+            let mut out = vec![0u8; 32 * (end - start) as usize];
+            let (items, order, domain, alpha_half, junk_key) = (
+                &self.items,
+                &self.order,
+                &self.domain,
+                &self.alpha_half,
+                &self.junk_key,
+            );
             out.par_chunks_mut(32 * CHUNK)
-                .zip(slots.par_chunks(CHUNK))
-                .for_each(|(out, slots)| {
-                    let points: Vec<RistrettoPoint> = slots
+                .zip((start as usize..end as usize).into_par_iter().chunks(CHUNK))
+                .for_each(|(out, indices)| {
+                    let points: Vec<RistrettoPoint> = indices
                         .iter()
-                        .map(|slot| match *slot {
+                        .map(|&i| match order.slot(i) {
                             QuerySlot::Item(g, i) => {
                                 alpha_half.mul(&domain.item(&items[g as usize][i as usize]))
                             }
                             QuerySlot::Junk(j) => {
-                                alpha_half.mul(&domain.item(&junk_key.junk_input(j)))
+                                alpha_half.mul(&domain.item(&junk_key.junk_input(u64::from(j))))
                             }
                         })
                         .collect();
@@ -500,6 +544,11 @@ impl StreamQuerier {
                 limit: self.limits.max_points,
             });
         }
+        // The head binds the whole query (its digest, checked above), so the query's items and
+        // order are not needed again: the reply's records take their place in memory.
+        self.items = Vec::new();
+        self.order.slots = Vec::new();
+        self.answered = true;
         self.reply = Some(ReplyProgress {
             c,
             a_off: Offsets::new(&a_counts),
@@ -636,9 +685,46 @@ enum Own {
     /// `items[bucket][index]`.
     Item(u32, u32),
     /// The junk slot with this index.
-    Junk(u64),
+    Junk(u32),
     /// `r1·D` of the injected slot at this index.
     Dummy(u32),
+}
+
+/// The reply's order, four bytes a record (a responder at ten million items holds it whole):
+/// the shuffled returned values as `i < a_total` for query point `i`, else injected slot
+/// `i − a_total`; the shuffled own points as item flat index, then junk, then injected slot.
+struct ReplyOrder {
+    returned: Vec<u32>,
+    own: Vec<u32>,
+    a_total: u32,
+    items: Offsets,
+    item_total: u32,
+    junk_total: u32,
+}
+
+impl ReplyOrder {
+    /// Records of the reply: returned values and own points.
+    fn records(&self) -> u64 {
+        (self.returned.len() + self.own.len()) as u64
+    }
+
+    fn returned(&self, i: usize) -> Returned {
+        match self.returned[i] {
+            q if q < self.a_total => Returned::Query(q),
+            d => Returned::Dummy(d - self.a_total),
+        }
+    }
+
+    fn own(&self, i: usize) -> Own {
+        match self.own[i] {
+            item if item < self.item_total => {
+                let (g, index) = self.items.locate(item as usize);
+                Own::Item(g, index as u32)
+            }
+            junk if junk - self.item_total < self.junk_total => Own::Junk(junk - self.item_total),
+            d => Own::Dummy(d - self.item_total - self.junk_total),
+        }
+    }
 }
 
 /// What the responder reads of the query as it arrives.
@@ -658,8 +744,7 @@ struct QueryProgress {
 /// The reply, fixed once the query is complete: every random choice made, nothing left to draw.
 struct ReplyPlan {
     head: Vec<u8>,
-    returned: Vec<Returned>,
-    own: Vec<Own>,
+    order: ReplyOrder,
     items: Vec<Vec<[u8; 32]>>,
     /// `(r1/2, r_A/2)` of every injected slot; wiped on drop.
     dummy: Vec<(SecretScalar, SecretScalar)>,
@@ -913,28 +998,33 @@ impl StreamResponder {
             return Err(PsiError::ReplyTooLarge);
         }
 
-        let mut returned = Vec::with_capacity(query.a_total as usize + injected);
+        // Every index below fits in a u32: a_total + injected and b_total are bounded above.
+        let a_total = query.a_total as u32;
+        let mut returned: Vec<u32> = Vec::with_capacity(query.a_total as usize + injected);
         let mut returned_counts = Vec::with_capacity(na);
         for ga in 0..na {
             let start = returned.len();
-            returned.extend(query.a_off.range(ga).map(|i| Returned::Query(i as u32)));
-            returned.extend(
-                (ga * nb * slots..(ga + 1) * nb * slots).map(|i| Returned::Dummy(i as u32)),
-            );
+            returned.extend(query.a_off.range(ga).map(|i| i as u32));
+            returned.extend((ga * nb * slots..(ga + 1) * nb * slots).map(|i| a_total + i as u32));
             returned[start..].shuffle(rng);
             returned_counts.push((returned.len() - start) as u64);
         }
-        let mut own = Vec::with_capacity(b_total as usize);
+        let item_total = item_counts.iter().sum::<u64>() as u32;
+        let junk_total = junk.iter().map(|&j| u64::from(j)).sum::<u64>() as u32;
+        let items_off = Offsets::new(&item_counts);
+        let mut own: Vec<u32> = Vec::with_capacity(b_total as usize);
         let mut own_counts = Vec::with_capacity(nb);
-        let mut junk_index = 0u64;
-        for (gb, (bucket, &j)) in items.iter().zip(junk.iter()).enumerate() {
+        let mut junk_index = item_total;
+        for (gb, &j) in junk.iter().enumerate() {
             let start = own.len();
-            own.extend((0..bucket.len()).map(|i| Own::Item(gb as u32, i as u32)));
-            own.extend((junk_index..junk_index + u64::from(j)).map(Own::Junk));
-            junk_index += u64::from(j);
+            own.extend(items_off.range(gb).map(|i| i as u32));
+            own.extend(junk_index..junk_index + j);
+            junk_index += j;
             for ga in 0..na {
                 let cell = ga * nb + gb;
-                own.extend((cell * slots..(cell + 1) * slots).map(|i| Own::Dummy(i as u32)));
+                own.extend(
+                    (cell * slots..(cell + 1) * slots).map(|i| item_total + junk_total + i as u32),
+                );
             }
             own[start..].shuffle(rng);
             own_counts.push((own.len() - start) as u64);
@@ -958,8 +1048,14 @@ impl StreamResponder {
         write_table(&own_counts, &mut head)?;
         self.plan = Some(ReplyPlan {
             head,
-            returned,
-            own,
+            order: ReplyOrder {
+                returned,
+                own,
+                a_total,
+                items: items_off,
+                item_total,
+                junk_total,
+            },
             items,
             dummy,
             junk_key,
@@ -973,14 +1069,12 @@ impl StreamResponder {
     pub fn reply_chunks(&self) -> Option<u64> {
         self.plan
             .as_ref()
-            .map(|p| chunk_count((p.returned.len() + p.own.len()) as u64, self.reply_c))
+            .map(|p| chunk_count(p.order.records(), self.reply_c))
     }
 
     /// Records of the reply (returned values and own points), once it is fixed.
     pub fn reply_records(&self) -> Option<u64> {
-        self.plan
-            .as_ref()
-            .map(|p| (p.returned.len() + p.own.len()) as u64)
+        self.plan.as_ref().map(|p| p.order.records())
     }
 
     /// Who each of the responder's own points in the reply is, locally and never on the wire,
@@ -988,9 +1082,8 @@ impl StreamResponder {
     /// (as [`crate::respond_with_owners`]; `psi-sum-v1` attaches values in this order).
     pub fn owners(&self) -> Option<crate::Owners> {
         self.plan.as_ref().map(|p| {
-            p.own
-                .iter()
-                .map(|slot| match *slot {
+            (0..p.order.own.len())
+                .map(|i| match p.order.own(i) {
                     Own::Item(g, i) => Some((g, i as usize)),
                     Own::Junk(_) | Own::Dummy(_) => None,
                 })
@@ -1008,8 +1101,8 @@ impl StreamResponder {
         let payload = if index == 0 {
             plan.head.clone()
         } else {
-            let a_total = plan.returned.len() as u64;
-            let total = a_total + plan.own.len() as u64;
+            let a_total = plan.order.returned.len() as u64;
+            let total = plan.order.records();
             let (start, end) = chunk_range(index, self.reply_c, total)?;
             let (vals, points) = split_records(start, end, a_total);
             let n_vals = (vals.end - vals.start) as usize;
@@ -1018,8 +1111,14 @@ impl StreamResponder {
             let (val_out, point_out) = out.split_at_mut(n_vals * TRUNCATED_LEN);
             val_out
                 .par_chunks_mut(TRUNCATED_LEN * CHUNK)
-                .zip(plan.returned[vals.start as usize..vals.end as usize].par_chunks(CHUNK))
-                .for_each(|(out, slots)| {
+                .zip(
+                    (vals.start as usize..vals.end as usize)
+                        .into_par_iter()
+                        .chunks(CHUNK),
+                )
+                .for_each(|(out, indices)| {
+                    let slots: Vec<Returned> =
+                        indices.iter().map(|&i| plan.order.returned(i)).collect();
                     let dummies: Vec<RistrettoPoint> = slots
                         .iter()
                         .filter_map(|s| match *s {
@@ -1046,16 +1145,20 @@ impl StreamResponder {
             let (items, domain, beta_half) = (&plan.items, &self.domain, &self.beta_half);
             point_out
                 .par_chunks_mut(32 * CHUNK)
-                .zip(plan.own[points.start as usize..points.end as usize].par_chunks(CHUNK))
-                .for_each(|(out, slots)| {
-                    let pts: Vec<RistrettoPoint> = slots
+                .zip(
+                    (points.start as usize..points.end as usize)
+                        .into_par_iter()
+                        .chunks(CHUNK),
+                )
+                .for_each(|(out, indices)| {
+                    let pts: Vec<RistrettoPoint> = indices
                         .iter()
-                        .map(|slot| match *slot {
+                        .map(|&i| match plan.order.own(i) {
                             Own::Item(gb, i) => {
                                 beta_half.mul(&domain.item(&items[gb as usize][i as usize]))
                             }
                             Own::Junk(j) => {
-                                beta_half.mul(&domain.item(&plan.junk_key.junk_input(j)))
+                                beta_half.mul(&domain.item(&plan.junk_key.junk_input(u64::from(j))))
                             }
                             Own::Dummy(i) => plan.dummy[i as usize].0.mul_table(&plan.d_table),
                         })

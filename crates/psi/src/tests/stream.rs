@@ -58,6 +58,11 @@ fn streamed(
         let frame = responder.reply_chunk(k).unwrap();
         reply.extend(payload(&frame));
         querier.accept_reply_chunk(&frame).unwrap();
+        // The reply's head binds the whole query: the querier has let its items go.
+        assert!(matches!(
+            querier.query_chunk(1),
+            Err(PsiError::QueryAnswered)
+        ));
     }
     (querier.finish().unwrap(), query, reply)
 }
