@@ -85,9 +85,9 @@ pub struct Progress {
     pub done: u64,
     /// Records of the current message in all (0 until its head is in).
     pub total: u64,
-    /// Records handled per second since the run started.
+    /// Records of the current message handled per second since its phase began.
     pub rate_per_s: f64,
-    /// Seconds left at that rate (none before any record).
+    /// Seconds left in the current phase at that rate (none before any record).
     pub eta_s: Option<f64>,
     /// Seconds since the run started.
     pub elapsed_s: f64,
@@ -96,6 +96,8 @@ pub struct Progress {
 struct Tracked {
     progress: Progress,
     started: Instant,
+    /// When the current phase began: the rate and ETA are the phase's own.
+    phase_started: Instant,
     logged: Instant,
 }
 
@@ -151,15 +153,20 @@ fn report(run_id: &str, role: &str, phase: &str, done: u64, total: u64) {
             elapsed_s: 0.0,
         },
         started: now,
+        phase_started: now,
         logged: now,
     });
+    let phase_changed = t.progress.phase != phase;
+    if phase_changed {
+        t.phase_started = now;
+    }
     let elapsed = now.duration_since(t.started).as_secs_f64();
-    let rate = if elapsed > 0.0 {
-        done as f64 / elapsed
+    let in_phase = now.duration_since(t.phase_started).as_secs_f64();
+    let rate = if in_phase > 0.0 {
+        done as f64 / in_phase
     } else {
         0.0
     };
-    let phase_changed = t.progress.phase != phase;
     t.progress.phase = phase.to_string();
     t.progress.done = done;
     t.progress.total = total;
