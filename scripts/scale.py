@@ -1,7 +1,9 @@
 """Scale run (issue 16): two real nodes, N synthetic e-mail addresses each (half shared), one
 overlap query; prints the import and query wall times, items/s and both parties' peak RSS.
 
-The querier side of a CLI query runs in the `tandem query` process (its peak RSS is read from
+Both parties log their progress every 5 s (records done, rate, ETA); the script prints the last
+lines of each (the querier's from the `tandem query` process's stderr, the responder's from the
+peer's log). The querier side of a CLI query runs in the `tandem query` process (its peak RSS is read from
 `wait4`); the responder side runs in the peer's `tandem serve` (its `VmHWM` from /proc before it
 stops). "base" is each process's resident set with an empty run (a query on 1,000 rows first),
 so `(peak − base) / N` is the memory each party spends per item of its own.
@@ -30,12 +32,13 @@ def vm_hwm_kib(pid):
     return 0
 
 
-def query_with_rss(bin_, node_dir, agreement, epsilon):
+def query_with_rss(bin_, node_dir, agreement, epsilon, log):
     t = time.time()
     pid = os.fork()
     if pid == 0:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
+        os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
         os.execv(bin_, [bin_, "query", "overlap", "--dir", node_dir, "--agreement", agreement,
                         "--epsilon", str(epsilon), "--fresh", "--json"])
     _, status, usage = os.wait4(pid, 0)
@@ -99,12 +102,13 @@ def main():
         # Base: a run with 1,000 querier rows against the full responder is dominated by B's
         # items, so the base is taken from the querier side only, and from shopx before any run.
         shopx_base = vm_hwm_kib(shopx.proc.pid)
-        small_wall, q_base = query_with_rss(b, acme.dir, agreement, args.epsilon)
+        query_log = os.path.join(work, "query.log")
+        small_wall, q_base = query_with_rss(b, acme.dir, agreement, args.epsilon, query_log)
         t = time.time()
         must(b, "import", "--dir", acme.dir, "--file", acme_csv, "--id-column", "email", "--id-kind", "email",
              "--attributes", "age_band,region", timeout=24 * 3600)
         imports[acme.name] = time.time() - t
-        wall, q_peak = query_with_rss(b, acme.dir, agreement, args.epsilon)
+        wall, q_peak = query_with_rss(b, acme.dir, agreement, args.epsilon, query_log)
         s_peak = vm_hwm_kib(shopx.proc.pid)
         per = lambda peak, base: (peak - base) * 1024 / n
         print(f"n = {n:,} per side (50% overlap), binary {b}")
@@ -115,6 +119,12 @@ def main():
               f"{per(q_peak, q_base):.0f} B per item above base")
         print(f"responder (shopx serve) peak RSS {s_peak / 1024:.1f} MB, base {shopx_base / 1024:.1f} MB, "
               f"{per(s_peak, shopx_base):.0f} B per item above base")
+        # The last progress lines of each party (logged every 5 s: records done, rate, ETA).
+        for who, log in (("querier", query_log), ("responder", shopx.log)):
+            lines = [l.rstrip() for l in open(log, errors="replace") if "streamed run progress" in l]
+            print(f"{who} progress ({len(lines)} lines logged), last three:")
+            for l in lines[-3:]:
+                print("  " + l[-220:])
     finally:
         acme.stop()
         shopx.stop()
