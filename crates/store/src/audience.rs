@@ -122,7 +122,10 @@ impl Store {
         F: FnMut(&[u8; 32], &[Option<String>]) -> Result<(), E>,
     {
         let kind = id_kind.as_str();
-        let tx = self.conn.unchecked_transaction().map_err(StoreError::from)?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::from)?;
         let (attributes, set_id) = tx
             .query_row(
                 "SELECT a.attributes_json, s.set_id FROM audiences a
@@ -162,9 +165,7 @@ impl Store {
             let digest: [u8; 32] = row.get(0).map_err(StoreError::from)?;
             values.iter_mut().for_each(|v| *v = None);
             if !columns.is_empty()
-                && let Some(text) = row
-                    .get::<_, Option<String>>(1)
-                    .map_err(StoreError::from)?
+                && let Some(text) = row.get::<_, Option<String>>(1).map_err(StoreError::from)?
             {
                 let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&text) else {
                     return Err(StoreError::Corrupt(
