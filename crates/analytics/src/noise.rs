@@ -247,14 +247,20 @@ impl Estimate {
         self.ci_low <= value && value <= self.ci_high
     }
 
-    /// The same interval intersected with `[lo, hi]` (for figures whose range is known, such as
-    /// rates in `[0, 1]`); the estimate itself is left as is.
-    pub fn clipped(self, lo: f64, hi: f64) -> Estimate {
-        Estimate {
-            estimate: self.estimate,
+    /// The figure moved into its known range `[lo, hi]` (rates and shares `[0, 1]`, indices
+    /// `[0, ∞)`, a value per member `[0, U]` …): the estimate and both ends clamped alike, so the
+    /// estimate stays inside its interval (clamping is monotone) and the interval keeps every
+    /// true value of the range it held (spec `analyses-v1` §1.3, "known range"). `None` — too
+    /// small to estimate — when a figure is not finite.
+    pub fn within(self, lo: f64, hi: f64) -> Option<Estimate> {
+        if !(self.estimate.is_finite() && self.ci_low.is_finite() && self.ci_high.is_finite()) {
+            return None;
+        }
+        Some(Estimate {
+            estimate: self.estimate.clamp(lo, hi),
             ci_low: self.ci_low.clamp(lo, hi),
             ci_high: self.ci_high.clamp(lo, hi),
-        }
+        })
     }
 }
 
@@ -438,8 +444,8 @@ pub(crate) fn linear(counts: &[NoisyCount], form: &Form, extra_var: f64, alpha: 
 }
 
 /// Delta-method interval of `c·Π Lₖ^pₖ` over linear forms `Lₖ`, plus `extra_var` Gaussian
-/// variance on the figure's scale. On the log scale when every `Lₖ > 0` and `log_scale`, else on
-/// the linear scale. `None` when a factor with a negative power is not positive (the figure is
+/// variance on the figure's scale. On the log scale when `log_scale` and every `Lₖ`'s own
+/// interval is above 0, else on the linear scale. `None` when a factor with a negative power is not positive (the figure is
 /// undefined at the estimates).
 pub(crate) fn product(
     counts: &[NoisyCount],
@@ -464,7 +470,15 @@ pub(crate) fn product(
         .product::<f64>();
     let n = counts.len();
     let mut g = vec![0.0; n];
-    if log_scale && values.iter().all(|&v| v > 0.0) && value > 0.0 {
+    // The log scale only where every factor is clear of 0 within its noise: a log interval
+    // never reaches 0, so it could not cover a true value of 0 (an index of a segment nobody
+    // in the bucket belongs to).
+    if log_scale
+        && value > 0.0
+        && factors
+            .iter()
+            .all(|(f, _)| linear(counts, f, 0.0, alpha).ci_low > 0.0)
+    {
         for ((f, p), &v) in factors.iter().zip(&values) {
             for (gi, w) in g.iter_mut().zip(f.dense(n)) {
                 *gi += p * w / v;
@@ -501,43 +515,48 @@ pub(crate) fn product(
     })
 }
 
-/// Ratio `num/den` of two linear forms (see [`product`]).
-pub(crate) fn ratio(
+/// The one rule for every ratio-like figure with a known range (spec `analyses-v1` §1.3, "known
+/// range"): `c·Π Lₖ^pₖ` by [`product`], moved into `range` by [`Estimate::within`]; `None` — "too
+/// small to estimate" — when a denominator (a factor with a negative power) is too small for the
+/// figure to mean anything: its own `1 − alpha` interval reaches 0 (or it is not positive), so
+/// the figure is unbounded within the noise. An exact denominator `n > 0` is never too small.
+pub(crate) fn bounded(
+    counts: &[NoisyCount],
+    c: f64,
+    factors: &[(Form, f64)],
+    extra_var: f64,
+    alpha: f64,
+    log_scale: bool,
+    range: (f64, f64),
+) -> Option<Estimate> {
+    if factors
+        .iter()
+        .any(|(f, p)| *p < 0.0 && linear(counts, f, 0.0, alpha).ci_low <= 0.0)
+    {
+        return None;
+    }
+    product(counts, c, factors, extra_var, alpha, log_scale)?.within(range.0, range.1)
+}
+
+/// A share or rate `num/den ∈ [0, 1]` (part over whole) by the rule of [`bounded`], on the
+/// linear scale, with `extra_var` Gaussian variance (sampling) on the rate's scale: a noised
+/// overlap a little above a noised size, or below 0, reads as 100% or 0%, never as 112% or −3%.
+pub(crate) fn share(
     counts: &[NoisyCount],
     num: Form,
     den: Form,
     extra_var: f64,
     alpha: f64,
-    log_scale: bool,
 ) -> Option<Estimate> {
-    product(
+    bounded(
         counts,
         1.0,
         &[(num, 1.0), (den, -1.0)],
         extra_var,
         alpha,
-        log_scale,
+        false,
+        (0.0, 1.0),
     )
-}
-
-/// A share `num/den ∈ [0, 1]` (a rate: part over whole) with its interval, or `None` — "too
-/// small to estimate" — when the denominator is too small for the ratio to mean anything: its
-/// own interval reaches 0 (or it is not positive), so the ratio is unbounded within the noise;
-/// or the figure is not finite. Otherwise the estimate and the interval are clamped to `[0, 1]`
-/// (post-processing: a noised overlap a little above a noised size, or below 0, reads as 100% or
-/// 0%, never as 112% or −3%).
-pub(crate) fn share(counts: &[NoisyCount], num: Form, den: Form, alpha: f64) -> Option<Estimate> {
-    if linear(counts, &den, 0.0, alpha).ci_low <= 0.0 {
-        return None;
-    }
-    let e = ratio(counts, num, den, 0.0, alpha, false)?;
-    if !(e.estimate.is_finite() && e.ci_low.is_finite() && e.ci_high.is_finite()) {
-        return None;
-    }
-    Some(Estimate {
-        estimate: e.estimate.clamp(0.0, 1.0),
-        ..e.clipped(0.0, 1.0)
-    })
 }
 
 #[cfg(test)]
@@ -554,8 +573,9 @@ mod tests {
             NoisyCount::new(900, noise),
             NoisyCount::new(1000, noise),
         ];
-        let share_of =
-            |num: usize, den: usize| share(&counts, Form::terms([num]), Form::terms([den]), 0.05);
+        let share_of = |num: usize, den: usize| {
+            share(&counts, Form::terms([num]), Form::terms([den]), 0.0, 0.05)
+        };
         // 3 of a noised 1, or of a noised −2: no figure, not 300% or −150%.
         assert_eq!(share_of(0, 1), None);
         assert_eq!(share_of(0, 2), None);

@@ -94,9 +94,9 @@
   function figures(details) {
     const rows = [];
     const walk = (v, path, key) => {
-      // A rate or share without an estimate: its denominator is empty or too small against its
-      // noise (the node clamps rates to [0, 1] and drops those), said, not left out.
-      if (v === null && /(rate|share)$/.test(key)) {
+      // A rate, share, index or ratio without an estimate: a denominator is empty or too small
+      // against its noise (analyses-v1 §1.3, the known-range rule), said, not left out.
+      if (v === null && /(rate|share|index|lift_rel|ratio)$/.test(key)) {
         rows.push({ figure: path, key, value: 'too small to estimate' });
         return;
       }

@@ -989,6 +989,11 @@ pub fn fmt_estimate(e: Option<&tandem_analytics::Estimate>, digits: usize) -> St
     }
 }
 
+/// A ratio-like figure (index, ratio) as [`fmt_estimate`], [`TOO_SMALL`] for none.
+pub fn fmt_ratio(e: Option<&tandem_analytics::Estimate>, digits: usize) -> String {
+    e.map_or_else(|| TOO_SMALL.to_string(), |e| fmt_estimate(Some(e), digits))
+}
+
 /// A rate or share as `12.3% [10.1%, 14.6%]` ([`TOO_SMALL`] for none).
 pub fn fmt_percent(e: Option<&tandem_analytics::Estimate>) -> String {
     match e {
@@ -1002,9 +1007,10 @@ pub fn fmt_percent(e: Option<&tandem_analytics::Estimate>) -> String {
     }
 }
 
-/// What a rate or share reads as when it has no estimate (`null` in JSON): its denominator is
-/// empty or too small against its noise (`tandem_analytics` clamps rates to `[0, 1]` and drops
-/// those).
+/// What a rate, share, index or ratio reads as when it has no estimate (`null` in JSON): a
+/// denominator is empty or too small against its noise (its interval reaches 0). The one rule
+/// of `tandem_analytics` (spec `analyses-v1` §1.3, "known range") also clamps every such
+/// figure's estimate and interval into its range (rates `[0, 1]`).
 pub const TOO_SMALL: &str = "too small to estimate";
 
 /// Renders rows as a left-aligned first column and right-aligned others.

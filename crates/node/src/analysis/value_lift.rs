@@ -21,8 +21,8 @@ use super::lift::segments;
 use super::revenue::{inputs, noisy_sums, sums, value_form};
 use super::{
     Analysis, Cell, Format, InputKind, InputSpec, Inputs, LABEL_SEPARATOR, NoisedCells, Report,
-    analytics_error, check_option_keys, details_as, fmt_estimate, fmt_rows, option, render_with,
-    table_footer_of, table_header, to_details,
+    analytics_error, check_option_keys, details_as, fmt_estimate, fmt_ratio, fmt_rows, option,
+    render_with, table_footer_of, table_header, to_details,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
@@ -176,7 +176,7 @@ fn table(r: &Report) -> Result<String> {
         s += &format!(
             "\ndifference per member  {}\nratio test/control     {}\np-value (two-sided, no difference)  {}\n",
             fmt_estimate(Some(&l.difference), 1),
-            fmt_estimate(l.ratio.as_ref(), 3),
+            fmt_ratio(l.ratio.as_ref(), 3),
             if l.p_value < 1e-4 {
                 "< 0.0001".to_string()
             } else {
