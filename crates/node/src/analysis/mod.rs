@@ -337,6 +337,17 @@ pub struct NoisedCells<'a> {
 /// Confidence of every interval a report shows.
 pub const CONFIDENCE: f64 = 0.95;
 
+/// What a run of an analysis releases per cell; picks the defaults of [`Analysis::inputs`],
+/// [`Analysis::outputs`] and [`Analysis::form`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Releases {
+    /// `psi-ca-v1` counts: every count analysis.
+    Counts,
+    /// Counts and the peer's value column summed per cell (`psi-sum-v1`): the value analyses,
+    /// whose report cells are the released sums ([`revenue::sum_cells`]).
+    Sums,
+}
+
 /// An analysis over `psi-ca-v1` cell counts.
 pub trait Analysis: Sync {
     /// Name in CLI subcommands and routes (`[a-z_]+`).
@@ -345,10 +356,18 @@ pub trait Analysis: Sync {
     /// One line for `--help` and listings.
     fn about(&self) -> &'static str;
 
+    /// What a run releases per cell. Default: [`Releases::Counts`].
+    fn releases(&self) -> Releases {
+        Releases::Counts
+    }
+
     /// The columns the request reads on each side. Default: one group-by column list per side
-    /// ([`group_by_inputs`]).
+    /// ([`group_by_inputs`]), and for [`Releases::Sums`] the peer's value column too.
     fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
+        match self.releases() {
+            Releases::Counts => group_by_inputs(request),
+            Releases::Sums => revenue::inputs(request),
+        }
     }
 
     /// The cells it needs, from the agreement's public value sets of the group-by columns
@@ -375,9 +394,13 @@ pub trait Analysis: Sync {
     }
 
     /// Turns noised cells into the report's cells, with intervals at [`CONFIDENCE`]. Default:
-    /// every cell with its interval and threshold flag ([`cells_with_intervals`]).
+    /// every cell with its interval and threshold flag ([`cells_with_intervals`]); for
+    /// [`Releases::Sums`], the released sums as `revenue` shows them ([`revenue::sum_cells`]).
     fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
+        match self.releases() {
+            Releases::Counts => cells_with_intervals(noised),
+            Releases::Sums => revenue::sum_cells(noised),
+        }
     }
 
     /// Renders a report.
@@ -400,9 +423,13 @@ pub trait Analysis: Sync {
 
     /// The inputs its request takes, for forms (`GET /api/v1/analyses`; the console's Ask page
     /// draws its form from them). Default: the [`Query`] fields every analysis takes
-    /// ([`common_inputs`]); an analysis with options of its own appends them.
+    /// ([`common_inputs`]; for [`Releases::Sums`] with the peer's value column,
+    /// `revenue::value_form`); an analysis with options of its own appends them.
     fn form(&self) -> Vec<InputSpec> {
-        common_inputs()
+        match self.releases() {
+            Releases::Counts => common_inputs(),
+            Releases::Sums => revenue::value_form(),
+        }
     }
 }
 
@@ -970,6 +997,13 @@ pub fn table_footer_of(r: &Report, noise: &tandem_analytics::NoiseShare, what: &
         noise.cells,
         noise.share * 100.0
     );
+    s += &budget_footer(r);
+    s
+}
+
+/// The last lines of every table: both sides' budgets and the run's wall time.
+pub fn budget_footer(r: &Report) -> String {
+    let mut s = String::new();
     for b in [&r.querier_budget, &r.responder_budget] {
         s += &overlap::budget_line(b);
         s.push('\n');
@@ -1070,6 +1104,62 @@ pub(crate) mod testing {
 
     use super::{Analysis, CellGrid, NoisedCells};
     use crate::error::Result;
+
+    /// The parameters of a planted value run over `querier × responder` buckets: the count run
+    /// at ε `(querier, responder)`, and `psi-sum-v1` sums of `revenue_cents` with bound `bound`
+    /// at ε 0.5 (squares when asked), δ 10⁻⁹.
+    pub fn value_run(
+        querier: u32,
+        responder: u32,
+        eps: (f64, f64),
+        bound: u32,
+        squares: bool,
+    ) -> (RunParams, tandem_sum::SumParams) {
+        let psi = RunParams::for_epsilon(
+            [1; 32], "email/x", [2; 16], querier, responder, eps.0, eps.1, 1e-9,
+        )
+        .expect("psi");
+        let sum = tandem_sum::SumParams::for_epsilon(
+            [1; 32],
+            [2; 16],
+            [3; 32],
+            "revenue_cents",
+            querier * responder,
+            bound,
+            squares,
+            0.5,
+            1e-9,
+        )
+        .expect("sum");
+        (psi, sum)
+    }
+
+    /// `truth` released once under `dist` (seeded): each plus a fresh clamped error.
+    pub fn noised(
+        noise: &mut tandem_testkit::noise::SeededLaplace,
+        dist: &tandem_dp::ShiftedLaplace,
+        truth: &[i64],
+    ) -> Vec<i64> {
+        let t = i64::from(dist.offset);
+        let draws = noise.shifted(dist, truth.len()).expect("draws");
+        truth
+            .iter()
+            .zip(&draws)
+            .map(|(s, &d)| s + i64::from(d) - t)
+            .collect()
+    }
+
+    /// The plan of [`value_run`]'s sums (bound 1000), as `check_options` takes it.
+    pub fn value_plan(squares: bool) -> crate::sums::SumPlan {
+        crate::sums::SumPlan {
+            column: "revenue_cents".into(),
+            unit: "cents".into(),
+            bound: 1000,
+            squares,
+            epsilon: 0.5,
+            delta: 1e-9,
+        }
+    }
 
     /// Options from pairs.
     pub fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
