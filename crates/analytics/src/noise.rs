@@ -445,8 +445,8 @@ pub(crate) fn linear(counts: &[NoisyCount], form: &Form, extra_var: f64, alpha: 
 
 /// Delta-method interval of `c·Π Lₖ^pₖ` over linear forms `Lₖ`, plus `extra_var` Gaussian
 /// variance on the figure's scale. On the log scale when `log_scale` and every `Lₖ`'s own
-/// interval is above 0, else on the linear scale. `None` when a factor with a negative power is not positive (the figure is
-/// undefined at the estimates).
+/// interval is above 0, else on the linear scale. `None` when a factor with a negative power is
+/// not positive (the figure is undefined at the estimates).
 pub(crate) fn product(
     counts: &[NoisyCount],
     c: f64,

@@ -631,8 +631,17 @@ pub struct Preview {
     /// ε / δ the peer would spend.
     #[schema(schema_with = crate::openapi::privacy_loss)]
     pub responder_cost: PrivacyLoss,
-    /// Expected 95% half-width of every cell.
+    /// Expected 95% half-width of every cell's count, in persons.
     pub half_width_95: u64,
+    /// A value analysis: the 95% half-width of every cell's released sum, in the value column's
+    /// unit ([`Preview::value_unit`]); known before the run from the bound `U` and the sums' ε
+    /// alone (psi-sum-v1 §6). The counts' half-width above is not the value's. Absent for a
+    /// count analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_half_width_95: Option<u64>,
+    /// The value column's unit (with [`Preview::value_half_width_95`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_unit: Option<String>,
     /// This node's ε left before the query: under the agreement, or under the node-wide cap
     /// (`[limits.node_budget]`) when that leaves less.
     pub querier_epsilon_left: f64,
@@ -690,6 +699,19 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
             (a, b) => a.or(b),
         };
     }
+    let alpha = 1.0 - crate::analysis::CONFIDENCE;
+    let value = d
+        .sum
+        .as_ref()
+        .map(|plan| -> Result<(u64, String)> {
+            let (params, _) = crate::sums::placeholder(plan, &release_params(&d))?;
+            let h = params
+                .sum_noise
+                .half_width(alpha)
+                .map_err(|e| NodeError::internal(e.to_string()))?;
+            Ok((h, plan.unit.clone()))
+        })
+        .transpose()?;
     Ok(Preview {
         analysis: analysis.name().to_string(),
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),
@@ -698,9 +720,9 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         responder_buckets: d.grid.responder.len(),
         querier_cost,
         responder_cost,
-        half_width_95: release_params(&d)
-            .cell_noise
-            .half_width(1.0 - crate::analysis::CONFIDENCE)?,
+        half_width_95: release_params(&d).cell_noise.half_width(alpha)?,
+        value_half_width_95: value.as_ref().map(|v| v.0),
+        value_unit: value.map(|v| v.1),
         querier_epsilon_left,
         querier_queries_left,
         responder_per_query_cap: p

@@ -270,6 +270,15 @@ async fn value_lift_over_https_per_arm_with_the_holders_sum_head() {
         .render(&report, analysis::Format::Table)
         .expect("table");
     assert!(text.contains("difference per member"), "{text}");
+    // The preview gave the sums' own precision (not the counts'), as the report's cells have it.
+    let h = preview.value_half_width_95.expect("a value preview");
+    assert!(
+        preview.value_unit.is_some() && h > preview.half_width_95,
+        "{preview:?}"
+    );
+    for c in &report.cells {
+        assert_eq!(c.ci_high - c.estimate, h as i64, "{c:?}");
+    }
 
     // The holder's ledger after the sums' charge came back signed and was audited; the report
     // shows what the holder spent on the run in all (counts and sums), as the preview said.
