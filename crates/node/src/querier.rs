@@ -199,7 +199,7 @@ fn fresh_plan(
         return Ok(None);
     }
     if !q.fresh {
-        let fingerprint = fingerprint(&store, &p.request, &p.agreement, q)?;
+        let fingerprint = fingerprint(&store, &p.request, &p.agreement, analysis, q)?;
         if store.cached_result(&fingerprint)?.is_some() {
             return Ok(None);
         }
@@ -672,7 +672,7 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         Code::InvalidQuery,
     )?;
     crate::analysis::check_options(analysis, &d.grid, &d.params, d.sum.as_ref(), &q.options)?;
-    let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
+    let fingerprint = fingerprint(store, &p.request, &p.agreement, analysis, q)?;
     let costs = costs(&d)?;
     let querier_cost = crate::budget::as_charged(costs.querier.0);
     let responder_cost = crate::budget::as_charged(costs.responder);
@@ -790,7 +790,21 @@ pub fn prepare_query_with(
                 format!("cached result does not parse: {e}"),
             )
         })?;
-        let details = serde_json::json!({"run_id": cached.run_id, "cached": true, "output_sha256": cached.output_sha256});
+        // Other local options (ROAS's spend): the stored run's figures derived anew, nothing
+        // released or charged.
+        let rederived = report.options != q.options;
+        if rederived {
+            report.details = crate::analysis::rederive(
+                analysis,
+                &report,
+                &derived.grid,
+                &release_params(&derived),
+                derived.sum.as_ref(),
+                &q.options,
+            )?;
+            report.options = q.options.clone();
+        }
+        let details = serde_json::json!({"run_id": cached.run_id, "cached": true, "output_sha256": cached.output_sha256, "derived_anew_with": rederived.then_some(&q.options)});
         store.append_audit(AuditEvent::now(actor, "result.read", details).with_agreement(&id))?;
         report.cached = true;
         for b in [&mut report.querier_budget, &mut report.responder_budget] {
@@ -909,7 +923,7 @@ fn check_query(
     actor: &str,
 ) -> Result<(Plan, Derived, NewRun)> {
     let plan = plan(store, me, analysis, q)?;
-    let fingerprint = fingerprint(store, &plan.request, &plan.agreement, q)?;
+    let fingerprint = fingerprint(store, &plan.request, &plan.agreement, analysis, q)?;
     let run_id: [u8; 16] = rand::random();
     let derived = derive(
         &plan.agreement,
@@ -1184,18 +1198,27 @@ fn build_report(
 
 /// The cache fingerprint of a query: the run's (`query_fingerprint`), plus the options when
 /// there are any, so that a repeat with other options (another arm as the test arm) is not
-/// answered with figures derived for the first ones.
+/// answered with figures derived for the first ones. The analysis's
+/// [`Analysis::local_options`] are left out: a repeat differing only in them is answered from
+/// the stored run, derived anew ([`crate::analysis::rederive`]).
 fn fingerprint(
     store: &Store,
     request: &RunRequest,
     agreement: &Agreement,
+    analysis: &dyn Analysis,
     q: &Query,
 ) -> Result<String> {
     let base = query_fingerprint(store, request, &agreement.id().to_string())?;
-    if q.options.is_empty() {
+    let local = analysis.local_options();
+    let options: std::collections::BTreeMap<&String, &String> = q
+        .options
+        .iter()
+        .filter(|(k, _)| !local.contains(&k.as_str()))
+        .collect();
+    if options.is_empty() {
         return Ok(base);
     }
-    let v = serde_json::json!({"run": base, "options": q.options});
+    let v = serde_json::json!({"run": base, "options": options});
     Ok(crate::home::sha256_hex(v.to_string().as_bytes()))
 }
 

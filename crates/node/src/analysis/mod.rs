@@ -421,6 +421,16 @@ pub trait Analysis: Sync {
         Ok(None)
     }
 
+    /// Option keys that are querier-local public inputs of the post-processing only (ROAS's
+    /// `spend`): not part of the released data, so they are left out of the cache key and a
+    /// stored run answers a query that differs from it only in them, its figures derived anew
+    /// from the stored report's cells ([`rederive`]) with nothing released or charged. An
+    /// analysis naming any must derive its figures from its cells (for a value analysis, the
+    /// sums) and the run's noise alone. Default: none.
+    fn local_options(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The inputs its request takes, for forms (`GET /api/v1/analyses`; the console's Ask page
     /// draws its form from them). Default: the [`Query`] fields every analysis takes
     /// ([`common_inputs`]; for [`Releases::Sums`] with the peer's value column,
@@ -445,9 +455,48 @@ pub fn check_options(
     sum: Option<&crate::sums::SumPlan>,
     options: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let sums = sum
+    derive_on(analysis, grid, params, sum, None, options).map(|_| ())
+}
+
+/// The figures of a stored value run's `report` derived anew with `options` that differ from
+/// its own only in [`Analysis::local_options`]: [`Analysis::derived`] on the report's cells (the
+/// released sums, as stored) under the run's `psi-sum-v1` noise, which `grid`, `params` and
+/// `sum` (the query's, as for [`check_options`]) give again. Post-processing of released figures:
+/// nothing is released or charged. Errors: 500 `internal` when the report's cells do not fit the
+/// grid, else as [`Analysis::derived`].
+pub fn rederive(
+    analysis: &dyn Analysis,
+    report: &Report,
+    grid: &CellGrid,
+    params: &RunParams,
+    sum: Option<&crate::sums::SumPlan>,
+    options: &BTreeMap<String, String>,
+) -> Result<Option<serde_json::Value>> {
+    if report.cells.len() != grid.len() || sum.is_none() {
+        return Err(NodeError::internal(
+            "a stored report to derive anew must be a value run with one cell per grid cell",
+        ));
+    }
+    let sums = report.cells.iter().map(|c| c.estimate).collect();
+    derive_on(analysis, grid, params, sum, Some(sums), options)
+}
+
+/// [`Analysis::derived`] on `grid` with zero counts, unit sizes and the run's noise; for a value
+/// analysis the sums are `sums` (zero when `None`) under the run's `psi-sum-v1` parameters.
+fn derive_on(
+    analysis: &dyn Analysis,
+    grid: &CellGrid,
+    params: &RunParams,
+    sum: Option<&crate::sums::SumPlan>,
+    sums: Option<Vec<i64>>,
+    options: &BTreeMap<String, String>,
+) -> Result<Option<serde_json::Value>> {
+    let mut placeholder = sum
         .map(|plan| crate::sums::placeholder(plan, params))
         .transpose()?;
+    if let (Some((_, cell_sums)), Some(sums)) = (placeholder.as_mut(), sums) {
+        cell_sums.sums = sums;
+    }
     let counts = CellCounts {
         querier_buckets: grid.querier.len() as u32,
         responder_buckets: grid.responder.len() as u32,
@@ -464,9 +513,9 @@ pub fn check_options(
         counts: &counts,
         threshold: 0,
         my_sizes: &sizes,
-        sums: sums.as_ref().map(|(p, s)| (p, s)),
+        sums: placeholder.as_ref().map(|(p, s)| (p, s)),
     };
-    analysis.derived(&noised, options).map(|_| ())
+    analysis.derived(&noised, options)
 }
 
 /// Refuses an option key outside `known` (422 `invalid_query` naming the known ones).
@@ -975,7 +1024,10 @@ pub fn table_header(r: &Report, title: &str) -> String {
         r.responder_column.as_deref().unwrap_or(ALL),
         r.epsilon,
         if r.cached {
-            "cached answer (no budget spent)".to_string()
+            format!(
+                "cached answer of run {} (no budget spent)",
+                short(&r.run_id)
+            )
         } else {
             format!("run {} · {}", short(&r.run_id), r.protocol)
         }

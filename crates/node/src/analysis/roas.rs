@@ -51,6 +51,12 @@ impl Analysis for Roas {
         render_with(report, format, table)
     }
 
+    /// The spend is the analyst's own public figure: a stored run's revenue answers another
+    /// spend (`rederive`), with nothing released or charged.
+    fn local_options(&self) -> &'static [&'static str] {
+        &["spend"]
+    }
+
     fn derived(
         &self,
         noised: &NoisedCells<'_>,
