@@ -96,7 +96,7 @@
     const walk = (v, path, key) => {
       // A rate, share, index or ratio without an estimate: a denominator is empty or too small
       // against its noise (analyses-v1 §1.3, the known-range rule), said, not left out.
-      if (v === null && /(rate|share|index|lift_rel|ratio)$/.test(key)) {
+      if (v === null && /(rate|share|index|lift_rel|ratio|per_member)$/.test(key)) {
         rows.push({ figure: path, key, value: 'too small to estimate' });
         return;
       }

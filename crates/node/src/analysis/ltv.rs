@@ -13,7 +13,7 @@ use tandem_analytics::{Inference, LtvCohort, LtvResult};
 use super::revenue::{noisy_sums, value_form_with};
 use super::{
     Analysis, Format, InputSpec, NoisedCells, Releases, Report, analytics_error, check_option_keys,
-    details_as, fmt_estimate, fmt_rows, inference_input, inference_option, render_with,
+    details_as, fmt_estimate, fmt_ratio, fmt_rows, inference_input, inference_option, render_with,
     table_footer_of, table_header, to_details,
 };
 use crate::error::{NodeError, Result};
@@ -89,7 +89,7 @@ fn table(r: &Report) -> Result<String> {
                 row.cohort.clone(),
                 row.members.to_string(),
                 fmt_estimate(Some(&row.value), 0),
-                fmt_estimate(row.per_member.as_ref(), 1),
+                fmt_ratio(row.per_member.as_ref(), 1),
             ]
         })
         .collect();

@@ -1075,7 +1075,8 @@ pub fn fmt_estimate(e: Option<&tandem_analytics::Estimate>, digits: usize) -> St
     }
 }
 
-/// A ratio-like figure (index, ratio) as [`fmt_estimate`], [`TOO_SMALL`] for none.
+/// A ratio-like figure (index, ratio, value per member) as [`fmt_estimate`], [`TOO_SMALL`]
+/// for none.
 pub fn fmt_ratio(e: Option<&tandem_analytics::Estimate>, digits: usize) -> String {
     e.map_or_else(|| TOO_SMALL.to_string(), |e| fmt_estimate(Some(e), digits))
 }
