@@ -596,6 +596,48 @@ mod tests {
     }
 
     #[test]
+    fn the_known_range_rule_clamps_estimate_and_interval_alike() {
+        let e = Estimate {
+            estimate: -0.03,
+            ci_low: -0.05,
+            ci_high: 0.02,
+        };
+        let w = e.within(0.0, 1.0).unwrap();
+        assert_eq!((w.estimate, w.ci_low, w.ci_high), (0.0, 0.0, 0.02));
+        assert!(w.covers(w.estimate) && w.covers(0.0));
+        let nan = Estimate {
+            estimate: f64::NAN,
+            ..e
+        };
+        assert_eq!(nan.within(0.0, 1.0), None);
+        // An index over a denominator whose interval reaches 0 is too small to estimate; over
+        // an exact one it is not, and a log interval is used only when every factor is clear
+        // of 0 (so a true index of 0 can be covered).
+        let noise = Noise::clamped_laplace(4.0 / 3.0, 29).unwrap();
+        let counts = [
+            NoisyCount::new(2, noise),
+            NoisyCount::new(3, noise),
+            NoisyCount::new(500, noise),
+        ];
+        let idx = |num: usize, den: Form| {
+            bounded(
+                &counts,
+                100.0,
+                &[(Form::terms([num]), 1.0), (den, -1.0)],
+                0.0,
+                0.05,
+                true,
+                (0.0, f64::INFINITY),
+            )
+        };
+        assert_eq!(idx(0, Form::terms([1])), None);
+        let small = idx(0, Form::terms([2])).unwrap();
+        assert_eq!(small.ci_low, 0.0, "{small:?}");
+        assert!(small.covers(small.estimate));
+        assert!(idx(2, Form::constant(1000.0)).unwrap().ci_low > 0.0);
+    }
+
+    #[test]
     fn exact_noise_has_no_width() {
         let c = NoisyCount::exact(10);
         assert_eq!(c.interval(0.05).unwrap().ci_low, 10);
