@@ -443,26 +443,32 @@ pub(crate) fn linear(counts: &[NoisyCount], form: &Form, extra_var: f64, alpha: 
     }
 }
 
-/// Delta-method interval of `c·Π Lₖ^pₖ` over linear forms `Lₖ`, plus `extra_var` Gaussian
-/// variance on the figure's scale. On the log scale when `log_scale` and every `Lₖ`'s own
-/// interval is above 0, else on the linear scale. `None` when a factor with a negative power is
-/// not positive (the figure is undefined at the estimates).
-pub(crate) fn product(
+/// The one rule for every ratio-like figure with a known range (spec `analyses-v1` §1.3, "known
+/// range"): `c·Π Lₖ^pₖ` over linear forms `Lₖ` with its delta-method interval, plus
+/// `extra_var` Gaussian variance on the figure's scale, moved into `range` by
+/// [`Estimate::within`]. `None` — "too small to estimate" — when a denominator (a factor with a
+/// negative power) is too small for the figure to mean anything: its own `1 − alpha` interval
+/// reaches 0 (or it is not positive), so the figure is unbounded within the noise; an exact
+/// denominator `n > 0` is never too small. The interval is on the log scale when `log_scale` and
+/// every `Lₖ`'s own interval is above 0, else on the linear scale.
+pub(crate) fn bounded(
     counts: &[NoisyCount],
     c: f64,
     factors: &[(Form, f64)],
     extra_var: f64,
     alpha: f64,
     log_scale: bool,
+    range: (f64, f64),
 ) -> Option<Estimate> {
-    let values: Vec<f64> = factors.iter().map(|(f, _)| f.value(counts)).collect();
+    // Too small to estimate: a denominator indistinguishable from 0 within its noise (this
+    // includes one that is not positive, where the figure is undefined).
     if factors
         .iter()
-        .zip(&values)
-        .any(|((_, p), &v)| *p < 0.0 && v <= 0.0)
+        .any(|(f, p)| *p < 0.0 && linear(counts, f, 0.0, alpha).ci_low <= 0.0)
     {
         return None;
     }
+    let values: Vec<f64> = factors.iter().map(|(f, _)| f.value(counts)).collect();
     let value = c * factors
         .iter()
         .zip(&values)
@@ -486,11 +492,12 @@ pub(crate) fn product(
         }
         let (var, k4) = moments(counts, &g);
         let (lo, hi) = interval(value.ln(), var + extra_var / (value * value), k4, alpha);
-        return Some(Estimate {
+        return Estimate {
             estimate: value,
             ci_low: lo.exp(),
             ci_high: hi.exp(),
-        });
+        }
+        .within(range.0, range.1);
     }
     for (k, (f, p)) in factors.iter().enumerate() {
         // ∂/∂Lₖ of c·Π Lⱼ^pⱼ = c·pₖ·Lₖ^(pₖ−1)·Π_{j≠k} Lⱼ^pⱼ
@@ -508,34 +515,12 @@ pub(crate) fn product(
     }
     let (var, k4) = moments(counts, &g);
     let (lo, hi) = interval(value, var + extra_var, k4, alpha);
-    Some(Estimate {
+    Estimate {
         estimate: value,
         ci_low: lo,
         ci_high: hi,
-    })
-}
-
-/// The one rule for every ratio-like figure with a known range (spec `analyses-v1` §1.3, "known
-/// range"): `c·Π Lₖ^pₖ` by [`product`], moved into `range` by [`Estimate::within`]; `None` — "too
-/// small to estimate" — when a denominator (a factor with a negative power) is too small for the
-/// figure to mean anything: its own `1 − alpha` interval reaches 0 (or it is not positive), so
-/// the figure is unbounded within the noise. An exact denominator `n > 0` is never too small.
-pub(crate) fn bounded(
-    counts: &[NoisyCount],
-    c: f64,
-    factors: &[(Form, f64)],
-    extra_var: f64,
-    alpha: f64,
-    log_scale: bool,
-    range: (f64, f64),
-) -> Option<Estimate> {
-    if factors
-        .iter()
-        .any(|(f, p)| *p < 0.0 && linear(counts, f, 0.0, alpha).ci_low <= 0.0)
-    {
-        return None;
     }
-    product(counts, c, factors, extra_var, alpha, log_scale)?.within(range.0, range.1)
+    .within(range.0, range.1)
 }
 
 /// A share or rate `num/den ∈ [0, 1]` (part over whole) by the rule of [`bounded`], on the

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use super::descriptive::grid_of;
 use super::{Sim, run_noise};
 use crate::{
     Estimate, Grid, Inference, LtvCohort, Noise, NoisyCount, affinity, cohorts, frequency, funnel,
@@ -22,14 +23,7 @@ const MY_SIZES: [u64; 4] = [50, 40, 2000, 30];
 const PEER_SIZES: [u64; 3] = [1000, 800, 1500];
 
 fn grid(cells: Vec<NoisyCount>, peer: Vec<NoisyCount>) -> Grid {
-    Grid::new(
-        ["1", "2", "3", "4+"].map(str::to_owned).to_vec(),
-        ["converted", "active", "other"].map(str::to_owned).to_vec(),
-        cells,
-        MY_SIZES.to_vec(),
-        peer,
-    )
-    .unwrap()
+    grid_of(&MY_SIZES, cells, peer)
 }
 
 /// Every derived figure of a result by its JSON path: `Some` for `{estimate, ci_low, ci_high}`
