@@ -18,11 +18,15 @@ pub async fn query(a: QueryArgs) -> Result<()> {
             outln!("{}", serde_json::to_string_pretty(&p)?);
         } else {
             outln!(
-                "{} cells ({} × {} buckets) · 95% interval ± {} per cell · this node spends ε {:.4} (left {:.4}{}) · the peer spends ε {:.4} (its per-query cap {}){}",
+                "{} cells ({} × {} buckets) · 95% interval ± {} per cell's count{} · this node spends ε {:.4} (left {:.4}{}) · the peer spends ε {:.4} (its per-query cap {}){}",
                 p.cells,
                 p.querier_buckets,
                 p.responder_buckets,
                 p.half_width_95,
+                match (p.value_half_width_95, &p.value_unit) {
+                    (Some(h), Some(unit)) => format!(", ± {h} {unit} per cell's sum"),
+                    _ => String::new(),
+                },
                 p.querier_cost.epsilon,
                 p.querier_epsilon_left,
                 p.querier_queries_left

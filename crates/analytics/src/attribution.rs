@@ -54,7 +54,7 @@ pub struct ChannelCredit {
     pub channel: String,
     /// My customers the channel touched, exact.
     pub reach: u64,
-    /// Shapley value: incremental conversion probability per touched customer.
+    /// Shapley value: incremental conversion probability per touched customer, in `[−1, 1]`.
     pub shapley: Estimate,
     /// `shapley × reach`: incremental converters credited to the channel.
     pub shapley_conversions: Estimate,
@@ -71,8 +71,8 @@ pub struct ChannelCredit {
 pub struct AttributionResult {
     /// One entry per channel, in input order.
     pub channels: Vec<ChannelCredit>,
-    /// Conversion rate of untouched customers, the game's baseline; `None` when no row has
-    /// untouched customers (the Shapley values then include the baseline propensity).
+    /// Conversion rate of untouched customers, the game's baseline, in `[0, 1]`; `None` when no
+    /// row has untouched customers (the Shapley values then include the baseline propensity).
     pub baseline_rate: Option<Estimate>,
     /// Converters among touched customers.
     pub conversions: Estimate,
@@ -212,7 +212,9 @@ pub fn attribution(
                 *c += w * (a - b);
             }
         }
-        let shapley = linear(&counts, &row_form(&coef), sampling_var(&coef), alpha);
+        // A difference of rates: its known range is [−1, 1] (spec §1.3).
+        let raw = linear(&counts, &row_form(&coef), sampling_var(&coef), alpha);
+        let shapley = raw.within(-1.0, 1.0).unwrap_or(raw);
         let reach: u64 = (0..m).filter(|s| s & bit != 0).map(|s| size[s]).sum();
         let scale = reach as f64;
         let by = |pick: &dyn Fn(&TouchRow) -> bool, share: &dyn Fn(&TouchRow) -> f64| {
@@ -245,9 +247,9 @@ pub fn attribution(
     base[0] = 1.0;
     Ok(AttributionResult {
         channels: credits,
-        baseline_rate: baseline_observed.then(|| {
-            linear(&counts, &row_form(&base), sampling_var(&base), alpha).clipped(0.0, 1.0)
-        }),
+        baseline_rate: baseline_observed
+            .then(|| linear(&counts, &row_form(&base), sampling_var(&base), alpha).within(0.0, 1.0))
+            .flatten(),
         conversions: linear(&counts, &touched, 0.0, alpha),
         missing_coalitions: missing,
         inference,

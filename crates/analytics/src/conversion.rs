@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::AnalyticsError;
 use crate::grid::Grid;
 use crate::noise::{
-    CountInterval, Estimate, Form, NoiseShare, NoisyCount, check_alpha, linear, ratio,
+    CountInterval, Estimate, Form, NoiseShare, NoisyCount, check_alpha, linear, share,
 };
 
 /// What a rate's interval is about.
@@ -24,7 +24,8 @@ pub enum Inference {
     Population,
 }
 
-/// `Σ form / n` with its interval, clipped to `[0, 1]`; `None` when `n = 0`.
+/// `Σ form / n` over an exact `n` by the rule of [`share`] (estimate and interval in `[0, 1]`);
+/// `None` when `n = 0`.
 pub(crate) fn rate(
     counts: &[NoisyCount],
     form: Form,
@@ -41,7 +42,7 @@ pub(crate) fn rate(
         Inference::Descriptive => 0.0,
         Inference::Population => p * (1.0 - p) / n,
     };
-    ratio(counts, form, Form::constant(n), sampling, alpha, false).map(|e| e.clipped(0.0, 1.0))
+    share(counts, form, Form::constant(n), sampling, alpha)
 }
 
 /// One exposure bucket of a frequency result.
@@ -55,7 +56,8 @@ pub struct FrequencyRow {
     pub overlap: Estimate,
     /// The peer's customers exposed at least this often (this bucket and every later one).
     pub reach_at_least: Estimate,
-    /// `reach_at_least / |B|`; `None` when `|B|` is not positive.
+    /// `reach_at_least / |B|` in `[0, 1]`; `None` (too small to estimate) when the interval of
+    /// the noised `|B|` reaches 0.
     pub reach_at_least_share: Option<Estimate>,
     /// Converters (the peer's conversion bucket) among the exposed; `None` without a
     /// conversion bucket.
@@ -107,14 +109,7 @@ pub fn frequency(
                 exposed: grid.my_sizes[r],
                 overlap: linear(&counts, &grid.row_form(r), 0.0, alpha),
                 reach_at_least: linear(&counts, &at_least, 0.0, alpha),
-                reach_at_least_share: ratio(
-                    &counts,
-                    at_least,
-                    grid.peer_total_form(),
-                    0.0,
-                    alpha,
-                    false,
-                ),
+                reach_at_least_share: share(&counts, at_least, grid.peer_total_form(), 0.0, alpha),
                 conversions: conv_form.as_ref().map(|f| linear(&counts, f, 0.0, alpha)),
                 conversion_rate: conv_form
                     .and_then(|f| rate(&counts, f, grid.my_sizes[r], inference, alpha)),

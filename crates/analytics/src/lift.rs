@@ -11,8 +11,8 @@ use crate::AnalyticsError;
 use crate::conversion::{Inference, rate};
 use crate::grid::Grid;
 use crate::noise::{
-    Estimate, Form, NoiseShare, NoisyCount, check_alpha, linear, noise_share, p_two_sided_cf,
-    product,
+    Estimate, Form, NoiseShare, NoisyCount, bounded, check_alpha, linear, noise_share,
+    p_two_sided_cf,
 };
 
 /// One arm's input: my exact size and the noised count of its converters.
@@ -36,7 +36,7 @@ pub struct ArmResult {
     pub size: u64,
     /// Noised converters (signed, unbiased).
     pub conversions: i64,
-    /// `conversions / size`.
+    /// `conversions / size`, in `[0, 1]` (the known-range rule, spec §1.3).
     pub rate: f64,
     /// Lower end of the rate's interval (noise + sampling), in `[0, 1]`.
     pub ci_low: f64,
@@ -53,8 +53,8 @@ pub struct LiftResult {
     pub arms: Vec<ArmResult>,
     /// `r_t − r_c`, absolute (rate points as a fraction).
     pub lift_abs: Estimate,
-    /// `r_t / r_c − 1`; `None` when the control's noised conversions are not positive. The
-    /// interval is clipped below at −1.
+    /// `r_t / r_c − 1` in `[−1, ∞)` (the known-range rule, spec §1.3); `None` (too small to
+    /// estimate) when the interval of the control's noised conversions reaches 0.
     pub lift_rel: Option<Estimate>,
     /// Two-sided p-value of the test of no lift (`r_t = r_c`).
     pub p_value: f64,
@@ -68,7 +68,7 @@ pub struct LiftResult {
 ///   kurtosis-corrected (Cornish–Fisher).
 /// * `lift_rel`: delta method on `log(r_t/r_c)` (Katz et al. 1978 for the risk ratio) with the
 ///   same variances, back-transformed; on the linear scale when the test's conversions are not
-///   positive.
+///   positive. Arm rates and `lift_rel` follow the known-range rule (`noise::bounded`).
 /// * `p_value`: two-proportion z-test with pooled rate `p̄ = (ĉ_t + ĉ_c)/(n_t + n_c)` and the
 ///   noise variances added, `z = (r̂_t − r̂_c)/√(p̄(1 − p̄)(1/n_t + 1/n_c) + σ_t²/n_t² + σ_c²/n_c²)`,
 ///   normal reference distribution (the noise's own tails are ignored in the test; with
@@ -115,7 +115,7 @@ pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, Analyti
     let (st, sc) = (binom(rt, nt), binom(rc, nc));
     let diff = Form::default().term(0, 1.0 / nt).term(1, -1.0 / nc);
     let lift_abs = linear(&counts, &diff, st + sc, alpha);
-    let lift_rel = product(
+    let lift_rel = bounded(
         &counts,
         nc / nt,
         &[(Form::terms([0]), 1.0), (Form::terms([1]), -1.0)],
@@ -128,12 +128,13 @@ pub fn lift(test: &Arm, control: &Arm, alpha: f64) -> Result<LiftResult, Analyti
         },
         alpha,
         true,
+        // Rates are non-negative, so the ratio is too (the relative lift at least −100%).
+        (0.0, f64::INFINITY),
     )
     .map(|e| Estimate {
         estimate: e.estimate - 1.0,
-        // Rates are non-negative, so the relative lift is at least −100%.
-        ci_low: (e.ci_low - 1.0).max(-1.0),
-        ci_high: (e.ci_high - 1.0).max(-1.0),
+        ci_low: e.ci_low - 1.0,
+        ci_high: e.ci_high - 1.0,
     });
     let pooled = ((rt * nt + rc * nc) / (nt + nc)).clamp(0.0, 1.0);
     let var0 = pooled * (1.0 - pooled) * (1.0 / nt + 1.0 / nc)

@@ -247,14 +247,20 @@ impl Estimate {
         self.ci_low <= value && value <= self.ci_high
     }
 
-    /// The same interval intersected with `[lo, hi]` (for figures whose range is known, such as
-    /// rates in `[0, 1]`); the estimate itself is left as is.
-    pub fn clipped(self, lo: f64, hi: f64) -> Estimate {
-        Estimate {
-            estimate: self.estimate,
+    /// The figure moved into its known range `[lo, hi]` (rates and shares `[0, 1]`, indices
+    /// `[0, ∞)`, a value per member `[0, U]` …): the estimate and both ends clamped alike, so the
+    /// estimate stays inside its interval (clamping is monotone) and the interval keeps every
+    /// true value of the range it held (spec `analyses-v1` §1.3, "known range"). `None` — too
+    /// small to estimate — when a figure is not finite.
+    pub fn within(self, lo: f64, hi: f64) -> Option<Estimate> {
+        if !(self.estimate.is_finite() && self.ci_low.is_finite() && self.ci_high.is_finite()) {
+            return None;
+        }
+        Some(Estimate {
+            estimate: self.estimate.clamp(lo, hi),
             ci_low: self.ci_low.clamp(lo, hi),
             ci_high: self.ci_high.clamp(lo, hi),
-        }
+        })
     }
 }
 
@@ -437,26 +443,32 @@ pub(crate) fn linear(counts: &[NoisyCount], form: &Form, extra_var: f64, alpha: 
     }
 }
 
-/// Delta-method interval of `c·Π Lₖ^pₖ` over linear forms `Lₖ`, plus `extra_var` Gaussian
-/// variance on the figure's scale. On the log scale when every `Lₖ > 0` and `log_scale`, else on
-/// the linear scale. `None` when a factor with a negative power is not positive (the figure is
-/// undefined at the estimates).
-pub(crate) fn product(
+/// The one rule for every ratio-like figure with a known range (spec `analyses-v1` §1.3, "known
+/// range"): `c·Π Lₖ^pₖ` over linear forms `Lₖ` with its delta-method interval, plus
+/// `extra_var` Gaussian variance on the figure's scale, moved into `range` by
+/// [`Estimate::within`]. `None` — "too small to estimate" — when a denominator (a factor with a
+/// negative power) is too small for the figure to mean anything: its own `1 − alpha` interval
+/// reaches 0 (or it is not positive), so the figure is unbounded within the noise; an exact
+/// denominator `n > 0` is never too small. The interval is on the log scale when `log_scale` and
+/// every `Lₖ`'s own interval is above 0, else on the linear scale.
+pub(crate) fn bounded(
     counts: &[NoisyCount],
     c: f64,
     factors: &[(Form, f64)],
     extra_var: f64,
     alpha: f64,
     log_scale: bool,
+    range: (f64, f64),
 ) -> Option<Estimate> {
-    let values: Vec<f64> = factors.iter().map(|(f, _)| f.value(counts)).collect();
+    // Too small to estimate: a denominator indistinguishable from 0 within its noise (this
+    // includes one that is not positive, where the figure is undefined).
     if factors
         .iter()
-        .zip(&values)
-        .any(|((_, p), &v)| *p < 0.0 && v <= 0.0)
+        .any(|(f, p)| *p < 0.0 && linear(counts, f, 0.0, alpha).ci_low <= 0.0)
     {
         return None;
     }
+    let values: Vec<f64> = factors.iter().map(|(f, _)| f.value(counts)).collect();
     let value = c * factors
         .iter()
         .zip(&values)
@@ -464,7 +476,15 @@ pub(crate) fn product(
         .product::<f64>();
     let n = counts.len();
     let mut g = vec![0.0; n];
-    if log_scale && values.iter().all(|&v| v > 0.0) && value > 0.0 {
+    // The log scale only where every factor is clear of 0 within its noise: a log interval
+    // never reaches 0, so it could not cover a true value of 0 (an index of a segment nobody
+    // in the bucket belongs to).
+    if log_scale
+        && value > 0.0
+        && factors
+            .iter()
+            .all(|(f, _)| linear(counts, f, 0.0, alpha).ci_low > 0.0)
+    {
         for ((f, p), &v) in factors.iter().zip(&values) {
             for (gi, w) in g.iter_mut().zip(f.dense(n)) {
                 *gi += p * w / v;
@@ -472,11 +492,12 @@ pub(crate) fn product(
         }
         let (var, k4) = moments(counts, &g);
         let (lo, hi) = interval(value.ln(), var + extra_var / (value * value), k4, alpha);
-        return Some(Estimate {
+        return Estimate {
             estimate: value,
             ci_low: lo.exp(),
             ci_high: hi.exp(),
-        });
+        }
+        .within(range.0, range.1);
     }
     for (k, (f, p)) in factors.iter().enumerate() {
         // ∂/∂Lₖ of c·Π Lⱼ^pⱼ = c·pₖ·Lₖ^(pₖ−1)·Π_{j≠k} Lⱼ^pⱼ
@@ -494,50 +515,33 @@ pub(crate) fn product(
     }
     let (var, k4) = moments(counts, &g);
     let (lo, hi) = interval(value, var + extra_var, k4, alpha);
-    Some(Estimate {
+    Estimate {
         estimate: value,
         ci_low: lo,
         ci_high: hi,
-    })
+    }
+    .within(range.0, range.1)
 }
 
-/// Ratio `num/den` of two linear forms (see [`product`]).
-pub(crate) fn ratio(
+/// A share or rate `num/den ∈ [0, 1]` (part over whole) by the rule of [`bounded`], on the
+/// linear scale, with `extra_var` Gaussian variance (sampling) on the rate's scale: a noised
+/// overlap a little above a noised size, or below 0, reads as 100% or 0%, never as 112% or −3%.
+pub(crate) fn share(
     counts: &[NoisyCount],
     num: Form,
     den: Form,
     extra_var: f64,
     alpha: f64,
-    log_scale: bool,
 ) -> Option<Estimate> {
-    product(
+    bounded(
         counts,
         1.0,
         &[(num, 1.0), (den, -1.0)],
         extra_var,
         alpha,
-        log_scale,
+        false,
+        (0.0, 1.0),
     )
-}
-
-/// A share `num/den ∈ [0, 1]` (a rate: part over whole) with its interval, or `None` — "too
-/// small to estimate" — when the denominator is too small for the ratio to mean anything: its
-/// own interval reaches 0 (or it is not positive), so the ratio is unbounded within the noise;
-/// or the figure is not finite. Otherwise the estimate and the interval are clamped to `[0, 1]`
-/// (post-processing: a noised overlap a little above a noised size, or below 0, reads as 100% or
-/// 0%, never as 112% or −3%).
-pub(crate) fn share(counts: &[NoisyCount], num: Form, den: Form, alpha: f64) -> Option<Estimate> {
-    if linear(counts, &den, 0.0, alpha).ci_low <= 0.0 {
-        return None;
-    }
-    let e = ratio(counts, num, den, 0.0, alpha, false)?;
-    if !(e.estimate.is_finite() && e.ci_low.is_finite() && e.ci_high.is_finite()) {
-        return None;
-    }
-    Some(Estimate {
-        estimate: e.estimate.clamp(0.0, 1.0),
-        ..e.clipped(0.0, 1.0)
-    })
 }
 
 #[cfg(test)]
@@ -554,8 +558,9 @@ mod tests {
             NoisyCount::new(900, noise),
             NoisyCount::new(1000, noise),
         ];
-        let share_of =
-            |num: usize, den: usize| share(&counts, Form::terms([num]), Form::terms([den]), 0.05);
+        let share_of = |num: usize, den: usize| {
+            share(&counts, Form::terms([num]), Form::terms([den]), 0.0, 0.05)
+        };
         // 3 of a noised 1, or of a noised −2: no figure, not 300% or −150%.
         assert_eq!(share_of(0, 1), None);
         assert_eq!(share_of(0, 2), None);
@@ -573,6 +578,48 @@ mod tests {
         // An ordinary share is left as the ratio gives it.
         let e = share_of(3, 4).unwrap();
         assert!((e.estimate - 0.9).abs() < 1e-12 && e.ci_low < 0.9 && e.ci_high > 0.9);
+    }
+
+    #[test]
+    fn the_known_range_rule_clamps_estimate_and_interval_alike() {
+        let e = Estimate {
+            estimate: -0.03,
+            ci_low: -0.05,
+            ci_high: 0.02,
+        };
+        let w = e.within(0.0, 1.0).unwrap();
+        assert_eq!((w.estimate, w.ci_low, w.ci_high), (0.0, 0.0, 0.02));
+        assert!(w.covers(w.estimate) && w.covers(0.0));
+        let nan = Estimate {
+            estimate: f64::NAN,
+            ..e
+        };
+        assert_eq!(nan.within(0.0, 1.0), None);
+        // An index over a denominator whose interval reaches 0 is too small to estimate; over
+        // an exact one it is not, and a log interval is used only when every factor is clear
+        // of 0 (so a true index of 0 can be covered).
+        let noise = Noise::clamped_laplace(4.0 / 3.0, 29).unwrap();
+        let counts = [
+            NoisyCount::new(2, noise),
+            NoisyCount::new(3, noise),
+            NoisyCount::new(500, noise),
+        ];
+        let idx = |num: usize, den: Form| {
+            bounded(
+                &counts,
+                100.0,
+                &[(Form::terms([num]), 1.0), (den, -1.0)],
+                0.0,
+                0.05,
+                true,
+                (0.0, f64::INFINITY),
+            )
+        };
+        assert_eq!(idx(0, Form::terms([1])), None);
+        let small = idx(0, Form::terms([2])).unwrap();
+        assert_eq!(small.ci_low, 0.0, "{small:?}");
+        assert!(small.covers(small.estimate));
+        assert!(idx(2, Form::constant(1000.0)).unwrap().ci_low > 0.0);
     }
 
     #[test]

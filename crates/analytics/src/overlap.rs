@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::AnalyticsError;
 use crate::grid::Grid;
 use crate::noise::{
-    CountInterval, Estimate, Form, NoiseShare, check_alpha, linear, product, ratio, share,
+    CountInterval, Estimate, Form, NoiseShare, bounded, check_alpha, linear, share,
 };
 
 /// One cell of an overlap result.
@@ -23,8 +23,8 @@ pub struct OverlapCell {
     /// `|A_r ∩ B_c| / |A_r|` in `[0, 1]` (my size exact: the count's interval divided);
     /// `None` when `|A_r| = 0`.
     pub rate_of_mine: Option<Estimate>,
-    /// `|A_r ∩ B_c| / |B_c|` (peer size noised: delta method); `None` when the noised peer size
-    /// is not positive.
+    /// `|A_r ∩ B_c| / |B_c|` in `[0, 1]` (peer size noised: delta method); `None` (too small to
+    /// estimate) when the noised size's interval reaches 0 (`noise::share`).
     pub rate_of_peer: Option<Estimate>,
 }
 
@@ -83,7 +83,7 @@ pub fn overlap(grid: &Grid, alpha: f64) -> Result<OverlapResult, AnalyticsError>
     check_alpha(alpha)?;
     let counts = grid.counts();
     let my_total: u64 = grid.my_sizes.iter().sum();
-    let rate_of = |num: Form, den: Form| share(&counts, num, den, alpha);
+    let rate_of = |num: Form, den: Form| share(&counts, num, den, 0.0, alpha);
     let mut cells = Vec::with_capacity(grid.cells.len());
     for (r, mine) in grid.mine.iter().enumerate() {
         for (c, peer) in grid.peer.iter().enumerate() {
@@ -94,11 +94,17 @@ pub fn overlap(grid: &Grid, alpha: f64) -> Result<OverlapResult, AnalyticsError>
                 mine: mine.clone(),
                 peer: peer.clone(),
                 count,
-                rate_of_mine: (n > 0.0).then(|| Estimate {
-                    estimate: (count.estimate as f64 / n).clamp(0.0, 1.0),
-                    ci_low: (count.ci_low as f64 / n).clamp(0.0, 1.0),
-                    ci_high: (count.ci_high as f64 / n).clamp(0.0, 1.0),
-                }),
+                // The count's exact interval over the exact size, by the same rule as `share`.
+                rate_of_mine: (n > 0.0)
+                    .then(|| {
+                        Estimate {
+                            estimate: count.estimate as f64 / n,
+                            ci_low: count.ci_low as f64 / n,
+                            ci_high: count.ci_high as f64 / n,
+                        }
+                        .within(0.0, 1.0)
+                    })
+                    .flatten(),
                 rate_of_peer: rate_of(Form::terms([i]), Form::terms([grid.peer_size_index(c)])),
             });
         }
@@ -149,10 +155,12 @@ pub struct AffinityRow {
     pub mine: String,
     /// My bucket's overlap with the peer's whole audience, persons.
     pub overlap: Estimate,
-    /// Share of the peer's segment among my bucket's overlap, in `[0, 1]`; `None` when the
-    /// noised overlap is not positive.
+    /// Share of the peer's segment among my bucket's overlap, in `[0, 1]`; `None` (too small to
+    /// estimate) when the noised overlap's interval reaches 0 (`noise::share`).
     pub share: Option<Estimate>,
-    /// Affinity index: `100 · share / overall share` (100 = as in the whole overlap).
+    /// Affinity index: `100 · share / overall share` (100 = as in the whole overlap), in
+    /// `[0, ∞)`; `None` (too small to estimate) when the bucket's overlap or the segment's
+    /// overlap has an interval reaching 0 (`noise::bounded`).
     pub index: Option<Estimate>,
 }
 
@@ -161,7 +169,7 @@ pub struct AffinityRow {
 pub struct AffinityResult {
     /// The peer's segment (bucket label), e.g. `tier=gold`.
     pub peer_segment: String,
-    /// Its share in the whole overlap.
+    /// Its share in the whole overlap, in `[0, 1]` (`None`: too small to estimate).
     pub overall_share: Option<Estimate>,
     /// One row per bucket of mine.
     pub rows: Vec<AffinityRow>,
@@ -175,7 +183,8 @@ pub struct AffinityResult {
 /// do in psi-ca-v1: one value per customer).
 ///
 /// Intervals: delta method on `log index` over every cell (the four sums share cells), back-
-/// transformed; on the linear scale when a sum is not positive. Shares likewise (linear).
+/// transformed; on the linear scale when a sum is not positive. Shares likewise (linear). Every
+/// share and index follows the known-range rule (`noise::bounded`, spec §1.3).
 ///
 /// Errors: unknown `peer_segment`, malformed grid, bad `alpha`.
 pub fn affinity(
@@ -196,8 +205,8 @@ pub fn affinity(
             AffinityRow {
                 mine: mine.clone(),
                 overlap: linear(&counts, &grid.row_form(r), 0.0, alpha),
-                share: ratio(&counts, x.clone(), grid.row_form(r), 0.0, alpha, false),
-                index: product(
+                share: share(&counts, x.clone(), grid.row_form(r), 0.0, alpha),
+                index: bounded(
                     &counts,
                     100.0,
                     &[
@@ -209,20 +218,14 @@ pub fn affinity(
                     0.0,
                     alpha,
                     true,
+                    (0.0, f64::INFINITY),
                 ),
             }
         })
         .collect();
     Ok(AffinityResult {
         peer_segment: peer_segment.to_owned(),
-        overall_share: ratio(
-            &counts,
-            grid.col_form(g),
-            grid.total_form(),
-            0.0,
-            alpha,
-            false,
-        ),
+        overall_share: share(&counts, grid.col_form(g), grid.total_form(), 0.0, alpha),
         rows,
         noise_share: noise_share_of_cells(grid),
     })
@@ -258,7 +261,8 @@ pub struct PeerReachRow {
     pub overlap: Estimate,
     /// `|B_c \ A|`: the bucket's customers a campaign on my whole audience does not reach.
     pub incremental: Estimate,
-    /// `|B_c \ A| / |B_c|`, `None` when the noised size is not positive.
+    /// `|B_c \ A| / |B_c|` in `[0, 1]`; `None` (too small to estimate) when the noised size's
+    /// interval reaches 0.
     pub incremental_share: Option<Estimate>,
 }
 
@@ -327,7 +331,7 @@ pub fn reach(grid: &Grid, alpha: f64) -> Result<ReachResult, AnalyticsError> {
                 size: grid.peer_sizes[c].interval(alpha)?,
                 overlap: lin(&grid.col_form(c)),
                 incremental: lin(&inc),
-                incremental_share: share(&counts, inc, size, alpha),
+                incremental_share: share(&counts, inc, size, 0.0, alpha),
             })
         })
         .collect::<Result<_, AnalyticsError>>()?;
@@ -336,7 +340,7 @@ pub fn reach(grid: &Grid, alpha: f64) -> Result<ReachResult, AnalyticsError> {
         peer_size: lin(&b),
         overlap: lin(&grid.total_form()),
         union: lin(&Form::constant(my_size as f64).plus(incremental.clone())),
-        incremental_share: share(&counts, incremental.clone(), b, alpha),
+        incremental_share: share(&counts, incremental.clone(), b, 0.0, alpha),
         incremental: lin(&incremental),
         by_mine,
         by_peer,

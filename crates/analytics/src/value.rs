@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::AnalyticsError;
 use crate::conversion::Inference;
 use crate::noise::{
-    Estimate, Form, Noise, NoiseShare, NoisyCount, check_alpha, linear, noise_share,
-    p_two_sided_cf, product,
+    Estimate, Form, Noise, NoiseShare, NoisyCount, bounded, check_alpha, linear, noise_share,
+    p_two_sided_cf,
 };
 
 /// Return on ad spend of one group: the noised revenue over the overlap against a spend the
@@ -27,9 +27,9 @@ pub struct RoasRow {
     pub group: String,
     /// The spend, in the value column's unit.
     pub spend: f64,
-    /// Revenue `Σ Ŝ` over the group's cells, interval clipped below at 0.
+    /// Revenue `Σ Ŝ` over the group's cells in `[0, ∞)` (the known-range rule, spec §1.3).
     pub revenue: Estimate,
-    /// `revenue / spend`, interval clipped below at 0.
+    /// `revenue / spend`, likewise in `[0, ∞)`.
     pub roas: Estimate,
 }
 
@@ -63,12 +63,10 @@ pub fn roas(
     if sums.is_empty() {
         return Err(AnalyticsError::Shape(format!("no sums for {group:?}")));
     }
-    let revenue = linear(sums, &Form::terms(0..sums.len()), 0.0, alpha);
-    let revenue = Estimate {
-        estimate: revenue.estimate,
-        ci_low: revenue.ci_low.max(0.0),
-        ci_high: revenue.ci_high.max(0.0),
-    };
+    let revenue = in_range(
+        linear(sums, &Form::terms(0..sums.len()), 0.0, alpha),
+        f64::INFINITY,
+    );
     Ok(RoasRow {
         group: group.to_owned(),
         spend,
@@ -104,7 +102,8 @@ pub struct ValueArmResult {
     pub size: u64,
     /// Noised sum of the arm's values (signed, unbiased).
     pub sum: i64,
-    /// Value per member `Ŝ/n`, with its interval (noise + sampling), clipped to `[0, U]`.
+    /// Value per member `Ŝ/n`, with its interval (noise + sampling), in `[0, U]` (the
+    /// known-range rule, spec §1.3).
     pub per_member: Estimate,
     /// Estimated standard deviation of one member's value, `s` (from the sums of squares).
     pub std_dev: f64,
@@ -119,12 +118,19 @@ pub struct ValueLiftResult {
     pub arms: Vec<ValueArmResult>,
     /// `m_t − m_c`: value per member, test minus control, in the value column's unit.
     pub difference: Estimate,
-    /// `m_t / m_c`; `None` when the control's noised sum is not positive.
+    /// `m_t / m_c` in `[0, ∞)`; `None` (too small to estimate) when the interval of the
+    /// control's noised sum reaches 0.
     pub ratio: Option<Estimate>,
     /// Two-sided p-value of the test of no difference (`m_t = m_c`).
     pub p_value: f64,
     /// Noise-share indicator over the two arms' noised sums.
     pub noise_share: NoiseShare,
+}
+
+/// A value figure moved into `[0, max]` by the known-range rule ([`Estimate::within`]; a linear
+/// form of finite sums is always finite).
+fn in_range(e: Estimate, max: f64) -> Estimate {
+    e.within(0.0, max).unwrap_or(e)
 }
 
 /// `s² = Q̂/n − (Ŝ/n)²` clipped to `[0, U²/4]`.
@@ -174,14 +180,17 @@ pub fn value_lift(
             name: arm.name.clone(),
             size: arm.size,
             sum: arm.sum.estimate,
-            per_member: linear(&sums, &Form::default().term(i, 1.0 / n), v, alpha).clipped(0.0, u),
+            per_member: in_range(
+                linear(&sums, &Form::default().term(i, 1.0 / n), v, alpha),
+                u,
+            ),
             std_dev: (v * n).sqrt(),
         })
         .collect();
     let diff = Form::default().term(0, 1.0 / nt).term(1, -1.0 / nc);
     let difference = linear(&sums, &diff, vt + vc, alpha);
     let (mt, mc) = (sums[0].estimate as f64 / nt, sums[1].estimate as f64 / nc);
-    let ratio = product(
+    let ratio = bounded(
         &sums,
         nc / nt,
         &[(Form::terms([0]), 1.0), (Form::terms([1]), -1.0)],
@@ -193,8 +202,8 @@ pub fn value_lift(
         },
         alpha,
         true,
-    )
-    .map(|e| e.clipped(0.0, f64::INFINITY));
+        (0.0, f64::INFINITY),
+    );
     let var =
         vt + vc + test.sum.noise.variance() / (nt * nt) + control.sum.noise.variance() / (nc * nc);
     let kappa4 = test.sum.noise.fourth_cumulant() / nt.powi(4)
@@ -236,9 +245,10 @@ pub struct LtvRow {
     pub cohort: String,
     /// My customers in the cohort, exact.
     pub members: u64,
-    /// The cohort's value at the peer `Σ Ŝ`, interval clipped below at 0.
+    /// The cohort's value at the peer `Σ Ŝ`, in `[0, ∞)` (the known-range rule, spec §1.3:
+    /// estimate and interval clamped alike, so the interval holds the estimate).
     pub value: Estimate,
-    /// Value per member `Σ Ŝ / n`, interval clipped to `[0, U]`; `None` for an empty cohort.
+    /// Value per member `Σ Ŝ / n` in `[0, U]`, likewise; `None` for an empty cohort.
     pub per_member: Option<Estimate>,
 }
 
@@ -276,7 +286,7 @@ pub fn ltv(
     for c in cohorts {
         all.extend_from_slice(&c.sums);
         let whole = Form::terms(0..c.sums.len());
-        let value = linear(&c.sums, &whole, 0.0, alpha).clipped(0.0, f64::INFINITY);
+        let value = in_range(linear(&c.sums, &whole, 0.0, alpha), f64::INFINITY);
         let sampling = match (inference, &c.squares) {
             (Inference::Descriptive, _) => 0.0,
             (Inference::Population, None) => {
@@ -311,7 +321,7 @@ pub fn ltv(
             for i in 0..c.sums.len() {
                 form = form.term(i, 1.0 / n);
             }
-            linear(&c.sums, &form, sampling, alpha).clipped(0.0, f64::from(bound))
+            in_range(linear(&c.sums, &form, sampling, alpha), f64::from(bound))
         });
         rows.push(LtvRow {
             cohort: c.cohort.clone(),

@@ -94,9 +94,9 @@
   function figures(details) {
     const rows = [];
     const walk = (v, path, key) => {
-      // A rate or share without an estimate: its denominator is empty or too small against its
-      // noise (the node clamps rates to [0, 1] and drops those), said, not left out.
-      if (v === null && /(rate|share)$/.test(key)) {
+      // A rate, share, index or ratio without an estimate: a denominator is empty or too small
+      // against its noise (analyses-v1 §1.3, the known-range rule), said, not left out.
+      if (v === null && /(rate|share|index|lift_rel|ratio|per_member)$/.test(key)) {
         rows.push({ figure: path, key, value: 'too small to estimate' });
         return;
       }
@@ -139,6 +139,9 @@
       ['Counts returned', `${p.cells} (one per pair of segments)`],
       ['Expected precision', `each count within ± ${fmt(p.half_width_95)} of the truth, 95% of the time ` +
         `(interval width ${fmt(2 * p.half_width_95)})`],
+      // A value analysis: the sums' own precision (the counts' is not the value's).
+      ...(p.value_half_width_95 == null ? [] : [['Expected precision of the values',
+        `each segment's sum within ± ${fmt(p.value_half_width_95)} ${p.value_unit ?? ''} of the truth, 95% of the time`]]),
       [`${me}'s budget`, `ε ${eps(p.querier_epsilon_left)} left` +
         (mineMore === null ? '' : `: about ${mineMore} more questions like this`)],
       [`${peer}'s limit`, `at most ε ${eps(p.responder_per_query_cap)} per question`],

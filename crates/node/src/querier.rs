@@ -199,7 +199,7 @@ fn fresh_plan(
         return Ok(None);
     }
     if !q.fresh {
-        let fingerprint = fingerprint(&store, &p.request, &p.agreement, q)?;
+        let fingerprint = fingerprint(&store, &p.request, &p.agreement, analysis, q)?;
         if store.cached_result(&fingerprint)?.is_some() {
             return Ok(None);
         }
@@ -631,8 +631,17 @@ pub struct Preview {
     /// ε / δ the peer would spend.
     #[schema(schema_with = crate::openapi::privacy_loss)]
     pub responder_cost: PrivacyLoss,
-    /// Expected 95% half-width of every cell.
+    /// Expected 95% half-width of every cell's count, in persons.
     pub half_width_95: u64,
+    /// A value analysis: the 95% half-width of every cell's released sum, in the value column's
+    /// unit ([`Preview::value_unit`]); known before the run from the bound `U` and the sums' ε
+    /// alone (psi-sum-v1 §6). The counts' half-width above is not the value's. Absent for a
+    /// count analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_half_width_95: Option<u64>,
+    /// The value column's unit (with [`Preview::value_half_width_95`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_unit: Option<String>,
     /// This node's ε left before the query: under the agreement, or under the node-wide cap
     /// (`[limits.node_budget]`) when that leaves less.
     pub querier_epsilon_left: f64,
@@ -663,7 +672,7 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         Code::InvalidQuery,
     )?;
     crate::analysis::check_options(analysis, &d.grid, &d.params, d.sum.as_ref(), &q.options)?;
-    let fingerprint = fingerprint(store, &p.request, &p.agreement, q)?;
+    let fingerprint = fingerprint(store, &p.request, &p.agreement, analysis, q)?;
     let costs = costs(&d)?;
     let querier_cost = crate::budget::as_charged(costs.querier.0);
     let responder_cost = crate::budget::as_charged(costs.responder);
@@ -690,6 +699,19 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
             (a, b) => a.or(b),
         };
     }
+    let alpha = 1.0 - crate::analysis::CONFIDENCE;
+    let value = d
+        .sum
+        .as_ref()
+        .map(|plan| -> Result<(u64, String)> {
+            let (params, _) = crate::sums::placeholder(plan, &release_params(&d))?;
+            let h = params
+                .sum_noise
+                .half_width(alpha)
+                .map_err(|e| NodeError::internal(e.to_string()))?;
+            Ok((h, plan.unit.clone()))
+        })
+        .transpose()?;
     Ok(Preview {
         analysis: analysis.name().to_string(),
         cached: !q.fresh && store.cached_result(&fingerprint)?.is_some(),
@@ -698,9 +720,9 @@ pub fn preview(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> R
         responder_buckets: d.grid.responder.len(),
         querier_cost,
         responder_cost,
-        half_width_95: release_params(&d)
-            .cell_noise
-            .half_width(1.0 - crate::analysis::CONFIDENCE)?,
+        half_width_95: release_params(&d).cell_noise.half_width(alpha)?,
+        value_half_width_95: value.as_ref().map(|v| v.0),
+        value_unit: value.map(|v| v.1),
         querier_epsilon_left,
         querier_queries_left,
         responder_per_query_cap: p
@@ -768,7 +790,21 @@ pub fn prepare_query_with(
                 format!("cached result does not parse: {e}"),
             )
         })?;
-        let details = serde_json::json!({"run_id": cached.run_id, "cached": true, "output_sha256": cached.output_sha256});
+        // Other local options (ROAS's spend): the stored run's figures derived anew, nothing
+        // released or charged.
+        let rederived = report.options != q.options;
+        if rederived {
+            report.details = crate::analysis::rederive(
+                analysis,
+                &report,
+                &derived.grid,
+                &release_params(&derived),
+                derived.sum.as_ref(),
+                &q.options,
+            )?;
+            report.options = q.options.clone();
+        }
+        let details = serde_json::json!({"run_id": cached.run_id, "cached": true, "output_sha256": cached.output_sha256, "derived_anew_with": rederived.then_some(&q.options)});
         store.append_audit(AuditEvent::now(actor, "result.read", details).with_agreement(&id))?;
         report.cached = true;
         for b in [&mut report.querier_budget, &mut report.responder_budget] {
@@ -887,7 +923,7 @@ fn check_query(
     actor: &str,
 ) -> Result<(Plan, Derived, NewRun)> {
     let plan = plan(store, me, analysis, q)?;
-    let fingerprint = fingerprint(store, &plan.request, &plan.agreement, q)?;
+    let fingerprint = fingerprint(store, &plan.request, &plan.agreement, analysis, q)?;
     let run_id: [u8; 16] = rand::random();
     let derived = derive(
         &plan.agreement,
@@ -1162,18 +1198,27 @@ fn build_report(
 
 /// The cache fingerprint of a query: the run's (`query_fingerprint`), plus the options when
 /// there are any, so that a repeat with other options (another arm as the test arm) is not
-/// answered with figures derived for the first ones.
+/// answered with figures derived for the first ones. The analysis's
+/// [`Analysis::local_options`] are left out: a repeat differing only in them is answered from
+/// the stored run, derived anew ([`crate::analysis::rederive`]).
 fn fingerprint(
     store: &Store,
     request: &RunRequest,
     agreement: &Agreement,
+    analysis: &dyn Analysis,
     q: &Query,
 ) -> Result<String> {
     let base = query_fingerprint(store, request, &agreement.id().to_string())?;
-    if q.options.is_empty() {
+    let local = analysis.local_options();
+    let options: std::collections::BTreeMap<&String, &String> = q
+        .options
+        .iter()
+        .filter(|(k, _)| !local.contains(&k.as_str()))
+        .collect();
+    if options.is_empty() {
         return Ok(base);
     }
-    let v = serde_json::json!({"run": base, "options": q.options});
+    let v = serde_json::json!({"run": base, "options": options});
     Ok(crate::home::sha256_hex(v.to_string().as_bytes()))
 }
 

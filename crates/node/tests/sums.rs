@@ -270,6 +270,15 @@ async fn value_lift_over_https_per_arm_with_the_holders_sum_head() {
         .render(&report, analysis::Format::Table)
         .expect("table");
     assert!(text.contains("difference per member"), "{text}");
+    // The preview gave the sums' own precision (not the counts'), as the report's cells have it.
+    let h = preview.value_half_width_95.expect("a value preview");
+    assert!(
+        preview.value_unit.is_some() && h > preview.half_width_95,
+        "{preview:?}"
+    );
+    for c in &report.cells {
+        assert_eq!(c.ci_high - c.estimate, h as i64, "{c:?}");
+    }
 
     // The holder's ledger after the sums' charge came back signed and was audited; the report
     // shows what the holder spent on the run in all (counts and sums), as the preview said.
@@ -304,5 +313,69 @@ async fn value_lift_over_https_per_arm_with_the_holders_sum_head() {
                 .expect("ε"))
         .abs()
             < 1e-12
+    );
+}
+
+/// ROAS with another spend is the stored run's revenue over the new spend: the spend is the
+/// analyst's public figure, not released data, so the second query is answered from the first
+/// run (same run id, cached, nothing charged on either side, no second decryption) with its
+/// figures derived anew; a spend by group reads the same stored sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roas_with_another_spend_reuses_the_stored_run() {
+    let f = NodePair::start().await;
+    let roas = analysis::find("roas").expect("registered");
+    let with_spend = |spend: &str| Query {
+        fresh: false,
+        options: [("spend".to_string(), spend.to_string())].into(),
+        ..revenue_query(&f, "roas")
+    };
+    let first = run_query(&f.acme, roas, &with_spend("100000"), "test")
+        .await
+        .expect("first roas run");
+    assert!(!first.cached);
+    let shopx = f.shopx.store().expect("store");
+    let ledger = |s: &tandem_store::Store| s.runs(None).expect("runs").len();
+    let (acme_runs, shopx_runs) = (ledger(&f.acme.store().expect("store")), ledger(&shopx));
+
+    let preview = tandem_node::querier::preview(
+        &f.acme.store().expect("store"),
+        "acme",
+        roas,
+        &with_spend("50000"),
+    )
+    .expect("preview");
+    assert!(preview.cached, "{preview:?}");
+    let second = run_query(&f.acme, roas, &with_spend("50000"), "test")
+        .await
+        .expect("second roas");
+    assert!(second.cached && second.run_id == first.run_id, "{second:?}");
+    assert_eq!(second.querier_budget.epsilon_spent, 0.0);
+    assert_eq!(second.options["spend"], "50000");
+    let figures = |r: &analysis::Report| -> tandem_analytics::RoasResult {
+        analysis::details_as(r).expect("roas figures")
+    };
+    let (a, b) = (figures(&first), figures(&second));
+    assert_eq!(a.rows[0].revenue, b.rows[0].revenue);
+    assert!((b.rows[0].roas.estimate - 2.0 * a.rows[0].roas.estimate).abs() < 1e-9);
+    assert!((b.rows[0].roas.ci_high - 2.0 * a.rows[0].roas.ci_high).abs() < 1e-9);
+    let by_group = run_query(&f.acme, roas, &with_spend("x:1000"), "test")
+        .await
+        .expect("roas by group");
+    assert!(by_group.cached && by_group.run_id == first.run_id);
+    assert_eq!(figures(&by_group).rows[0].group, "x");
+    let table = roas
+        .render(&second, analysis::Format::Table)
+        .expect("table");
+    assert!(
+        table.contains(&format!(
+            "cached answer of run {}",
+            analysis::short(&first.run_id)
+        )),
+        "{table}"
+    );
+    assert_eq!(
+        (ledger(&f.acme.store().expect("store")), ledger(&shopx)),
+        (acme_runs, shopx_runs),
+        "nothing charged again"
     );
 }

@@ -19,11 +19,20 @@ const MY_SIZES: [u64; 4] = [2000, 1500, 900, 2500];
 const PEER_SIZES: [u64; 3] = [1000, 800, 1500];
 
 fn grid(cells: Vec<NoisyCount>, peer_sizes: Vec<NoisyCount>) -> Grid {
+    grid_of(&MY_SIZES, cells, peer_sizes)
+}
+
+/// A grid of my buckets `1`, `2`, `3`, `4+` (sizes `my_sizes`) × `converted`, `active`, `other`.
+pub(super) fn grid_of(
+    my_sizes: &[u64],
+    cells: Vec<NoisyCount>,
+    peer_sizes: Vec<NoisyCount>,
+) -> Grid {
     Grid::new(
         ["1", "2", "3", "4+"].map(str::to_owned).to_vec(),
         ["converted", "active", "other"].map(str::to_owned).to_vec(),
         cells,
-        MY_SIZES.to_vec(),
+        my_sizes.to_vec(),
         peer_sizes,
     )
     .unwrap()

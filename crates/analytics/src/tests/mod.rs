@@ -8,6 +8,7 @@
 mod attribution;
 mod descriptive;
 mod lift;
+mod ranges;
 mod values;
 
 use rand::rngs::StdRng;

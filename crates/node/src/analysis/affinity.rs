@@ -10,8 +10,8 @@ use tandem_analytics::AffinityResult;
 
 use super::{
     Analysis, Format, InputKind, InputSpec, NoisedCells, Report, analytics_error, analytics_grid,
-    check_option_keys, details_as, fmt_estimate, fmt_percent, fmt_rows, render_with, table_footer,
-    table_header, to_details, with_options,
+    check_option_keys, details_as, fmt_estimate, fmt_percent, fmt_ratio, fmt_rows, render_with,
+    table_footer, table_header, to_details, with_options,
 };
 use crate::error::{NodeError, Result};
 
@@ -75,7 +75,7 @@ fn table(r: &Report) -> Result<String> {
                 row.mine.clone(),
                 fmt_estimate(Some(&row.overlap), 0),
                 fmt_percent(row.share.as_ref()),
-                fmt_estimate(row.index.as_ref(), 0),
+                fmt_ratio(row.index.as_ref(), 0),
             ]
         })
         .collect();

@@ -10,14 +10,13 @@ use std::collections::BTreeMap;
 
 use tandem_analytics::{Inference, LtvCohort, LtvResult};
 
-use super::revenue::{inputs, noisy_sums, value_form};
+use super::revenue::{noisy_sums, value_form_with};
 use super::{
-    Analysis, Cell, Format, InputSpec, Inputs, NoisedCells, Report, analytics_error,
-    check_option_keys, details_as, fmt_estimate, fmt_rows, inference_input, inference_option,
-    render_with, table_footer_of, table_header, to_details,
+    Analysis, Format, InputSpec, NoisedCells, Releases, Report, analytics_error, check_option_keys,
+    details_as, fmt_estimate, fmt_ratio, fmt_rows, inference_input, inference_option, render_with,
+    table_footer_of, table_header, to_details,
 };
 use crate::error::{NodeError, Result};
-use crate::wire::RunRequest;
 
 /// The LTV-by-cohort analysis.
 pub struct Ltv;
@@ -32,18 +31,12 @@ impl Analysis for Ltv {
     }
 
     fn form(&self) -> Vec<InputSpec> {
-        let mut all = value_form();
-        all.push(inference_input("descriptive"));
-        all
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        inputs(request)
+        value_form_with(vec![inference_input("descriptive")])
     }
 
     /// The released sums per cell, as `revenue` shows them.
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        super::revenue::Revenue.outputs(noised)
+    fn releases(&self) -> Releases {
+        Releases::Sums
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
@@ -96,7 +89,7 @@ fn table(r: &Report) -> Result<String> {
                 row.cohort.clone(),
                 row.members.to_string(),
                 fmt_estimate(Some(&row.value), 0),
-                fmt_estimate(row.per_member.as_ref(), 1),
+                fmt_ratio(row.per_member.as_ref(), 1),
             ]
         })
         .collect();
@@ -115,14 +108,13 @@ fn table(r: &Report) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use tandem_dp::NoiseSource;
     use tandem_psi::{CellCounts, RunParams};
-    use tandem_sum::{CellSums, SumParams};
+    use tandem_sum::CellSums;
     use tandem_testkit::noise::SeededLaplace;
 
     use super::*;
     use crate::analysis::CellGrid;
-    use crate::analysis::testing::options;
+    use crate::analysis::testing::{noised, options, value_plan, value_run};
 
     /// Three cohorts × two partner tiers with planted sums, through the node's analysis code:
     /// over 2 000 seeded runs (fixed seed) every cohort's value-per-member interval covers the
@@ -135,20 +127,7 @@ mod tests {
             querier: vec!["2026-01".into(), "2026-02".into(), "2026-03".into()],
             responder: vec!["gold".into(), "other".into()],
         };
-        let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 3, 2, 0.125, 0.5, 1e-9)
-            .expect("psi");
-        let sum = SumParams::for_epsilon(
-            [1; 32],
-            [2; 16],
-            [3; 32],
-            "revenue_cents",
-            6,
-            1000,
-            false,
-            0.5,
-            1e-9,
-        )
-        .expect("sum");
+        let (psi, sum) = value_run(3, 2, (0.125, 0.5), 1000, false);
         let counts = CellCounts {
             querier_buckets: 3,
             responder_buckets: 2,
@@ -160,17 +139,11 @@ mod tests {
         let want: Vec<f64> = (0..3)
             .map(|r| (truth[2 * r] + truth[2 * r + 1]) as f64 / sizes[r] as f64)
             .collect();
-        let t = i64::from(sum.sum_noise.offset);
         let mut noise = SeededLaplace::new(20_261_130);
         let mut covered = [0u32; 3];
         for _ in 0..2000 {
-            let d = noise.shifted(&sum.sum_noise, 6).expect("draws");
             let sums = CellSums {
-                sums: truth
-                    .iter()
-                    .zip(&d)
-                    .map(|(s, &z)| s + i64::from(z) - t)
-                    .collect(),
+                sums: noised(&mut noise, &sum.sum_noise, &truth),
                 squares: None,
             };
             let noised = NoisedCells {
@@ -204,14 +177,7 @@ mod tests {
         };
         let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 2, 1, 0.125, 0.5, 1e-9)
             .expect("psi");
-        let plan = |squares| crate::sums::SumPlan {
-            column: "revenue_cents".into(),
-            unit: "cents".into(),
-            bound: 1000,
-            squares,
-            epsilon: 0.5,
-            delta: 1e-9,
-        };
+        let plan = value_plan;
         let check = |squares, pairs: &[(&str, &str)]| {
             crate::analysis::check_options(&Ltv, &grid, &psi, Some(&plan(squares)), &options(pairs))
         };

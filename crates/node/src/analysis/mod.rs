@@ -337,6 +337,17 @@ pub struct NoisedCells<'a> {
 /// Confidence of every interval a report shows.
 pub const CONFIDENCE: f64 = 0.95;
 
+/// What a run of an analysis releases per cell; picks the defaults of [`Analysis::inputs`],
+/// [`Analysis::outputs`] and [`Analysis::form`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Releases {
+    /// `psi-ca-v1` counts: every count analysis.
+    Counts,
+    /// Counts and the peer's value column summed per cell (`psi-sum-v1`): the value analyses,
+    /// whose report cells are the released sums ([`revenue::sum_cells`]).
+    Sums,
+}
+
 /// An analysis over `psi-ca-v1` cell counts.
 pub trait Analysis: Sync {
     /// Name in CLI subcommands and routes (`[a-z_]+`).
@@ -345,10 +356,18 @@ pub trait Analysis: Sync {
     /// One line for `--help` and listings.
     fn about(&self) -> &'static str;
 
+    /// What a run releases per cell. Default: [`Releases::Counts`].
+    fn releases(&self) -> Releases {
+        Releases::Counts
+    }
+
     /// The columns the request reads on each side. Default: one group-by column list per side
-    /// ([`group_by_inputs`]).
+    /// ([`group_by_inputs`]), and for [`Releases::Sums`] the peer's value column too.
     fn inputs(&self, request: &RunRequest) -> Inputs {
-        group_by_inputs(request)
+        match self.releases() {
+            Releases::Counts => group_by_inputs(request),
+            Releases::Sums => revenue::inputs(request),
+        }
     }
 
     /// The cells it needs, from the agreement's public value sets of the group-by columns
@@ -375,9 +394,13 @@ pub trait Analysis: Sync {
     }
 
     /// Turns noised cells into the report's cells, with intervals at [`CONFIDENCE`]. Default:
-    /// every cell with its interval and threshold flag ([`cells_with_intervals`]).
+    /// every cell with its interval and threshold flag ([`cells_with_intervals`]); for
+    /// [`Releases::Sums`], the released sums as `revenue` shows them ([`revenue::sum_cells`]).
     fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        cells_with_intervals(noised)
+        match self.releases() {
+            Releases::Counts => cells_with_intervals(noised),
+            Releases::Sums => revenue::sum_cells(noised),
+        }
     }
 
     /// Renders a report.
@@ -398,11 +421,25 @@ pub trait Analysis: Sync {
         Ok(None)
     }
 
+    /// Option keys that are querier-local public inputs of the post-processing only (ROAS's
+    /// `spend`): not part of the released data, so they are left out of the cache key and a
+    /// stored run answers a query that differs from it only in them, its figures derived anew
+    /// from the stored report's cells ([`rederive`]) with nothing released or charged. An
+    /// analysis naming any must derive its figures from its cells (for a value analysis, the
+    /// sums) and the run's noise alone. Default: none.
+    fn local_options(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The inputs its request takes, for forms (`GET /api/v1/analyses`; the console's Ask page
     /// draws its form from them). Default: the [`Query`] fields every analysis takes
-    /// ([`common_inputs`]); an analysis with options of its own appends them.
+    /// ([`common_inputs`]; for [`Releases::Sums`] with the peer's value column,
+    /// `revenue::value_form`); an analysis with options of its own appends them.
     fn form(&self) -> Vec<InputSpec> {
-        common_inputs()
+        match self.releases() {
+            Releases::Counts => common_inputs(),
+            Releases::Sums => revenue::value_form(),
+        }
     }
 }
 
@@ -418,9 +455,48 @@ pub fn check_options(
     sum: Option<&crate::sums::SumPlan>,
     options: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let sums = sum
+    derive_on(analysis, grid, params, sum, None, options).map(|_| ())
+}
+
+/// The figures of a stored value run's `report` derived anew with `options` that differ from
+/// its own only in [`Analysis::local_options`]: [`Analysis::derived`] on the report's cells (the
+/// released sums, as stored) under the run's `psi-sum-v1` noise, which `grid`, `params` and
+/// `sum` (the query's, as for [`check_options`]) give again. Post-processing of released figures:
+/// nothing is released or charged. Errors: 500 `internal` when the report's cells do not fit the
+/// grid, else as [`Analysis::derived`].
+pub fn rederive(
+    analysis: &dyn Analysis,
+    report: &Report,
+    grid: &CellGrid,
+    params: &RunParams,
+    sum: Option<&crate::sums::SumPlan>,
+    options: &BTreeMap<String, String>,
+) -> Result<Option<serde_json::Value>> {
+    if report.cells.len() != grid.len() || sum.is_none() {
+        return Err(NodeError::internal(
+            "a stored report to derive anew must be a value run with one cell per grid cell",
+        ));
+    }
+    let sums = report.cells.iter().map(|c| c.estimate).collect();
+    derive_on(analysis, grid, params, sum, Some(sums), options)
+}
+
+/// [`Analysis::derived`] on `grid` with zero counts, unit sizes and the run's noise; for a value
+/// analysis the sums are `sums` (zero when `None`) under the run's `psi-sum-v1` parameters.
+fn derive_on(
+    analysis: &dyn Analysis,
+    grid: &CellGrid,
+    params: &RunParams,
+    sum: Option<&crate::sums::SumPlan>,
+    sums: Option<Vec<i64>>,
+    options: &BTreeMap<String, String>,
+) -> Result<Option<serde_json::Value>> {
+    let mut placeholder = sum
         .map(|plan| crate::sums::placeholder(plan, params))
         .transpose()?;
+    if let (Some((_, cell_sums)), Some(sums)) = (placeholder.as_mut(), sums) {
+        cell_sums.sums = sums;
+    }
     let counts = CellCounts {
         querier_buckets: grid.querier.len() as u32,
         responder_buckets: grid.responder.len() as u32,
@@ -437,9 +513,9 @@ pub fn check_options(
         counts: &counts,
         threshold: 0,
         my_sizes: &sizes,
-        sums: sums.as_ref().map(|(p, s)| (p, s)),
+        sums: placeholder.as_ref().map(|(p, s)| (p, s)),
     };
-    analysis.derived(&noised, options).map(|_| ())
+    analysis.derived(&noised, options)
 }
 
 /// Refuses an option key outside `known` (422 `invalid_query` naming the known ones).
@@ -948,7 +1024,10 @@ pub fn table_header(r: &Report, title: &str) -> String {
         r.responder_column.as_deref().unwrap_or(ALL),
         r.epsilon,
         if r.cached {
-            "cached answer (no budget spent)".to_string()
+            format!(
+                "cached answer of run {} (no budget spent)",
+                short(&r.run_id)
+            )
         } else {
             format!("run {} · {}", short(&r.run_id), r.protocol)
         }
@@ -970,6 +1049,13 @@ pub fn table_footer_of(r: &Report, noise: &tandem_analytics::NoiseShare, what: &
         noise.cells,
         noise.share * 100.0
     );
+    s += &budget_footer(r);
+    s
+}
+
+/// The last lines of every table: both sides' budgets and the run's wall time.
+pub fn budget_footer(r: &Report) -> String {
+    let mut s = String::new();
     for b in [&r.querier_budget, &r.responder_budget] {
         s += &overlap::budget_line(b);
         s.push('\n');
@@ -989,6 +1075,12 @@ pub fn fmt_estimate(e: Option<&tandem_analytics::Estimate>, digits: usize) -> St
     }
 }
 
+/// A ratio-like figure (index, ratio, value per member) as [`fmt_estimate`], [`TOO_SMALL`]
+/// for none.
+pub fn fmt_ratio(e: Option<&tandem_analytics::Estimate>, digits: usize) -> String {
+    e.map_or_else(|| TOO_SMALL.to_string(), |e| fmt_estimate(Some(e), digits))
+}
+
 /// A rate or share as `12.3% [10.1%, 14.6%]` ([`TOO_SMALL`] for none).
 pub fn fmt_percent(e: Option<&tandem_analytics::Estimate>) -> String {
     match e {
@@ -1002,9 +1094,10 @@ pub fn fmt_percent(e: Option<&tandem_analytics::Estimate>) -> String {
     }
 }
 
-/// What a rate or share reads as when it has no estimate (`null` in JSON): its denominator is
-/// empty or too small against its noise (`tandem_analytics` clamps rates to `[0, 1]` and drops
-/// those).
+/// What a rate, share, index or ratio reads as when it has no estimate (`null` in JSON): a
+/// denominator is empty or too small against its noise (its interval reaches 0). The one rule
+/// of `tandem_analytics` (spec `analyses-v1` §1.3, "known range") also clamps every such
+/// figure's estimate and interval into its range (rates `[0, 1]`).
 pub const TOO_SMALL: &str = "too small to estimate";
 
 /// Renders rows as a left-aligned first column and right-aligned others.
@@ -1064,6 +1157,62 @@ pub(crate) mod testing {
 
     use super::{Analysis, CellGrid, NoisedCells};
     use crate::error::Result;
+
+    /// The parameters of a planted value run over `querier × responder` buckets: the count run
+    /// at ε `(querier, responder)`, and `psi-sum-v1` sums of `revenue_cents` with bound `bound`
+    /// at ε 0.5 (squares when asked), δ 10⁻⁹.
+    pub fn value_run(
+        querier: u32,
+        responder: u32,
+        eps: (f64, f64),
+        bound: u32,
+        squares: bool,
+    ) -> (RunParams, tandem_sum::SumParams) {
+        let psi = RunParams::for_epsilon(
+            [1; 32], "email/x", [2; 16], querier, responder, eps.0, eps.1, 1e-9,
+        )
+        .expect("psi");
+        let sum = tandem_sum::SumParams::for_epsilon(
+            [1; 32],
+            [2; 16],
+            [3; 32],
+            "revenue_cents",
+            querier * responder,
+            bound,
+            squares,
+            0.5,
+            1e-9,
+        )
+        .expect("sum");
+        (psi, sum)
+    }
+
+    /// `truth` released once under `dist` (seeded): each plus a fresh clamped error.
+    pub fn noised(
+        noise: &mut tandem_testkit::noise::SeededLaplace,
+        dist: &tandem_dp::ShiftedLaplace,
+        truth: &[i64],
+    ) -> Vec<i64> {
+        let t = i64::from(dist.offset);
+        let draws = noise.shifted(dist, truth.len()).expect("draws");
+        truth
+            .iter()
+            .zip(&draws)
+            .map(|(s, &d)| s + i64::from(d) - t)
+            .collect()
+    }
+
+    /// The plan of [`value_run`]'s sums (bound 1000), as `check_options` takes it.
+    pub fn value_plan(squares: bool) -> crate::sums::SumPlan {
+        crate::sums::SumPlan {
+            column: "revenue_cents".into(),
+            unit: "cents".into(),
+            bound: 1000,
+            squares,
+            epsilon: 0.5,
+            delta: 1e-9,
+        }
+    }
 
     /// Options from pairs.
     pub fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

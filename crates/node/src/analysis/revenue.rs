@@ -6,8 +6,8 @@
 use std::fmt::Write;
 
 use super::{
-    Analysis, CONFIDENCE, Cell, Format, InputKind, InputSpec, Inputs, NoisedCells, Report,
-    cells_csv, common_inputs, short,
+    Analysis, CONFIDENCE, Cell, Format, InputKind, InputSpec, Inputs, NoisedCells, Releases,
+    Report, cells_csv, common_inputs, short,
 };
 use crate::error::{NodeError, Result};
 use crate::wire::RunRequest;
@@ -38,6 +38,23 @@ pub(super) fn sums<'a>(
         .ok_or_else(|| NodeError::internal("a value analysis finished without its sums"))
 }
 
+/// The report cells of a value run: per cell the noised sum `S_c + clamp(Z, −T, T)` and the
+/// interval of psi-sum-v1 §6 (`accounting::interval` at `1 − CONFIDENCE`), hidden under the
+/// threshold by the cell's noised count.
+pub(super) fn sum_cells(noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
+    let (params, sums) = sums(noised)?;
+    super::grid_cells(noised.grid, |i, _, _| {
+        let estimate = *sums
+            .sums
+            .get(i)
+            .ok_or_else(|| NodeError::internal("fewer sums than cells"))?;
+        let (ci_low, ci_high) =
+            tandem_sum::accounting::interval(&params.sum_noise, estimate, 1.0 - CONFIDENCE)
+                .map_err(|e| NodeError::internal(e.to_string()))?;
+        Ok(((estimate, ci_low, ci_high), below_threshold(noised, i)))
+    })
+}
+
 /// `z` of a two-sided normal interval at [`CONFIDENCE`].
 const Z95: f64 = 1.959_963_984_540_054;
 
@@ -58,6 +75,14 @@ pub(super) fn value_form() -> Vec<InputSpec> {
     all
 }
 
+/// [`value_form`] and a value analysis's own options (as [`super::with_options`] for a count
+/// analysis).
+pub(super) fn value_form_with(options: Vec<InputSpec>) -> Vec<InputSpec> {
+    let mut all = value_form();
+    all.extend(options);
+    all
+}
+
 impl Analysis for Revenue {
     fn name(&self) -> &'static str {
         "revenue"
@@ -67,28 +92,9 @@ impl Analysis for Revenue {
         "The peer's value column (--peer-value) summed over the overlap per segment, with 95% intervals"
     }
 
-    fn form(&self) -> Vec<InputSpec> {
-        value_form()
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        inputs(request)
-    }
-
-    /// Per cell: the noised sum `S_c + clamp(Z, −T, T)` and the interval of psi-sum-v1 §6
-    /// (`accounting::interval` at `1 − CONFIDENCE`).
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        let (params, sums) = sums(noised)?;
-        super::grid_cells(noised.grid, |i, _, _| {
-            let estimate = *sums
-                .sums
-                .get(i)
-                .ok_or_else(|| NodeError::internal("fewer sums than cells"))?;
-            let (ci_low, ci_high) =
-                tandem_sum::accounting::interval(&params.sum_noise, estimate, 1.0 - CONFIDENCE)
-                    .map_err(|e| NodeError::internal(e.to_string()))?;
-            Ok(((estimate, ci_low, ci_high), below_threshold(noised, i)))
-        })
+    /// Per cell the released sum ([`sum_cells`], the default of a value analysis).
+    fn releases(&self) -> Releases {
+        Releases::Sums
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
@@ -105,12 +111,8 @@ impl Analysis for AverageValue {
         "Average of the peer's value column (--peer-value) per overlapping customer, per segment, with 95% intervals"
     }
 
-    fn form(&self) -> Vec<InputSpec> {
-        value_form()
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        inputs(request)
+    fn releases(&self) -> Releases {
+        Releases::Sums
     }
 
     /// Per cell: `Ŝ/Ĉ` (rounded, in the column's unit) with the delta-method interval
@@ -234,10 +236,7 @@ fn render(r: &Report, format: Format, what: &str) -> Result<String> {
                 s,
                 "signed estimates (noise may take one below 0); intervals are cut at 0, as a sum of values in [0, U] cannot be negative"
             );
-            for b in [&r.querier_budget, &r.responder_budget] {
-                let _ = writeln!(s, "{}", super::overlap::budget_line(b));
-            }
-            let _ = writeln!(s, "wall time {:.2} s", r.wall_s);
+            s += &super::budget_footer(r);
             s
         }
     })
@@ -246,9 +245,9 @@ fn render(r: &Report, format: Format, what: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use crate::analysis::CellGrid;
-    use tandem_dp::NoiseSource;
-    use tandem_psi::{CellCounts, RunParams};
-    use tandem_sum::{CellSums, SumParams};
+    use crate::analysis::testing::{noised, value_run};
+    use tandem_psi::CellCounts;
+    use tandem_sum::CellSums;
     use tandem_testkit::noise::SeededLaplace;
 
     use super::*;
@@ -266,20 +265,7 @@ mod tests {
     /// below its mean (probability < 10⁻⁴ of a false failure).
     #[test]
     fn revenue_intervals_cover_planted_truths() {
-        let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 1, 2, 0.25, 1.0, 1e-9)
-            .expect("psi");
-        let sum = SumParams::for_epsilon(
-            [1; 32],
-            [2; 16],
-            [3; 32],
-            "revenue_cents",
-            2,
-            1000,
-            false,
-            0.5,
-            1e-9,
-        )
-        .expect("sum");
+        let (psi, sum) = value_run(1, 2, (0.25, 1.0), 1000, false);
         let counts = CellCounts {
             querier_buckets: 1,
             responder_buckets: 2,
@@ -287,18 +273,12 @@ mod tests {
             responder_bucket_sizes_noised: vec![500, 100],
         };
         let truth = [151_234i64, 9_876];
-        let t = i64::from(sum.sum_noise.offset);
         let mut noise = SeededLaplace::new(20_261_129);
         let mut covered = [0u32; 2];
         let (mut err_sum, mut n) = (0.0f64, 0.0f64);
         for _ in 0..2000 {
-            let draws = noise.shifted(&sum.sum_noise, 2).expect("draws");
             let sums = CellSums {
-                sums: truth
-                    .iter()
-                    .zip(&draws)
-                    .map(|(s, &d)| s + i64::from(d) - t)
-                    .collect(),
+                sums: noised(&mut noise, &sum.sum_noise, &truth),
                 squares: None,
             };
             let g = grid();
@@ -335,20 +315,7 @@ mod tests {
     /// `[0, U]`, and a cell with no overlap has no average.
     #[test]
     fn average_value_is_a_ratio_with_an_interval() {
-        let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 1, 2, 0.25, 1.0, 1e-9)
-            .expect("psi");
-        let sum = SumParams::for_epsilon(
-            [1; 32],
-            [2; 16],
-            [3; 32],
-            "revenue_cents",
-            2,
-            1000,
-            false,
-            0.5,
-            1e-9,
-        )
-        .expect("sum");
+        let (psi, sum) = value_run(1, 2, (0.25, 1.0), 1000, false);
         let counts = CellCounts {
             querier_buckets: 1,
             responder_buckets: 2,

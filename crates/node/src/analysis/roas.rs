@@ -10,14 +10,13 @@ use std::collections::BTreeMap;
 
 use tandem_analytics::{RoasResult, noise_share};
 
-use super::revenue::{inputs, noisy_sums, value_form};
+use super::revenue::{noisy_sums, value_form_with};
 use super::{
-    ALL, Analysis, Cell, Format, InputKind, InputSpec, Inputs, NoisedCells, Report,
-    analytics_error, check_option_keys, details_as, fmt_estimate, fmt_rows, render_with,
-    table_footer_of, table_header, to_details,
+    ALL, Analysis, Format, InputKind, InputSpec, NoisedCells, Releases, Report, analytics_error,
+    check_option_keys, details_as, fmt_estimate, fmt_rows, render_with, table_footer_of,
+    table_header, to_details,
 };
 use crate::error::{NodeError, Result};
-use crate::wire::RunRequest;
 
 /// The ROAS analysis.
 pub struct Roas;
@@ -32,8 +31,7 @@ impl Analysis for Roas {
     }
 
     fn form(&self) -> Vec<InputSpec> {
-        let mut all = value_form();
-        all.push(
+        value_form_with(vec![
             InputSpec::option(
                 "spend",
                 InputKind::Text,
@@ -41,21 +39,22 @@ impl Analysis for Roas {
                 "What the campaign cost, in the value column's unit (e.g. cents): one amount, or GROUP:AMOUNT,… for some of our groups",
             )
             .required(),
-        );
-        all
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        inputs(request)
+        ])
     }
 
     /// The released sums per cell, as `revenue` shows them.
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        super::revenue::Revenue.outputs(noised)
+    fn releases(&self) -> Releases {
+        Releases::Sums
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
         render_with(report, format, table)
+    }
+
+    /// The spend is the analyst's own public figure: a stored run's revenue answers another
+    /// spend (`rederive`), with nothing released or charged.
+    fn local_options(&self) -> &'static [&'static str] {
+        &["spend"]
     }
 
     fn derived(
@@ -160,10 +159,9 @@ fn table(r: &Report) -> Result<String> {
 mod tests {
     use super::*;
     use crate::analysis::CellGrid;
-    use crate::analysis::testing::options;
-    use tandem_dp::NoiseSource;
+    use crate::analysis::testing::{noised, options, value_plan, value_run};
     use tandem_psi::{CellCounts, RunParams};
-    use tandem_sum::{CellSums, SumParams};
+    use tandem_sum::CellSums;
     use tandem_testkit::noise::SeededLaplace;
 
     /// ROAS of two groups and of the whole run: over 2 000 seeded runs (fixed seed) the 95%
@@ -177,20 +175,7 @@ mod tests {
             querier: vec!["north".into(), "south".into()],
             responder: vec!["gold".into(), "other".into()],
         };
-        let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 2, 2, 0.25, 1.0, 1e-9)
-            .expect("psi");
-        let sum = SumParams::for_epsilon(
-            [1; 32],
-            [2; 16],
-            [3; 32],
-            "revenue_cents",
-            4,
-            1000,
-            false,
-            0.5,
-            1e-9,
-        )
-        .expect("sum");
+        let (psi, sum) = value_run(2, 2, (0.25, 1.0), 1000, false);
         let counts = CellCounts {
             querier_buckets: 2,
             responder_buckets: 2,
@@ -204,19 +189,13 @@ mod tests {
             (truth[2] + truth[3]) as f64 / spend_s,
             truth.iter().sum::<i64>() as f64 / spend_all,
         ];
-        let t = i64::from(sum.sum_noise.offset);
         let mut noise = SeededLaplace::new(20_261_129);
         let mut covered = [0u32; 3];
         let by_group = options(&[("spend", "north:50000, south:30000")]);
         let whole = options(&[("spend", "100000")]);
         for _ in 0..2000 {
-            let draws = noise.shifted(&sum.sum_noise, 4).expect("draws");
             let sums = CellSums {
-                sums: truth
-                    .iter()
-                    .zip(&draws)
-                    .map(|(s, &d)| s + i64::from(d) - t)
-                    .collect(),
+                sums: noised(&mut noise, &sum.sum_noise, &truth),
                 squares: None,
             };
             let noised = NoisedCells {
@@ -251,14 +230,7 @@ mod tests {
         };
         let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 2, 1, 0.25, 1.0, 1e-9)
             .expect("psi");
-        let plan = crate::sums::SumPlan {
-            column: "revenue_cents".into(),
-            unit: "cents".into(),
-            bound: 1000,
-            squares: false,
-            epsilon: 0.5,
-            delta: 1e-9,
-        };
+        let plan = value_plan(false);
         let check = |pairs: &[(&str, &str)]| {
             crate::analysis::check_options(&Roas, &grid, &psi, Some(&plan), &options(pairs))
         };

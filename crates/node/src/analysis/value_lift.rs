@@ -18,14 +18,13 @@ use serde::{Deserialize, Serialize};
 use tandem_analytics::{ValueArm, ValueLiftResult};
 
 use super::lift::segments;
-use super::revenue::{inputs, noisy_sums, sums, value_form};
+use super::revenue::{noisy_sums, sums, value_form_with};
 use super::{
-    Analysis, Cell, Format, InputKind, InputSpec, Inputs, LABEL_SEPARATOR, NoisedCells, Report,
-    analytics_error, check_option_keys, details_as, fmt_estimate, fmt_rows, option, render_with,
-    table_footer_of, table_header, to_details,
+    Analysis, Format, InputKind, InputSpec, LABEL_SEPARATOR, NoisedCells, Releases, Report,
+    analytics_error, check_option_keys, details_as, fmt_estimate, fmt_ratio, fmt_rows, option,
+    render_with, table_footer_of, table_header, to_details,
 };
 use crate::error::{NodeError, Result};
-use crate::wire::RunRequest;
 
 /// The value-lift analysis.
 pub struct ValueLift;
@@ -40,8 +39,7 @@ impl Analysis for ValueLift {
     }
 
     fn form(&self) -> Vec<InputSpec> {
-        let mut all = value_form();
-        all.push(
+        value_form_with(vec![
             InputSpec::option(
                 "test_arm",
                 InputKind::Text,
@@ -49,8 +47,6 @@ impl Analysis for ValueLift {
                 "Our group-by value of the treated customers",
             )
             .default("test"),
-        );
-        all.push(
             InputSpec::option(
                 "control_arm",
                 InputKind::Text,
@@ -58,17 +54,12 @@ impl Analysis for ValueLift {
                 "Our group-by value of the held-out customers",
             )
             .default("control"),
-        );
-        all
-    }
-
-    fn inputs(&self, request: &RunRequest) -> Inputs {
-        inputs(request)
+        ])
     }
 
     /// The released sums per cell, as `revenue` shows them.
-    fn outputs(&self, noised: &NoisedCells<'_>) -> Result<Vec<Cell>> {
-        super::revenue::Revenue.outputs(noised)
+    fn releases(&self) -> Releases {
+        Releases::Sums
     }
 
     fn render(&self, report: &Report, format: Format) -> Result<String> {
@@ -176,7 +167,7 @@ fn table(r: &Report) -> Result<String> {
         s += &format!(
             "\ndifference per member  {}\nratio test/control     {}\np-value (two-sided, no difference)  {}\n",
             fmt_estimate(Some(&l.difference), 1),
-            fmt_estimate(l.ratio.as_ref(), 3),
+            fmt_ratio(l.ratio.as_ref(), 3),
             if l.p_value < 1e-4 {
                 "< 0.0001".to_string()
             } else {
@@ -205,12 +196,12 @@ mod tests {
     use rand::{RngExt, SeedableRng};
     use tandem_dp::NoiseSource;
     use tandem_psi::{CellCounts, RunParams};
-    use tandem_sum::{CellSums, SumParams};
+    use tandem_sum::CellSums;
     use tandem_testkit::noise::SeededLaplace;
 
     use super::*;
     use crate::analysis::CellGrid;
-    use crate::analysis::testing::options;
+    use crate::analysis::testing::{options, value_plan, value_run};
 
     /// The planted population: a member of arm `a` is the partner's customer with probability
     /// `p[a]`, and a customer's value is uniform on `0..=U`. The expected value per member is
@@ -233,20 +224,7 @@ mod tests {
             querier: vec!["test".into(), "control".into()],
             responder: vec!["all".into()],
         };
-        let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 2, 1, 0.125, 0.5, 1e-9)
-            .expect("psi");
-        let sum = SumParams::for_epsilon(
-            [1; 32],
-            [2; 16],
-            [3; 32],
-            "revenue_cents",
-            2,
-            U,
-            true,
-            0.5,
-            1e-9,
-        )
-        .expect("sum");
+        let (psi, sum) = value_run(2, 1, (0.125, 0.5), U, true);
         let sq = sum.square_noise.expect("squares");
         let counts = CellCounts {
             querier_buckets: 2,
@@ -332,14 +310,7 @@ mod tests {
         };
         let psi = RunParams::for_epsilon([1; 32], "email/x", [2; 16], 2, 1, 0.125, 0.5, 1e-9)
             .expect("psi");
-        let plan = |squares| crate::sums::SumPlan {
-            column: "revenue_cents".into(),
-            unit: "cents".into(),
-            bound: 1000,
-            squares,
-            epsilon: 0.5,
-            delta: 1e-9,
-        };
+        let plan = value_plan;
         let none = options(&[]);
         let check = |g: &CellGrid, squares, o: &BTreeMap<String, String>| {
             crate::analysis::check_options(&ValueLift, g, &psi, Some(&plan(squares)), o)
