@@ -5,8 +5,8 @@ Both parties log their progress every 5 s (records done, rate, ETA); the script 
 lines of each (the querier's from the `tandem query` process's stderr, the responder's from the
 peer's log). The querier side of a CLI query runs in the `tandem query` process (its peak RSS is read from
 `wait4`); the responder side runs in the peer's `tandem serve` (its `VmHWM` from /proc before it
-stops). "base" is each process's resident set with an empty run (a query on 1,000 rows first),
-so `(peak − base) / N` is the memory each party spends per item of its own.
+stops). "base" is each process's peak with a 1,000 × 1,000 run before the N rows are imported, so
+`(peak − base) / N` is the memory each party spends per item of its own.
 
 Usage: scripts/scale.sh N [--bin target/release/tandem] [--keep] [--epsilon 1.0]
 """
@@ -75,11 +75,12 @@ def main():
                   (f"user{i}@example.com,{bands[i % 4]},{regions[i % 4]}\n" for i in range(1000)))
         write_csv(shopx_csv, "email,tier", (f"user{i}@example.com,{tiers[i % 3]}\n" for i in range(n // 2, n + n // 2)))
         imports = {}
-        for node, path, attrs in ((acme, small, "age_band,region"), (shopx, shopx_csv, "tier")):
-            t = time.time()
+        # Both nodes start with 1,000 rows: the base run below then costs little even at 10^7.
+        small_shopx = os.path.join(work, "small_shopx.csv")
+        write_csv(small_shopx, "email,tier", (f"user{i}@example.com,{tiers[i % 3]}\n" for i in range(500, 1500)))
+        for node, path, attrs in ((acme, small, "age_band,region"), (shopx, small_shopx, "tier")):
             must(b, "import", "--dir", node.dir, "--file", path, "--id-column", "email", "--id-kind", "email",
-                 "--attributes", attrs, timeout=24 * 3600)
-            imports[node.name] = time.time() - t
+                 "--attributes", attrs)
         acme.start()
         shopx.start()
         card = must(b, "card", "--dir", shopx.dir)
@@ -99,22 +100,23 @@ def main():
         agreement = re.search(r"proposed agreement (\S+)", out).group(1)
         must(b, "agreement", "accept", "--dir", shopx.dir, agreement)
 
-        # Base: a run with 1,000 querier rows against the full responder is dominated by B's
-        # items, so the base is taken from the querier side only, and from shopx before any run.
-        shopx_base = vm_hwm_kib(shopx.proc.pid)
+        # Base: each process's peak with a 1,000 × 1,000 run (the run's machinery, no data to
+        # speak of); then both nodes import N rows (shopx while it serves) and run the real query.
         query_log = os.path.join(work, "query.log")
         small_wall, q_base = query_with_rss(b, acme.dir, agreement, args.epsilon, query_log)
-        t = time.time()
-        must(b, "import", "--dir", acme.dir, "--file", acme_csv, "--id-column", "email", "--id-kind", "email",
-             "--attributes", "age_band,region", timeout=24 * 3600)
-        imports[acme.name] = time.time() - t
+        shopx_base = vm_hwm_kib(shopx.proc.pid)
+        for node, path, attrs in ((shopx, shopx_csv, "tier"), (acme, acme_csv, "age_band,region")):
+            t = time.time()
+            must(b, "import", "--dir", node.dir, "--file", path, "--id-column", "email", "--id-kind", "email",
+                 "--attributes", attrs, timeout=24 * 3600)
+            imports[node.name] = time.time() - t
         wall, q_peak = query_with_rss(b, acme.dir, agreement, args.epsilon, query_log)
         s_peak = vm_hwm_kib(shopx.proc.pid)
         per = lambda peak, base: (peak - base) * 1024 / n
         print(f"n = {n:,} per side (50% overlap), binary {b}")
         print(f"import: acme {imports['acme']:.1f} s, shopx {imports['shopx']:.1f} s")
         print(f"query: wall {wall:.1f} s, {2 * n / wall:,.0f} items/s (both sides' items); "
-              f"1,000-row warm-up {small_wall:.1f} s")
+              f"1,000 × 1,000 base run {small_wall:.1f} s")
         print(f"querier (tandem query) peak RSS {q_peak / 1024:.1f} MB, base {q_base / 1024:.1f} MB, "
               f"{per(q_peak, q_base):.0f} B per item above base")
         print(f"responder (shopx serve) peak RSS {s_peak / 1024:.1f} MB, base {shopx_base / 1024:.1f} MB, "
