@@ -255,8 +255,8 @@ pub enum ResultsCmd {
         dir: DirArg,
         /// Result id (from `tandem results list`).
         id: String,
-        /// Output format.
-        #[arg(long, value_enum)]
+        /// Output format: `csv` (the cells, one row each) or `json` (the report whole).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
         format: ExportFormat,
         /// File to write (default: standard output).
         #[arg(long)]

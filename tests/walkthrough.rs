@@ -153,6 +153,7 @@ fn walkthrough_overlap_budget_and_refusals() {
     assert_eq!(list.len(), 3, "{list:?}");
     assert_eq!(list[1]["cached"], true);
     let result_id = list[2]["result_id"].as_str().expect("id");
+    // CSV without `--format`: the default a newcomer expects.
     let csv_file = pair.root.path().join("first.csv");
     ok(&[
         "results",
@@ -160,8 +161,6 @@ fn walkthrough_overlap_budget_and_refusals() {
         "--dir",
         s(&pair.acme),
         result_id,
-        "--format",
-        "csv",
         "--out",
         s(&csv_file),
     ]);

@@ -118,3 +118,32 @@ fn short(id: &str) -> &str {
 fn time(ms: i64) -> String {
     tandem_agreement::format_rfc3339(ms.div_euclid(1000)).unwrap_or_else(|| ms.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, ExportFormat, ResultsCmd};
+
+    fn export_format(args: &[&str]) -> ExportFormat {
+        let mut argv = vec!["tandem", "results", "export", "--dir", "n", "r1"];
+        argv.extend(args);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Results(ResultsCmd::Export { format, .. }) => format,
+            other => panic!("not an export: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn export_writes_csv_unless_told_otherwise() {
+        assert!(matches!(export_format(&[]), ExportFormat::Csv));
+        assert!(matches!(
+            export_format(&["--for-partner"]),
+            ExportFormat::Csv
+        ));
+        assert!(matches!(
+            export_format(&["--for-partner", "--format", "json"]),
+            ExportFormat::Json
+        ));
+    }
+}
