@@ -9,14 +9,9 @@ use crate::cli::ListArgs;
 pub fn budget(a: ListArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
     let store = home.store()?;
-    let views =
-        tandem_node::compliance::budgets(&store, &home.config.name, a.agreement.as_deref())?;
-    // A mistyped id would otherwise print nothing and succeed, like an agreement with no budget.
-    if let Some(id) = &a.agreement
-        && views.is_empty()
-    {
-        anyhow::bail!("unknown agreement {id} (`tandem agreement list` shows the ids)");
-    }
+    // A mistyped id is an error, not an empty list; a unique prefix (the short id) will do.
+    let agreement = tandem_node::agreements::resolve_filter(&store, a.agreement.as_deref())?;
+    let views = tandem_node::compliance::budgets(&store, &home.config.name, agreement.as_deref())?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&views)?);
     } else {
@@ -73,7 +68,9 @@ pub fn budget(a: ListArgs) -> Result<()> {
 /// `tandem runs`.
 pub fn runs(a: ListArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
-    let runs = home.store()?.runs(a.agreement.as_deref())?;
+    let store = home.store()?;
+    let agreement = tandem_node::agreements::resolve_filter(&store, a.agreement.as_deref())?;
+    let runs = store.runs(agreement.as_deref())?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&runs)?);
     } else {

@@ -13,8 +13,10 @@ const ACTOR: &str = "cli:analyst";
 pub fn results(cmd: ResultsCmd) -> Result<()> {
     match cmd {
         ResultsCmd::List(a) => {
-            let home = Home::open(&a.dir.dir)?;
-            let list = tandem_node::results::list(&home.store()?, a.agreement.as_deref())?;
+            let store = Home::open(&a.dir.dir)?.store()?;
+            let agreement =
+                tandem_node::agreements::resolve_filter(&store, a.agreement.as_deref())?;
+            let list = tandem_node::results::list(&store, agreement.as_deref())?;
             if a.json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
