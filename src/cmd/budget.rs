@@ -50,7 +50,7 @@ pub fn budget(a: ListArgs) -> Result<()> {
         // The node-wide cap refuses runs the agreements above admit: show what it leaves.
         if let Some((cap, s)) = store.node_cap_status()? {
             outln!(
-                "node-wide cap ([limits.node_budget], all agreements{}): ε spent {:.4} of {} · ε left {:.4} · δ spent {:.2e} of {:.2e}",
+                "node-wide cap ([limits.node_budget], all agreements{}): ε spent {:.4} of {} · ε left {:.4} · δ spent {:.2e} {}",
                 cap.window_ms
                     .map(|w| format!(", sliding {}-day window", w / 86_400_000))
                     .unwrap_or_default(),
@@ -58,7 +58,10 @@ pub fn budget(a: ListArgs) -> Result<()> {
                 cap.epsilon,
                 s.left_epsilon,
                 s.spent_delta,
-                cap.delta,
+                cap.delta.map_or_else(
+                    || "(not capped node-wide: each agreement caps its own)".to_string(),
+                    |d| format!("of {d:.2e}")
+                ),
             );
         }
     }
