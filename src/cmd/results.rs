@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use tandem_node::analysis::Format;
 use tandem_node::home::Home;
 
+use super::time;
 use crate::cli::{ExportFormat, ResultsCmd};
 
 /// Who reads results from the command line (audit actor).
@@ -114,11 +115,6 @@ pub fn results(cmd: ResultsCmd) -> Result<()> {
 
 fn short(id: &str) -> &str {
     tandem_node::analysis::short(id)
-}
-
-/// Unix ms as RFC 3339 UTC.
-fn time(ms: i64) -> String {
-    tandem_agreement::format_rfc3339(ms.div_euclid(1000)).unwrap_or_else(|| ms.to_string())
 }
 
 #[cfg(test)]
