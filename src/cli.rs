@@ -192,7 +192,7 @@ pub enum AgreementCmd {
     Accept {
         #[command(flatten)]
         dir: DirArg,
-        /// Agreement id.
+        /// Agreement id, or a unique prefix of at least 8 hex characters (the short id).
         id: Option<String>,
         /// A proposal file handed over by the peer.
         #[arg(long)]
@@ -212,7 +212,7 @@ pub enum AgreementCmd {
     Show {
         #[command(flatten)]
         dir: DirArg,
-        /// Agreement id.
+        /// Agreement id, or a unique prefix of at least 8 hex characters (the short id).
         id: String,
     },
 }
@@ -222,7 +222,8 @@ pub enum AgreementCmd {
 pub struct ListArgs {
     #[command(flatten)]
     pub dir: DirArg,
-    /// Only this agreement.
+    /// Only this agreement (id, or a unique prefix of at least 8 hex characters); an unknown
+    /// one is an error.
     #[arg(long)]
     pub agreement: Option<String>,
     /// Print JSON.
@@ -255,8 +256,8 @@ pub enum ResultsCmd {
         dir: DirArg,
         /// Result id (from `tandem results list`).
         id: String,
-        /// Output format.
-        #[arg(long, value_enum)]
+        /// Output format: `csv` (the cells, one row each) or `json` (the report whole).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
         format: ExportFormat,
         /// File to write (default: standard output).
         #[arg(long)]
@@ -297,7 +298,7 @@ pub struct QueryArgs {
     pub analysis: String,
     #[command(flatten)]
     pub dir: DirArg,
-    /// Agreement id.
+    /// Agreement id, or a unique prefix of at least 8 hex characters (the short id).
     #[arg(long)]
     pub agreement: String,
     /// This node's columns to group by, comma-separated (`age_band,region`): the buckets are
@@ -384,7 +385,7 @@ pub enum ModelCmd {
 pub struct ModelFitArgs {
     #[command(flatten)]
     pub dir: DirArg,
-    /// Agreement id.
+    /// Agreement id, or a unique prefix of at least 8 hex characters (the short id).
     #[arg(long)]
     pub agreement: String,
     /// This node's feature columns, comma-separated (e.g. `age_band,region`).

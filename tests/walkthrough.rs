@@ -42,8 +42,10 @@ fn walkthrough_overlap_budget_and_refusals() {
     let err = overlap(&pair, &id, "1.0", false).expect_err("unsigned agreement must be refused");
     assert!(err.contains("proposed"), "{err}");
 
-    // Countersign: now both signatures are on record on both nodes.
-    let out = ok(&["agreement", "accept", "--dir", s(&pair.shopx), &id]);
+    // Countersign: now both signatures are on record on both nodes. The 12-character short id
+    // that lists and reports print names the agreement wherever an id is taken.
+    let short = &id[..12];
+    let out = ok(&["agreement", "accept", "--dir", s(&pair.shopx), short]);
     assert!(out.contains("delivered"), "{out}");
     assert!(ok(&["agreement", "list", "--dir", s(&pair.acme)]).contains("active"));
 
@@ -94,8 +96,9 @@ fn walkthrough_overlap_budget_and_refusals() {
         .unwrap();
     assert!((rho - 0.3125).abs() < 1e-6, "{rho}");
 
-    // The same query again: the stored answer, no budget spent, no fresh noise.
-    let again = overlap(&pair, &id, "1.0", false).expect("cached");
+    // The same query again (by the short id: the same question): the stored answer, no budget
+    // spent, no fresh noise.
+    let again = overlap(&pair, short, "1.0", false).expect("cached");
     assert_eq!(again["cached"], true);
     assert_eq!(again["cells"], report["cells"]);
     // Issue 9 items 4 and 6: it shows the run and date it comes from, and is querier-internal.
@@ -153,6 +156,7 @@ fn walkthrough_overlap_budget_and_refusals() {
     assert_eq!(list.len(), 3, "{list:?}");
     assert_eq!(list[1]["cached"], true);
     let result_id = list[2]["result_id"].as_str().expect("id");
+    // CSV without `--format`: the default a newcomer expects.
     let csv_file = pair.root.path().join("first.csv");
     ok(&[
         "results",
@@ -160,8 +164,6 @@ fn walkthrough_overlap_budget_and_refusals() {
         "--dir",
         s(&pair.acme),
         result_id,
-        "--format",
-        "csv",
         "--out",
         s(&csv_file),
     ]);
@@ -232,6 +234,44 @@ fn walkthrough_overlap_budget_and_refusals() {
     let runs = ok(&["runs", "--dir", s(&pair.acme), "--json"]);
     let runs: serde_json::Value = serde_json::from_str(&runs).expect("json");
     assert!(runs.as_array().expect("runs").len() >= 3);
+    // By the short id, the same runs; a mistyped id is an error naming the way to the ids, not
+    // an empty list.
+    let by_short = ok(&[
+        "runs",
+        "--dir",
+        s(&pair.acme),
+        "--agreement",
+        short,
+        "--json",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&by_short).expect("json"),
+        runs
+    );
+    let typo = if short == "ffffffffffff" {
+        "eeeeeeeeeeee"
+    } else {
+        "ffffffffffff"
+    };
+    for args in [
+        &["runs", "--dir", s(&pair.acme), "--agreement", typo][..],
+        &["budget", "--dir", s(&pair.acme), "--agreement", typo],
+        &[
+            "results",
+            "list",
+            "--dir",
+            s(&pair.acme),
+            "--agreement",
+            typo,
+        ],
+    ] {
+        let err = fails(args);
+        assert!(
+            err.contains(&format!("unknown agreement {typo}"))
+                && err.contains("tandem agreement list"),
+            "{args:?}: {err}"
+        );
+    }
 
     // The peer goes down: a clear error, and nothing charged for a message that never left.
     shopx.kill();

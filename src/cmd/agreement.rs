@@ -131,10 +131,10 @@ fn list(dir: &Path, json: bool) -> Result<()> {
 }
 
 fn show(dir: &Path, id: &str) -> Result<()> {
-    let home = Home::open(dir)?;
-    let a = home
-        .store()?
-        .agreement(id)?
+    let store = Home::open(dir)?.store()?;
+    let id = tandem_node::agreements::resolve_id(&store, id)?;
+    let a = store
+        .agreement(&id)?
         .with_context(|| format!("unknown agreement {id}"))?;
     let v: serde_json::Value = serde_json::from_str(&a.doc_json)?;
     let summary = tandem_node::v2::protocol_summary(&a.doc_json);

@@ -9,14 +9,9 @@ use crate::cli::ListArgs;
 pub fn budget(a: ListArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
     let store = home.store()?;
-    let views =
-        tandem_node::compliance::budgets(&store, &home.config.name, a.agreement.as_deref())?;
-    // A mistyped id would otherwise print nothing and succeed, like an agreement with no budget.
-    if let Some(id) = &a.agreement
-        && views.is_empty()
-    {
-        anyhow::bail!("unknown agreement {id} (`tandem agreement list` shows the ids)");
-    }
+    // A mistyped id is an error, not an empty list; a unique prefix (the short id) will do.
+    let agreement = tandem_node::agreements::resolve_filter(&store, a.agreement.as_deref())?;
+    let views = tandem_node::compliance::budgets(&store, &home.config.name, agreement.as_deref())?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&views)?);
     } else {
@@ -55,7 +50,7 @@ pub fn budget(a: ListArgs) -> Result<()> {
         // The node-wide cap refuses runs the agreements above admit: show what it leaves.
         if let Some((cap, s)) = store.node_cap_status()? {
             outln!(
-                "node-wide cap ([limits.node_budget], all agreements{}): ε spent {:.4} of {} · ε left {:.4} · δ spent {:.2e} of {:.2e}",
+                "node-wide cap ([limits.node_budget], all agreements{}): ε spent {:.4} of {} · ε left {:.4} · δ spent {:.2e} {}",
                 cap.window_ms
                     .map(|w| format!(", sliding {}-day window", w / 86_400_000))
                     .unwrap_or_default(),
@@ -63,7 +58,10 @@ pub fn budget(a: ListArgs) -> Result<()> {
                 cap.epsilon,
                 s.left_epsilon,
                 s.spent_delta,
-                cap.delta,
+                cap.delta.map_or_else(
+                    || "(not capped node-wide: each agreement caps its own)".to_string(),
+                    |d| format!("of {d:.2e}")
+                ),
             );
         }
     }
@@ -73,23 +71,36 @@ pub fn budget(a: ListArgs) -> Result<()> {
 /// `tandem runs`.
 pub fn runs(a: ListArgs) -> Result<()> {
     let home = Home::open(&a.dir.dir)?;
-    let runs = home.store()?.runs(a.agreement.as_deref())?;
+    let store = home.store()?;
+    let agreement = tandem_node::agreements::resolve_filter(&store, a.agreement.as_deref())?;
+    let runs = store.runs(agreement.as_deref())?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&runs)?);
     } else {
         for r in runs {
-            outln!(
-                "{}  {:<9} {:<8} {:<28}  {}  {}",
-                r.run_id,
-                r.role,
-                r.status,
-                charge(&r),
-                tandem_node::analysis::short(&r.agreement_id),
-                r.error.as_deref().unwrap_or("")
-            );
+            outln!("{}", line(&r));
         }
     }
     Ok(())
+}
+
+/// One run for `tandem runs`: id, start (UTC), role, status, analysis, what it cost, the
+/// agreement's short id and the failure's reason.
+fn line(r: &tandem_store::RunRecord) -> String {
+    let params = serde_json::from_str::<serde_json::Value>(&r.params_json).unwrap_or_default();
+    format!(
+        "{}  {}  {:<9} {:<8} {:<10} {:<28}  agreement {}  {}",
+        r.run_id,
+        super::time(r.started_at_ms),
+        r.role,
+        r.status,
+        params["analysis"].as_str().unwrap_or("-"),
+        charge(r),
+        tandem_node::analysis::short(&r.agreement_id),
+        r.error.as_deref().unwrap_or("")
+    )
+    .trim_end()
+    .to_string()
 }
 
 /// What a run cost this node's budget, for `tandem runs`: a failed run whose charge stayed (its
@@ -107,7 +118,7 @@ fn charge(r: &tandem_store::RunRecord) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::charge;
+    use super::{charge, line};
 
     #[test]
     fn a_failed_run_after_the_charge_shows_its_epsilon_spent() {
@@ -131,6 +142,13 @@ mod tests {
             error: Some("peer timed out".into()),
         };
         assert_eq!(charge(&r), "ε 0.2500 spent");
+        r.params_json = r#"{"analysis":"overlap","epsilon":1.0}"#.into();
+        r.started_at_ms = 1_796_000_938_469;
+        // When, what and what it cost, beside the reason.
+        assert_eq!(
+            line(&r),
+            "r  2026-11-30T01:08:58Z  querier   failed   overlap    ε 0.2500 spent                agreement a  peer timed out"
+        );
         r.charge = Some("released".into());
         assert_eq!(charge(&r), "ε 0 (0.2500 released)");
         r.charge = None;

@@ -43,3 +43,8 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Bench(BenchCmd::Psi { n }) => bench::psi(n).await,
     }
 }
+
+/// Unix ms as RFC 3339 UTC (to the second).
+fn time(ms: i64) -> String {
+    tandem_agreement::format_rfc3339(ms.div_euclid(1000)).unwrap_or_else(|| ms.to_string())
+}

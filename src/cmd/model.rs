@@ -69,7 +69,10 @@ pub async fn model(cmd: ModelCmd) -> Result<()> {
             Ok(())
         }
         ModelCmd::List(a) => {
-            let list = model::list(&Home::open(&a.dir.dir)?.store()?, a.agreement.as_deref())?;
+            let store = Home::open(&a.dir.dir)?.store()?;
+            let agreement =
+                tandem_node::agreements::resolve_filter(&store, a.agreement.as_deref())?;
+            let list = model::list(&store, agreement.as_deref())?;
             if a.json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use tandem_node::analysis::Format;
 use tandem_node::home::Home;
 
+use super::time;
 use crate::cli::{ExportFormat, ResultsCmd};
 
 /// Who reads results from the command line (audit actor).
@@ -13,8 +14,10 @@ const ACTOR: &str = "cli:analyst";
 pub fn results(cmd: ResultsCmd) -> Result<()> {
     match cmd {
         ResultsCmd::List(a) => {
-            let home = Home::open(&a.dir.dir)?;
-            let list = tandem_node::results::list(&home.store()?, a.agreement.as_deref())?;
+            let store = Home::open(&a.dir.dir)?.store()?;
+            let agreement =
+                tandem_node::agreements::resolve_filter(&store, a.agreement.as_deref())?;
+            let list = tandem_node::results::list(&store, agreement.as_deref())?;
             if a.json {
                 outln!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
@@ -114,7 +117,31 @@ fn short(id: &str) -> &str {
     tandem_node::analysis::short(id)
 }
 
-/// Unix ms as RFC 3339 UTC.
-fn time(ms: i64) -> String {
-    tandem_agreement::format_rfc3339(ms.div_euclid(1000)).unwrap_or_else(|| ms.to_string())
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, ExportFormat, ResultsCmd};
+
+    fn export_format(args: &[&str]) -> ExportFormat {
+        let mut argv = vec!["tandem", "results", "export", "--dir", "n", "r1"];
+        argv.extend(args);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Results(ResultsCmd::Export { format, .. }) => format,
+            other => panic!("not an export: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn export_writes_csv_unless_told_otherwise() {
+        assert!(matches!(export_format(&[]), ExportFormat::Csv));
+        assert!(matches!(
+            export_format(&["--for-partner"]),
+            ExportFormat::Csv
+        ));
+        assert!(matches!(
+            export_format(&["--for-partner", "--format", "json"]),
+            ExportFormat::Json
+        ));
+    }
 }

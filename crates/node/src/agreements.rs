@@ -18,6 +18,56 @@ macro_rules! fail {
     };
 }
 
+/// Fewest hex characters of an agreement id an operator may give instead of the whole id (the
+/// short ids that `tandem runs`, `tandem results list` and reports print have 12).
+pub const MIN_ID_PREFIX: usize = 8;
+
+/// The full id of the stored agreement (any status) that `given` names: its whole id (64 hex
+/// characters), or a prefix of at least [`MIN_ID_PREFIX`] hex characters that starts exactly
+/// one stored id; case-insensitive. For ids an operator types (CLI, `/api/v1`), never for a
+/// peer's signed request, which names the whole id. Errors: 404 `not_found` (no agreement, or a
+/// prefix too short or not hex; the reason points to `tandem agreement list`), 400
+/// `bad_request` for a prefix several ids start with (details: `candidates`, the full ids).
+pub fn resolve_id(store: &Store, given: &str) -> Result<String> {
+    if store.agreement(given)?.is_some() {
+        return Ok(given.to_string());
+    }
+    let wanted = given.trim().to_ascii_lowercase();
+    let unknown = |why: &str| {
+        NodeError::not_found(format!(
+            "unknown agreement {given}{why} (`tandem agreement list` shows the ids)"
+        ))
+    };
+    if wanted.len() < MIN_ID_PREFIX || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(unknown(&format!(
+            ": give its id or a unique prefix of at least {MIN_ID_PREFIX} hex characters"
+        )));
+    }
+    let candidates: Vec<String> = store
+        .agreements()?
+        .into_iter()
+        .filter(|a| a.id.starts_with(&wanted))
+        .map(|a| a.id)
+        .collect();
+    match candidates.as_slice() {
+        [] => Err(unknown("")),
+        [one] => Ok(one.clone()),
+        many => Err(NodeError::bad_request(format!(
+            "agreement prefix {given} is ambiguous: {} agreements start with it ({}); give more characters",
+            many.len(),
+            many.join(", ")
+        ))
+        .with_details(serde_json::json!({ "candidates": many }))),
+    }
+}
+
+/// [`resolve_id`] for an optional filter (`--agreement`, `?agreement=`): `None` stays `None`,
+/// so a list over every agreement is unchanged, while a mistyped id is an error rather than an
+/// empty list.
+pub fn resolve_filter(store: &Store, given: Option<&str>) -> Result<Option<String>> {
+    given.map(|id| resolve_id(store, id)).transpose()
+}
+
 /// Placeholder for a key or fingerprint that `propose` fills in from the proposing node.
 const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -156,6 +206,7 @@ pub async fn accept(
         )
         .or_code(Code::BadData, || "agreement file does not parse".into())?,
         (Some(id), None) => {
+            let id = &resolve_id(&store, id)?;
             let stored = store
                 .agreement(id)?
                 .or_code(Code::NotFound, || format!("no proposal {id} on this node"))?;
@@ -313,4 +364,68 @@ async fn deliver(home: &Home, agreement: &Agreement, path: &str) -> Result<Deliv
     let file = dir.join(format!("{}.agreement.json", agreement.id()));
     std::fs::write(&file, body)?;
     Ok(Delivery::Written(file, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{resolve_filter, resolve_id};
+
+    /// A store holding agreements under these ids.
+    fn store_with(ids: &[&str]) -> (tempfile::TempDir, tandem_store::Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = tandem_store::Store::open(dir.path()).expect("store");
+        for id in ids {
+            store
+                .put_agreement(id, "{}", "active", "test")
+                .expect("stored");
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn an_agreement_is_named_by_its_id_or_a_unique_prefix_of_eight_hex_or_more() {
+        let a = "4f2a9c1b7d3e".to_string() + &"0".repeat(52);
+        let b = "4f2a9c1b7d3f".to_string() + &"1".repeat(52);
+        let c = "90ab12cd".to_string() + &"2".repeat(56);
+        let (_dir, store) = store_with(&[&a, &b, &c]);
+        assert_eq!(resolve_id(&store, &a).expect("whole id"), a);
+        assert_eq!(resolve_id(&store, "4f2a9c1b7d3f").expect("short id"), b);
+        assert_eq!(resolve_id(&store, "90AB12CD").expect("any case"), c);
+        assert_eq!(
+            resolve_filter(&store, Some("90ab12cd2")).expect("filter"),
+            Some(c.clone())
+        );
+        assert_eq!(resolve_filter(&store, None).expect("no filter"), None);
+
+        let e = resolve_id(&store, "4f2a9c1b7d3").expect_err("two start so");
+        assert_eq!(e.code_str(), "bad_request");
+        assert!(
+            e.message().contains("ambiguous")
+                && e.message().contains(&a)
+                && e.message().contains(&b),
+            "{}",
+            e.message()
+        );
+        assert_eq!(
+            e.details().expect("details")["candidates"],
+            serde_json::json!([a, b])
+        );
+        for (given, why) in [
+            (
+                "deadbeef",
+                "unknown agreement deadbeef (`tandem agreement list`",
+            ),
+            ("4f2a9c1", "at least 8 hex characters"),
+            ("4f2a9c1x7d3e", "at least 8 hex characters"),
+        ] {
+            let e = resolve_id(&store, given).expect_err(given);
+            assert_eq!(e.code_str(), "not_found", "{given}");
+            assert!(e.message().contains(why), "{given}: {}", e.message());
+            assert!(
+                e.message().contains("tandem agreement list"),
+                "{}",
+                e.message()
+            );
+        }
+    }
 }

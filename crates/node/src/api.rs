@@ -415,7 +415,7 @@ async fn list_models(
         headers,
         "list models",
         &[Role::Analyst],
-        move |_, store, _| crate::model::list(store, f.agreement.as_deref()),
+        move |_, store, _| crate::model::list(store, f.resolve(store)?.as_deref()),
     )
     .await?;
     Ok(Json(list).into_response())
@@ -505,8 +505,16 @@ struct WhoAmI {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct AgreementFilter {
-    /// Only this agreement (hex id).
+    /// Only this agreement: its hex id or a unique prefix of at least 8 hex characters (404
+    /// `not_found` if none, 400 `bad_request` listing the candidates if several, match).
     agreement: Option<String>,
+}
+
+impl AgreementFilter {
+    /// The whole id of the agreement filtered on ([`crate::agreements::resolve_filter`]).
+    fn resolve(&self, store: &Store) -> Result<Option<String>> {
+        crate::agreements::resolve_filter(store, self.agreement.as_deref())
+    }
 }
 
 /// One run of the history (`GET /api/v1/runs`): the store's record, less what the caller's role
@@ -588,7 +596,7 @@ async fn runs(
     Query(f): Query<AgreementFilter>,
 ) -> Answer {
     let runs = authorized(state, headers, "list runs", READERS, move |_, store, p| {
-        let runs = store.runs(f.agreement.as_deref())?;
+        let runs = store.runs(f.resolve(store)?.as_deref())?;
         Ok(runs
             .into_iter()
             .map(|r| RunView::new(r, &p.role))
@@ -645,7 +653,7 @@ async fn results(
         headers,
         "list results",
         READERS,
-        move |_, store, _| crate::results::list(store, f.agreement.as_deref()),
+        move |_, store, _| crate::results::list(store, f.resolve(store)?.as_deref()),
     )
     .await?;
     Ok(Json(list).into_response())
@@ -779,7 +787,9 @@ async fn budget(
         headers,
         "read the budget",
         READERS,
-        move |node, store, _| crate::compliance::budgets(store, &node.name, f.agreement.as_deref()),
+        move |node, store, _| {
+            crate::compliance::budgets(store, &node.name, f.resolve(store)?.as_deref())
+        },
     )
     .await?;
     Ok(Json(views).into_response())

@@ -117,7 +117,11 @@ pub struct NodeBudget {
     /// ε cap over all charges (in the window, if any).
     pub epsilon_total: f64,
     /// δ cap; runs may use half of it, the other half is the zCDP route's conversion.
-    pub delta_total: f64,
+    /// Optional: absent, the node-wide cap bounds ε only, by basic composition (no zCDP route),
+    /// and each agreement's own δ cap still bounds its runs' δ. `0` is a cap too: only runs
+    /// with δ = 0 fit under it (the agreements' `delta_per_query` is usually above 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_total: Option<f64>,
     /// A sliding window of this many days (any such window holds at most the caps); absent:
     /// the caps are for the node's lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,16 +130,16 @@ pub struct NodeBudget {
 
 impl NodeBudget {
     /// The ledger's form: the caps, the zCDP ρ cap (as an agreement's,
-    /// `tandem_dp::rho_for_epsilon(ε, δ/2)`; none at δ = 0) and the window in ms.
+    /// `tandem_dp::rho_for_epsilon(ε, δ/2)`; none at δ = 0 or without a δ cap) and the window
+    /// in ms.
     pub fn ledger_cap(&self) -> Result<tandem_store::NodeCap> {
-        let rho = if self.delta_total > 0.0 {
-            Some(
-                tandem_dp::rho_for_epsilon(self.epsilon_total, self.delta_total / 2.0).map_err(
-                    |e| NodeError::new(Code::BadData, format!("limits.node_budget: {e}")),
-                )?,
-            )
-        } else {
-            None
+        let rho = match self.delta_total {
+            Some(delta) if delta > 0.0 => Some(
+                tandem_dp::rho_for_epsilon(self.epsilon_total, delta / 2.0).map_err(|e| {
+                    NodeError::new(Code::BadData, format!("limits.node_budget: {e}"))
+                })?,
+            ),
+            _ => None,
         };
         Ok(tandem_store::NodeCap {
             epsilon: self.epsilon_total,

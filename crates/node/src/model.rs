@@ -33,7 +33,8 @@ const BOOTSTRAP_REPLICATES: usize = 200;
 /// `tandem model fit`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelRequest {
-    /// Agreement to act under (hex id).
+    /// Agreement to act under: its hex id, or a unique prefix of at least 8 hex characters
+    /// ([`crate::agreements::resolve_id`]).
     pub agreement_id: String,
     /// Join key kind; defaults to the agreement's first.
     #[serde(default)]
@@ -325,6 +326,7 @@ fn add(a: PrivacyLoss, b: PrivacyLoss) -> PrivacyLoss {
 /// per-query cap), 403 `budget_exceeded` if the batch would overspend either side (details:
 /// `party`, `batch_cost`, `epsilon_left`).
 pub fn preview(store: &Store, me: &str, req: &ModelRequest) -> Result<ModelPreview> {
+    let req = &resolved(store, req)?;
     let batch = plan_batch(store, me, req)?;
     let mut marginals = Vec::new();
     let (mut q_cost, mut r_cost) = (PrivacyLoss::default(), PrivacyLoss::default());
@@ -392,6 +394,15 @@ pub fn preview(store: &Store, me: &str, req: &ModelRequest) -> Result<ModelPrevi
     Ok(preview)
 }
 
+/// `req` naming its agreement by the whole id (the operator may give a unique prefix,
+/// [`crate::agreements::resolve_id`]), as the record and its runs store it.
+fn resolved(store: &Store, req: &ModelRequest) -> Result<ModelRequest> {
+    Ok(ModelRequest {
+        agreement_id: crate::agreements::resolve_id(store, &req.agreement_id)?,
+        ..req.clone()
+    })
+}
+
 /// Fits a model: previews (refusing before any charge if the batch would overspend), runs each
 /// marginal through the querier (each charged, released and audited on its own), fits naive
 /// Bayes and logistic regression from the released cells and stores the fit with its runs.
@@ -401,8 +412,9 @@ pub fn preview(store: &Store, me: &str, req: &ModelRequest) -> Result<ModelPrevi
 pub async fn fit(home: &Home, req: &ModelRequest, actor: &str) -> Result<ModelRecord> {
     let me = home.config.name.clone();
     let (store_path, r, m) = (home.store_path(), req.clone(), me.clone());
-    let (batch, noises) = blocking(move || {
+    let (req, batch, noises) = blocking(move || {
         let store = Store::open(&store_path)?;
+        let r = resolved(&store, &r)?;
         preview(&store, &m, &r)?;
         let batch = plan_batch(&store, &m, &r)?;
         let noises = batch
@@ -410,9 +422,10 @@ pub async fn fit(home: &Home, req: &ModelRequest, actor: &str) -> Result<ModelRe
             .iter()
             .map(|p| crate::querier::cell_noise(&store, &m, &Overlap, &p.query))
             .collect::<Result<Vec<_>>>()?;
-        Ok((batch, noises))
+        Ok((r, batch, noises))
     })
     .await?;
+    let req = &req;
     let mut reports = Vec::new();
     for planned in &batch.queries {
         let name = &planned.name;

@@ -581,7 +581,9 @@ struct Plan {
 }
 
 fn plan(store: &Store, me: &str, analysis: &dyn Analysis, q: &Query) -> Result<Plan> {
-    let (agreement, peer) = active_agreement(store, &q.agreement_id, me, Code::InvalidQuery)?;
+    // The operator may name the agreement by a unique prefix (the short id reports print).
+    let id = crate::agreements::resolve_id(store, &q.agreement_id)?;
+    let (agreement, peer) = active_agreement(store, &id, me, Code::InvalidQuery)?;
     let join_key = match &q.join_key {
         Some(k) => k.clone(),
         None => agreement
@@ -769,7 +771,10 @@ pub fn prepare_query_with(
                 "query.refused",
                 serde_json::json!({"role": "querier", "reason": e.message(), "code": e.code_str(), "query": q}),
             )
-            .with_agreement(&q.agreement_id);
+            .with_agreement(
+                crate::agreements::resolve_id(&store, &q.agreement_id)
+                    .unwrap_or_else(|_| q.agreement_id.clone()),
+            );
             store.append_audit(event)?;
             return Err(e);
         }

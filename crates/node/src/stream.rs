@@ -804,8 +804,30 @@ async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
 /// The querier's side of a streamed exchange: opens the run with `opening` and query chunk 0,
 /// sends the other query chunks, asks for the reply's chunks and counts; returns the peer's
 /// receipt and the cell counts. Errors: `peer_unreachable` (the opening never reached the
-/// peer), `peer_failed`, the peer's refusals, `bad_peer_answer`.
+/// peer), `peer_failed`, the peer's refusals, `bad_peer_answer`; the run's progress then says
+/// `failed` (records done kept, no ETA).
 pub(crate) async fn exchange(
+    link: &Link<'_>,
+    opening: &serde_json::Value,
+    psi: StreamQuerier,
+) -> Result<(Receipt, CellCounts)> {
+    let out = exchange_chunks(link, opening, psi).await;
+    if out.is_err() {
+        mark_failed(link.run_id, "querier");
+    }
+    out
+}
+
+/// Marks a tracked run's progress `failed`: its records done stay, its ETA goes.
+fn mark_failed(run_id: &str, role: &str) {
+    let mut map = PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(t) = map.get_mut(&format!("{run_id}/{role}")) {
+        t.progress.phase = "failed".to_string();
+        t.progress.eta_s = None;
+    }
+}
+
+async fn exchange_chunks(
     link: &Link<'_>,
     opening: &serde_json::Value,
     psi: StreamQuerier,

@@ -381,6 +381,22 @@ async fn stored_results_are_reread_at_no_cost() {
             &analyst,
             StatusCode::NOT_FOUND,
         ),
+        // The agreement filters take the short id; a mistyped one is 404, not an empty list.
+        (
+            format!("/api/v1/results?agreement={}", &f.agreement_id[..12]),
+            &analyst,
+            StatusCode::OK,
+        ),
+        (
+            format!("/api/v1/runs?agreement={}", &f.agreement_id[..8]),
+            &auditor,
+            StatusCode::OK,
+        ),
+        (
+            "/api/v1/budget?agreement=0123".to_string(),
+            &auditor,
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         assert_eq!(
             api(&state, "GET", &path, Some(token), none.clone()).await,
@@ -414,14 +430,17 @@ async fn roles_are_enforced() {
         api(&state, "GET", "/api/v1/budget", Some("bogus"), none.clone()).await,
         StatusCode::UNAUTHORIZED
     );
-    // Analysts query and preview; they may not read the audit log or manage tokens.
+    // Analysts query and preview (naming the agreement by its short id will do); they may not
+    // read the audit log or manage tokens.
+    let mut by_short_id = q.clone();
+    by_short_id["agreement_id"] = f.agreement_id[..12].into();
     assert_eq!(
         api(
             &state,
             "POST",
             "/api/v1/queries/overlap/preview",
             Some(&analyst),
-            q.clone()
+            by_short_id
         )
         .await,
         StatusCode::OK

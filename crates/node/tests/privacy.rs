@@ -445,7 +445,7 @@ async fn a_node_wide_cap_refuses_a_run_the_agreement_would_allow() {
     let mut cfg = pair.acme.config.clone();
     cfg.limits.node_budget = Some(tandem_node::home::NodeBudget {
         epsilon_total: 0.01,
-        delta_total: 1e-6,
+        delta_total: Some(1e-6),
         refresh_days: None,
     });
     std::fs::write(
@@ -487,4 +487,36 @@ async fn a_node_wide_cap_refuses_a_run_the_agreement_would_allow() {
             .all(|r| r.charge.is_none()),
         "nothing charged"
     );
+}
+
+/// `[limits.node_budget]` with `epsilon_total` alone (no `delta_total`) loads and caps ε over
+/// all agreements by basic composition: a run with δ > 0 is admitted (a δ cap of 0 would
+/// refuse it), and the run that would pass the ε cap is refused naming the node-wide cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_wide_cap_of_epsilon_alone_loads_and_caps() {
+    let pair = NodePair::start().await;
+    let config = pair.acme.dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    assert!(!text.contains("node_budget"), "{text}");
+    text.push_str("\n[limits.node_budget]\nepsilon_total = 0.3\n");
+    std::fs::write(&config, text).expect("write config");
+    let acme = Home::open(&pair.acme.dir).expect("a config without delta_total loads");
+    let cap = acme.config.limits.node_budget.clone().expect("the cap");
+    assert_eq!((cap.epsilon_total, cap.delta_total), (0.3, None));
+    let overlap = tandem_node::analysis::find("overlap").expect("overlap");
+    let first = tandem_node::querier::run_query(&acme, overlap, &pair.query(), "test")
+        .await
+        .expect("ε 0.25 of 0.3, δ not capped node-wide");
+    assert!(first.querier_budget.epsilon_spent > 0.0);
+    let e = tandem_node::querier::run_query(&acme, overlap, &pair.query(), "test")
+        .await
+        .expect_err("0.5 > 0.3");
+    assert_eq!(e.code_str(), "budget_exceeded", "{e}");
+    let d = e.details().expect("details");
+    assert_eq!(
+        (&d["account"], &d["cap"]),
+        (&"node".into(), &0.3.into()),
+        "{d}"
+    );
+    assert!(e.message().contains("node-wide cap"), "{e}");
 }

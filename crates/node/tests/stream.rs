@@ -1,11 +1,13 @@
 //! Streamed psi-ca-v1 runs between two real nodes over HTTPS (psi-ca-v1 §10, node-wire-v1
 //! §streamed runs): the counts are those of the whole-message run, a connection cut mid-run is
-//! resumed with exactly one charge on each ledger, and a repeated chunk gets identical bytes.
+//! resumed with exactly one charge on each ledger, a repeated chunk gets identical bytes, and a
+//! responder restarted mid-run fails the run once, charged once on each side.
 //!
-//! The cuts come from a plaintext proxy on the responder's address: it presents the responder's
-//! own TLS certificate (so the querier's pin holds), forwards each call to the real responder
+//! The faults come from a proxy on the responder's address: it presents the responder's own
+//! TLS certificate (so the querier's pin holds), forwards each call to the real responder
 //! (moved to another port) and, for the calls chosen, drops the connection after the responder
-//! answered: the answer is lost, as when a connection breaks on the way back.
+//! answered (the answer is lost, as when a connection breaks on the way back) or restarts the
+//! responder before forwarding the call (between two chunks, by the test's choice).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -132,32 +134,7 @@ async fn a_streamed_run_counts_what_the_whole_message_run_counts() {
     assert_eq!(p.phase, "done");
     assert_eq!(p.done, p.total);
     assert!(p.total > 0);
-    let token = pair
-        .acme
-        .store()
-        .expect("store")
-        .create_token("alice", "analyst", "test")
-        .expect("token");
-    let state = Arc::new(tandem_node::state::NodeState::new(&pair.acme));
-    let get = |id: String| {
-        let req = http::Request::builder()
-            .uri(format!("/api/v1/runs/{id}"))
-            .header("authorization", format!("Bearer {token}"))
-            .body(axum::body::Body::empty())
-            .expect("request");
-        let router = tandem_node::server::router(state.clone());
-        async move {
-            let resp = router.oneshot(req).await.expect("response");
-            let status = resp.status();
-            let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
-                .await
-                .expect("body");
-            (
-                status,
-                serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
-            )
-        }
-    };
+    let get = |id: String| run_status(&pair.acme, id);
     let (status, body) = get(streamed.run_id.clone()).await;
     assert_eq!(status, http::StatusCode::OK, "{body}");
     assert_eq!(body["run"]["status"], "finished", "{body}");
@@ -171,6 +148,37 @@ async fn a_streamed_run_counts_what_the_whole_message_run_counts() {
     assert!(body.get("progress").is_none(), "{body}");
     let (status, _) = get("00".repeat(16)).await;
     assert_eq!(status, http::StatusCode::NOT_FOUND);
+}
+
+/// `GET /api/v1/runs/{id}` on `home`'s API as an analyst: the status and the JSON body.
+async fn run_status(home: &Home, id: String) -> (http::StatusCode, serde_json::Value) {
+    let token = home
+        .store()
+        .expect("store")
+        .create_token(
+            &format!("analyst-{}", rand::random::<u32>()),
+            "analyst",
+            "test",
+        )
+        .expect("token");
+    let state = Arc::new(tandem_node::state::NodeState::new(home));
+    let req = http::Request::builder()
+        .uri(format!("/api/v1/runs/{id}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let resp = tandem_node::server::router(state)
+        .oneshot(req)
+        .await
+        .expect("response");
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
+    )
 }
 
 /// One call the proxy forwarded: its path, request body and the responder's answer.
@@ -210,30 +218,60 @@ async fn read_request<S: AsyncReadExt + Unpin>(
     Some((path, headers, body))
 }
 
-/// Serves a forwarding proxy for `shopx` on its address; the real shopx serves elsewhere.
-/// `cut(path, n)` says whether the `n`-th call (from 0) to `path` loses its answer.
-async fn proxy(
-    pair: &mut NodePair,
-    cut: fn(&str, usize) -> bool,
-) -> (Arc<Mutex<Vec<Logged>>>, tokio::sync::watch::Sender<bool>) {
-    pair.stop_responder().await;
-    let shopx = pair.shopx.clone();
+/// What the proxy does with a call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// Forwards the call and its answer.
+    None,
+    /// Forwards the call, then drops the connection: the answer is lost.
+    Cut,
+    /// Restarts the responder, then forwards the call to the restarted one.
+    Restart,
+}
+
+/// The real shopx behind the proxy: where it serves, and its stop signal and task.
+struct Upstream {
+    peer: Peer,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts `shopx` as `tandem serve` does (runs a stop interrupted are recorded `failed`, their
+/// charges kept; no streamed run is open) on a fresh loopback port.
+async fn start_real(shopx: &Home) -> Upstream {
+    tandem_node::maintenance::recover(shopx).expect("startup recovery");
     let (real, real_addr) = tandem_node::server::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let (stop, mut rx) = tokio::sync::watch::channel(false);
     let served = shopx.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _ = tandem_node::server::serve(&served, real, async move {
             let _ = rx.changed().await;
         })
         .await;
     });
-    let upstream = Peer {
-        url: format!("https://{real_addr}"),
-        cert_sha256: tandem_node::wire::parse_fingerprint(&shopx.tls_fingerprint())
-            .expect("fingerprint"),
-    };
+    Upstream {
+        peer: Peer {
+            url: format!("https://{real_addr}"),
+            cert_sha256: tandem_node::wire::parse_fingerprint(&shopx.tls_fingerprint())
+                .expect("fingerprint"),
+        },
+        stop,
+        task,
+    }
+}
+
+/// Serves a forwarding proxy for `shopx` on its address; the real shopx serves elsewhere (for
+/// as long as the proxy does). `fault(path, n)` says what becomes of the `n`-th call (from 0)
+/// to `path`.
+async fn proxy(
+    pair: &mut NodePair,
+    fault: impl Fn(&str, usize) -> Fault + Send + Sync + 'static,
+) -> Arc<Mutex<Vec<Logged>>> {
+    pair.stop_responder().await;
+    let shopx = pair.shopx.clone();
+    let upstream = Arc::new(tokio::sync::Mutex::new(start_real(&shopx).await));
     let listener = TcpListener::bind(&shopx.config.listen)
         .await
         .expect("rebind");
@@ -242,11 +280,18 @@ async fn proxy(
     ));
     let log: Arc<Mutex<Vec<Logged>>> = Arc::default();
     let seen: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let fault = Arc::new(fault);
     let out = log.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (tls, upstream, log, seen) =
-                (tls.clone(), upstream.clone(), log.clone(), seen.clone());
+            let (tls, upstream, log, seen, fault, shopx) = (
+                tls.clone(),
+                upstream.clone(),
+                log.clone(),
+                seen.clone(),
+                fault.clone(),
+                shopx.clone(),
+            );
             tokio::spawn(async move {
                 let Ok(mut s) = tls.accept(tcp).await else {
                     return;
@@ -254,12 +299,28 @@ async fn proxy(
                 let Some((path, headers, body)) = read_request(&mut s).await else {
                     return;
                 };
+                let n = {
+                    let mut seen = seen.lock().expect("lock");
+                    let n = seen.entry(path.clone()).or_insert(0);
+                    *n += 1;
+                    *n - 1
+                };
+                let fault = fault(&path, n);
+                let peer = {
+                    let mut real = upstream.lock().await;
+                    if fault == Fault::Restart {
+                        let _ = real.stop.send(true);
+                        let _ = (&mut real.task).await;
+                        *real = start_real(&shopx).await;
+                    }
+                    real.peer.clone()
+                };
                 let forwarded: Vec<(&'static str, String)> = headers
                     .into_iter()
                     .filter(|(k, _)| k.starts_with("tandem-"))
                     .map(|(k, v)| (&*Box::leak(k.into_boxed_str()), v))
                     .collect();
-                let Ok(resp) = upstream
+                let Ok(resp) = peer
                     .post(
                         &path,
                         &forwarded,
@@ -271,19 +332,13 @@ async fn proxy(
                 else {
                     return;
                 };
-                let n = {
-                    let mut seen = seen.lock().expect("lock");
-                    let n = seen.entry(path.clone()).or_insert(0);
-                    *n += 1;
-                    *n - 1
-                };
                 log.lock().expect("lock").push((
                     path.clone(),
                     body,
                     resp.status.as_u16(),
                     resp.body.to_vec(),
                 ));
-                if cut(&path, n) {
+                if fault == Fault::Cut {
                     return; // the answer is lost with the connection
                 }
                 let mut head = format!(
@@ -305,17 +360,18 @@ async fn proxy(
             });
         }
     });
-    (out, stop)
+    out
 }
 
 #[tokio::test]
 async fn connections_cut_mid_run_resume_with_one_charge_on_each_ledger_and_identical_bytes() {
     let mut pair = pair().await;
     // The opening's answer, the third query chunk's and the second reply chunk's are lost.
-    let (log, _stop) = proxy(&mut pair, |path, n| {
-        (path == OPEN_PATH && n == 0)
+    let log = proxy(&mut pair, |path, n| {
+        let cut = (path == OPEN_PATH && n == 0)
             || (path == CHUNK_PATH && n == 2)
-            || (path == REPLY_CHUNK_PATH && n == 1)
+            || (path == REPLY_CHUNK_PATH && n == 1);
+        if cut { Fault::Cut } else { Fault::None }
     })
     .await;
     let report = overlap(&acme(&pair, 256), &pair).await;
@@ -345,4 +401,123 @@ async fn connections_cut_mid_run_resume_with_one_charge_on_each_ledger_and_ident
             "{path} retried once: {repeats:?}"
         );
     }
+}
+
+/// The responder restarts just before the `n`-th call to `path` (its open streamed runs live in
+/// its memory only, spec §10): the querier's run fails at once with a clear error (a 404 is not
+/// retried), each side keeps the one charge it took, the status endpoint says `failed`, both
+/// audit logs verify, and the next run works. Returns the responder's record of the failed run.
+async fn restart_mid_stream(path: &'static str, n: usize) -> tandem_store::RunRecord {
+    let mut pair = pair().await;
+    let log = proxy(&mut pair, move |p, i| {
+        if p == path && i == n {
+            Fault::Restart
+        } else {
+            Fault::None
+        }
+    })
+    .await;
+    let e = tokio::time::timeout(
+        Duration::from_secs(120),
+        tandem_node::querier::run_query(
+            &acme(&pair, 256),
+            &tandem_node::analysis::overlap::Overlap,
+            &pair.query(),
+            "test",
+        ),
+    )
+    .await
+    .expect("the run ends, never hangs")
+    .expect_err("the restarted responder no longer holds the run");
+    assert_eq!(e.code(), tandem_node::error::Code::PeerRefused, "{e}");
+    let text = e.to_string();
+    for part in ["404", "no open streamed run", "restarted", "stands"] {
+        assert!(text.contains(part), "{part} missing from {text}");
+    }
+    // The call after the restart was answered 404 once and the querier stopped there.
+    let log = log.lock().expect("lock").clone();
+    let refused: Vec<&Logged> = log.iter().filter(|l| l.2 != 200).collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "{:?}",
+        log.iter().map(|l| (&l.0, l.2)).collect::<Vec<_>>()
+    );
+    assert_eq!((refused[0].0.as_str(), refused[0].2), (path, 404));
+    assert_eq!(
+        log.last().map(|l| l.2),
+        Some(404),
+        "nothing was sent after the 404"
+    );
+
+    // One run on each ledger, its charge taken once and standing.
+    let (q_runs, r_runs) = (runs(&pair.acme), runs(&pair.shopx));
+    assert_eq!(
+        (q_runs.len(), r_runs.len()),
+        (1, 1),
+        "{q_runs:?} {r_runs:?}"
+    );
+    let (q, r) = (&q_runs[0], &r_runs[0]);
+    assert_eq!(q.run_id, r.run_id);
+    assert_eq!(
+        (q.status.as_str(), q.charge.as_deref()),
+        ("failed", Some("spent")),
+        "{q:?}"
+    );
+    assert_eq!(r.charge.as_deref(), Some("spent"), "{r:?}");
+    for (home, run) in [(&pair.acme, q), (&pair.shopx, r)] {
+        let store = home.store().expect("store");
+        let budget =
+            tandem_node::compliance::budgets(&store, &home.config.name, Some(&pair.agreement_id))
+                .expect("budget");
+        assert!(
+            (budget[0].epsilon_spent - run.epsilon).abs() < 1e-9
+                && budget[0].epsilon_reserved == 0.0,
+            "{}: {budget:?}",
+            home.config.name
+        );
+    }
+    // The status endpoint says failed, its progress too (not a stale phase with an ETA).
+    let (status, body) = run_status(&pair.acme, q.run_id.clone()).await;
+    assert_eq!(status, http::StatusCode::OK, "{body}");
+    assert_eq!(body["run"]["status"], "failed", "{body}");
+    assert_eq!(body["progress"]["phase"], "failed", "{body}");
+    assert!(body["progress"]["eta_s"].is_null(), "{body}");
+    for home in [&pair.acme, &pair.shopx] {
+        home.store()
+            .expect("store")
+            .verify_audit(Some(&home.key.verifying_key()))
+            .expect("the audit log verifies");
+    }
+
+    // The restarted responder answers the next run in full, charged once more on each side.
+    let report = overlap(&acme(&pair, 256), &pair).await;
+    assert_counts(&report);
+    for home in [&pair.acme, &pair.shopx] {
+        let after = runs(home);
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert_eq!(after[1].status, "finished", "{after:?}");
+    }
+    r.clone()
+}
+
+#[tokio::test]
+async fn a_responder_restarted_between_query_chunks_fails_the_run_charged_once() {
+    // Before the reply was fixed: the restart records the responder's run as interrupted.
+    let r = restart_mid_stream(CHUNK_PATH, 2).await;
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_responder_restarted_between_reply_chunks_fails_the_run_charged_once() {
+    // After the reply was fixed and released: the responder's run stays finished.
+    let r = restart_mid_stream(REPLY_CHUNK_PATH, 1).await;
+    assert_eq!(r.status, "finished", "{r:?}");
 }

@@ -99,8 +99,10 @@ pub struct NewRun {
 pub struct NodeCap {
     /// ε cap.
     pub epsilon: f64,
-    /// δ cap; the runs' own δ may use half of it.
-    pub delta: f64,
+    /// δ cap; the runs' own δ may use half of it. `None`: the node-wide cap bounds ε only
+    /// (basic composition, so `rho` must be `None` too); each agreement's own δ cap still
+    /// bounds its runs' δ. (`Some(0.0)` is a cap too: only runs with δ = 0 fit.)
+    pub delta: Option<f64>,
     /// ρ cap (the largest ρ whose ε at `delta / 2` is at most `epsilon`), or `None` for basic
     /// composition only.
     pub rho: Option<f64>,
@@ -163,7 +165,7 @@ pub struct BudgetStatus {
     pub accounts: Vec<String>,
     /// ε cap given.
     pub cap_epsilon: f64,
-    /// δ cap given.
+    /// δ cap given (+∞ for a node-wide cap without one).
     pub cap_delta: f64,
     /// ε charged: consumed plus reserved by started runs.
     pub spent_epsilon: f64,
@@ -179,7 +181,7 @@ pub struct BudgetStatus {
     /// `Σρ ≤ cap_ρ` (the zCDP route).
     pub left_epsilon: f64,
     /// δ left for runs: half the δ cap minus `spent_delta` (never negative); the other half
-    /// is kept for the zCDP route's conversion.
+    /// is kept for the zCDP route's conversion (+∞ without a δ cap).
     pub left_delta: f64,
     /// Runs of this agreement holding a charge (started, finished, or failed after data left).
     pub runs: u64,
@@ -291,7 +293,7 @@ fn node_scope(conn: &Connection, now_ms: i64) -> Result<Option<Scope>, StoreErro
     };
     Ok(Some(Scope::Node {
         since_ms: cap.window_ms.map_or(0, |w| now_ms.saturating_sub(w)),
-        caps: Caps::new(cap.epsilon, cap.delta, cap.rho)?,
+        caps: Caps::node(&cap)?,
     }))
 }
 
@@ -301,9 +303,11 @@ fn read_node_cap(conn: &Connection) -> Result<Option<NodeCap>, StoreError> {
             "SELECT epsilon, delta, rho, window_ms FROM node_cap WHERE id = 1",
             [],
             |r| {
+                // No δ cap is stored as +∞ (the column predates optional δ caps).
+                let delta: f64 = r.get(1)?;
                 Ok(NodeCap {
                     epsilon: r.get(0)?,
-                    delta: r.get(1)?,
+                    delta: delta.is_finite().then_some(delta),
                     rho: r.get(2)?,
                     window_ms: r.get(3)?,
                 })
@@ -403,7 +407,8 @@ fn charged_max(conn: &Connection, scopes: &[Scope], since_ms: i64) -> Result<Cha
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Caps {
     epsilon: i64,
-    delta: i64,
+    /// `None`: δ is not bounded in this scope (a node-wide cap on ε only).
+    delta: Option<i64>,
     rho: Option<i64>,
 }
 
@@ -411,16 +416,31 @@ impl Caps {
     fn new(cap_epsilon: f64, cap_delta: f64, cap_rho: Option<f64>) -> Result<Self, StoreError> {
         Ok(Caps {
             epsilon: units(cap_epsilon, EPSILON_UNIT, "cap_epsilon")?,
-            delta: units(cap_delta, DELTA_UNIT, "cap_delta")?,
+            delta: Some(units(cap_delta, DELTA_UNIT, "cap_delta")?),
             rho: cap_rho
                 .map(|r| units_rounded(r, RHO_UNIT, "cap_rho", Rounding::Down))
                 .transpose()?,
         })
     }
 
-    /// The runs' share of the δ cap: half, rounded down.
-    fn run_delta(self) -> i64 {
-        self.delta / 2
+    /// The caps of the node-wide scope. Errors: a ρ cap without a δ cap (zCDP converts to
+    /// approximate DP only at some δ).
+    fn node(cap: &NodeCap) -> Result<Self, StoreError> {
+        match cap.delta {
+            Some(delta) => Caps::new(cap.epsilon, delta, cap.rho),
+            None if cap.rho.is_some() => Err(StoreError::Invalid(
+                "the node cap's ρ cap needs a δ cap".into(),
+            )),
+            None => Ok(Caps {
+                delta: None,
+                ..Caps::new(cap.epsilon, 0.0, None)?
+            }),
+        }
+    }
+
+    /// The runs' share of the δ cap: half, rounded down (`None`: not bounded here).
+    fn run_delta(self) -> Option<i64> {
+        self.delta.map(|d| d / 2)
     }
 }
 
@@ -451,8 +471,10 @@ type Refusal = (Overrun, Option<Overrun>);
 
 /// The admission rule of the module docs in one scope with charges `c`.
 fn admit(c: &Charged, cost_e: i64, cost_d: i64, cost_r: i64, caps: Caps) -> Result<Route, Refusal> {
-    if c.delta + cost_d > caps.run_delta() {
-        return Err((("delta", c.delta, cost_d, caps.run_delta()), None));
+    if let Some(cap_d) = caps.run_delta()
+        && c.delta + cost_d > cap_d
+    {
+        return Err((("delta", c.delta, cost_d, cap_d), None));
     }
     if c.epsilon + cost_e <= caps.epsilon {
         return Ok(Route::Basic);
@@ -543,14 +565,16 @@ fn status(agreement_id: &str, scopes: &[Scope], c: &Charged, caps: Caps) -> Budg
             })
             .collect(),
         cap_epsilon: caps.epsilon as f64 / EPSILON_UNIT,
-        cap_delta: caps.delta as f64 / DELTA_UNIT,
+        cap_delta: caps.delta.map_or(f64::INFINITY, |d| d as f64 / DELTA_UNIT),
         spent_epsilon: c.epsilon as f64 / EPSILON_UNIT,
         spent_delta: c.delta as f64 / DELTA_UNIT,
         spent_rho: c.rho as f64 / RHO_UNIT,
         cap_rho: caps.rho.map(|r| r as f64 / RHO_UNIT),
         reserved_epsilon: c.reserved_epsilon as f64 / EPSILON_UNIT,
         left_epsilon: (caps.epsilon - c.epsilon).max(0) as f64 / EPSILON_UNIT,
-        left_delta: (caps.run_delta() - c.delta).max(0) as f64 / DELTA_UNIT,
+        left_delta: caps
+            .run_delta()
+            .map_or(f64::INFINITY, |d| (d - c.delta).max(0) as f64 / DELTA_UNIT),
         runs: c.runs,
     }
 }
@@ -1016,7 +1040,7 @@ impl Store {
     /// module docs). Audited as `budget.node_cap` when it changes; returns whether it did.
     pub fn set_node_cap(&mut self, cap: Option<&NodeCap>, actor: &str) -> Result<bool, StoreError> {
         if let Some(c) = cap {
-            Caps::new(c.epsilon, c.delta, c.rho)?;
+            Caps::node(c)?;
             if c.window_ms.is_some_and(|w| w <= 0) {
                 return Err(StoreError::Invalid(
                     "the node cap's window must be > 0".into(),
@@ -1032,7 +1056,13 @@ impl Store {
             tx.execute(
                 "INSERT INTO node_cap (id, epsilon, delta, rho, window_ms, set_at_ms)
                  VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-                params![c.epsilon, c.delta, c.rho, c.window_ms, now_ms()],
+                params![
+                    c.epsilon,
+                    c.delta.unwrap_or(f64::INFINITY),
+                    c.rho,
+                    c.window_ms,
+                    now_ms()
+                ],
             )?;
         }
         let details = match cap {
@@ -1061,7 +1091,7 @@ impl Store {
             return Ok(None);
         };
         let c = charged(&self.conn, &scope, 0)?;
-        let caps = scope.caps(Caps::new(cap.epsilon, cap.delta, cap.rho)?);
+        let caps = scope.caps(Caps::node(&cap)?);
         let mut s = status(NODE_ACCOUNT, &[], &c, caps);
         s.accounts = vec![NODE_ACCOUNT.to_owned()];
         Ok(Some((cap, s)))

@@ -804,7 +804,7 @@ fn a_node_wide_cap_covers_every_agreement() {
     active_agreement(&mut store, "ag2");
     let cap = tandem_store::NodeCap {
         epsilon: 1.0,
-        delta: 1e-6,
+        delta: Some(1e-6),
         rho: None,
         window_ms: None,
     };
@@ -842,4 +842,44 @@ fn a_node_wide_cap_covers_every_agreement() {
     );
     store.set_node_cap(None, "test").unwrap();
     store.begin_run(&run("r3", "ag2", 0.5, 10.0)).unwrap();
+}
+
+/// A node-wide cap without a δ cap bounds ε only: runs with δ > 0 are admitted while the node's
+/// Σε fits (a δ cap of 0 would refuse them all), and refused once it would not; the cap reads
+/// back as set. A ρ cap needs a δ cap.
+#[test]
+fn a_node_wide_cap_without_delta_bounds_epsilon_only() {
+    let (_dir, mut store) = store();
+    active_agreement(&mut store, "ag1");
+    active_agreement(&mut store, "ag2");
+    let cap = tandem_store::NodeCap {
+        epsilon: 1.0,
+        delta: None,
+        rho: None,
+        window_ms: None,
+    };
+    store.set_node_cap(Some(&cap), "test").unwrap();
+    assert_eq!(store.node_cap().unwrap(), Some(cap.clone()));
+    store.begin_run(&run("r1", "ag1", 0.6, 10.0)).unwrap();
+    store.begin_run(&run("r2", "ag2", 0.4, 10.0)).unwrap();
+    let err = store.begin_run(&run("r3", "ag2", 0.1, 10.0)).unwrap_err();
+    match &err {
+        StoreError::BudgetExceeded { what, account, .. } => {
+            assert_eq!(*what, "epsilon");
+            assert_eq!(account.as_deref(), Some(tandem_store::NODE_ACCOUNT));
+        }
+        other => panic!("{other}"),
+    }
+    let (_, status) = store.node_cap_status().unwrap().expect("a cap");
+    assert!((status.spent_delta - 2e-9).abs() < 1e-18, "{status:?}");
+    assert!(status.cap_delta.is_infinite() && status.left_delta.is_infinite());
+
+    let with_rho = tandem_store::NodeCap {
+        rho: Some(0.1),
+        ..cap
+    };
+    assert!(matches!(
+        store.set_node_cap(Some(&with_rho), "test"),
+        Err(StoreError::Invalid(_))
+    ));
 }

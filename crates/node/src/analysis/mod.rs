@@ -72,7 +72,8 @@ pub const ALL: &str = "all";
 /// `tandem query <analysis>`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Query {
-    /// Agreement to act under (hex id).
+    /// Agreement to act under: its hex id, or a unique prefix of at least 8 hex characters
+    /// ([`crate::agreements::resolve_id`]).
     pub agreement_id: String,
     /// Join key kind (`email`, `phone`, …); defaults to the agreement's first.
     pub join_key: Option<String>,
