@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::Sha512;
 use tandem_dp::{DpError, NoiseSource, ShiftedLaplace};
 
-use tandem_psi::{Limits, PsiError, Querier, RunParams, respond};
+use tandem_psi::{Items, Limits, PsiError, Querier, RunParams, hash_to_points, respond};
 
 /// Querier and responder bucket counts of the benchmark.
 const BUCKETS: (u32, u32) = (4, 3);
@@ -56,6 +56,22 @@ pub struct BenchReport {
     /// `(nA + nB)(t_hash + 2·t_mul + t_decompress) / threads`, seconds: the floor plus the
     /// decompression of every received point, which has no batch form in dalek.
     pub floor_with_decompress_s: f64,
+    /// The same run (same items, same noise) from precomputed `enc(H(x))` (a node's hash
+    /// cache, spec §3.1), seconds.
+    pub wall_cached_s: f64,
+    /// `2n / wall_cached_s`.
+    pub items_per_s_cached: f64,
+    /// `(nA + nB)(t_decompress + 2·t_mul + t_decompress) / threads`, seconds: the floor of a
+    /// run from cached points (each item's hash becomes a decompression), plus the
+    /// decompression of every received point.
+    pub floor_cached_s: f64,
+    /// `wall_cached_s / floor_cached_s`.
+    pub floor_ratio_cached: f64,
+    /// `1 − wall_cached_s / wall_s`: the share of the run the cache saves.
+    pub cached_saving: f64,
+    /// Filling the cache of both sides (`hash_to_points` of `2n` digests), seconds: paid once
+    /// per member set and hash domain, not per run.
+    pub fill_s: f64,
     /// True overlap (`n / 4`).
     pub overlap_true: u64,
     /// Sum of the released cell estimates.
@@ -168,6 +184,25 @@ pub fn run_with_noise(n: usize, noise: &mut dyn NoiseSource) -> Result<BenchRepo
     let counts = querier.finish(&reply, &limits)?;
     let t3 = Instant::now();
 
+    let hashed = |buckets: &[Vec<[u8; 32]>]| -> Result<Vec<Vec<[u8; 32]>>, PsiError> {
+        buckets.iter().map(|b| hash_to_points(&params, b)).collect()
+    };
+    let f0 = Instant::now();
+    let (a_cached, b_cached) = (hashed(&a_items)?, hashed(&b_items)?);
+    let f1 = Instant::now();
+    let (cached_querier, cached_query) =
+        Querier::start(params.clone(), Items::hashed(&a_cached), noise, &mut rng)?;
+    let cached_reply = respond(
+        &params,
+        Items::hashed(&b_cached),
+        &cached_query,
+        &limits,
+        noise,
+        &mut rng,
+    )?;
+    black_box(cached_querier.finish(&cached_reply, &limits)?);
+    let wall_cached_s = f1.elapsed().as_secs_f64();
+
     let Micro {
         t_hash,
         t_mul,
@@ -192,6 +227,12 @@ pub fn run_with_noise(n: usize, noise: &mut dyn NoiseSource) -> Result<BenchRepo
         floor_s,
         floor_ratio: wall_s / floor_s,
         floor_with_decompress_s: per_thread * (t_hash + 2.0 * t_mul + t_decompress),
+        wall_cached_s,
+        items_per_s_cached: (2 * n) as f64 / wall_cached_s,
+        floor_cached_s: per_thread * (2.0 * t_decompress + 2.0 * t_mul),
+        floor_ratio_cached: wall_cached_s / (per_thread * (2.0 * t_decompress + 2.0 * t_mul)),
+        cached_saving: 1.0 - wall_cached_s / wall_s,
+        fill_s: (f1 - f0).as_secs_f64(),
         overlap_true: overlap as u64,
         overlap_estimate: counts.noised.iter().sum(),
         querier_s: (t1 - t0).as_secs_f64(),

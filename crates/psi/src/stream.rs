@@ -20,6 +20,7 @@ use tandem_dp::NoiseSource;
 use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
+use crate::items::{Hasher, Items};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
 use crate::querier::TRUNCATED_LEN;
 use crate::{CellCounts, Limits, PsiError, ResponderNoise, RunParams};
@@ -224,8 +225,8 @@ pub struct StreamQuerier {
     params: RunParams,
     limits: Limits,
     chunk_records: u32,
-    items: Vec<Vec<[u8; 32]>>,
-    domain: Domain,
+    items: Items<'static>,
+    item_points: Hasher,
     alpha_half: SecretScalar,
     junk_key: StreamKey,
     slots: Vec<QuerySlot>,
@@ -269,11 +270,12 @@ struct ReplyProgress {
 impl StreamQuerier {
     /// Starts a streamed run, exactly as [`crate::Querier::start`] (same checks, same draws
     /// from `noise` and `rng` in the same order, so the same seeds give the same query):
-    /// `items[g]` are the digests of bucket `g`, `chunk_records` is `C` (`1..=2^16`).
-    /// Errors: those of [`crate::Querier::start`]; [`PsiError::MalformedChunk`] for a bad `C`.
+    /// `items[g]` are the digests of bucket `g` or their precomputed points ([`Items`]),
+    /// `chunk_records` is `C` (`1..=2^16`). Errors: those of [`crate::Querier::start`];
+    /// [`PsiError::MalformedChunk`] for a bad `C`.
     pub fn start<R: CryptoRng + ?Sized>(
         params: RunParams,
-        items: Vec<Vec<[u8; 32]>>,
+        items: impl Into<Items<'static>>,
         chunk_records: u32,
         limits: Limits,
         noise: &mut dyn NoiseSource,
@@ -285,18 +287,20 @@ impl StreamQuerier {
 
     fn start_with_scalar<R: CryptoRng + ?Sized>(
         params: RunParams,
-        items: Vec<Vec<[u8; 32]>>,
+        items: impl Into<Items<'static>>,
         chunk_records: u32,
         limits: Limits,
         noise: &mut dyn NoiseSource,
         alpha: SecretScalar,
         rng: &mut R,
     ) -> Result<StreamQuerier, PsiError> {
+        let input = items.into();
+        let items = input.buckets();
         if chunk_records == 0 || chunk_records > MAX_CHUNK_RECORDS {
             return Err(PsiError::MalformedChunk("chunk_records out of range"));
         }
         params.validate()?;
-        check_items(params.querier_buckets, &items)?;
+        check_items(params.querier_buckets, items)?;
         if items.iter().any(|b| b.len() > u32::MAX as usize) {
             return Err(PsiError::InvalidParams(
                 "more than 2^32-1 entries in a bucket".into(),
@@ -318,7 +322,9 @@ impl StreamQuerier {
             sent.push((slots.len() - start) as u64);
         }
         let junk_key = StreamKey::draw(rng);
+        let max_junk = 2 * u64::from(params.querier_bucket_noise.offset) * junk.len() as u64;
         let q = alpha.mul(&domain.dummy_base(&params.run_id)).compress();
+        let hasher = Hasher::new(domain, &input, &junk_key, max_junk);
         let alpha_half = alpha.half();
         drop(alpha);
         let mut head = Vec::with_capacity(160 + 8 * items.len());
@@ -329,8 +335,8 @@ impl StreamQuerier {
             params,
             limits,
             chunk_records,
-            items,
-            domain,
+            items: input,
+            item_points: hasher,
             alpha_half,
             junk_key,
             slots,
@@ -372,24 +378,27 @@ impl StreamQuerier {
             let (start, end) = chunk_range(index, self.chunk_records, self.slots.len() as u64)?;
             let slots = &self.slots[start as usize..end as usize];
             let mut out = vec![0u8; 32 * slots.len()];
-            let (items, domain, alpha_half, junk_key) =
-                (&self.items, &self.domain, &self.alpha_half, &self.junk_key);
+            let (items, hasher, alpha_half, junk_key) = (
+                self.items.buckets(),
+                &self.item_points,
+                &self.alpha_half,
+                &self.junk_key,
+            );
             out.par_chunks_mut(32 * CHUNK)
                 .zip(slots.par_chunks(CHUNK))
-                .for_each(|(out, slots)| {
-                    let points: Vec<RistrettoPoint> = slots
+                .try_for_each(|(out, slots)| {
+                    let points = slots
                         .iter()
                         .map(|slot| match *slot {
-                            QuerySlot::Item(g, i) => {
-                                alpha_half.mul(&domain.item(&items[g as usize][i as usize]))
-                            }
-                            QuerySlot::Junk(j) => {
-                                alpha_half.mul(&domain.item(&junk_key.junk_input(j)))
-                            }
+                            QuerySlot::Item(g, i) => hasher
+                                .item(&items[g as usize][i as usize], (g, i as usize))
+                                .map(|p| alpha_half.mul(&p)),
+                            QuerySlot::Junk(j) => Ok(alpha_half.mul(&hasher.junk(junk_key, j))),
                         })
-                        .collect();
+                        .collect::<Result<Vec<RistrettoPoint>, PsiError>>()?;
                     ec::write_doubled::<32>(&points, out);
-                });
+                    Ok::<_, PsiError>(())
+                })?;
             out
         };
         if index == self.hashed
@@ -660,7 +669,8 @@ struct ReplyPlan {
     head: Vec<u8>,
     returned: Vec<Returned>,
     own: Vec<Own>,
-    items: Vec<Vec<[u8; 32]>>,
+    items: Items<'static>,
+    hasher: Hasher,
     /// `(r1/2, r_A/2)` of every injected slot; wiped on drop.
     dummy: Vec<(SecretScalar, SecretScalar)>,
     junk_key: StreamKey,
@@ -880,21 +890,24 @@ impl StreamResponder {
     }
 
     /// Fixes the reply once the whole query is in: checks `items` (`items[g]` = digests of
-    /// responder bucket `g`, no digest twice) and makes every random choice of the reply from
-    /// `rng`, in the order of [`crate::respond_parsed`] after `β` (spec §4.4). Errors:
+    /// responder bucket `g` or their precomputed points, [`Items`]; no entry twice) and makes
+    /// every random choice of the reply from `rng`, in the order of [`crate::respond_parsed`]
+    /// after `β` (spec §4.4). Errors:
     /// [`PsiError::StreamIncomplete`], [`PsiError::WrongBucketCount`],
     /// [`PsiError::DuplicateItem`], [`PsiError::ReplyTooLarge`] (no number: the reply's size
     /// depends on the responder's data).
     pub fn finish_query<R: CryptoRng + ?Sized>(
         &mut self,
-        items: Vec<Vec<[u8; 32]>>,
+        items: impl Into<Items<'static>>,
         rng: &mut R,
     ) -> Result<(), PsiError> {
         if !self.query_complete() || self.plan.is_some() {
             return Err(PsiError::StreamIncomplete);
         }
+        let input = items.into();
+        let items = input.buckets();
         let params = &self.params;
-        let item_counts = check_items(params.responder_buckets, &items)?;
+        let item_counts = check_items(params.responder_buckets, items)?;
         let query = self.query.as_ref().ok_or(PsiError::StreamIncomplete)?;
         let noise = self.noise.take().ok_or(PsiError::StreamIncomplete)?;
         let (na, nb) = (
@@ -949,6 +962,8 @@ impl StreamResponder {
             })
             .collect();
         drop(noise);
+        let max_junk = 2 * u64::from(params.responder_bucket_noise.offset) * nb as u64;
+        let hasher = Hasher::new(self.domain.clone(), &input, &junk_key, max_junk);
         let d_table = RistrettoBasepointTable::create(&self.domain.dummy_base(&params.run_id));
         let q_table = RistrettoBasepointTable::create(&query.q);
         let mut head = Vec::with_capacity(200 + 8 * (na + nb));
@@ -960,7 +975,8 @@ impl StreamResponder {
             head,
             returned,
             own,
-            items,
+            items: input,
+            hasher,
             dummy,
             junk_key,
             d_table,
@@ -1043,25 +1059,24 @@ impl StreamResponder {
                         }
                     }
                 });
-            let (items, domain, beta_half) = (&plan.items, &self.domain, &self.beta_half);
+            let (items, hasher, beta_half) = (plan.items.buckets(), &plan.hasher, &self.beta_half);
             point_out
                 .par_chunks_mut(32 * CHUNK)
                 .zip(plan.own[points.start as usize..points.end as usize].par_chunks(CHUNK))
-                .for_each(|(out, slots)| {
-                    let pts: Vec<RistrettoPoint> = slots
+                .try_for_each(|(out, slots)| {
+                    let pts = slots
                         .iter()
                         .map(|slot| match *slot {
-                            Own::Item(gb, i) => {
-                                beta_half.mul(&domain.item(&items[gb as usize][i as usize]))
-                            }
-                            Own::Junk(j) => {
-                                beta_half.mul(&domain.item(&plan.junk_key.junk_input(j)))
-                            }
-                            Own::Dummy(i) => plan.dummy[i as usize].0.mul_table(&plan.d_table),
+                            Own::Item(gb, i) => hasher
+                                .item(&items[gb as usize][i as usize], (gb, i as usize))
+                                .map(|p| beta_half.mul(&p)),
+                            Own::Junk(j) => Ok(beta_half.mul(&hasher.junk(&plan.junk_key, j))),
+                            Own::Dummy(i) => Ok(plan.dummy[i as usize].0.mul_table(&plan.d_table)),
                         })
-                        .collect();
+                        .collect::<Result<Vec<RistrettoPoint>, PsiError>>()?;
                     ec::write_doubled::<32>(&pts, out);
-                });
+                    Ok::<_, PsiError>(())
+                })?;
             out
         };
         Ok(ChunkFrame {
