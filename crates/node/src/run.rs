@@ -279,6 +279,20 @@ struct PendingFill {
 static FILLING: std::sync::Mutex<Vec<(std::path::PathBuf, [u8; 32])>> =
     std::sync::Mutex::new(Vec::new());
 
+/// The fill threads started by this process.
+static FILL_THREADS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits for the hash-cache fills this process started ([`Buckets::fill_cache_later`]): a
+/// one-shot process (`tandem query`) calls it before it exits, so its first run's fill is not
+/// cut short (a cut fill is ignored and redone, so the work would be lost).
+pub fn wait_for_hash_fills() {
+    let threads = std::mem::take(&mut *FILL_THREADS.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
 /// Version of this node's audience for `join_key` (see
 /// [`tandem_store::Store::members_version`]). Errors: 422 `invalid_query` for an unknown kind.
 pub fn audience_version(store: &Store, join_key: &str) -> Result<u64> {
@@ -343,7 +357,7 @@ impl Buckets {
             }
             filling.push(key.clone());
         }
-        std::thread::spawn(move || {
+        let handle = std::thread::spawn(move || {
             let started = std::time::Instant::now();
             let filled = Store::open(&key.0)
                 .map_err(NodeError::from)
@@ -364,6 +378,9 @@ impl Buckets {
             let mut filling = FILLING.lock().unwrap_or_else(|e| e.into_inner());
             filling.retain(|k| k != &key);
         });
+        let mut threads = FILL_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
     }
 }
 
