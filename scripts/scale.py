@@ -32,6 +32,12 @@ def vm_hwm_kib(pid):
     return 0
 
 
+def db_bytes(node_dir):
+    """Bytes of a node's store (database, WAL and shared-memory files)."""
+    return sum(os.path.getsize(os.path.join(node_dir, f)) for f in os.listdir(node_dir)
+               if f.startswith("tandem.sqlite"))
+
+
 def query_with_rss(bin_, node_dir, agreement, epsilon, log):
     t = time.time()
     pid = os.fork()
@@ -55,6 +61,9 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--epsilon", type=float, default=1.0)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--repeat", type=int, default=0,
+                    help="queries after the first (hash cache: later runs decompress cached points)")
+    ap.add_argument("--no-hash-cache", action="store_true", help="set [limits] hash_cache = false on both nodes")
     args = ap.parse_args()
     if not os.path.exists(args.bin):
         sys.exit(f"{args.bin} not found: cargo build --bin tandem (or pass --bin)")
@@ -66,6 +75,10 @@ def main():
     try:
         for node in (acme, shopx):
             must(b, "init", "--dir", node.dir, "--name", node.name, "--listen", f"127.0.0.1:{node.port}")
+            if args.no_hash_cache:
+                cfg = os.path.join(node.dir, "config.toml")
+                text = open(cfg).read().replace("hash_cache = true", "hash_cache = false", 1)
+                open(cfg, "w").write(text)
         bands, regions, tiers = ["18-24", "25-34", "35-44", "45+"], ["north", "south", "east", "west"], ["bronze", "silver", "gold"]
         acme_csv, shopx_csv = os.path.join(work, "acme.csv"), os.path.join(work, "shopx.csv")
         small = os.path.join(work, "small.csv")
@@ -110,13 +123,26 @@ def main():
             must(b, "import", "--dir", node.dir, "--file", path, "--id-column", "email", "--id-kind", "email",
                  "--attributes", attrs, timeout=24 * 3600)
             imports[node.name] = time.time() - t
+        sizes = [(db_bytes(acme.dir), db_bytes(shopx.dir))]
         wall, q_peak = query_with_rss(b, acme.dir, agreement, args.epsilon, query_log)
         s_peak = vm_hwm_kib(shopx.proc.pid)
+        walls = []
+        for _ in range(args.repeat):
+            # The responder fills its cache in the background after the first run.
+            time.sleep(max(5, n / 20000))
+            sizes.append((db_bytes(acme.dir), db_bytes(shopx.dir)))
+            walls.append(query_with_rss(b, acme.dir, agreement, args.epsilon, query_log)[0])
         per = lambda peak, base: (peak - base) * 1024 / n
         print(f"n = {n:,} per side (50% overlap), binary {b}")
         print(f"import: acme {imports['acme']:.1f} s, shopx {imports['shopx']:.1f} s")
         print(f"query: wall {wall:.1f} s, {2 * n / wall:,.0f} items/s (both sides' items); "
               f"1,000 × 1,000 base run {small_wall:.1f} s")
+        for i, w in enumerate(walls):
+            print(f"query {i + 2}: wall {w:.1f} s, {2 * n / w:,.0f} items/s")
+        if walls:
+            (a0, s0), (a1, s1) = sizes[0], sizes[1]
+            print(f"store growth over the first run (hash cache): acme {(a1 - a0) / n:.0f} B per item, "
+                  f"shopx {(s1 - s0) / n:.0f} B per item")
         print(f"querier (tandem query) peak RSS {q_peak / 1024:.1f} MB, base {q_base / 1024:.1f} MB, "
               f"{per(q_peak, q_base):.0f} B per item above base")
         print(f"responder (shopx serve) peak RSS {s_peak / 1024:.1f} MB, base {shopx_base / 1024:.1f} MB, "

@@ -94,6 +94,8 @@ pub async fn query(a: QueryArgs) -> Result<()> {
     } else {
         out!("{text}");
     }
+    // A first run's hash-cache fill finishes before this process exits (else it is lost).
+    tandem_node::run::wait_for_hash_fills();
     Ok(())
 }
 

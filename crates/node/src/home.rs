@@ -87,6 +87,11 @@ pub struct Limits {
     /// which then travel in chunks that a dropped connection resumes (psi-ca-v1 §10); 0 sends
     /// whole messages (default 16384). Value analyses send whole messages.
     pub stream_chunk_records: u32,
+    /// Keep each member's hash to the curve per member set and agreement/join key in the store
+    /// (default true): the first psi-ca-v1 count run after an import hashes from digests and
+    /// fills the cache in the background, later runs decompress cached points instead
+    /// (psi-ca-v1 §3.1, §7). `false` hashes every run and fills nothing.
+    pub hash_cache: bool,
 }
 
 impl Default for Limits {
@@ -103,6 +108,7 @@ impl Default for Limits {
             v2_state_ttl_s: 600,
             v2_pending_per_peer: 4,
             stream_chunk_records: 16384,
+            hash_cache: true,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::client::{CallError, Peer, Response};
 use crate::error::{Code, NodeError, PeerAnswer, Result};
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
-use crate::run::{Derived, active_agreement, derive, load_buckets, query_fingerprint};
+use crate::run::{Derived, active_agreement, derive, load_run_buckets, query_fingerprint};
 use crate::wire::{
     AUDIENCE_VERSION_PATH, AUDIENCE_VERSION_REQUEST, AUDIENCE_VERSION_RESPONSE, AudienceVersion,
     BUDGET_CHECK_PATH, BUDGET_CHECK_REQUEST, BUDGET_CHECK_RESPONSE, BudgetCheck, BudgetView,
@@ -47,9 +47,11 @@ pub async fn run_query(
     ensure_peer_admits(home, analysis, query, actor).await?;
     // Everything up to the first message runs off the async runtime (opendp is not Send).
     let chunk = stream_chunk_records(home);
-    let prepared =
-        blocking(move || prepare_query_with(&store_path, &key, &me, analysis, &q, &actor_s, chunk))
-            .await?;
+    let cache = home.config.limits.hash_cache;
+    let prepared = blocking(move || {
+        prepare_query_with(&store_path, &key, &me, analysis, &q, &actor_s, chunk, cache)
+    })
+    .await?;
     let pending = match prepared {
         Prepared::Cached(report) => {
             // The cached answer holds only while the peer's audience is the one it used.
@@ -87,7 +89,7 @@ pub async fn run_query(
             q.fresh = true;
             ensure_peer_admits(home, analysis, &q, actor).await?;
             match blocking(move || {
-                prepare_query_with(&store_path, &key, &me, analysis, &q, &actor_s, chunk)
+                prepare_query_with(&store_path, &key, &me, analysis, &q, &actor_s, chunk, cache)
             })
             .await?
             {
@@ -747,11 +749,16 @@ pub fn prepare_query(
     q: &Query,
     actor: &str,
 ) -> Result<Prepared> {
-    prepare_query_with(store_path, key, me, analysis, q, actor, None)
+    prepare_query_with(store_path, key, me, analysis, q, actor, None, true)
 }
 
 /// [`prepare_query`], streamed in chunks of `stream_chunk_records` records (psi-ca-v1 §10) when
-/// given and the run counts only (a value analysis sends whole messages).
+/// given and the run counts only (a value analysis sends whole messages); from the store's hash
+/// cache when `hash_cache` (`[limits] hash_cache`) and the run counts with psi-ca-v1.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the run's inputs and two node settings"
+)]
 pub fn prepare_query_with(
     store_path: &Path,
     key: &SigningKey,
@@ -760,6 +767,7 @@ pub fn prepare_query_with(
     q: &Query,
     actor: &str,
     stream_chunk_records: Option<u32>,
+    hash_cache: bool,
 ) -> Result<Prepared> {
     let mut store = Store::open(store_path)?;
     let (plan, derived, entry) = match check_query(&store, me, analysis, q, actor) {
@@ -821,12 +829,14 @@ pub fn prepare_query_with(
     }
     let reservation = Reservation::charge(&mut store, &entry, me)?;
     let started = (|| -> Result<_> {
-        let buckets = load_buckets(
+        let cache = hash_cache && derived.v2.is_none() && derived.sum.is_none();
+        let mut buckets = load_run_buckets(
             &store,
             &agreement,
             me,
             &request.join_key,
             &request.querier_columns,
+            cache.then_some(&derived.params),
         )?;
         let my_sizes: Vec<u64> = buckets.items.iter().map(|b| b.len() as u64).collect();
         let outside_value_set = buckets.outside_value_set;
@@ -842,9 +852,10 @@ pub fn prepare_query_with(
                 (Some(Psi::V2(q)), m, None)
             }
             (None, Some(c)) if derived.sum.is_none() => {
+                buckets.fill_cache_later(store_path);
                 let s = tandem_psi::stream::StreamQuerier::start(
                     derived.params.clone(),
-                    buckets.items,
+                    buckets.into_input(),
                     c,
                     Limits::default(),
                     &mut reservation.noise(),
@@ -855,10 +866,11 @@ pub fn prepare_query_with(
             (None, _) => {
                 let (q, m) = tandem_psi::Querier::start(
                     derived.params.clone(),
-                    &buckets.items,
+                    buckets.input(),
                     &mut reservation.noise(),
                     &mut rand::rng(),
                 )?;
+                buckets.fill_cache_later(store_path);
                 (Some(Psi::V1(q)), m, None)
             }
         };

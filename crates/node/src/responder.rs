@@ -14,7 +14,9 @@ use crate::budget::{EntryFor, budget_view, ledger_entry};
 use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
-use crate::run::{Derived, active_agreement, audience_version, derive, load_buckets};
+use crate::run::{
+    Derived, active_agreement, audience_version, derive, load_buckets, load_run_buckets,
+};
 use crate::state::FailedRuns;
 use crate::wire::{
     AUDIENCE_VERSION_REQUEST, AudienceVersion, BUDGET_CHECK_REQUEST, Envelope, MAX_FRAME_JSON,
@@ -385,17 +387,20 @@ fn respond_checked(
     // the charge stands (spec §4.2).
     // The version is read before the members: a change in between makes it older than the
     // data, so the querier's cache check sees a change and asks afresh (never the reverse).
+    // psi-sum-v1 looks values up by digest: a value analysis reads digests.
+    let cache = home.config.limits.hash_cache && run.derived.sum.is_none();
     let loaded = audience_version(&store, &run.request.join_key).and_then(|v| {
-        load_buckets(
+        load_run_buckets(
             &store,
             &run.agreement,
             me,
             &run.request.join_key,
             &run.request.responder_columns,
+            cache.then_some(&run.derived.params),
         )
         .map(|b| (v, b))
     });
-    let (version, buckets) = match loaded {
+    let (version, mut buckets) = match loaded {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(run = %env.run_id, peer = %run.peer, error = %e.message(), "run failed reading the audience");
@@ -414,7 +419,8 @@ fn respond_checked(
         );
     }
     let answer =
-        tandem_psi::respond_parsed(parsed, &buckets.items, noise, &limits, &mut rand::rng());
+        tandem_psi::respond_parsed(parsed, buckets.input(), noise, &limits, &mut rand::rng());
+    buckets.fill_cache_later(&home.store_path());
     let (reply, owners) = match answer {
         Ok(r) => r,
         Err(e) => {

@@ -189,6 +189,23 @@ pub fn load_buckets(
     join_key: &str,
     columns: &[String],
 ) -> Result<Buckets> {
+    load_run_buckets(store, agreement, party, join_key, columns, None)
+}
+
+/// [`load_buckets`] for a psi-ca-v1 run with parameters `cache` (`[limits] hash_cache`): when
+/// the store's hash cache is complete for the live member set and the run's hash domain
+/// (`tandem_psi::hash_domain_id`), the buckets hold the members' cached `enc(H(x))` instead of
+/// their digests ([`Buckets::hashed`]) and the run decompresses instead of hashing; otherwise
+/// the digests, with the fill to do once the run is done ([`Buckets::fill_cache_later`]). Only
+/// for runs that need no digest afterwards (not psi-sum-v1's value lookup, not psi-ca-v2).
+pub fn load_run_buckets(
+    store: &Store,
+    agreement: &Agreement,
+    party: &str,
+    join_key: &str,
+    columns: &[String],
+    cache: Option<&RunParams>,
+) -> Result<Buckets> {
     let kind: tandem_identity::IdKind = join_key
         .parse()
         .map_err(|e| NodeError::invalid_query(format!("{e}")))?;
@@ -201,7 +218,7 @@ pub fn load_buckets(
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     let mut buckets = vec![Vec::new(); n];
     let mut outside_value_set = 0u64;
-    store.for_each_member("default", kind, &names, |digest, values| {
+    let mut put = |entry: &[u8; 32], values: &[Option<String>]| {
         let mut b = 0usize;
         let mut outside = false;
         for ((column, value), radix) in columns.iter().zip(values).zip(&radices) {
@@ -217,13 +234,63 @@ pub fn load_buckets(
         buckets
             .get_mut(b)
             .ok_or_else(|| NodeError::internal("a member's bucket is outside the grid"))?
-            .push(*digest);
+            .push(*entry);
         Ok::<_, NodeError>(())
+    };
+    let mut fill = None;
+    if let Some(params) = cache {
+        let domain = tandem_psi::hash_domain_id(params)?;
+        // Nothing is put unless the cache is complete (the walk returns false first).
+        if store.for_each_cached_member("default", kind, &names, &domain, |_, point, values| {
+            put(point, values)
+        })? {
+            return Ok(Buckets {
+                items: buckets,
+                outside_value_set,
+                hashed: true,
+                fill: None,
+            });
+        }
+        fill = Some(PendingFill {
+            kind,
+            domain,
+            params: params.clone(),
+        });
+    }
+    store.for_each_member("default", kind, &names, |digest, values| {
+        put(digest, values)
     })?;
     Ok(Buckets {
         items: buckets,
         outside_value_set,
+        hashed: false,
+        fill,
     })
+}
+
+/// A hash cache to fill once a run from digests is done.
+struct PendingFill {
+    kind: tandem_identity::IdKind,
+    domain: [u8; 32],
+    params: RunParams,
+}
+
+/// Hash domains being filled by this process, so that runs in a row start one fill each.
+static FILLING: std::sync::Mutex<Vec<(std::path::PathBuf, [u8; 32])>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The fill threads started by this process.
+static FILL_THREADS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits for the hash-cache fills this process started ([`Buckets::fill_cache_later`]): a
+/// one-shot process (`tandem query`) calls it before it exits, so its first run's fill is not
+/// cut short (a cut fill is ignored and redone, so the work would be lost).
+pub fn wait_for_hash_fills() {
+    let threads = std::mem::take(&mut *FILL_THREADS.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in threads {
+        let _ = t.join();
+    }
 }
 
 /// Version of this node's audience for `join_key` (see
@@ -239,10 +306,82 @@ pub fn audience_version(store: &Store, join_key: &str) -> Result<u64> {
 /// because a value of a grouping column is missing or outside the agreement's public value set.
 /// That count is exact and local: the operator sees it, the peer never does.
 pub struct Buckets {
-    /// Digests per bucket, in the order of the bucket labels.
+    /// Digests per bucket, in the order of the bucket labels — or their cached `enc(H(x))`
+    /// when [`Buckets::hashed`].
     pub items: Vec<Vec<[u8; 32]>>,
     /// Members counted in `other` without having the value `other`.
     pub outside_value_set: u64,
+    /// True if `items` are cached points, not digests.
+    pub hashed: bool,
+    fill: Option<PendingFill>,
+}
+
+impl Buckets {
+    /// The run's input: digests or cached points ([`tandem_psi::Items`]).
+    pub fn input(&self) -> tandem_psi::Items<'_> {
+        if self.hashed {
+            tandem_psi::Items::hashed(self.items.as_slice())
+        } else {
+            tandem_psi::Items::digests(self.items.as_slice())
+        }
+    }
+
+    /// [`Buckets::input`], taking the buckets (a streamed run keeps them).
+    pub fn into_input(self) -> tandem_psi::Items<'static> {
+        if self.hashed {
+            tandem_psi::Items::hashed(self.items)
+        } else {
+            tandem_psi::Items::digests(self.items)
+        }
+    }
+
+    /// If the run read digests because the hash cache was not complete, fills it in a
+    /// background thread on its own connection to the store at `store_path`: one hash to the
+    /// curve, compression and row per member, paid once per member set and hash domain
+    /// ([`tandem_store::Store::fill_hash_cache`]). One fill per domain at a time in this
+    /// process; a failure is logged and the next run tries again.
+    pub fn fill_cache_later(&mut self, store_path: &std::path::Path) {
+        let Some(PendingFill {
+            kind,
+            domain,
+            params,
+        }) = self.fill.take()
+        else {
+            return;
+        };
+        let key = (store_path.to_path_buf(), domain);
+        {
+            let mut filling = FILLING.lock().unwrap_or_else(|e| e.into_inner());
+            if filling.contains(&key) {
+                return;
+            }
+            filling.push(key.clone());
+        }
+        let handle = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let filled = Store::open(&key.0)
+                .map_err(NodeError::from)
+                .and_then(|mut store| {
+                    store.fill_hash_cache("default", kind, &key.1, |digests| {
+                        tandem_psi::hash_to_points(&params, digests).map_err(NodeError::from)
+                    })
+                });
+            match filled {
+                Ok(f) => tracing::info!(
+                    points = f.points,
+                    complete = f.complete,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "hash cache filled"
+                ),
+                Err(e) => tracing::warn!(error = %e.message(), "hash cache fill failed"),
+            }
+            let mut filling = FILLING.lock().unwrap_or_else(|e| e.into_inner());
+            filling.retain(|k| k != &key);
+        });
+        let mut threads = FILL_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
+    }
 }
 
 /// Fingerprint of a query on this node's data: identical queries on unchanged data return the
@@ -291,5 +430,74 @@ mod tests {
         assert_eq!(b.outside_value_set, 101);
         let all = super::load_buckets(&store, &agreement, "shopx", "email", &[]).expect("one");
         assert_eq!((all.items.len(), all.outside_value_set), (1, 0));
+    }
+
+    /// The first run reads digests and fills the hash cache in the background; once it is
+    /// complete, a run reads the same members' `enc(H(x))` in the same buckets.
+    #[test]
+    fn a_run_after_the_fill_reads_cached_points() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = tandem_store::Store::open(dir.path()).expect("store");
+        let agreement = AgreementBuilder::new()
+            .party(PartySpec::seeded("acme", 1))
+            .party(PartySpec::seeded("shopx", 2).column("tier", &["bronze", "silver"]))
+            .agreement();
+        let mut csv = String::from("email,tier\n");
+        for i in 0..300 {
+            csv.push_str(&format!(
+                "u{i}@example.com,{}\n",
+                ["bronze", "silver", ""][i % 3]
+            ));
+        }
+        let file = dir.path().join("shopx.csv");
+        std::fs::write(&file, csv).expect("write");
+        let mut opts = tandem_store::ImportOptions::new("email", tandem_identity::IdKind::Email);
+        opts.attributes = vec!["tier".into()];
+        store.import_csv(&file, &opts, None).expect("import");
+        let params = tandem_psi::RunParams::for_epsilon(
+            agreement.id().0,
+            "email/test",
+            [3; 16],
+            1,
+            3,
+            1.0,
+            1.0,
+            1e-9,
+        )
+        .expect("params");
+        let columns = ["tier".to_string()];
+        let load = || {
+            super::load_run_buckets(
+                &store,
+                &agreement,
+                "shopx",
+                "email",
+                &columns,
+                Some(&params),
+            )
+            .expect("buckets")
+        };
+        let mut first = load();
+        assert!(!first.hashed);
+        first.fill_cache_later(store.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let cached = loop {
+            let b = load();
+            if b.hashed {
+                break b;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fill never completed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(cached.outside_value_set, first.outside_value_set);
+        for (digests, points) in first.items.iter().zip(&cached.items) {
+            assert_eq!(
+                &tandem_psi::hash_to_points(&params, digests).expect("hash"),
+                points
+            );
+        }
     }
 }

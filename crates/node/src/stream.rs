@@ -25,7 +25,7 @@ use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
 use crate::responder::{CheckedRun, check_run, opaque};
-use crate::run::{active_agreement, audience_version, load_buckets};
+use crate::run::{active_agreement, audience_version, load_run_buckets};
 use crate::wire::{Envelope, MAX_FRAME_JSON, Receipt, SignedHead, frame, now_ms, unframe};
 
 /// Path that opens a streamed run: the [`crate::wire::RunOpening`] framed with query chunk 0.
@@ -464,25 +464,28 @@ fn fix_reply(home: &Home, runs: &StreamRuns, run_id: &str, open: &mut OpenRun) -
     let me = home.config.name.as_str();
     let mut store = home.store()?;
     let request = open.run.request.clone();
+    let cache = home.config.limits.hash_cache;
     let loaded = audience_version(&store, &request.join_key).and_then(|v| {
-        load_buckets(
+        load_run_buckets(
             &store,
             &open.agreement,
             me,
             &request.join_key,
             &request.responder_columns,
+            cache.then_some(&open.run.derived.params),
         )
         .map(|b| (v, b))
     });
-    let (version, buckets) = match loaded {
+    let (version, mut buckets) = match loaded {
         Ok(x) => x,
         Err(e) => {
             return Err(fail(runs, home, run_id, open, e.message(), Code::Refused));
         }
     };
+    buckets.fill_cache_later(&home.store_path());
     if let Err(e) = open
         .psi_mut()?
-        .finish_query(buckets.items, &mut rand::rng())
+        .finish_query(buckets.into_input(), &mut rand::rng())
     {
         let code = match e {
             PsiError::ReplyTooLarge => Code::TooLarge,

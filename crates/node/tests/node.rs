@@ -627,3 +627,62 @@ async fn repeated_failed_runs_are_throttled_per_peer_with_retry_after() {
         .expect("seconds");
     assert!((1..=3600).contains(&retry), "{retry}");
 }
+
+/// The hash cache (`[limits] hash_cache`, on by default): the first run reads digests and both
+/// nodes fill their caches; a second run reads the cached points on both sides (the tables hold
+/// every member once) and counts the same members (within the noise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_reads_the_hash_cache() {
+    let f = fixture().await;
+    let mut q = query(&f);
+    q.fresh = true;
+    let first = run_query(&f.acme, &Overlap, &q, "test")
+        .await
+        .expect("first query");
+    // Both nodes run in this process: their fills are this process's threads.
+    tandem_node::run::wait_for_hash_fills();
+    let points = |home: &tandem_node::Home| -> (i64, i64) {
+        let conn = rusqlite::Connection::open(home.store_path()).expect("open");
+        let complete = conn
+            .query_row(
+                "SELECT COUNT(*) FROM hash_fills WHERE complete_at_ms IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("fills");
+        let rows = conn
+            .query_row("SELECT COUNT(*) FROM hash_points", [], |r| r.get(0))
+            .expect("points");
+        (complete, rows)
+    };
+    assert_eq!(points(&f.acme), (1, 300));
+    assert_eq!(points(&f.shopx), (1, 350));
+    let second = run_query(&f.acme, &Overlap, &q, "test")
+        .await
+        .expect("second query");
+    tandem_node::run::wait_for_hash_fills();
+    // Read from the cache: nothing new was filled.
+    assert_eq!(points(&f.acme), (1, 300));
+    assert_eq!(points(&f.shopx), (1, 350));
+    for (a, b) in first.cells.iter().zip(&second.cells) {
+        assert_eq!(
+            (&a.querier_group, &a.responder_group),
+            (&b.querier_group, &b.responder_group)
+        );
+        assert!((a.estimate - b.estimate).abs() <= 50, "{a:?} vs {b:?}");
+    }
+    let total: i64 = second.cells.iter().map(|c| c.estimate).sum();
+    assert!((total - 150).abs() <= 100, "{total}");
+    // The runs do read the cache: a corrupt point fails the next one (a typed error, no panic).
+    rusqlite::Connection::open(f.acme.store_path())
+        .expect("open")
+        .execute(
+            "UPDATE hash_points SET point = ?1 WHERE digest = (SELECT MIN(digest) FROM hash_points)",
+            [&[0xffu8; 32][..]],
+        )
+        .expect("corrupt");
+    let err = run_query(&f.acme, &Overlap, &q, "test")
+        .await
+        .expect_err("a corrupt cache fails the run");
+    assert!(err.message().contains("corrupt"), "{}", err.message());
+}

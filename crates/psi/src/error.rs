@@ -124,6 +124,15 @@ pub enum PsiError {
         /// Index inside the bucket.
         index: usize,
     },
+    /// A local precomputed `enc(H(x))` ([`crate::Items::hashed`]) does not decompress: the
+    /// caller's cache of hashed items is corrupt (local, never caused by the peer).
+    #[error("corrupt precomputed item point at bucket {bucket}, index {index}")]
+    CorruptHashedItem {
+        /// Bucket of the entry.
+        bucket: u32,
+        /// Index inside the bucket.
+        index: usize,
+    },
     /// A point occurs twice in the message (or equals the dummy commitment `Q`).
     #[error("duplicate point at bucket {bucket}, index {index}")]
     DuplicatePoint {

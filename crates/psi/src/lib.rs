@@ -21,6 +21,7 @@ mod ec;
 mod error;
 mod hash;
 mod input;
+mod items;
 mod message;
 mod params;
 mod querier;
@@ -28,6 +29,7 @@ mod responder;
 pub mod stream;
 
 pub use error::PsiError;
+pub use items::{Items, hash_domain_id, hash_to_points};
 pub use message::{MAGIC, MessageHeader, MessageType, VERSION, peek_header};
 pub use params::{Limits, MAX_CELLS, RunParams};
 pub use querier::{CellCounts, MatchLists, Querier, TRUNCATED_LEN};

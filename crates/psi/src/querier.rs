@@ -14,6 +14,7 @@ use tandem_dp::NoiseSource;
 use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
+use crate::items::{Hasher, Items};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
 use crate::{Limits, PsiError, RunParams};
 
@@ -41,8 +42,9 @@ impl fmt::Debug for Querier {
 
 /// One slot of a querier bucket in the query.
 #[derive(Clone, Copy)]
-enum Slot<'a> {
-    Item(&'a [u8; 32]),
+enum Slot {
+    /// `items[bucket][index]`.
+    Item(u32, usize),
     /// The junk slot with this index (counted over all buckets in order, before shuffling).
     Junk(u64),
 }
@@ -79,14 +81,14 @@ impl CellCounts {
 }
 
 impl Querier {
-    /// Starts a run: `items[g]` are the querier's digests in bucket `g`
-    /// (`items.len() == querier_buckets`, no digest twice). Draws the junk counts from
+    /// Starts a run: `items[g]` are the querier's digests in bucket `g`, or their precomputed
+    /// points ([`Items`]; `items.len() == querier_buckets`, no entry twice). Draws the junk counts from
     /// `noise`, and the secret `α`, the shuffles and the junk from `rng` (a CSPRNG: the node
     /// passes one seeded from the OS; a seeded one makes the query reproducible byte for byte,
     /// spec §4.4). Returns the state to keep and the encoded query.
-    pub fn start<R: CryptoRng + ?Sized>(
+    pub fn start<'a, R: CryptoRng + ?Sized>(
         params: RunParams,
-        items: &[Vec<[u8; 32]>],
+        items: impl Into<Items<'a>>,
         noise: &mut dyn NoiseSource,
         rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
@@ -95,13 +97,15 @@ impl Querier {
     }
 
     /// [`Querier::start`] with a given `α` (test vectors).
-    pub(crate) fn start_with_scalar<R: CryptoRng + ?Sized>(
+    pub(crate) fn start_with_scalar<'a, R: CryptoRng + ?Sized>(
         params: RunParams,
-        items: &[Vec<[u8; 32]>],
+        items: impl Into<Items<'a>>,
         noise: &mut dyn NoiseSource,
         alpha: SecretScalar,
         rng: &mut R,
     ) -> Result<(Querier, Vec<u8>), PsiError> {
+        let input = items.into();
+        let items = input.buckets();
         params.validate()?;
         check_items(params.querier_buckets, items)?;
         let domain = Domain::new(&params)?;
@@ -112,17 +116,21 @@ impl Querier {
         let mut slots = Vec::with_capacity(total);
         let mut sent = Vec::with_capacity(items.len());
         let mut junk_index = 0u64;
-        for (bucket, &j) in items.iter().zip(junk.iter()) {
+        for (g, (bucket, &j)) in (0u32..).zip(items.iter().zip(junk.iter())) {
             let start = slots.len();
-            slots.extend(bucket.iter().map(Slot::Item));
+            slots.extend((0..bucket.len()).map(|i| Slot::Item(g, i)));
             slots.extend((junk_index..junk_index + u64::from(j)).map(Slot::Junk));
             junk_index += u64::from(j);
             slots[start..].shuffle(rng);
             sent.push((slots.len() - start) as u64);
         }
         let junk_key = StreamKey::draw(rng);
+        let max_junk = 2 * u64::from(params.querier_bucket_noise.offset) * junk.len() as u64;
+        let hasher = Hasher::new(domain, &input, &junk_key, max_junk);
 
-        let q = alpha.mul(&domain.dummy_base(&params.run_id)).compress();
+        let q = alpha
+            .mul(&hasher.domain().dummy_base(&params.run_id))
+            .compress();
         let alpha_half = alpha.half();
         drop(alpha);
 
@@ -135,17 +143,20 @@ impl Querier {
         msg[body..]
             .par_chunks_mut(32 * CHUNK)
             .zip(slots.par_chunks(CHUNK))
-            .for_each(|(out, slots)| {
-                let points: Vec<RistrettoPoint> = slots
+            .try_for_each(|(out, slots)| {
+                let points = slots
                     .iter()
                     .map(|slot| match *slot {
-                        Slot::Item(x) => alpha_half.mul(&domain.item(x)),
+                        Slot::Item(g, i) => hasher
+                            .item(&items[g as usize][i], (g, i))
+                            .map(|p| alpha_half.mul(&p)),
                         // Junk costs what an item costs: α·H(r) for a fresh random r.
-                        Slot::Junk(j) => alpha_half.mul(&domain.item(&junk_key.junk_input(j))),
+                        Slot::Junk(j) => Ok(alpha_half.mul(&hasher.junk(&junk_key, j))),
                     })
-                    .collect();
+                    .collect::<Result<Vec<RistrettoPoint>, PsiError>>()?;
                 ec::write_doubled::<32>(&points, out);
-            });
+                Ok::<_, PsiError>(())
+            })?;
 
         let mut query_digest = [0u8; 32];
         query_digest.copy_from_slice(&Sha256::digest(&msg));

@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
+use crate::items::{Hasher, Items};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
 use crate::querier::TRUNCATED_LEN;
 use crate::{Limits, PsiError, RunParams};
@@ -233,14 +234,15 @@ impl ParsedQuery {
 }
 
 /// Answers an encoded `query` for the session `params` with the responder's `items`
-/// (`items[g]` = digests of responder bucket `g`, no digest twice): [`ResponderNoise::draw`]
+/// (`items[g]` = digests of responder bucket `g` or their precomputed points, [`Items`]; no
+/// entry twice): [`ResponderNoise::draw`]
 /// from `noise`, [`ParsedQuery::parse`] (which draws the secret `β` from `rng`), then
 /// [`respond_parsed`] with the injected slots' scalars, the shuffles and the junk from `rng` (a
 /// CSPRNG: the node passes one seeded from the OS; a seeded one makes the reply reproducible
 /// byte for byte, spec §4.4). Returns the encoded reply.
-pub fn respond<R: CryptoRng + ?Sized>(
+pub fn respond<'a, R: CryptoRng + ?Sized>(
     params: &RunParams,
-    items: &[Vec<[u8; 32]>],
+    items: impl Into<Items<'a>>,
     query: &[u8],
     limits: &Limits,
     noise: &mut dyn NoiseSource,
@@ -256,9 +258,9 @@ pub fn respond<R: CryptoRng + ?Sized>(
 /// for `items[g][i]`, `None` for junk and injected points. `psi-sum-v1` attaches a value to
 /// each point in this order (`protocols/psi-sum-v1.md` §4.1 step 2). Consumes `noise` and `rng`
 /// exactly as [`respond`] does.
-pub fn respond_with_owners<R: CryptoRng + ?Sized>(
+pub fn respond_with_owners<'a, R: CryptoRng + ?Sized>(
     params: &RunParams,
-    items: &[Vec<[u8; 32]>],
+    items: impl Into<Items<'a>>,
     query: &[u8],
     limits: &Limits,
     noise: &mut dyn NoiseSource,
@@ -273,17 +275,20 @@ pub fn respond_with_owners<R: CryptoRng + ?Sized>(
 /// `noise` drawn for the same run; the shuffles, the injected slots' scalars and the junk come
 /// from `rng` in the order of spec §4.4 (after `β`, which [`ParsedQuery::parse`] drew). Errors:
 /// [`PsiError::WrongBucketCount`] / [`PsiError::DuplicateItem`] for bad local items,
+/// [`PsiError::CorruptHashedItem`] for a precomputed point that does not decompress,
 /// [`PsiError::InvalidParams`] for noise of another shape, and [`PsiError::ReplyTooLarge`] (no
 /// numbers: the reply's size depends on the responder's data) when the reply would exceed
 /// `limits`. Returns the encoded reply and who each of the responder's points in it is
 /// ([`Owners`], local only; see [`respond_with_owners`]).
-pub fn respond_parsed<R: CryptoRng + ?Sized>(
+pub fn respond_parsed<'a, R: CryptoRng + ?Sized>(
     query: ParsedQuery,
-    items: &[Vec<[u8; 32]>],
+    items: impl Into<Items<'a>>,
     noise: ResponderNoise,
     limits: &Limits,
     rng: &mut R,
 ) -> Result<(Vec<u8>, Owners), PsiError> {
+    let input = items.into();
+    let items = input.buckets();
     let params = &query.params;
     let item_counts = check_items(params.responder_buckets, items)?;
     let (na, nb) = (
@@ -347,8 +352,9 @@ pub fn respond_parsed<R: CryptoRng + ?Sized>(
         })
         .collect();
 
-    let domain = Domain::new(params)?;
-    let d_table = RistrettoBasepointTable::create(&domain.dummy_base(&params.run_id));
+    let max_junk = 2 * u64::from(params.responder_bucket_noise.offset) * nb as u64;
+    let hasher = Hasher::new(Domain::new(params)?, &input, &junk_key, max_junk);
+    let d_table = RistrettoBasepointTable::create(&hasher.domain().dummy_base(&params.run_id));
     let q_table = RistrettoBasepointTable::create(&q);
     let beta_half = &query.beta_half;
 
@@ -391,18 +397,21 @@ pub fn respond_parsed<R: CryptoRng + ?Sized>(
     own_out
         .par_chunks_mut(32 * CHUNK)
         .zip(own.par_chunks(CHUNK))
-        .for_each(|(out, slots)| {
-            let points: Vec<RistrettoPoint> = slots
+        .try_for_each(|(out, slots)| {
+            let points = slots
                 .iter()
                 .map(|slot| match *slot {
-                    Own::Item(gb, i) => beta_half.mul(&domain.item(&items[gb][i])),
+                    Own::Item(gb, i) => hasher
+                        .item(&items[gb][i], (gb as u32, i))
+                        .map(|p| beta_half.mul(&p)),
                     // Junk costs what an item costs: β·H(r) for a fresh random r.
-                    Own::Junk(j) => beta_half.mul(&domain.item(&junk_key.junk_input(j))),
-                    Own::Dummy(i) => dummy[i].0.mul_table(&d_table),
+                    Own::Junk(j) => Ok(beta_half.mul(&hasher.junk(&junk_key, j))),
+                    Own::Dummy(i) => Ok(dummy[i].0.mul_table(&d_table)),
                 })
-                .collect();
+                .collect::<Result<Vec<RistrettoPoint>, PsiError>>()?;
             ec::write_doubled::<32>(&points, out);
-        });
+            Ok::<_, PsiError>(())
+        })?;
     let owners = own
         .iter()
         .map(|slot| match *slot {

@@ -20,6 +20,7 @@ use tandem_dp::NoiseSource;
 use crate::ec::{self, CHUNK, SecretScalar, StreamKey};
 use crate::hash::Domain;
 use crate::input::{check_items, draw};
+use crate::items::{Hasher, Items};
 use crate::message::{MessageHeader, MessageType, Offsets, Reader, write_table};
 use crate::querier::TRUNCATED_LEN;
 use crate::{CellCounts, Limits, PsiError, ResponderNoise, RunParams};
@@ -244,8 +245,8 @@ pub struct StreamQuerier {
     params: RunParams,
     limits: Limits,
     chunk_records: u32,
-    items: Vec<Vec<[u8; 32]>>,
-    domain: Domain,
+    items: Items<'static>,
+    item_points: Hasher,
     alpha_half: SecretScalar,
     junk_key: StreamKey,
     /// The query's order; emptied, with `items`, once the reply's head binds the whole query.
@@ -292,11 +293,12 @@ struct ReplyProgress {
 impl StreamQuerier {
     /// Starts a streamed run, exactly as [`crate::Querier::start`] (same checks, same draws
     /// from `noise` and `rng` in the same order, so the same seeds give the same query):
-    /// `items[g]` are the digests of bucket `g`, `chunk_records` is `C` (`1..=2^16`).
-    /// Errors: those of [`crate::Querier::start`]; [`PsiError::MalformedChunk`] for a bad `C`.
+    /// `items[g]` are the digests of bucket `g` or their precomputed points ([`Items`]),
+    /// `chunk_records` is `C` (`1..=2^16`). Errors: those of [`crate::Querier::start`];
+    /// [`PsiError::MalformedChunk`] for a bad `C`.
     pub fn start<R: CryptoRng + ?Sized>(
         params: RunParams,
-        items: Vec<Vec<[u8; 32]>>,
+        items: impl Into<Items<'static>>,
         chunk_records: u32,
         limits: Limits,
         noise: &mut dyn NoiseSource,
@@ -308,18 +310,20 @@ impl StreamQuerier {
 
     fn start_with_scalar<R: CryptoRng + ?Sized>(
         params: RunParams,
-        items: Vec<Vec<[u8; 32]>>,
+        items: impl Into<Items<'static>>,
         chunk_records: u32,
         limits: Limits,
         noise: &mut dyn NoiseSource,
         alpha: SecretScalar,
         rng: &mut R,
     ) -> Result<StreamQuerier, PsiError> {
+        let input = items.into();
+        let items = input.buckets();
         if chunk_records == 0 || chunk_records > MAX_CHUNK_RECORDS {
             return Err(PsiError::MalformedChunk("chunk_records out of range"));
         }
         params.validate()?;
-        check_items(params.querier_buckets, &items)?;
+        check_items(params.querier_buckets, items)?;
         if items.iter().any(|b| b.len() > u32::MAX as usize) {
             return Err(PsiError::InvalidParams(
                 "more than 2^32-1 entries in a bucket".into(),
@@ -348,7 +352,9 @@ impl StreamQuerier {
             sent.push((slots.len() - start) as u64);
         }
         let junk_key = StreamKey::draw(rng);
+        let max_junk = 2 * u64::from(params.querier_bucket_noise.offset) * junk.len() as u64;
         let q = alpha.mul(&domain.dummy_base(&params.run_id)).compress();
+        let hasher = Hasher::new(domain, &input, &junk_key, max_junk);
         let alpha_half = alpha.half();
         drop(alpha);
         let mut head = Vec::with_capacity(160 + 8 * items.len());
@@ -359,8 +365,8 @@ impl StreamQuerier {
             params,
             limits,
             chunk_records,
-            items,
-            domain,
+            items: input,
+            item_points: hasher,
             alpha_half,
             junk_key,
             order: QueryOrder {
@@ -411,29 +417,30 @@ impl StreamQuerier {
         } else {
             let (start, end) = chunk_range(index, self.chunk_records, self.points)?;
             let mut out = vec![0u8; 32 * (end - start) as usize];
-            let (items, order, domain, alpha_half, junk_key) = (
-                &self.items,
+            let (items, order, hasher, alpha_half, junk_key) = (
+                self.items.buckets(),
                 &self.order,
-                &self.domain,
+                &self.item_points,
                 &self.alpha_half,
                 &self.junk_key,
             );
             out.par_chunks_mut(32 * CHUNK)
                 .zip((start as usize..end as usize).into_par_iter().chunks(CHUNK))
-                .for_each(|(out, indices)| {
-                    let points: Vec<RistrettoPoint> = indices
+                .try_for_each(|(out, indices)| {
+                    let points = indices
                         .iter()
                         .map(|&i| match order.slot(i) {
-                            QuerySlot::Item(g, i) => {
-                                alpha_half.mul(&domain.item(&items[g as usize][i as usize]))
-                            }
+                            QuerySlot::Item(g, i) => hasher
+                                .item(&items[g as usize][i as usize], (g, i as usize))
+                                .map(|p| alpha_half.mul(&p)),
                             QuerySlot::Junk(j) => {
-                                alpha_half.mul(&domain.item(&junk_key.junk_input(u64::from(j))))
+                                Ok(alpha_half.mul(&hasher.junk(junk_key, u64::from(j))))
                             }
                         })
-                        .collect();
+                        .collect::<Result<Vec<RistrettoPoint>, PsiError>>()?;
                     ec::write_doubled::<32>(&points, out);
-                });
+                    Ok::<_, PsiError>(())
+                })?;
             out
         };
         if index == self.hashed
@@ -546,7 +553,7 @@ impl StreamQuerier {
         }
         // The head binds the whole query (its digest, checked above), so the query's items and
         // order are not needed again: the reply's records take their place in memory.
-        self.items = Vec::new();
+        self.items = Items::digests(Vec::new());
         self.order.slots = Vec::new();
         self.answered = true;
         self.reply = Some(ReplyProgress {
@@ -745,7 +752,8 @@ struct QueryProgress {
 struct ReplyPlan {
     head: Vec<u8>,
     order: ReplyOrder,
-    items: Vec<Vec<[u8; 32]>>,
+    items: Items<'static>,
+    hasher: Hasher,
     /// `(r1/2, r_A/2)` of every injected slot; wiped on drop.
     dummy: Vec<(SecretScalar, SecretScalar)>,
     junk_key: StreamKey,
@@ -965,21 +973,24 @@ impl StreamResponder {
     }
 
     /// Fixes the reply once the whole query is in: checks `items` (`items[g]` = digests of
-    /// responder bucket `g`, no digest twice) and makes every random choice of the reply from
-    /// `rng`, in the order of [`crate::respond_parsed`] after `β` (spec §4.4). Errors:
+    /// responder bucket `g` or their precomputed points, [`Items`]; no entry twice) and makes
+    /// every random choice of the reply from `rng`, in the order of [`crate::respond_parsed`]
+    /// after `β` (spec §4.4). Errors:
     /// [`PsiError::StreamIncomplete`], [`PsiError::WrongBucketCount`],
     /// [`PsiError::DuplicateItem`], [`PsiError::ReplyTooLarge`] (no number: the reply's size
     /// depends on the responder's data).
     pub fn finish_query<R: CryptoRng + ?Sized>(
         &mut self,
-        items: Vec<Vec<[u8; 32]>>,
+        items: impl Into<Items<'static>>,
         rng: &mut R,
     ) -> Result<(), PsiError> {
         if !self.query_complete() || self.plan.is_some() {
             return Err(PsiError::StreamIncomplete);
         }
+        let input = items.into();
+        let items = input.buckets();
         let params = &self.params;
-        let item_counts = check_items(params.responder_buckets, &items)?;
+        let item_counts = check_items(params.responder_buckets, items)?;
         let query = self.query.as_ref().ok_or(PsiError::StreamIncomplete)?;
         let noise = self.noise.take().ok_or(PsiError::StreamIncomplete)?;
         let (na, nb) = (
@@ -1039,6 +1050,8 @@ impl StreamResponder {
             })
             .collect();
         drop(noise);
+        let max_junk = 2 * u64::from(params.responder_bucket_noise.offset) * nb as u64;
+        let hasher = Hasher::new(self.domain.clone(), &input, &junk_key, max_junk);
         let d_table = RistrettoBasepointTable::create(&self.domain.dummy_base(&params.run_id));
         let q_table = RistrettoBasepointTable::create(&query.q);
         let mut head = Vec::with_capacity(200 + 8 * (na + nb));
@@ -1056,7 +1069,8 @@ impl StreamResponder {
                 item_total,
                 junk_total,
             },
-            items,
+            items: input,
+            hasher,
             dummy,
             junk_key,
             d_table,
@@ -1142,7 +1156,7 @@ impl StreamResponder {
                         }
                     }
                 });
-            let (items, domain, beta_half) = (&plan.items, &self.domain, &self.beta_half);
+            let (items, hasher, beta_half) = (plan.items.buckets(), &plan.hasher, &self.beta_half);
             point_out
                 .par_chunks_mut(32 * CHUNK)
                 .zip(
@@ -1150,21 +1164,22 @@ impl StreamResponder {
                         .into_par_iter()
                         .chunks(CHUNK),
                 )
-                .for_each(|(out, indices)| {
-                    let pts: Vec<RistrettoPoint> = indices
+                .try_for_each(|(out, indices)| {
+                    let pts = indices
                         .iter()
                         .map(|&i| match plan.order.own(i) {
-                            Own::Item(gb, i) => {
-                                beta_half.mul(&domain.item(&items[gb as usize][i as usize]))
-                            }
+                            Own::Item(gb, i) => hasher
+                                .item(&items[gb as usize][i as usize], (gb, i as usize))
+                                .map(|p| beta_half.mul(&p)),
                             Own::Junk(j) => {
-                                beta_half.mul(&domain.item(&plan.junk_key.junk_input(u64::from(j))))
+                                Ok(beta_half.mul(&hasher.junk(&plan.junk_key, u64::from(j))))
                             }
-                            Own::Dummy(i) => plan.dummy[i as usize].0.mul_table(&plan.d_table),
+                            Own::Dummy(i) => Ok(plan.dummy[i as usize].0.mul_table(&plan.d_table)),
                         })
-                        .collect();
+                        .collect::<Result<Vec<RistrettoPoint>, PsiError>>()?;
                     ec::write_doubled::<32>(&pts, out);
-                });
+                    Ok::<_, PsiError>(())
+                })?;
             out
         };
         Ok(ChunkFrame {

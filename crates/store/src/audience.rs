@@ -121,6 +121,60 @@ impl Store {
         E: From<StoreError>,
         F: FnMut(&[u8; 32], &[Option<String>]) -> Result<(), E>,
     {
+        self.walk_members(audience, id_kind, columns, None, |digest, _, values| {
+            f(digest, values)
+        })
+        .map(|_| ())
+    }
+
+    /// [`Store::for_each_member`] with each member's cached hash to the curve in hash domain
+    /// `domain` (`SHA-256(dst)`, see [`Store::fill_hash_cache`]): calls `f(digest, point,
+    /// values)` for every member, in digest order, opted-out digests skipped exactly as there.
+    /// Returns `Ok(false)` without calling `f` when the live set has no complete cache for
+    /// `domain` (never filled, or a fill interrupted by a crash or an error), so the caller
+    /// hashes from digests instead. Errors: those of [`Store::for_each_member`];
+    /// [`StoreError::Corrupt`] for a member missing from a complete cache.
+    pub fn for_each_cached_member<E, F>(
+        &self,
+        audience: &str,
+        id_kind: IdKind,
+        columns: &[&str],
+        domain: &[u8; 32],
+        mut f: F,
+    ) -> Result<bool, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&[u8; 32], &[u8; 32], &[Option<String>]) -> Result<(), E>,
+    {
+        self.walk_members(
+            audience,
+            id_kind,
+            columns,
+            Some(domain),
+            |digest, point, values| match point {
+                Some(point) => f(digest, point, values),
+                None => Err(StoreError::Corrupt(
+                    "the hash cache marked complete misses a member".into(),
+                )
+                .into()),
+            },
+        )
+    }
+
+    /// The walk of [`Store::for_each_member`], joined with the complete hash cache of `domain`
+    /// when one is given (`Ok(false)` if there is none).
+    fn walk_members<E, F>(
+        &self,
+        audience: &str,
+        id_kind: IdKind,
+        columns: &[&str],
+        domain: Option<&[u8; 32]>,
+        mut f: F,
+    ) -> Result<bool, E>
+    where
+        E: From<StoreError>,
+        F: FnMut(&[u8; 32], Option<&[u8; 32]>, &[Option<String>]) -> Result<(), E>,
+    {
         let kind = id_kind.as_str();
         let tx = self
             .conn
@@ -151,18 +205,34 @@ impl Store {
                 }
             }
         }
-        let mut stmt = tx
-            .prepare(
-                "SELECT m.digest, m.attrs FROM audience_members m
-                 WHERE m.set_id = ?1
-                   AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)
-                 ORDER BY m.digest",
-            )
+        let fill_id = match domain {
+            Some(domain) => match crate::hash_cache::complete_fill(&tx, set_id, domain)? {
+                Some(id) => Some(id),
+                None => return Ok(false),
+            },
+            None => None,
+        };
+        // Without a cache, no join (and a NULL point column).
+        let sql = if fill_id.is_some() {
+            "SELECT m.digest, m.attrs, p.point FROM audience_members m
+             LEFT JOIN hash_points p ON p.fill_id = ?2 AND p.digest = m.digest
+             WHERE m.set_id = ?1
+               AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)
+             ORDER BY m.digest"
+        } else {
+            "SELECT m.digest, m.attrs, NULL FROM audience_members m
+             WHERE m.set_id = ?1 AND ?2 IS NULL
+               AND NOT EXISTS (SELECT 1 FROM suppressed s WHERE s.digest = m.digest)
+             ORDER BY m.digest"
+        };
+        let mut stmt = tx.prepare(sql).map_err(StoreError::from)?;
+        let mut rows = stmt
+            .query(rusqlite::params![set_id, fill_id])
             .map_err(StoreError::from)?;
-        let mut rows = stmt.query([set_id]).map_err(StoreError::from)?;
         let mut values = vec![None; columns.len()];
         while let Some(row) = rows.next().map_err(StoreError::from)? {
             let digest: [u8; 32] = row.get(0).map_err(StoreError::from)?;
+            let point: Option<[u8; 32]> = row.get(2).map_err(StoreError::from)?;
             values.iter_mut().for_each(|v| *v = None);
             if !columns.is_empty()
                 && let Some(text) = row.get::<_, Option<String>>(1).map_err(StoreError::from)?
@@ -179,9 +249,9 @@ impl Store {
                     }
                 }
             }
-            f(&digest, &values)?;
+            f(&digest, point.as_ref(), &values)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The values of value column `column` of an audience's members of `id_kind`
@@ -298,6 +368,11 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             let mut del =
                 tx.prepare("DELETE FROM audience_members WHERE set_id = ?1 AND digest = ?2")?;
+            // The digest's cached hash to the curve goes with it (every fill of the set).
+            let mut uncache = tx.prepare(
+                "DELETE FROM hash_points WHERE digest = ?2
+                 AND fill_id IN (SELECT fill_id FROM hash_fills WHERE set_id = ?1)",
+            )?;
             let mut count = tx.prepare(
                 "UPDATE member_sets SET members = max(members - 1, 0) WHERE set_id = ?1",
             )?;
@@ -306,6 +381,7 @@ impl Store {
             )?;
             for d in digests {
                 for &(set_id, live) in &sets {
+                    uncache.execute(params![set_id, d])?;
                     if del.execute(params![set_id, d])? > 0 {
                         count.execute([set_id])?;
                         deleted += u64::from(live);

@@ -21,6 +21,7 @@ mod audit_log;
 mod csv_source;
 mod derive;
 mod error;
+mod hash_cache;
 mod import;
 mod ledger;
 mod member_sets;
@@ -40,6 +41,7 @@ pub use audience::{AudienceSummary, Member, MemberValues};
 pub use csv_source::{TextEncoding, parse_delimiter};
 pub use derive::Derive;
 pub use error::StoreError;
+pub use hash_cache::HashFill;
 pub use import::{
     AttributeValues, ImportOptions, ImportReport, ValueColumnReport, ValueSpec, parse_value,
 };

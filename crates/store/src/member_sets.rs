@@ -269,6 +269,17 @@ impl Store {
                     tx.commit()?;
                 }
                 None => {
+                    // The set's hash cache goes first (its fills reference the set).
+                    let cached: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM hash_fills WHERE set_id = ?1)",
+                        [set_id],
+                        |r| r.get(0),
+                    )?;
+                    if cached {
+                        drop(tx);
+                        self.delete_hash_fills(set_id)?;
+                        continue;
+                    }
                     tx.execute("DELETE FROM audience_members WHERE set_id = ?1", [set_id])?;
                     tx.execute("DELETE FROM member_sets WHERE set_id = ?1", [set_id])?;
                     tx.commit()?;

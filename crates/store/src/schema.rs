@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     V6_VALUES,
     V7_MODELS,
     V8_NODE_CAP,
+    crate::hash_cache::V9_HASH_CACHE,
 ];
 
 /// Schema version this build writes.

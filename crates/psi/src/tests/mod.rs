@@ -1,6 +1,7 @@
 //! Unit tests: round trips, noise statistics, malformed messages, spec test vectors.
 
 mod accounting;
+mod hashed;
 mod malformed;
 mod noise;
 mod roundtrip;
