@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use rand::{RngExt, SeedableRng};
 use tandem_node::analysis::{self, CellGrid, NoisedCells, Query, Report};
 use tandem_node::querier::{preview, run_query};
 use tandem_node::state::NodeState;
 use tandem_testkit::{NodePair, Side};
-use tower::ServiceExt;
 
 const ACME: std::ops::Range<usize> = 0..1200;
 const SHOPX: std::ops::Range<usize> = 400..1600;
@@ -342,25 +340,8 @@ async fn lift_runs_through_the_api_with_issue_12_json() {
     let q = serde_json::to_value(query(&f, "arm", Some("converted"), &[("converted", "1")]))
         .expect("json");
     let call = |path: &'static str| {
-        let req = Request::builder()
-            .method("POST")
-            .uri(path)
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::from(q.to_string()))
-            .expect("request");
-        let router = tandem_node::server::router(state.clone());
-        async move {
-            let resp = router.oneshot(req).await.expect("response");
-            let status = resp.status();
-            let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
-                .await
-                .expect("body");
-            (
-                status,
-                serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
-            )
-        }
+        let (state, token, q) = (state.clone(), token.clone(), q.to_string());
+        async move { tandem_testkit::api_call(&state, "POST", path, &token, &q).await }
     };
     let (status, p) = call("/api/v1/query/lift/preview").await;
     assert_eq!(status, StatusCode::OK, "{p}");

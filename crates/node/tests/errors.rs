@@ -4,40 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use tandem_node::state::NodeState;
-use tandem_testkit::NodePair;
-use tower::ServiceExt;
-
-/// Sends one API request; returns the status and the JSON body (`Null` if none).
-async fn call(
-    state: &Arc<NodeState>,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &str,
-) -> (StatusCode, serde_json::Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    let resp = tandem_node::server::router(state.clone())
-        .oneshot(req)
-        .await
-        .expect("response");
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
-}
+use tandem_testkit::{NodePair, api_call as call};
 
 struct Api {
     state: Arc<NodeState>,

@@ -20,7 +20,6 @@ use tandem_node::stream::{CHUNK_PATH, OPEN_PATH, REPLY_CHUNK_PATH};
 use tandem_testkit::{NodePair, Side};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 /// acme holds `p0…p2999` (even `x`, odd `y`), shopx `p1500…p4499` (multiples of 3 `gold`,
 /// else `silver`): 1500 shared.
@@ -162,23 +161,7 @@ async fn run_status(home: &Home, id: String) -> (http::StatusCode, serde_json::V
         )
         .expect("token");
     let state = Arc::new(tandem_node::state::NodeState::new(home));
-    let req = http::Request::builder()
-        .uri(format!("/api/v1/runs/{id}"))
-        .header("authorization", format!("Bearer {token}"))
-        .body(axum::body::Body::empty())
-        .expect("request");
-    let resp = tandem_node::server::router(state)
-        .oneshot(req)
-        .await
-        .expect("response");
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
-    )
+    tandem_testkit::api_call(&state, "GET", &format!("/api/v1/runs/{id}"), &token, "").await
 }
 
 /// One call the proxy forwarded: its path, request body and the responder's answer.

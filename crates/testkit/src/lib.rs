@@ -4,13 +4,16 @@
 //! - [`noise`]: [`noise::NoNoise`] (every draw is the offset `T`) and [`noise::SeededLaplace`]
 //!   (reproducible discrete Laplace) for the PSI state machines;
 //! - [`NodePair`]: two nodes (`acme` querier, `shopx` responder) in a temporary directory with
-//!   audiences, an active agreement and their HTTPS servers running in process on loopback.
+//!   audiences, an active agreement and their HTTPS servers running in process on loopback;
+//! - [`api_call`]: one request to a node's API through its router, status and JSON body.
 
 #![forbid(unsafe_code)]
 
+mod api;
 pub mod noise;
 mod pair;
 
+pub use api::api_call;
 pub use pair::{NodePair, REVENUE_BOUND, Side, revenue_cents};
 
 use tandem_agreement::{Agreement, Terms};
