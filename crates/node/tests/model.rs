@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tandem_agreement::Agreement;
@@ -13,7 +12,6 @@ use tandem_node::budget::epsilon_left;
 use tandem_node::model::{self, ModelRequest, Which};
 use tandem_node::state::NodeState;
 use tandem_testkit::NodePair;
-use tower::ServiceExt;
 
 const AGES: [&str; 4] = ["a0", "a1", "a2", "a3"];
 const REGIONS: [&str; 3] = ["r0", "r1", "r2"];
@@ -108,22 +106,7 @@ async fn call(
     token: &str,
     body: String,
 ) -> (StatusCode, Vec<u8>) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .expect("request");
-    let resp = tandem_node::server::router(state.clone())
-        .oneshot(req)
-        .await
-        .expect("response");
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
-        .await
-        .expect("body");
-    (status, body.to_vec())
+    tandem_testkit::api_call_bytes(state, method, path, token, &body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ mod api;
 pub mod noise;
 mod pair;
 
-pub use api::api_call;
+pub use api::{api_call, api_call_bytes};
 pub use pair::{NodePair, REVENUE_BOUND, Side, revenue_cents};
 
 use tandem_agreement::{Agreement, Terms};
