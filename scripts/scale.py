@@ -128,8 +128,13 @@ def main():
         s_peak = vm_hwm_kib(shopx.proc.pid)
         walls = []
         for _ in range(args.repeat):
-            # The responder fills its cache in the background after the first run.
-            time.sleep(max(5, n / 20000))
+            # The responder fills its cache in the background after the first run (the querier's
+            # `tandem query` waits for its own fill): wait for its "hash cache filled" line.
+            # The base run's fill logged the first such line, the first real run's the second.
+            deadline = time.time() + max(60, n / 2000)
+            while (not walls and not args.no_hash_cache and time.time() < deadline
+                   and open(shopx.log, errors="replace").read().count("hash cache filled") < 2):
+                time.sleep(1)
             sizes.append((db_bytes(acme.dir), db_bytes(shopx.dir)))
             walls.append(query_with_rss(b, acme.dir, agreement, args.epsilon, query_log)[0])
         per = lambda peak, base: (peak - base) * 1024 / n

@@ -582,6 +582,15 @@ pub struct DemoArgs {
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
     /// Both PSI roles in one process on N × N items; prints one JSON line.
+    ///
+    /// The two sides overlap by N/4 (`overlap_true`; `overlap_estimate` is the noised answer).
+    /// `wall_s`: the run from digests; `items_per_s` = 2N / wall_s (both sides' items).
+    /// `t_hash_us`, `t_mul_us`, `t_compress_us`, `t_decompress_us`: one operation, single
+    /// thread, timed warm over `floor_sample` items apart from the run. `floor_s` =
+    /// 2N(t_hash + 2·t_mul)/threads and `floor_ratio` = wall_s / floor_s (spec psi-ca-v1 §7);
+    /// `floor_with_decompress_s` adds the decompression every received point needs. The
+    /// `*_cached` fields are the same run from precomputed H(x) (a node's hash cache), `fill_s`
+    /// the cost of precomputing them. `backend` is the curve25519-dalek backend that ran.
     Psi {
         /// Items per side.
         #[arg(long, default_value_t = 100_000)]

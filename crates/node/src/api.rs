@@ -630,7 +630,11 @@ async fn run_status(
             .runs(None)?
             .into_iter()
             .find(|r| r.run_id == id)
-            .ok_or_else(|| NodeError::not_found(format!("no run {id}")))?;
+            .ok_or_else(|| {
+                NodeError::not_found(format!(
+                    "no run {id}: give its whole id as `tandem runs` prints it"
+                ))
+            })?;
         Ok(RunStatus {
             run: RunView::new(run, &p.role),
             progress: crate::stream::progress(&id),

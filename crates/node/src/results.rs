@@ -101,7 +101,7 @@ pub fn list(store: &Store, agreement: Option<&str>) -> Result<Vec<ResultSummary>
 /// `not_found` (unknown or purged), 500 `corrupt_data`.
 pub fn show(store: &mut Store, id: &str, actor: &str) -> Result<StoredReport> {
     let r = store.result(id)?.ok_or_else(|| {
-        NodeError::not_found(format!("no stored result {id} (purged, or never made)"))
+        NodeError::not_found(format!("no stored result {id}: give its whole id as `tandem results list` prints it (or it was purged, or never made)"))
     })?;
     store.append_audit(
         AuditEvent::now(

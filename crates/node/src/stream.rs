@@ -85,9 +85,12 @@ pub struct Progress {
     pub done: u64,
     /// Records of the current message in all (0 until its head is in).
     pub total: u64,
-    /// Records of the current message handled per second since its phase began.
+    /// Records of the current message handled per second since its phase began (`done` and
+    /// `failed` keep the rate of the phase they end).
     pub rate_per_s: f64,
-    /// Seconds left in the current phase at that rate (none before any record).
+    /// Seconds left in the current phase at that rate (none before any record, and once the
+    /// run is done or failed). The query's phase comes first, then the reply's, whose records
+    /// (returned values and the responder's points) are about twice as many.
     pub eta_s: Option<f64>,
     /// Seconds since the run started.
     pub elapsed_s: f64,
@@ -157,12 +160,16 @@ fn report(run_id: &str, role: &str, phase: &str, done: u64, total: u64) {
         logged: now,
     });
     let phase_changed = t.progress.phase != phase;
-    if phase_changed {
+    // `done` and `failed` end the run: they keep the rate of the phase they end.
+    let terminal = matches!(phase, "done" | "failed");
+    if phase_changed && !terminal {
         t.phase_started = now;
     }
     let elapsed = now.duration_since(t.started).as_secs_f64();
     let in_phase = now.duration_since(t.phase_started).as_secs_f64();
-    let rate = if in_phase > 0.0 {
+    let rate = if terminal {
+        t.progress.rate_per_s
+    } else if in_phase > 0.0 {
         done as f64 / in_phase
     } else {
         0.0
@@ -172,7 +179,7 @@ fn report(run_id: &str, role: &str, phase: &str, done: u64, total: u64) {
     t.progress.total = total;
     t.progress.elapsed_s = elapsed;
     t.progress.rate_per_s = rate;
-    t.progress.eta_s = (rate > 0.0).then(|| total.saturating_sub(done) as f64 / rate);
+    t.progress.eta_s = (!terminal && rate > 0.0).then(|| total.saturating_sub(done) as f64 / rate);
     if phase_changed || done == total || now.duration_since(t.logged) >= Duration::from_secs(5) {
         t.logged = now;
         tracing::info!(

@@ -138,6 +138,14 @@ async fn a_streamed_run_counts_what_the_whole_message_run_counts() {
     assert_eq!(status, http::StatusCode::OK, "{body}");
     assert_eq!(body["run"]["status"], "finished", "{body}");
     assert_eq!(body["progress"]["phase"], "done", "{body}");
+    // A finished run keeps the rate of its last phase and has nothing left to wait for.
+    assert!(
+        body["progress"]["rate_per_s"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{body}"
+    );
+    assert!(body["progress"]["eta_s"].is_null(), "{body}");
     assert_eq!(
         body["progress"]["done"], body["progress"]["total"],
         "{body}"
