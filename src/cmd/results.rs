@@ -87,7 +87,8 @@ pub fn results(cmd: ResultsCmd) -> Result<()> {
                 let n = &export.added_noise;
                 eprintln!(
                     "Safe to share with {}: every cell carries this node's own noise (ε {}, δ {:e}, \
-                     scale {:.3}, at most ±{}), charged to this node's budget as run {}.",
+                     scale {:.3}, at most ±{}), charged to this node's budget as run {}. Keep \
+                     this copy: each export draws fresh noise and is charged again.",
                     export.responder, n.epsilon, n.delta, n.scale, n.offset, n.run_id
                 );
                 tandem_node::results::render_partner_export(&export, format)?
