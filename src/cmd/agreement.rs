@@ -62,6 +62,15 @@ async fn propose(dir: &Path, file: &Path, peer_url: Option<&str>) -> Result<()> 
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (a, d) = tandem_node::agreements::propose(&home, &text, peer_url).await?;
     outln!("proposed agreement {}", a.id());
+    if let Some(own) = a.terms.party(&home.config.name)
+        && own.url.trim_end_matches('/') != home.config.public_url.trim_end_matches('/')
+    {
+        eprintln!(
+            "warning: the agreement gives this node's url as {} but its config says public_url = {}: \
+             the peer calls the agreement's url",
+            own.url, home.config.public_url
+        );
+    }
     note_shared_budget(&home, &a)?;
     print_delivery(
         &d,
