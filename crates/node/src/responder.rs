@@ -83,7 +83,7 @@ pub fn audience_version_check(
 /// sender is the agreement's other party and its signature over `body` as `kind` verifies.
 /// Errors: 403 `refused` (no such active agreement, not the peer), 401 `bad_signature`, 400
 /// `bad_request` (a stale or malformed envelope).
-fn authenticate(
+pub(crate) fn authenticate(
     store: &Store,
     me: &str,
     env: &Envelope,
@@ -106,6 +106,34 @@ fn authenticate(
         .map_err(NodeError::refused)?;
     env.verify(kind, body, sig, &peer_key, now_ms())?;
     Ok((agreement, peer, peer_key))
+}
+
+/// All of a psi-ca-v1 run's noise, drawn from its public parameters before the query is read
+/// (issue 9 item 5b: neither the draw nor its timing depends on the query or on our data). A
+/// failed draw abandons the reservation (nothing left) and is an opaque internal error;
+/// otherwise the reservation comes back with the noise.
+pub(crate) fn draw_noise(
+    store: &mut Store,
+    run: &CheckedRun,
+    reservation: Reservation,
+) -> Result<(ResponderNoise, Reservation)> {
+    match ResponderNoise::draw(&run.derived.params, &mut reservation.noise()) {
+        Ok(n) => Ok((n, reservation)),
+        Err(e) => {
+            let e = NodeError::from(e);
+            reservation.abandon(store, e.message(), Exposure::NothingLeft)?;
+            Err(NodeError::internal(
+                "the responder could not draw its noise",
+            ))
+        }
+    }
+}
+
+/// The size bound on a peer's message, from this node's `max_message_bytes` (public).
+pub(crate) fn peer_limits(home: &Home) -> Limits {
+    Limits {
+        max_points: home.config.max_message_bytes / 32,
+    }
 }
 
 /// Answers a peer's budget pre-check (signed, uncharged, nothing reserved): whether this node's
@@ -351,19 +379,8 @@ fn respond_checked(
     }
     // All of the run's noise, from its public parameters, before the query is read (issue 9
     // item 5b): neither its draw nor its timing depends on the query or on our data.
-    let noise = match ResponderNoise::draw(&run.derived.params, &mut reservation.noise()) {
-        Ok(n) => n,
-        Err(e) => {
-            let e = NodeError::from(e);
-            reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
-            return Err(NodeError::internal(
-                "the responder could not draw its noise",
-            ));
-        }
-    };
-    let limits = Limits {
-        max_points: home.config.max_message_bytes / 32,
-    };
+    let (noise, reservation) = draw_noise(&mut store, &run, reservation)?;
+    let limits = peer_limits(home);
     // The whole query is validated before our audience is read: a malformed or oversized query
     // costs the same whatever we hold, and the limit comes from public quantities only.
     let parsed = match ParsedQuery::parse(&run.derived.params, query, &limits, &mut rand::rng()) {

@@ -16,7 +16,7 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use tandem_agreement::Agreement;
 use tandem_psi::stream::{ChunkFrame, StreamQuerier, StreamResponder};
-use tandem_psi::{CellCounts, Limits, PsiError, ResponderNoise};
+use tandem_psi::{CellCounts, PsiError};
 use tandem_store::AuditEvent;
 
 use crate::budget::budget_view;
@@ -405,19 +405,8 @@ pub fn open(
         )
         .with_agreement(&env.agreement_id),
     )?;
-    let noise = match ResponderNoise::draw(&run.derived.params, &mut reservation.noise()) {
-        Ok(n) => n,
-        Err(e) => {
-            let e = NodeError::from(e);
-            reservation.abandon(&mut store, e.message(), Exposure::NothingLeft)?;
-            return Err(NodeError::internal(
-                "the responder could not draw its noise",
-            ));
-        }
-    };
-    let limits = Limits {
-        max_points: home.config.max_message_bytes / 32,
-    };
+    let (noise, reservation) = crate::responder::draw_noise(&mut store, &run, reservation)?;
+    let limits = crate::responder::peer_limits(home);
     let started = StreamResponder::start(
         run.derived.params.clone(),
         noise,
@@ -1036,21 +1025,11 @@ pub async fn chunk_handler(
     headers: http::HeaderMap,
     body: bytes::Bytes,
 ) -> crate::state::Answer {
-    let (env, sig) = Envelope::from_headers(&headers)?;
-    let _slot = state
-        .run_slots
-        .acquire()
-        .await
-        .map_err(|e| NodeError::new(Code::Unavailable, format!("shutting down: {e}")))?;
-    let (st, e) = (state.clone(), env.clone());
-    let ack =
-        crate::state::blocking(move || query_chunk(&st.home, &st.streams, &e, &sig, &body)).await?;
-    Ok(signed_response(
-        &state,
-        &env,
-        CHUNK_PATH,
-        serde_json::to_vec(&ack).map_err(NodeError::from)?,
-    ))
+    in_run_slot(state, headers, CHUNK_PATH, move |st, e, sig| {
+        let ack = query_chunk(&st.home, &st.streams, e, sig, &body)?;
+        serde_json::to_vec(&ack).map_err(NodeError::from)
+    })
+    .await
 }
 
 /// `POST /v1/psi/reply-chunk` (node-wire-v1 §streamed runs).
@@ -1059,6 +1038,22 @@ pub async fn reply_chunk_handler(
     headers: http::HeaderMap,
     body: bytes::Bytes,
 ) -> crate::state::Answer {
+    in_run_slot(state, headers, REPLY_CHUNK_PATH, move |st, e, sig| {
+        reply_chunk(&st.home, &st.streams, e, sig, &body)
+    })
+    .await
+}
+
+/// A chunk call: its envelope from `headers`, one of the node's run slots while `answer` runs
+/// on the blocking pool, and the answer signed as `path`'s response.
+async fn in_run_slot(
+    state: Arc<crate::state::NodeState>,
+    headers: http::HeaderMap,
+    path: &'static str,
+    answer: impl FnOnce(&crate::state::NodeState, &Envelope, &Signature) -> Result<Vec<u8>>
+    + Send
+    + 'static,
+) -> crate::state::Answer {
     let (env, sig) = Envelope::from_headers(&headers)?;
     let _slot = state
         .run_slots
@@ -1066,7 +1061,6 @@ pub async fn reply_chunk_handler(
         .await
         .map_err(|e| NodeError::new(Code::Unavailable, format!("shutting down: {e}")))?;
     let (st, e) = (state.clone(), env.clone());
-    let payload =
-        crate::state::blocking(move || reply_chunk(&st.home, &st.streams, &e, &sig, &body)).await?;
-    Ok(signed_response(&state, &env, REPLY_CHUNK_PATH, payload))
+    let payload = crate::state::blocking(move || answer(&st, &e, &sig)).await?;
+    Ok(signed_response(&state, &env, path, payload))
 }

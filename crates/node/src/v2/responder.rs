@@ -20,7 +20,6 @@ use zeroize::Zeroizing;
 use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
-use crate::run::active_agreement;
 use crate::state::FailedRuns;
 use crate::wire::{Envelope, PSI_V2_FINISH_REQUEST, now_ms};
 
@@ -164,20 +163,8 @@ pub fn finish(
     let me = home.config.name.as_str();
     let mut store = home.store()?;
     sweep(&mut store, &home.dir);
-    let (agreement, peer) = active_agreement(&store, &env.agreement_id, me, Code::Refused)?;
-    if env.sender != peer {
-        return Err(NodeError::refused(format!(
-            "{} is not the peer in this agreement",
-            env.sender
-        )));
-    }
-    let peer_key = agreement
-        .terms
-        .party(&peer)
-        .ok_or_else(|| NodeError::refused("peer missing"))?
-        .verifying_key()
-        .map_err(NodeError::refused)?;
-    env.verify(PSI_V2_FINISH_REQUEST, body, sig, &peer_key, now_ms())?;
+    let (_agreement, peer, _key) =
+        crate::responder::authenticate(&store, me, &env, PSI_V2_FINISH_REQUEST, body, sig)?;
     let failed = |code: Code| {
         failed_runs
             .lock()
