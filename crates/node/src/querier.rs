@@ -440,7 +440,7 @@ async fn peer_audience_unchanged(home: &Home, report: &Report) -> Result<bool> {
 }
 
 /// The peer's address, TLS pin and signing key from the agreement.
-fn peer_target(agreement: &Agreement, peer: &str) -> Result<(Peer, VerifyingKey)> {
+pub(crate) fn peer_target(agreement: &Agreement, peer: &str) -> Result<(Peer, VerifyingKey)> {
     let party = agreement
         .terms
         .party(peer)

@@ -25,7 +25,6 @@ use tandem_sum::{CellSums, DiscreteLog, SumParams, SumQuerier, ValueHolder};
 
 use crate::analysis::{Analysis, Inputs};
 use crate::budget::{EntryFor, budget_view, ledger_entry};
-use crate::client::Peer;
 use crate::error::Code;
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
@@ -415,15 +414,7 @@ pub fn query_sums(
         &mut rand::rng(),
     )
     .map_err(bad)?;
-    let party = c
-        .agreement
-        .terms
-        .party(c.peer)
-        .ok_or_else(|| NodeError::internal("peer missing from the agreement"))?;
-    let target = Peer {
-        url: party.url.clone(),
-        cert_sha256: crate::wire::parse_fingerprint(&party.tls_cert_sha256)?,
-    };
+    let (target, _) = crate::querier::peer_target(c.agreement, c.peer)?;
     let run_hex = hex::encode(c.run_id);
     let agreement_id = c.agreement.id().to_string();
     let env = Envelope {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tandem_agreement::Agreement;
 
-use crate::client::Peer;
 use crate::error::{Code, NodeError, PeerAnswer, Result};
 use crate::wire::{
     Envelope, PSI_V2_FINISH_PATH, PSI_V2_FINISH_REQUEST, PSI_V2_FINISH_RESPONSE, now_ms,
@@ -62,15 +61,7 @@ pub(crate) fn finish(
 
 /// Sends Msg3 signed to the responder and returns its verified Msg4.
 fn send_msg3(msg3: Vec<u8>, c: &FinishCall<'_>, peer_key: &VerifyingKey) -> Result<Vec<u8>> {
-    let party = c
-        .agreement
-        .terms
-        .party(c.peer)
-        .ok_or_else(|| NodeError::internal("peer missing from the agreement"))?;
-    let target = Peer {
-        url: party.url.clone(),
-        cert_sha256: crate::wire::parse_fingerprint(&party.tls_cert_sha256)?,
-    };
+    let (target, _) = crate::querier::peer_target(c.agreement, c.peer)?;
     let run_hex = hex::encode(c.run_id);
     let agreement_id = c.agreement.id().to_string();
     let env = Envelope {
