@@ -417,22 +417,13 @@ async fn peer_audience_unchanged(home: &Home, report: &Report) -> Result<bool> {
             ),
         ));
     }
-    let bad = |e: NodeError| NodeError::bad_peer_answer(e.message());
-    let (env, sig) = Envelope::from_headers(&resp.headers).map_err(bad)?;
-    if env.run_id != report.run_id || env.agreement_id != report.agreement_id || env.sender != peer
-    {
-        return Err(NodeError::bad_peer_answer(
-            "the peer's audience-version answer is bound to another run, agreement or sender",
-        ));
-    }
-    env.verify(
+    verify_answer(
+        &resp,
+        (&peer, &peer_key),
+        (&report.run_id, &report.agreement_id),
         AUDIENCE_VERSION_RESPONSE,
-        &resp.body,
-        &sig,
-        &peer_key,
-        now_ms(),
-    )
-    .map_err(bad)?;
+        "audience-version answer",
+    )?;
     let answer: AudienceVersion = serde_json::from_slice(&resp.body).map_err(|e| {
         NodeError::bad_peer_answer(format!("the audience-version answer does not parse: {e}"))
     })?;
@@ -980,6 +971,29 @@ fn check_query(
     Ok((plan, derived, entry))
 }
 
+/// Checks a peer's signed answer to a call of run `run_id` (hex) under `agreement_id`: its
+/// envelope names that run, that agreement and `peer` as sender, and `peer_key`'s signature over
+/// the body as `kind` verifies. Returns the envelope. Errors: `bad_peer_answer` ("the peer's
+/// {what} is bound to another run, agreement or sender", or the envelope's own error).
+pub(crate) fn verify_answer(
+    resp: &Response,
+    (peer, peer_key): (&str, &VerifyingKey),
+    (run_id, agreement_id): (&str, &str),
+    kind: &str,
+    what: &str,
+) -> Result<Envelope> {
+    let bad = |e: NodeError| NodeError::bad_peer_answer(e.message());
+    let (env, sig) = Envelope::from_headers(&resp.headers).map_err(bad)?;
+    if env.run_id != run_id || env.agreement_id != agreement_id || env.sender != peer {
+        return Err(NodeError::bad_peer_answer(format!(
+            "the peer's {what} is bound to another run, agreement or sender"
+        )));
+    }
+    env.verify(kind, &resp.body, &sig, peer_key, now_ms())
+        .map_err(bad)?;
+    Ok(env)
+}
+
 /// The error for a peer's refusal (an HTTP error status): its code and details passed through.
 pub(crate) fn refused_answer(peer: &str, resp: &Response) -> NodeError {
     let body = serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
@@ -1051,19 +1065,14 @@ fn read_answer(
     if !resp.status.is_success() {
         return Err(refused_answer(peer, &resp));
     }
-    let (env, sig) = Envelope::from_headers(&resp.headers)
-        .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
-    if env.run_id != run_hex
-        || env.agreement_id != agreement.id().to_string()
-        || &env.sender != peer
-    {
-        return Err(NodeError::bad_peer_answer(
-            "the peer's answer is bound to another run, agreement or sender",
-        ));
-    }
+    let env = verify_answer(
+        &resp,
+        (peer, peer_key),
+        (&run_hex, &agreement.id().to_string()),
+        PSI_RESPONSE,
+        "answer",
+    )?;
     let bad = |e: NodeError| NodeError::bad_peer_answer(e.message());
-    env.verify(PSI_RESPONSE, &resp.body, &sig, peer_key, now_ms())
-        .map_err(bad)?;
     let (receipt, reply) = unframe(&resp.body, MAX_FRAME_JSON).map_err(bad)?;
     let (reply, values) = crate::sums::split_reply(&receipt, reply, p.derived.sum.is_some())?;
     let receipt: Receipt = serde_json::from_value(receipt)

@@ -25,7 +25,7 @@ use crate::error::{Code, NodeError, Result};
 use crate::home::Home;
 use crate::release::{Exposure, Reservation};
 use crate::responder::{CheckedRun, check_run, opaque};
-use crate::run::{active_agreement, audience_version, load_run_buckets};
+use crate::run::{audience_version, load_run_buckets};
 use crate::wire::{Envelope, MAX_FRAME_JSON, Receipt, SignedHead, frame, now_ms, unframe};
 
 /// Path that opens a streamed run: the [`crate::wire::RunOpening`] framed with query chunk 0.
@@ -553,21 +553,21 @@ fn verify_call(
     path: &str,
 ) -> Result<()> {
     let store = home.store()?;
-    let (agreement, peer) =
-        active_agreement(&store, &env.agreement_id, &home.config.name, Code::Refused)?;
-    if env.sender != peer || peer != open.peer || agreement.id() != open.agreement.id() {
+    let (agreement, peer, _) = crate::responder::authenticate(
+        &store,
+        &home.config.name,
+        env,
+        &request_kind(path),
+        body,
+        sig,
+    )?;
+    if peer != open.peer || agreement.id() != open.agreement.id() {
         return Err(NodeError::refused(format!(
             "{} is not the peer of this run",
             env.sender
         )));
     }
-    let key = agreement
-        .terms
-        .party(&peer)
-        .ok_or_else(|| NodeError::refused("peer missing"))?
-        .verifying_key()
-        .map_err(NodeError::refused)?;
-    env.verify(&request_kind(path), body, sig, &key, now_ms())
+    Ok(())
 }
 
 fn no_run(run_id: &str) -> NodeError {
@@ -763,24 +763,13 @@ impl Link<'_> {
         if !resp.status.is_success() {
             return Err(crate::querier::refused_answer(self.peer_name, &resp));
         }
-        let (env, sig) = Envelope::from_headers(&resp.headers)
-            .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
-        if env.run_id != self.run_id
-            || env.agreement_id != self.agreement_id
-            || env.sender != self.peer_name
-        {
-            return Err(NodeError::bad_peer_answer(
-                "the peer's answer is bound to another run, agreement or sender",
-            ));
-        }
-        env.verify(
+        crate::querier::verify_answer(
+            &resp,
+            (self.peer_name, self.peer_key),
+            (self.run_id, self.agreement_id),
             &response_kind(path),
-            &resp.body,
-            &sig,
-            self.peer_key,
-            now_ms(),
-        )
-        .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
+            "answer",
+        )?;
         Ok(resp.body.to_vec())
     }
 }

@@ -447,15 +447,13 @@ pub fn query_sums(
             ),
         ));
     }
-    let (renv, sig) = Envelope::from_headers(&resp.headers)
-        .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
-    if renv.run_id != run_hex || renv.agreement_id != agreement_id || renv.sender != c.peer {
-        return Err(NodeError::bad_peer_answer(
-            "the peer's decryption reply is bound to another run, agreement or sender",
-        ));
-    }
-    renv.verify(SUM_RESPONSE, &resp.body, &sig, peer_key, now_ms())
-        .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
+    crate::querier::verify_answer(
+        &resp,
+        (c.peer, peer_key),
+        (&run_hex, &agreement_id),
+        SUM_RESPONSE,
+        "decryption reply",
+    )?;
     let (receipt, reply) =
         unframe(&resp.body, MAX_FRAME_JSON).map_err(|e| NodeError::bad_peer_answer(e.message()))?;
     let receipt: SumReceipt = serde_json::from_value(receipt).map_err(|e| {

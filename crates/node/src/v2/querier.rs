@@ -99,14 +99,12 @@ fn send_msg3(msg3: Vec<u8>, c: &FinishCall<'_>, peer_key: &VerifyingKey) -> Resu
             ),
         ));
     }
-    let (renv, sig) = Envelope::from_headers(&resp.headers)
-        .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
-    if renv.run_id != run_hex || renv.agreement_id != agreement_id || renv.sender != c.peer {
-        return Err(NodeError::bad_peer_answer(
-            "the peer's Msg4 is bound to another run, agreement or sender",
-        ));
-    }
-    renv.verify(PSI_V2_FINISH_RESPONSE, &resp.body, &sig, peer_key, now_ms())
-        .map_err(|e| NodeError::bad_peer_answer(e.message()))?;
+    crate::querier::verify_answer(
+        &resp,
+        (c.peer, peer_key),
+        (&run_hex, &agreement_id),
+        PSI_V2_FINISH_RESPONSE,
+        "Msg4",
+    )?;
     Ok(resp.body.to_vec())
 }
