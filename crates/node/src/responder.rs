@@ -108,6 +108,27 @@ pub(crate) fn authenticate(
     Ok((agreement, peer, peer_key))
 }
 
+/// Charges a checked run to this node's ledger (its one admission rule) and audits the
+/// querier's signed ledger head (`peer.ledger`). Errors: the ledger's refusal (403
+/// `budget_exceeded`, naming the cap and what is left), store errors.
+pub(crate) fn charge(
+    store: &mut Store,
+    run: &CheckedRun,
+    env: &Envelope,
+    me: &str,
+) -> Result<Reservation> {
+    let reservation = Reservation::charge(store, &run.ledger_entry, me)?;
+    store.append_audit(
+        AuditEvent::now(
+            &run.ledger_entry.actor,
+            "peer.ledger",
+            serde_json::to_value(&run.querier_head)?,
+        )
+        .with_agreement(&env.agreement_id),
+    )?;
+    Ok(reservation)
+}
+
 /// All of a psi-ca-v1 run's noise, drawn from its public parameters before the query is read
 /// (issue 9 item 5b: neither the draw nor its timing depends on the query or on our data). A
 /// failed draw abandons the reservation (nothing left) and is an opaque internal error;
@@ -364,16 +385,7 @@ fn respond_checked(
             return Err(e);
         }
     };
-    let actor = run.ledger_entry.actor.clone();
-    let reservation = Reservation::charge(&mut store, &run.ledger_entry, me)?;
-    store.append_audit(
-        AuditEvent::now(
-            &actor,
-            "peer.ledger",
-            serde_json::to_value(&run.querier_head)?,
-        )
-        .with_agreement(&env.agreement_id),
-    )?;
+    let reservation = charge(&mut store, &run, &env, me)?;
     if let Some(params) = run.derived.v2.clone() {
         return respond_v2(home, &mut store, env, run, params, reservation, query);
     }
@@ -498,7 +510,7 @@ fn respond_checked(
         &mut store,
         &receipt_json,
         &payload,
-        &actor,
+        &run.ledger_entry.actor,
         serde_json::json!({"cells": cells, "role": "responder"}),
     )?;
     tracing::info!(

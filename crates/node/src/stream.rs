@@ -395,16 +395,7 @@ pub fn open(
     let reply_c = ChunkFrame::parse(chunk0)
         .map(|f| f.chunk_records)
         .map_err(|e| NodeError::new(Code::Malformed, format!("psi-ca-v1: {e}")))?;
-    let actor = run.ledger_entry.actor.clone();
-    let reservation = Reservation::charge(&mut store, &run.ledger_entry, me)?;
-    store.append_audit(
-        AuditEvent::now(
-            &actor,
-            "peer.ledger",
-            serde_json::to_value(&run.querier_head)?,
-        )
-        .with_agreement(&env.agreement_id),
-    )?;
+    let reservation = crate::responder::charge(&mut store, &run, &env, me)?;
     let (noise, reservation) = crate::responder::draw_noise(&mut store, &run, reservation)?;
     let limits = crate::responder::peer_limits(home);
     let started = StreamResponder::start(

@@ -429,23 +429,7 @@ pub fn query_sums(
         .block_on(target.post(SUM_PATH, &headers, request, HOLDER_TTL, max))
         .map_err(|e| NodeError::new(Code::PeerFailed, e))?;
     if !resp.status.is_success() {
-        let body = serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
-        let code = body
-            .as_ref()
-            .and_then(|v| v["code"].as_str().map(str::to_string));
-        return Err(NodeError::peer_refused(
-            crate::error::PeerAnswer {
-                peer: c.peer.to_string(),
-                status: resp.status.as_u16(),
-                code: code.clone(),
-            },
-            format!(
-                "{} answered {} to the psi-sum-v1 decryption request ({})",
-                c.peer,
-                resp.status,
-                code.unwrap_or_default()
-            ),
-        ));
+        return Err(crate::querier::refused_answer(c.peer, &resp));
     }
     crate::querier::verify_answer(
         &resp,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tandem_agreement::Agreement;
 
-use crate::error::{Code, NodeError, PeerAnswer, Result};
+use crate::error::{Code, NodeError, Result};
 use crate::wire::{
     Envelope, PSI_V2_FINISH_PATH, PSI_V2_FINISH_REQUEST, PSI_V2_FINISH_RESPONSE, now_ms,
 };
@@ -82,22 +82,7 @@ fn send_msg3(msg3: Vec<u8>, c: &FinishCall<'_>, peer_key: &VerifyingKey) -> Resu
         // Msg1 has left: an unreachable peer now is a failed run, not "nothing sent".
         .map_err(|e| NodeError::new(Code::PeerFailed, e))?;
     if !resp.status.is_success() {
-        let code = serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .ok()
-            .and_then(|v| v["code"].as_str().map(str::to_string));
-        return Err(NodeError::peer_refused(
-            PeerAnswer {
-                peer: c.peer.to_string(),
-                status: resp.status.as_u16(),
-                code: code.clone(),
-            },
-            format!(
-                "{} answered {} to psi-ca-v2's Msg3 ({})",
-                c.peer,
-                resp.status,
-                code.unwrap_or_default()
-            ),
-        ));
+        return Err(crate::querier::refused_answer(c.peer, &resp));
     }
     crate::querier::verify_answer(
         &resp,
